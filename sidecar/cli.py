@@ -1,0 +1,166 @@
+"""Command line: ``run`` (the daemon) and ``plan`` (dry run); exit 2 on invalid configuration."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import structlog
+
+from sidecar import __version__, advertise
+from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from sidecar.controller import Controller
+from sidecar.logs import configure
+from sidecar.mapping import ContainerIndex
+from sidecar.plan import Identity, plan_providers
+from sidecar.registry.zookeeper import ZooKeeperRegistry
+from sidecar.report import DecisionLog, render_table
+from sidecar.sources.docker import DockerEngine, DockerUnavailable
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+PROG = "dubbo-sidecar"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{PROG}: error: {message} (see {PROG} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
+    zk = common.add_argument_group("ZooKeeper")
+    zk.add_argument(
+        "--zookeeper",
+        metavar="HOST:PORT[,...][/CHROOT]",
+        help="connect string (default 127.0.0.1:2181)",
+    )
+    zk.add_argument(
+        "--root",
+        action="append",
+        metavar="PATH",
+        help="registry root to reconcile, repeatable (default /dubbo)",
+    )
+    zk.add_argument(
+        "--session-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="ZooKeeper session timeout (default 30)",
+    )
+    zk.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long `plan` waits for ZooKeeper (default 10)",
+    )
+    dk = common.add_argument_group("Docker")
+    dk.add_argument(
+        "--docker-url",
+        metavar="URL",
+        help="Docker Engine API (default unix:///var/run/docker.sock)",
+    )
+    ad = common.add_argument_group("Advertising")
+    ad.add_argument(
+        "--advertise-host",
+        metavar="ADDRESS",
+        help="host address consumers use (default: $HOST_IP, else the route to ZooKeeper)",
+    )
+    rc = common.add_argument_group("Reconciliation")
+    rc.add_argument(
+        "--resync-seconds",
+        type=float,
+        metavar="SECONDS",
+        help="period of the full resync (default 60)",
+    )
+    lg = common.add_argument_group("Logging")
+    lg.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        help="auto: JSON unless stderr is a terminal (default auto)",
+    )
+    lg.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="(default info)"
+    )
+    common.add_argument("--config", type=Path, metavar="FILE",
+                        help=f"TOML file of settings (or ${ENV_PREFIX}CONFIG)")  # fmt: skip
+
+    parser = _Parser(prog=PROG, description="Rewrites Dubbo provider registrations in ZooKeeper "
+                     "from Docker port bindings.")  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("run", parents=[common], help="reconcile continuously")
+    commands.add_parser("plan", parents=[common], help="print what run would do, change nothing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(_parser().parse_args(argv))
+    command = args.pop("command")
+    config_file = args.pop("config", None) or _env_path(f"{ENV_PREFIX}CONFIG")
+    if "root" in args:
+        args["root"] = tuple(args["root"])
+    try:
+        settings = load_settings(args, config_file)
+        configure(settings.log_format, settings.log_level)
+        host = advertise.resolve(settings, os.environ)
+    except ConfigError as exc:
+        print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if command == "plan":
+        return _plan(settings, host.address)
+    return _run(settings, host)
+
+
+def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
+    log = DecisionLog()
+    log.info(
+        "starting", version=__version__, zookeeper=settings.zookeeper, roots=list(settings.root),
+        docker=settings.docker_url, advertise_host=host.address, advertise_source=host.source,
+    )  # fmt: skip
+    controller = Controller(settings, host.address, log)
+    received: list[str] = []
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        # No logging here: a handler that writes could re-enter a write already in progress.
+        received.append(signal.Signals(signum).name)
+        controller.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    controller.run()
+    # The ZooKeeper session is left open on purpose: rewritten nodes live until it times out,
+    # so a sidecar restarted within the session timeout takes them over with no gap.
+    log.info("stopped", signal=received[0] if received else None)
+    return EXIT_FAILURE if controller.taken_over_by else EXIT_OK
+
+
+def _plan(settings: Settings, advertise_host: str) -> int:
+    registry = ZooKeeperRegistry(
+        settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None
+    )
+    engine = DockerEngine(settings.docker_url)
+    try:
+        engine_id = engine.engine_id()
+        containers = ContainerIndex(engine.running_containers())
+        registry.connect(settings.connect_timeout)
+    except (DockerUnavailable, ConnectionError) as exc:
+        structlog.get_logger("sidecar").error("plan failed", problem=str(exc))
+        return EXIT_FAILURE
+    try:
+        paths = [p for root in settings.root for p in registry.providers_paths(root)]
+        nodes = registry.read_providers(paths)
+    finally:
+        registry.close()
+        engine.close()
+    me = Identity(None, engine_id, advertise_host)
+    decisions = [d for path in sorted(nodes) for d in plan_providers(nodes[path], containers, me)]
+    print(render_table(decisions))
+    return EXIT_OK
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None

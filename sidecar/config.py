@@ -1,0 +1,156 @@
+"""Settings: defaults < config file (TOML) < environment (DUBBO_SIDECAR_*) < flags, validated."""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "DUBBO_SIDECAR_"
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?")
+_PATH_SEGMENT = re.compile(r"[^/\x00]+")
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config", default=None)
+
+
+class ConfigError(Exception):
+    """Invalid configuration, described in one line."""
+
+
+class Settings(BaseSettings):
+    """Every setting; the README's configuration reference lists them by concern."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    # ZooKeeper
+    zookeeper: str = "127.0.0.1:2181"
+    root: Annotated[tuple[str, ...], NoDecode] = ("/dubbo",)
+    session_timeout: float = Field(30.0, ge=2, le=600)
+    connect_timeout: float = Field(10.0, gt=0, le=600)
+    # Docker
+    docker_url: str = "unix:///var/run/docker.sock"
+    # Advertising
+    advertise_host: str | None = None
+    # Reconciliation
+    resync_seconds: float = Field(60.0, ge=1, le=86400)
+    # Logging
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
+
+    @field_validator("zookeeper")
+    @classmethod
+    def _connect_string(cls, value: str) -> str:
+        hosts, slash, chroot = value.partition("/")
+        if slash and not all(_PATH_SEGMENT.fullmatch(s) for s in chroot.split("/")):
+            raise ValueError(f"invalid chroot '/{chroot}'")
+        for host_port in hosts.split(","):
+            host, port = _split_host_port(host_port, default_port=2181)
+            if not _valid_host(host) or not 0 < port < 65536:
+                raise ValueError(f"invalid server '{host_port}' (expected host:port)")
+        return value
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        return tuple(r.strip() for r in value.split(",")) if isinstance(value, str) else value
+
+    @field_validator("root")
+    @classmethod
+    def _roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one registry root is needed")
+        for root in value:
+            segments = root.split("/")
+            if segments[0] != "" or not all(_PATH_SEGMENT.fullmatch(s) for s in segments[1:]):
+                raise ValueError(f"invalid root '{root}' (expected an absolute path like /dubbo)")
+        if len(set(value)) != len(value):
+            raise ValueError("the same root is given twice")
+        return value
+
+    @field_validator("advertise_host")
+    @classmethod
+    def _advertise_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip("[]")
+        if not _valid_host(host):
+            raise ValueError(f"'{value}' is neither an IP address nor a host name")
+        return host
+
+    @field_validator("docker_url")
+    @classmethod
+    def _docker_url(cls, value: str) -> str:
+        if not re.fullmatch(r"(unix|tcp|http|https|ssh|npipe)://.+", value):
+            raise ValueError(f"'{value}' is not a Docker URL (unix:///path or tcp://host:port)")
+        return value
+
+
+def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Build the settings, or raise ConfigError with a one-line message."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    token = _config_file.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+        raise ConfigError(f"config file {config_file}: {exc}") from None
+    finally:
+        _config_file.reset(token)
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        problems.append(f"{name}: {message}")
+    return "; ".join(problems)
+
+
+def _split_host_port(host_port: str, default_port: int) -> tuple[str, int]:
+    if host_port.startswith("["):
+        host, _, rest = host_port[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif host_port.count(":") == 1:
+        host, _, port_text = host_port.partition(":")
+    else:
+        host, port_text = host_port, ""
+    if not port_text:
+        return host, default_port
+    return host, int(port_text) if port_text.isdigit() else -1
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOST.fullmatch(host)) and len(host) <= 253
+    return True

@@ -1,0 +1,367 @@
+"""The reconcile loop: sources mark scopes dirty, one thread re-reads them, plans and writes.
+
+Watch and event callbacks only record a scope (a providers path, a root, a container) and
+wake the loop. The loop re-reads exactly those scopes, so a missed or repeated event costs
+nothing, and a periodic full resync catches anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sidecar.config import Settings
+from sidecar.mapping import ContainerIndex
+from sidecar.model import Container, RegistryNode
+from sidecar.plan import Action, Decision, Identity, plan_providers
+from sidecar.registry.zookeeper import Connection, ZooKeeperRegistry
+from sidecar.report import DecisionLog
+from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
+
+LEASE_ROOT = "/dubbo-nat-sidecar/leases"
+_RETRY_FIRST = 0.2
+_RETRY_MAX = 5.0
+
+
+@dataclass
+class Work:
+    """Scopes to re-read in the next pass."""
+
+    full: bool = False
+    all_containers: bool = False
+    lease: bool = False
+    roots: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)
+    containers: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return (
+            self.full
+            or self.all_containers
+            or self.lease
+            or bool(self.roots or self.paths or self.containers)
+        )
+
+
+class DirtyScopes:
+    """Thread-safe collection of dirty scopes; marking never blocks for long."""
+
+    def __init__(self, roots: tuple[str, ...]) -> None:
+        self._roots = set(roots)
+        self.lease_path = ""
+        self._work = Work()
+        self._wake = threading.Condition()
+
+    def path_changed(self, path: str) -> None:
+        with self._wake:
+            if path == self.lease_path:
+                self._work.lease = True
+            elif path in self._roots:
+                self._work.roots.add(path)
+            else:
+                self._work.paths.add(path)
+            self._wake.notify()
+
+    def container_changed(self, container_id: str) -> None:
+        with self._wake:
+            self._work.containers.add(container_id)
+            self._wake.notify()
+
+    def everything(self, containers_too: bool = True) -> None:
+        with self._wake:
+            self._work.full = True
+            self._work.all_containers |= containers_too
+            self._wake.notify()
+
+    def all_containers(self) -> None:
+        with self._wake:
+            self._work.all_containers = True
+            self._wake.notify()
+
+    def wake(self) -> None:
+        # The condition's lock is re-entrant, so a signal handler on the loop's thread can
+        # call this while the loop is inside take().
+        with self._wake:
+            self._wake.notify()
+
+    def take(self, timeout: float) -> Work:
+        """Wait up to ``timeout`` for work, then hand over everything marked so far."""
+        with self._wake:
+            if not self._work:
+                self._wake.wait(timeout)
+            work, self._work = self._work, Work()
+            return work
+
+
+class Controller:
+    """Runs the sidecar: keeps every provider registration under the roots reconciled."""
+
+    def __init__(self, settings: Settings, advertise_host: str, log: DecisionLog) -> None:
+        self._roots = settings.root
+        self._advertise_host = advertise_host
+        self._resync_seconds = settings.resync_seconds
+        self._log = log
+        self._dirty = dirty = DirtyScopes(settings.root)
+        self._registry = ZooKeeperRegistry(
+            settings.zookeeper,
+            settings.session_timeout,
+            on_change=dirty.path_changed,
+            on_connection=self._connection_changed,
+        )
+        self._engine = engine = DockerEngine(settings.docker_url)
+        self._engine_id = ""
+        self._containers: dict[str, Container] = {}
+        self._index = ContainerIndex(())
+        self._stopping = threading.Event()
+        self.taken_over_by = 0
+        self._lease_session = 0
+        self._lease_data = json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "advertise_host": advertise_host}
+        ).encode()
+        self._docker_subscribed = threading.Event()
+        self._docker_fresh = False
+        self._known_paths: dict[str, set[str]] = {root: set() for root in self._roots}
+        # Which providers paths mention an address or container, so a container event
+        # re-reads only those paths.
+        self._paths_by_key: dict[str, set[str]] = defaultdict(set)
+        self._keys_by_path: dict[str, set[str]] = {}
+        self._retry: dict[str, tuple[float, float]] = {}
+        self._watch = DockerWatch(
+            engine,
+            on_container=dirty.container_changed,
+            on_subscribed=self._docker_subscribed_now,
+            on_lost=self._docker_lost,
+        )
+
+    # -- callbacks from the sources: record and return --------------------------------------
+
+    def _connection_changed(self, state: Connection) -> None:
+        """ZooKeeper state listener: after any reconnect, watches are gone; read everything."""
+        session = f"0x{self._registry.session_id:x}" if state is Connection.CONNECTED else None
+        self._log.connection("zookeeper", state.value, session=session)
+        if state is Connection.CONNECTED:
+            self._dirty.everything(containers_too=False)
+
+    def _docker_subscribed_now(self) -> None:
+        self._docker_subscribed.set()
+        self._dirty.everything()
+
+    def _docker_lost(self, problem: str) -> None:
+        self._docker_subscribed.clear()
+        self._log.connection("docker", "lost", problem=problem)
+        self._dirty.wake()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current pass and return; safe from a signal handler."""
+        self._stopping.set()
+        self._dirty.wake()
+
+    def run(self) -> None:
+        """Connect, then reconcile until stop() is called."""
+        stop = self._stopping
+        self._log.connection("zookeeper", "connecting")
+        self._registry.connect_in_background()
+        self._engine_id = self._wait_for_engine_id(stop)
+        if stop.is_set():
+            return
+        self._dirty.lease_path = f"{LEASE_ROOT}/{self._engine_id}"
+        self._watch.start()
+        next_resync = time.monotonic() + self._resync_seconds
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if now >= next_resync:
+                    self._dirty.everything()
+                    next_resync = now + self._resync_seconds
+                work = self._dirty.take(timeout=self._wait_time(next_resync))
+                if stop.is_set():
+                    break
+                self._pass(work)
+        finally:
+            self._watch.stop()
+            self._engine.close()
+
+    def _wait_time(self, next_resync: float) -> float:
+        deadlines = [next_resync, *(at for at, _ in self._retry.values())]
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _wait_for_engine_id(self, stop: threading.Event) -> str:
+        delay = _RETRY_FIRST
+        while not stop.is_set():
+            try:
+                return self._engine.engine_id()
+            except DockerUnavailable as exc:
+                self._log.connection("docker", "unavailable", problem=str(exc))
+                stop.wait(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+        return ""
+
+    def _pass(self, work: Work) -> None:
+        """One reconcile pass over the dirty scopes."""
+        for path in self._due_retries():
+            (work.roots if path in self._roots else work.paths).add(path)
+        if not self._refresh_containers(work):
+            return
+        if not self._registry.connected:
+            return  # the reconnect marks everything dirty
+        session = self._registry.session_id
+        started = time.monotonic()
+        try:
+            if not self._hold_lease(session, work.lease):
+                return
+            paths = self._paths_to_read(work)
+            nodes = self._registry.read_providers(sorted(paths))
+        except Exception as exc:  # connection loss mid-read: try these scopes again
+            self._log.connection("zookeeper", "read failed", problem=type(exc).__name__)
+            self._requeue(work)
+            return
+        me = Identity(session, self._engine_id, self._advertise_host)
+        decisions = [d for path in sorted(nodes) for d in self._plan_path(path, nodes[path], me)]
+        self._log.debug(
+            "pass", full=work.full, containers=sorted(work.containers), paths=len(nodes),
+            seconds=round(time.monotonic() - started, 4),
+        )  # fmt: skip
+        failed = self._apply(decisions)
+        for path in nodes:
+            if path in failed:
+                self._schedule_retry(path)
+            else:
+                self._retry.pop(path, None)
+        if work.full:
+            self._log.resync(decisions, time.monotonic() - started)
+
+    def _hold_lease(self, session: int, changed: bool) -> bool:
+        """Only one sidecar reconciles an engine's containers: the newest one to start.
+
+        A restarted sidecar takes the lease (and then the earlier run's nodes) over; a sidecar
+        whose lease was taken stops instead of fighting over the same nodes.
+        """
+        path = self._dirty.lease_path
+        if self._lease_session != session:
+            previous = self._registry.hold_lease(path, self._lease_data)
+            if previous:
+                self._log.info("lease taken over", lease=path, previous_session=f"0x{previous:x}")
+            self._lease_session = session
+            return True
+        if not changed:
+            return True
+        owner = self._registry.owner_of(path)
+        if owner is None:  # deleted by hand: take it again
+            self._lease_session = 0
+            return self._hold_lease(session, changed)
+        if owner != session:
+            self.taken_over_by = owner
+            self._log.error(
+                "another sidecar took over this Docker engine; stopping",
+                lease=path, session=f"0x{owner:x}",
+            )  # fmt: skip
+            self.stop()
+            return False
+        return True
+
+    def _refresh_containers(self, work: Work) -> bool:
+        """Bring the container view up to date; False while Docker cannot be trusted."""
+        if not self._docker_subscribed.is_set():
+            if self._docker_fresh:
+                self._docker_fresh = False
+                self._log.docker_stale()
+            return False
+        try:
+            if work.all_containers or not self._docker_fresh:
+                listed = self._engine.running_containers()
+                work.paths |= self._paths_of(set(self._containers) | {c.id for c in listed})
+                self._containers = {c.id: c for c in listed}
+                self._docker_fresh = True
+            else:
+                for container_id in work.containers:
+                    self._log.debug("container changed", container=container_id[:12])
+                    work.paths |= self._paths_of({container_id})
+                    current = self._engine.container(container_id)
+                    self._containers.pop(container_id, None)
+                    if current is not None:
+                        self._containers[container_id] = current
+                    work.paths |= self._paths_of({container_id})
+        except DockerUnavailable as exc:
+            self._docker_lost(str(exc))
+            self._requeue(work)
+            return False
+        self._index = ContainerIndex(self._containers.values())
+        return True
+
+    def _paths_of(self, container_ids: set[str]) -> set[str]:
+        keys = set(container_ids)
+        for container_id in container_ids:
+            if container_id in self._containers:
+                keys.update(self._containers[container_id].addresses)
+        return {path for key in keys for path in self._paths_by_key.get(key, ())}
+
+    def _paths_to_read(self, work: Work) -> set[str]:
+        roots = set(self._roots) if work.full else work.roots
+        paths = set(work.paths)
+        for root in roots:
+            current = set(self._registry.providers_paths(root))
+            new = current - self._known_paths[root]
+            for gone in self._known_paths[root] - current:
+                self._forget(gone)
+            self._known_paths[root] = current
+            paths |= current if work.full else new
+        return paths
+
+    def _plan_path(self, path: str, nodes: list[RegistryNode], me: Identity) -> list[Decision]:
+        decisions = plan_providers(nodes, self._index, me)
+        self._forget(path)
+        keys = {d.original.host for d in decisions if d.original} | {
+            d.container.id for d in decisions if d.container
+        }
+        self._keys_by_path[path] = keys
+        for key in keys:
+            self._paths_by_key[key].add(path)
+        self._log.forget_missing(path, {d.node.name for d in decisions})
+        return decisions
+
+    def _forget(self, path: str) -> None:
+        for key in self._keys_by_path.pop(path, ()):
+            self._paths_by_key[key].discard(path)
+            if not self._paths_by_key[key]:
+                del self._paths_by_key[key]
+
+    def _apply(self, decisions: list[Decision]) -> set[str]:
+        """Write what the decisions say; return the paths whose writes failed but may succeed."""
+        writes = [d for d in decisions if d.transaction is not None]
+        outcomes = self._registry.apply_all([d.transaction for d in writes if d.transaction])
+        failed = set()
+        for decision, outcome in zip(writes, outcomes, strict=True):
+            self._log.applied(decision, outcome)
+            if not outcome.ok and not outcome.denied:
+                failed.add(decision.node.parent)
+        for decision in decisions:
+            if decision.action is Action.LEAVE:
+                self._log.left_alone(decision)
+        return failed
+
+    def _schedule_retry(self, scope: str) -> None:
+        """Read the scope again later, backing off while it keeps failing."""
+        _, delay = self._retry.get(scope, (0.0, _RETRY_FIRST / 2))
+        delay = min(delay * 2, _RETRY_MAX)
+        self._retry[scope] = (time.monotonic() + delay, delay)
+
+    def _due_retries(self) -> list[str]:
+        now = time.monotonic()
+        due = [scope for scope, (at, _) in self._retry.items() if at <= now]
+        for scope in due:
+            # Keep the delay so a repeated failure backs off further; the read clears it.
+            self._retry[scope] = (float("inf"), self._retry[scope][1])
+        return due
+
+    def _requeue(self, work: Work) -> None:
+        if work.full:
+            self._dirty.everything(containers_too=False)
+        for scope in work.paths | work.roots:
+            self._schedule_retry(scope)

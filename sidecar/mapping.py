@@ -1,0 +1,78 @@
+"""Where container endpoints are mapped to the address consumers should use (pure, no I/O)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sidecar.model import Container, Endpoint, PublishedPort
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """The endpoint is a published port of a local container."""
+
+    container: Container
+    binding: PublishedPort
+    advertised: Endpoint
+
+
+@dataclass(frozen=True)
+class Unmapped:
+    """The endpoint cannot be rewritten; ``local`` says whether it concerns this host at all."""
+
+    reason: str
+    container: Container | None = None
+    local: bool = True
+
+
+class ContainerIndex:
+    """Running containers of one Docker engine, looked up by address."""
+
+    def __init__(self, containers: Iterable[Container]) -> None:
+        self.by_id: dict[str, Container] = {}
+        self._by_address: dict[str, list[Container]] = defaultdict(list)
+        for container in containers:
+            self.by_id[container.id] = container
+            for address in container.addresses:
+                self._by_address[_normal(address)].append(container)
+
+    def resolve(self, endpoint: Endpoint, advertise_host: str) -> Mapped | Unmapped:
+        """Map a registered container endpoint to its published host endpoint, or say why not."""
+        owners = self._by_address.get(endpoint.host, [])
+        if not owners:
+            if endpoint.host == _normal(advertise_host):
+                return Unmapped(
+                    "already registered with the advertised host address "
+                    "(host networking or DUBBO_IP_TO_REGISTRY)"
+                )
+            return Unmapped("not a container address on this Docker host", local=False)
+        if len(owners) > 1:
+            names = ", ".join(sorted(c.name for c in owners))
+            return Unmapped(f"address {endpoint.host} belongs to several containers ({names})")
+        container = owners[0]
+        binding = choose_binding(container, endpoint.port, advertise_host)
+        if binding is None:
+            return Unmapped(
+                f"port {endpoint.port} of container {container.name} is not published",
+                container,
+            )
+        host = advertise_host if binding.any_host_address else binding.host_ip
+        return Mapped(container, binding, Endpoint.of(host, binding.host_port))
+
+
+def choose_binding(container: Container, port: int, advertise_host: str) -> PublishedPort | None:
+    """The binding of ``port`` to advertise: same address family as the advertised host first."""
+    candidates = [b for b in container.published if b.container_port == port]
+    want_ipv6 = ":" in advertise_host
+    candidates.sort(key=lambda b: (b.is_ipv6 != want_ipv6, b.host_port))
+    return candidates[0] if candidates else None
+
+
+def _normal(address: str) -> str:
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address.lower()

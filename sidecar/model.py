@@ -1,0 +1,111 @@
+"""Value types shared by the sources, the planner and the registry."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """A host and TCP port; IPv6 hosts are kept without brackets, in compressed form."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, host: str, port: int) -> Endpoint:
+        try:
+            host = ipaddress.ip_address(host).compressed
+        except ValueError:
+            host = host.lower()
+        return cls(host, port)
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    """One Docker port binding: a container's TCP port published on a host address and port."""
+
+    container_port: int
+    host_ip: str
+    host_port: int
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host_ip
+
+    @property
+    def any_host_address(self) -> bool:
+        """True when Docker listens on every host address, so the advertised host is configured."""
+        return self.host_ip in ("", "0.0.0.0", "::")
+
+
+@dataclass(frozen=True)
+class Container:
+    """What the planner needs to know about one running container."""
+
+    id: str
+    name: str
+    network_mode: str
+    addresses: tuple[str, ...] = ()
+    published: tuple[PublishedPort, ...] = ()
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True)
+class RegistryNode:
+    """A child of a ``providers`` path as read from ZooKeeper."""
+
+    parent: str
+    name: str
+    data: bytes
+    owner: int
+    version: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.parent}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Create:
+    """Create an ephemeral node owned by the sidecar's session."""
+
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete a node, only if it is still the version that was planned against."""
+
+    path: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Check:
+    """Abort the whole transaction unless the node still has this version."""
+
+    path: str
+    version: int
+
+
+Op = Create | Delete | Check
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """Operations that ZooKeeper applies all together or not at all (one ``multi``)."""
+
+    ops: tuple[Op, ...] = field(default_factory=tuple)

@@ -1,0 +1,129 @@
+"""What the sidecar tells people: one log line per decision, and the ``plan`` table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import structlog
+
+from sidecar import urls
+from sidecar.model import Endpoint
+from sidecar.plan import Action, Decision
+from sidecar.registry.zookeeper import Outcome
+
+
+class DecisionLog:
+    """Logs each write once, each node left alone once (until its reason changes)."""
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("sidecar")
+        self._left: dict[str, dict[str, str]] = {}
+        self._states: dict[str, str] = {}
+
+    def applied(self, decision: Decision, outcome: Outcome) -> None:
+        fields = _fields(decision)
+        if outcome.ok:
+            self._log.info(str(decision.action), **fields)
+        elif outcome.denied:
+            self._log.error(f"{decision.action} refused", error=outcome.error, **fields)
+        else:
+            self._log.warning(
+                f"{decision.action} failed, will retry", error=outcome.error, **fields
+            )
+
+    def left_alone(self, decision: Decision) -> None:
+        seen = self._left.setdefault(decision.node.parent, {})
+        if seen.get(decision.node.name) == decision.reason:
+            return
+        seen[decision.node.name] = decision.reason
+        # Registrations of other hosts are the normal case in a fleet: not worth a line each.
+        emit = self._log.info if decision.local else self._log.debug
+        emit("left alone", **_fields(decision))
+
+    def forget_missing(self, parent: str, present: set[str]) -> None:
+        seen = self._left.get(parent)
+        if seen is None:
+            return
+        for name in set(seen) - present:
+            del seen[name]
+        if not seen:
+            del self._left[parent]
+
+    def connection(
+        self, system: str, state: str, problem: str | None = None, **fields: Any
+    ) -> None:
+        key = f"{state}:{problem}"
+        if self._states.get(system) == key:
+            return
+        self._states[system] = key
+        if problem:
+            self._log.warning(f"{system} {state}", problem=problem, **fields)
+        else:
+            self._log.info(f"{system} {state}", **fields)
+
+    def docker_stale(self) -> None:
+        self._log.warning("Docker Engine unreachable: making no changes until it answers again")
+
+    def resync(self, decisions: Sequence[Decision], seconds: float) -> None:
+        counts = Counter(str(d.action) for d in decisions)
+        foreign = sum(1 for d in decisions if d.action is Action.LEAVE and not d.local)
+        self._log.info(
+            "resync done", seconds=round(seconds, 3), registrations=len(decisions),
+            other_hosts=foreign, **counts,
+        )  # fmt: skip
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log.info(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log.debug(event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log.error(event, **fields)
+
+
+def render_table(decisions: Iterable[Decision]) -> str:
+    """The ``plan`` output: one row per registration, what would happen and why."""
+    header = ("ACTION", "INTERFACE", "REGISTERED", "ADVERTISED", "CONTAINER", "REASON")
+    rows = [header]
+    for d in sorted(decisions, key=lambda d: (d.interface, d.node.name)):
+        rows.append(
+            (
+                str(d.action),
+                d.interface,
+                _endpoint(d.original) if d.action is not Action.REMOVE else _current(d),
+                _endpoint(d.advertised) if d.action is not Action.REMOVE else "-",
+                d.container.name if d.container else "-",
+                d.reason,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+             for row in rows]  # fmt: skip
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _fields(decision: Decision) -> dict[str, str]:
+    return {
+        "interface": decision.interface,
+        "original": _endpoint(decision.original),
+        "rewritten": _current(decision)
+        if decision.action is Action.REMOVE
+        else _endpoint(decision.advertised),
+        "container": decision.container.name if decision.container else "-",
+        "reason": decision.reason,
+        "node": decision.node.path,
+    }
+
+
+def _endpoint(endpoint: Endpoint | None) -> str:
+    return str(endpoint) if endpoint else "-"
+
+
+def _current(decision: Decision) -> str:
+    try:
+        return str(urls.parse(decision.node.name).endpoint)
+    except urls.MalformedName:
+        return "-"

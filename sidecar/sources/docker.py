@@ -1,0 +1,198 @@
+"""Where Docker is read: containers, port bindings and events (the only docker-py caller).
+
+The engine is only read, never changed. Events only report which container to look at again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from sidecar.model import Container, PublishedPort
+
+# Docker actions after which a container's addresses, bindings or health may differ.
+CONTAINER_ACTIONS = (
+    "start", "restart", "die", "stop", "kill", "destroy", "pause", "unpause",
+    "health_status", "rename",
+)  # fmt: skip
+NETWORK_ACTIONS = ("connect", "disconnect")
+_MIN_BACKOFF = 0.25
+_MAX_BACKOFF = 8.0
+
+
+class DockerUnavailable(Exception):
+    """The Docker Engine did not answer; the message says how."""
+
+
+class DockerEngine:
+    """A read-only client of one Docker Engine."""
+
+    def __init__(self, url: str, timeout: int = 10) -> None:
+        self._url = url
+        self._api = docker.APIClient(base_url=url, version="auto", timeout=timeout)
+
+    def engine_id(self) -> str:
+        """The engine's ID: stable across daemon restarts, different on every host."""
+        info = self._call(self._api.info)
+        return str(info["ID"])
+
+    def running_containers(self) -> list[Container]:
+        """Every running, unpaused container, each read with an inspect.
+
+        The list endpoint is only used for IDs: right after ``die`` it can still say
+        "running", while inspect reads the container itself.
+        """
+        listed = self._call(lambda: self._api.containers(filters={"status": "running"}))
+        found = (self.container(str(doc["Id"])) for doc in listed)
+        return [container for container in found if container is not None]
+
+    def container(self, container_id: str) -> Container | None:
+        """The container if it is running and not paused, else None."""
+        try:
+            doc = self._call(lambda: self._api.inspect_container(container_id))
+        except DockerUnavailable as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return None
+            raise
+        return to_container(doc) if (doc.get("State") or {}).get("Status") == "running" else None
+
+    def events(self) -> EventSubscription:
+        """Subscribe to container and network events; the subscription is live on return."""
+        stream = self._call(
+            lambda: self._api.events(
+                decode=True,
+                filters={
+                    "type": ["container", "network"],
+                    "event": [*CONTAINER_ACTIONS, *NETWORK_ACTIONS],
+                },
+            )
+        )
+        return EventSubscription(stream)
+
+    def close(self) -> None:
+        self._api.close()
+
+    def _call(self, request: Callable[[], Any]) -> Any:
+        try:
+            return request()
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            raise DockerUnavailable(f"Docker Engine at {self._url}: {_describe(exc)}") from exc
+
+
+class EventSubscription:
+    """An open event stream yielding the IDs of containers that may have changed."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._closed = threading.Event()
+
+    def container_ids(self) -> Iterator[str]:
+        """Yield container IDs until the stream ends; raise DockerUnavailable if it breaks."""
+        try:
+            for event in self._stream:
+                container_id = _container_of(event)
+                if container_id:
+                    yield container_id
+        except (requests.RequestException, OSError, ValueError, AttributeError) as exc:
+            # A stream closed from another thread surfaces as any of these; that is a normal end.
+            if not self._closed.is_set():
+                raise DockerUnavailable(f"event stream broke: {_describe(exc)}") from exc
+
+    def close(self) -> None:
+        self._closed.set()
+        self._stream.close()
+
+
+class DockerWatch:
+    """Keeps an event subscription open, re-subscribing with backoff, and reports what changed.
+
+    Callbacks run on the watch thread and must only record what happened.
+    """
+
+    def __init__(
+        self,
+        engine: DockerEngine,
+        on_container: Callable[[str], None],
+        on_subscribed: Callable[[], None],
+        on_lost: Callable[[str], None],
+    ) -> None:
+        self._engine = engine
+        self._on_container = on_container
+        self._on_subscribed = on_subscribed
+        self._on_lost = on_lost
+        self._stopping = threading.Event()
+        self._subscription: EventSubscription | None = None
+        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._subscription is not None:
+            self._subscription.close()
+        self._thread.join(timeout=1)
+
+    def _run(self) -> None:
+        delay = _MIN_BACKOFF
+        while not self._stopping.is_set():
+            try:
+                self._subscription = self._engine.events()
+                if self._stopping.is_set():
+                    self._subscription.close()
+                    return
+                delay = _MIN_BACKOFF
+                self._on_subscribed()
+                for container_id in self._subscription.container_ids():
+                    self._on_container(container_id)
+                problem = "event stream ended (daemon restarted?)"
+            except DockerUnavailable as exc:
+                problem = str(exc)
+            if self._stopping.is_set():
+                return
+            self._on_lost(problem)
+            self._stopping.wait(delay)
+            delay = min(delay * 2, _MAX_BACKOFF)
+
+
+def to_container(doc: dict[str, Any]) -> Container:
+    """A container from the body of ``GET /containers/{id}/json``."""
+    settings = doc.get("NetworkSettings") or {}
+    addresses = tuple(
+        address
+        for network in (settings.get("Networks") or {}).values()
+        for address in (network.get("IPAddress"), network.get("GlobalIPv6Address"))
+        if address
+    )
+    published = tuple(
+        PublishedPort(int(port), str(binding.get("HostIp") or ""), int(binding["HostPort"]))
+        for key, bindings in (settings.get("Ports") or {}).items()
+        for port, _, protocol in [key.partition("/")]
+        if protocol == "tcp"
+        for binding in bindings or ()
+        if binding.get("HostPort")
+    )
+    return Container(
+        id=str(doc["Id"]),
+        name=str(doc.get("Name") or doc["Id"][:12]).lstrip("/"),
+        network_mode=str((doc.get("HostConfig") or {}).get("NetworkMode") or ""),
+        addresses=addresses,
+        published=published,
+    )
+
+
+def _container_of(event: dict[str, Any]) -> str | None:
+    actor = event.get("Actor") or {}
+    if event.get("Type") == "network":
+        return (actor.get("Attributes") or {}).get("container")
+    return actor.get("ID") or event.get("id")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

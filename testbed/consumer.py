@@ -1,0 +1,135 @@
+"""A fake Dubbo consumer: reads provider nodes from ZooKeeper and pings every advertised address.
+
+Library use: :func:`call_providers`. Script use (e.g. under a firewalled group id, see
+``testbed.firewall``)::
+
+    python -m testbed.consumer --zookeeper 127.0.0.1:2181 [--root /dubbo]
+        [--interface com.example.DemoService] [--timeout 2] [--address HOST:PORT ...]
+
+prints one JSON object per provider (or per ``--address``, which skips ZooKeeper) and exits 0
+iff at least one call got a reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from urllib.parse import unquote_plus, urlsplit
+
+from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
+
+from testbed.dubbo_url import format_host, providers_path
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The outcome of pinging one provider address."""
+
+    address: str
+    """``host:port`` as advertised (IPv6 hosts bracketed), or the raw node name if unparseable."""
+    ok: bool
+    reply: str | None = None
+    """The reply line without its newline, when ``ok``."""
+    error: str | None = None
+    """Why the call failed, when not ``ok``."""
+    url: str | None = None
+    """The decoded provider URL, for calls made from ZooKeeper's provider list."""
+
+
+def parse_provider_node(name: str) -> tuple[str, str, int]:
+    """Decode a provider node name into ``(url, host, port)``; raises ``ValueError``."""
+    url = unquote_plus(name)
+    parts = urlsplit(url)
+    if not parts.hostname or parts.port is None:
+        raise ValueError(f"no host:port in provider URL {url!r}")
+    return url, parts.hostname, parts.port
+
+
+def call_address(host: str, port: int, timeout: float = 2.0) -> CallResult:
+    """Connect to ``host:port``, send ``ping``, and read one reply line, all within ``timeout``."""
+    address = f"{format_host(host)}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"ping\n")
+            with sock.makefile("rb") as stream:
+                line = stream.readline()
+    except OSError as exc:
+        return CallResult(address, ok=False, error=f"{type(exc).__name__}: {exc}")
+    if not line.endswith(b"\n"):
+        return CallResult(address, ok=False, error=f"incomplete reply {line!r}")
+    return CallResult(address, ok=True, reply=line.decode("utf-8", errors="replace").rstrip("\n"))
+
+
+def provider_nodes(zookeeper: str, root: str, interface: str, timeout: float = 10.0) -> list[str]:
+    """The raw (encoded) names under ``/<root>/<interface>/providers``; empty if it is missing."""
+    client = KazooClient(hosts=zookeeper, timeout=max(timeout, 2.0))
+    client.start(timeout=timeout)
+    try:
+        path = providers_path(root, interface)
+        if client.exists(path) is None:
+            return []
+        children: list[str] = client.get_children(path)
+        return sorted(children)
+    finally:
+        client.stop()
+        client.close()
+
+
+def call_providers(
+    zookeeper: str, root: str, interface: str, timeout: float = 2.0
+) -> list[CallResult]:
+    """Ping every provider registered for ``interface``, one :class:`CallResult` each.
+
+    Like a Dubbo consumer, only the node name is read (the node data is ignored).
+    """
+    results: list[CallResult] = []
+    for name in provider_nodes(zookeeper, root, interface):
+        try:
+            url, host, port = parse_provider_node(name)
+        except ValueError as exc:
+            results.append(CallResult(name, ok=False, error=str(exc)))
+            continue
+        result = call_address(host, port, timeout)
+        results.append(
+            CallResult(result.address, result.ok, result.reply, result.error, url=url),
+        )
+    return results
+
+
+def _split_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Script entry point: prints JSON lines, returns 0 iff some call succeeded."""
+    parser = argparse.ArgumentParser(description="Ping the Dubbo providers registered in ZK.")
+    parser.add_argument("--zookeeper", help="connect string, e.g. 127.0.0.1:2181")
+    parser.add_argument("--root", default="/dubbo")
+    parser.add_argument("--interface", default="com.example.DemoService")
+    parser.add_argument("--timeout", type=float, default=2.0, help="per call, seconds")
+    parser.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="ping this address directly instead of reading ZooKeeper (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    if args.address:
+        results = [call_address(*_split_address(a), timeout=args.timeout) for a in args.address]
+    elif args.zookeeper:
+        results = call_providers(args.zookeeper, args.root, args.interface, args.timeout)
+    else:
+        parser.error("either --zookeeper or --address is required")
+    for result in results:
+        print(json.dumps(asdict(result)), flush=True)
+    return 0 if any(result.ok for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""A fake Dubbo provider: answers pings over TCP and registers itself in ZooKeeper like Dubbo 2.7.
+
+Runs inside a test container (``run_python(client, provider.__file__, [...])``) or on the host
+(``python -m testbed.provider ...``). Standard output carries the lines tests wait for:
+
+    session <session id hex> <password hex>
+    registered <node path>
+    unregistered <node path>
+
+``session`` and ``registered`` are printed again after every re-registration. Only the
+standard library, kazoo and ``testbed.dubbo_url`` are imported, so the script runs with the
+test venv's interpreter in an otherwise empty container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import socketserver
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from kazoo.client import KazooClient, KazooState  # type: ignore[import-untyped,unused-ignore]
+from kazoo.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    KazooException,
+    NodeExistsError,
+    NoNodeError,
+)
+from kazoo.handlers.threading import KazooTimeoutError  # type: ignore[import-untyped,unused-ignore]
+
+from testbed.dubbo_url import (
+    configurators_path,
+    format_host,
+    provider_node_name,
+    provider_url,
+    providers_path,
+)
+
+log = logging.getLogger("testbed.provider")
+
+
+def first_server(connect_string: str) -> tuple[str, int]:
+    """The first ``host:port`` of a ZooKeeper connect string (chroot and IPv6 brackets allowed)."""
+    first = connect_string.split("/", 1)[0].split(",", 1)[0].strip()
+    host, _, port = first.rpartition(":")
+    if not host:
+        return first.strip("[]"), 2181
+    return host.strip("[]"), int(port)
+
+
+def local_address_towards(connect_string: str) -> str:
+    """This process's own source address for traffic to ZooKeeper (what Dubbo would register).
+
+    "Connecting" a UDP socket sends nothing; it only makes the kernel pick the route and
+    source address, which inside a container is the container's own IP.
+    """
+    host, port = first_server(connect_string)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, port))
+        address: str = probe.getsockname()[0]
+    return address
+
+
+class PingServer(socketserver.ThreadingTCPServer):
+    """Answers every received line with one fixed reply line, on many connections at once."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], reply: bytes) -> None:
+        """Bind ``address`` at once; ``reply`` is sent for each line received."""
+        self.reply = reply
+        super().__init__(address, _PingHandler)
+
+
+class _PingHandler(socketserver.StreamRequestHandler):
+    server: PingServer
+
+    def handle(self) -> None:
+        for _line in self.rfile:
+            self.wfile.write(self.server.reply)
+            self.wfile.flush()
+
+
+class Registration:
+    """One provider node kept registered the way Dubbo's ``ZookeeperRegistry`` does.
+
+    After a session expiry (kazoo: ``LOST``, then ``CONNECTED`` with a new session) the node
+    is created again; with ``reregister_on_reconnect`` also after a mere reconnect, like
+    Dubbo 2.6.x and 2.7.0-2.7.4.
+    """
+
+    def __init__(
+        self,
+        client: KazooClient,
+        root: str,
+        interface: str,
+        node_name: str,
+        data: bytes,
+        *,
+        reregister_on_reconnect: bool = False,
+        retry_period: float = 1.0,
+    ) -> None:
+        """Describe the node; nothing is written before :meth:`register`."""
+        self.client = client
+        self.providers = providers_path(root, interface)
+        self.configurators = configurators_path(root, interface)
+        self.path = f"{self.providers}/{node_name}"
+        self.data = data
+        self.reregister_on_reconnect = reregister_on_reconnect
+        self.retry_period = retry_period
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._lost = False
+        self._suspended = False
+
+    def register(self) -> None:
+        """Create the parents and the ephemeral node, then announce the session and the path."""
+        with self._lock:
+            if self._closing.is_set():
+                return
+            self.client.ensure_path(self.providers)
+            self.client.ensure_path(self.configurators)
+            try:
+                self.client.create(self.path, self.data, ephemeral=True)
+            except NodeExistsError:
+                # Dubbo (CuratorZookeeperClient.createEphemeral) deletes a node left by the
+                # previous session that the server has not removed yet, then creates it anew.
+                self.client.delete(self.path)
+                self.client.create(self.path, self.data, ephemeral=True)
+            session_id, password = self.client.client_id
+            print(f"session {session_id:x} {password.hex()}", flush=True)
+            print(f"registered {self.path}", flush=True)
+
+    def unregister(self, timeout: float = 2.0) -> None:
+        """Delete the node (a node already gone is fine) and stop re-registering."""
+        self._closing.set()
+        with self._lock:
+            try:
+                # Bounded: with ZooKeeper unreachable a plain delete() would wait forever.
+                self.client.delete_async(self.path).get(timeout=timeout)
+            except NoNodeError:
+                pass
+            except (KazooException, KazooTimeoutError) as exc:
+                log.warning("could not delete %s on shutdown: %r", self.path, exc)
+                return
+            print(f"unregistered {self.path}", flush=True)
+
+    def on_state(self, state: str) -> None:
+        """Kazoo state listener; runs on kazoo's connection thread, so it must not block."""
+        if state == KazooState.LOST:
+            self._lost = True
+        elif state == KazooState.SUSPENDED:
+            self._suspended = True
+        elif state == KazooState.CONNECTED:
+            renew = self._lost or (self._suspended and self.reregister_on_reconnect)
+            self._lost = self._suspended = False
+            if renew:
+                threading.Thread(target=self._register_until_done, daemon=True).start()
+
+    def _register_until_done(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self.register()
+                return
+            except KazooException as exc:
+                log.warning("re-registration of %s failed, retrying: %r", self.path, exc)
+            self._closing.wait(self.retry_period)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--zookeeper", required=True, help="connect string, e.g. 172.17.0.1:2181")
+    parser.add_argument("--root", default="/dubbo", help="registry root (Dubbo's group)")
+    parser.add_argument("--interface", default="com.example.DemoService")
+    parser.add_argument("--application", default="demo-provider")
+    parser.add_argument("--port", type=int, default=20880, help="0 picks a free port")
+    parser.add_argument("--protocol", default="dubbo")
+    parser.add_argument("--host", help="address to register (default: own address towards ZK)")
+    parser.add_argument("--listen", default="0.0.0.0", help="address the ping server binds")
+    parser.add_argument("--methods", default="sayHello", help="comma-separated method names")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra URL parameter (repeatable), e.g. version=1.0.0",
+    )
+    parser.add_argument(
+        "--node-data",
+        choices=("ip", "hostport", "empty"),
+        default="ip",
+        help="node data: the IP (Curator's default), host:port, or nothing",
+    )
+    parser.add_argument("--session-timeout", type=float, default=10.0, help="seconds")
+    parser.add_argument(
+        "--reregister-on-reconnect",
+        action="store_true",
+        help="also re-register after a reconnect with the same session (Dubbo <= 2.7.4)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve pings, register, and wait for SIGTERM/SIGINT; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    args = parse_args(argv)
+    host: str = args.host or local_address_towards(args.zookeeper)
+
+    server = PingServer((args.listen, args.port), b"")
+    port: int = server.server_address[1]
+    server.reply = f"pong {args.application} {format_host(host)}:{port}\n".encode()
+    threading.Thread(target=server.serve_forever, name="ping-server", daemon=True).start()
+
+    extra = dict(item.split("=", 1) for item in args.param)
+    url = provider_url(
+        args.protocol,
+        host,
+        port,
+        args.interface,
+        args.application,
+        methods=[m for m in args.methods.split(",") if m],
+        extra=extra,
+    )
+    data = {
+        "ip": host.encode("ascii"),
+        "hostport": f"{format_host(host)}:{port}".encode("ascii"),
+        "empty": b"",
+    }[args.node_data]
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    client = KazooClient(hosts=args.zookeeper, timeout=args.session_timeout)
+    client.start(timeout=30.0)
+    registration = Registration(
+        client,
+        args.root,
+        args.interface,
+        provider_node_name(url),
+        data,
+        reregister_on_reconnect=args.reregister_on_reconnect,
+    )
+    try:
+        registration.register()
+        client.add_listener(registration.on_state)
+        stop.wait()
+        registration.unregister()
+    finally:
+        client.stop()
+        client.close()
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The sidecar as a real process (``python -m sidecar run``), with its JSON log read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from testbed.polling import wait_until
+
+
+class SidecarProcess:
+    """One ``dubbo-sidecar run`` process logging JSON lines to a file."""
+
+    def __init__(self, log_path: Path, args: Sequence[str], env: dict[str, str] | None = None):
+        self.log_path = log_path
+        self.args = list(args)
+        self.env = env
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SidecarProcess:
+        env = {**os.environ, **(self.env or {})}
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "sidecar", "run", "--log-format", "json", *self.args],
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every JSON log line so far (those named ``name`` only, if given)."""
+        if not self.log_path.exists():
+            return []
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or event.get("event") == name:
+                found.append(event)
+        return found
+
+    def wait_for_event(self, name: str, count: int = 1, timeout: float = 30.0) -> dict[str, Any]:
+        """The ``count``-th log line named ``name``; fails early if the process exits."""
+
+        def seen() -> dict[str, Any] | None:
+            events = self.events(name)
+            if len(events) >= count:
+                return events[count - 1]
+            if not self.running:
+                raise RuntimeError(f"sidecar exited; log:\n{self.log_tail()}")
+            return None
+
+        found: dict[str, Any] = wait_until(
+            seen, timeout, message=f"sidecar never logged {name!r} x{count}:\n{self.log_tail()}"
+        )
+        return found
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the process has ended by itself within ``timeout``."""
+        assert self._process is not None
+        return self._process.wait(timeout=timeout)
+
+    @property
+    def session(self) -> int:
+        """The ZooKeeper session it logged most recently."""
+        return int(self.wait_for_event("zookeeper connected")["session"], 16)
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then wait for the exit code."""
+        return self._signal_and_wait(signal.SIGTERM, timeout)
+
+    def kill(self) -> int:
+        return self._signal_and_wait(signal.SIGKILL, 10.0)
+
+    def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> int:
+        assert self._process is not None
+        if self._process.poll() is None:
+            self._process.send_signal(sig)
+        return self._process.wait(timeout=timeout)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> SidecarProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.running:
+            self.kill()

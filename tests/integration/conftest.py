@@ -1,0 +1,130 @@
+"""Fixtures on real servers: one ZooKeeper and one Docker Engine per session, a fresh registry
+root per test, provider containers and sidecar processes that are always cleaned up."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker.errors
+import pytest
+from docker.models.containers import Container
+from kazoo.client import KazooClient
+
+from testbed import provider as provider_script
+from testbed.engine import RUN_LABEL, DockerEngine, ensure_docker_engine, remove_labelled
+from testbed.images import run_python, wait_for_line
+from testbed.sidecar_process import SidecarProcess
+from testbed.zookeeper import ZooKeeperServer
+
+INTERFACE = "com.example.DemoService"
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """A label value marking the Docker objects of this test run, for targeted cleanup."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[DockerEngine]:
+    """The Docker Engine (started if none runs); this run's containers are removed at the end."""
+    engine = ensure_docker_engine(tmp_path_factory.mktemp("docker"))
+    try:
+        yield engine
+    finally:
+        remove_labelled(engine.client, f"{RUN_LABEL}={run_id}")
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
+    """A standalone ZooKeeper on all addresses, so that containers reach it via the gateway."""
+    with ZooKeeperServer(tmp_path_factory.mktemp("zookeeper"), bind="0.0.0.0") as server:
+        yield server
+
+
+@pytest.fixture
+def root() -> str:
+    """A registry root of this test's own, so tests never see each other's registrations."""
+    return f"/dubbo-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def providers(root: str) -> str:
+    return f"{root}/{INTERFACE}/providers"
+
+
+@pytest.fixture
+def registry(zookeeper: ZooKeeperServer) -> Iterator[KazooClient]:
+    """A plain ZooKeeper client for the test's own reads and writes."""
+    client = KazooClient(hosts=zookeeper.connect_string, timeout=10.0)
+    client.start(timeout=15)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
+
+
+@pytest.fixture
+def start_provider(
+    engine: DockerEngine, zookeeper: ZooKeeperServer, run_id: str, root: str
+) -> Iterator[Callable[..., Container]]:
+    """Start ``testbed/provider.py`` in a container publishing 20880 on a random host port;
+    returns once it has registered under this test's root."""
+    started: list[Container] = []
+
+    def start(*extra_args: str, publish_all: bool = True) -> Container:
+        zk_from_container = f"{engine.bridge_gateway()}:{zookeeper.port}"
+        container = run_python(
+            engine.client,
+            Path(provider_script.__file__),
+            [
+                *("--zookeeper", zk_from_container, "--root", root, "--interface", INTERFACE),
+                *("--session-timeout", "4", *extra_args),
+            ],
+            name_prefix="testbed-provider",
+            labels={RUN_LABEL: run_id},
+            publish_all=publish_all,
+        )
+        started.append(container)
+        wait_for_line(container, "registered ", timeout=30)
+        return container
+
+    try:
+        yield start
+    finally:
+        for container in started:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+
+
+@pytest.fixture
+def start_sidecar(
+    tmp_path: Path, zookeeper: ZooKeeperServer, engine: DockerEngine, root: str
+) -> Iterator[Callable[..., SidecarProcess]]:
+    """Start ``dubbo-sidecar run`` on this test's root, advertising 127.0.0.1; every process
+    started is killed at the end."""
+    started: list[SidecarProcess] = []
+
+    def start(*extra_args: str, ready: bool = True) -> SidecarProcess:
+        args = [
+            *("--zookeeper", zookeeper.connect_string, "--root", root),
+            *("--docker-url", engine.url, "--advertise-host", "127.0.0.1"),
+            *("--session-timeout", "10", "--log-level", "debug", *extra_args),
+        ]
+        sidecar = SidecarProcess(tmp_path / f"sidecar-{len(started)}.log", args).start()
+        started.append(sidecar)
+        if ready:
+            sidecar.wait_for_event("resync done")
+        return sidecar
+
+    try:
+        yield start
+    finally:
+        for sidecar in started:
+            if sidecar.running:
+                sidecar.kill()

@@ -1,0 +1,330 @@
+"""End to end on a real ZooKeeper and a real Docker Engine: a provider in a container becomes
+reachable for a consumer that cannot reach container addresses, and disappears when it stops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from docker.models.containers import Container
+from kazoo.client import KazooClient
+
+from sidecar import urls
+from sidecar.model import Endpoint
+from sidecar.ownership import read_marker
+from testbed.dubbo_url import java_url_encode
+from testbed.engine import DockerEngine, container_ip, published_port
+from testbed.firewall import as_group, unreachable_for_group
+from testbed.images import wait_for_line
+from testbed.polling import wait_until
+from testbed.sidecar_process import SidecarProcess
+from testbed.zookeeper import ZooKeeperServer
+
+from .conftest import INTERFACE
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def children(registry: KazooClient, path: str) -> list[str]:
+    return sorted(registry.get_children(path)) if registry.exists(path) else []
+
+
+def original_name(container: Container) -> str:
+    return wait_for_line(container, "registered ").rsplit("/", 1)[1]
+
+
+def expected_rewrite(container: Container) -> str:
+    return urls.parse(original_name(container)).with_endpoint(
+        Endpoint("127.0.0.1", published_port(container, "20880/tcp"))
+    )
+
+
+def consume_as_remote_host(
+    engine: DockerEngine, zookeeper: ZooKeeperServer, root: str
+) -> tuple[int, list[dict[str, object]]]:
+    """Call every registered provider from a process that cannot reach container addresses."""
+    consumer = [sys.executable, "-m", "testbed.consumer", "--timeout", "2"]
+    args = ["--zookeeper", zookeeper.connect_string, "--root", root, "--interface", INTERFACE]
+    with unreachable_for_group([engine.bridge_subnet()]) as gid:
+        done = subprocess.run(
+            as_group(gid, [*consumer, *args]),
+            cwd=PROJECT_ROOT,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(PROJECT_ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_consumer_reaches_provider_through_rewritten_registration(
+    engine: DockerEngine,
+    zookeeper: ZooKeeperServer,
+    root: str,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """The provider's container address is replaced by 127.0.0.1:<published port>; a consumer
+    that cannot route to containers completes a request/response through it."""
+    provider = start_provider()
+    original = original_name(provider)
+    sidecar = start_sidecar()
+
+    rewritten = expected_rewrite(provider)
+    wait_until(lambda: children(registry, providers) == [rewritten], 5,
+               message="registration was not rewritten")  # fmt: skip
+    start, end = urls.parse(original).host_port_span
+    assert rewritten[:start] == original[:start]
+    assert rewritten.endswith(original[end:])
+
+    data, stat = registry.get(f"{providers}/{rewritten}")
+    marker = read_marker(data)
+    assert marker is not None
+    assert marker.original == original
+    assert marker.container_endpoint == Endpoint(container_ip(provider), 20880)
+    assert marker.container == provider.id
+    assert stat.ephemeralOwner not in (0, None)
+
+    code, calls = consume_as_remote_host(engine, zookeeper, root)
+    assert code == 0, calls
+    [call] = calls
+    assert call["address"] == f"127.0.0.1:{published_port(provider, '20880/tcp')}"
+    assert call["reply"] == f"pong demo-provider {container_ip(provider)}:20880"
+    [line] = sidecar.events("rewrite")
+    assert line["interface"] == INTERFACE
+    assert line["original"] == f"{container_ip(provider)}:20880"
+    assert line["rewritten"] == call["address"]
+    assert line["container"] == provider.name
+
+
+def test_without_the_sidecar_the_same_consumer_fails(
+    engine: DockerEngine,
+    zookeeper: ZooKeeperServer,
+    root: str,
+    start_provider: Callable[..., Container],
+) -> None:
+    """Control: with no sidecar the consumer gets the container address and cannot reach it,
+    so the test above can only pass because of the rewrite."""
+    provider = start_provider()
+    code, calls = consume_as_remote_host(engine, zookeeper, root)
+    assert code == 1
+    [call] = calls
+    assert call["address"] == f"{container_ip(provider)}:20880"
+    assert call["ok"] is False
+
+
+@pytest.mark.parametrize("how", ["stop", "kill", "remove", "pause"])
+def test_rewrite_disappears_within_one_second_when_the_container_goes(
+    how: str,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """Stopping, killing, removing or pausing the provider container removes its rewritten
+    registration within 1 s, although the provider's own node is long gone."""
+    provider = start_provider()
+    sidecar = start_sidecar()
+    wait_until(lambda: children(registry, providers) == [expected_rewrite(provider)], 5,
+               message="registration was not rewritten")  # fmt: skip
+
+    if how == "stop":
+        provider.stop(timeout=10)
+    elif how == "kill":
+        provider.kill()
+    elif how == "pause":
+        provider.pause()
+    else:
+        provider.remove(force=True)
+    gone_at = time.monotonic()
+    wait_until(lambda: children(registry, providers) == [], 5, message="rewrite not removed")
+    assert time.monotonic() - gone_at < 1.0
+    [line] = sidecar.events("remove")
+    assert "no longer running" in line["reason"]
+
+
+def test_provider_started_after_the_sidecar_is_rewritten_within_one_second(
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """A container that starts while the sidecar runs is picked up within 1 s of registering."""
+    start_sidecar()
+    provider = start_provider()
+    registered_at = time.monotonic()  # start_provider returns once the node exists
+    wanted = expected_rewrite(provider)
+    wait_until(lambda: children(registry, providers) == [wanted], 5, message="not rewritten")
+    assert time.monotonic() - registered_at < 1.0
+
+
+def test_restarted_sidecar_takes_over_without_duplicates(
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """A sidecar killed and restarted finds its earlier rewrites, takes them over into its own
+    session without re-rewriting or duplicating, and rewrites what arrived meanwhile."""
+    first = start_provider()
+    old = start_sidecar()
+    wait_until(lambda: children(registry, providers) == [expected_rewrite(first)], 5,
+               message="first provider not rewritten")  # fmt: skip
+    old_owner = registry.get(f"{providers}/{expected_rewrite(first)}")[1].ephemeralOwner
+    old.kill()
+
+    second = start_provider()  # registers while no sidecar runs
+    new = start_sidecar()
+    both = sorted([expected_rewrite(first), expected_rewrite(second)])
+    wait_until(lambda: children(registry, providers) == both, 5, message="did not converge")
+    owners = {registry.get(f"{providers}/{name}")[1].ephemeralOwner for name in both}
+    assert len(owners) == 1
+    assert owners != {old_owner}
+    assert [e["reason"] for e in new.events("update")] == [
+        f"taking over from an earlier run (session 0x{old_owner:x})"
+    ]
+    assert len(new.events("rewrite")) == 1
+
+
+def test_unmappable_registrations_are_untouched_and_reported_once(
+    engine: DockerEngine,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """Malformed names, unknown protocols, unpublished ports and other hosts' addresses keep
+    their exact name, data and version; each local one is reported once, across resyncs."""
+    unpublished = start_provider(publish_all=False)
+    ip = container_ip(unpublished)
+    foreign = java_url_encode(f"dubbo://10.255.0.9:20880/{INTERFACE}?side=provider")
+    odd_protocol = java_url_encode(f"memcached://{ip}:20880/{INTERFACE}?side=provider")
+    for name in ("not%20a%20url", foreign, odd_protocol):
+        registry.create(f"{providers}/{name}", b"as found", ephemeral=True)
+    before = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
+
+    sidecar = start_sidecar("--resync-seconds", "1")
+    sidecar.wait_for_event("resync done", count=3)
+
+    after = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
+    assert after == before
+    reported = [e for e in sidecar.events("left alone") if e["level"] == "info"]
+    reasons = sorted(e["reason"] for e in reported)
+    assert reasons == sorted(
+        [
+            f"port 20880 of container {unpublished.name} is not published",
+            "malformed node name: does not start with protocol://",
+            "unknown protocol 'memcached'",
+        ]
+    )
+    assert sidecar.events("rewrite") == []
+
+
+def test_sigterm_stops_the_sidecar_within_two_seconds(
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """SIGTERM ends the process cleanly (exit code 0) in under 2 s."""
+    sidecar = start_sidecar()
+    asked = time.monotonic()
+    assert sidecar.terminate(timeout=5) == 0
+    assert time.monotonic() - asked < 2.0
+    assert sidecar.events("stopped")
+
+
+def test_plan_prints_the_rewrite_and_writes_nothing(
+    zookeeper: ZooKeeperServer,
+    engine: DockerEngine,
+    root: str,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+) -> None:
+    """`plan` shows the mapping it would apply and why, and leaves the registry as it was."""
+    provider = start_provider()
+    registry.create(f"{providers}/garbage", b"x", ephemeral=True)
+    before = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "plan", "--zookeeper", zookeeper.connect_string,
+         "--root", root, "--docker-url", engine.url, "--advertise-host", "127.0.0.1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split() == ["ACTION", "INTERFACE", "REGISTERED", "ADVERTISED", "CONTAINER",
+                              "REASON"]  # fmt: skip
+    port = published_port(provider, "20880/tcp")
+    assert sorted(row.split()[:5] for row in rows) == sorted(
+        [
+            ["leave", INTERFACE, "-", "-", "-"],
+            ["rewrite", INTERFACE, f"{container_ip(provider)}:20880", f"127.0.0.1:{port}",
+             provider.name],
+        ]
+    )  # fmt: skip
+    after = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
+    assert after == before
+
+
+def test_one_changed_provider_rereads_only_its_own_path(
+    zookeeper: ZooKeeperServer,
+    root: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """With thousands of registrations present, a new provider costs the sidecar a handful of
+    ZooKeeper requests, not a re-list of the registry (counted by the server itself)."""
+    names = [java_url_encode(f"dubbo://10.9.{i // 250}.{i % 250}:20880/svc{i % 500}?side=provider")
+             for i in range(5000)]  # fmt: skip
+    for i in range(500):
+        registry.ensure_path(f"{root}/svc{i}/providers")
+    pending = [registry.create_async(f"{root}/svc{i % 500}/providers/{n}", b"")
+               for i, n in enumerate(names)]  # fmt: skip
+    for request in pending:
+        request.get(timeout=30)
+    start_sidecar()
+
+    def requests_served() -> int:
+        stats = dict(line.split("\t", 1) for line in zookeeper.four_letter("mntr").splitlines())
+        return int(stats["zk_packets_received"])
+
+    before = requests_served()
+    provider = start_provider()
+    providers = f"{root}/{INTERFACE}/providers"
+    wait_until(lambda: children(registry, providers) == [expected_rewrite(provider)], 5,
+               message="not rewritten")  # fmt: skip
+    assert requests_served() - before < 200
+
+
+def test_second_sidecar_on_the_same_engine_takes_over_and_the_first_stops(
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """Two sidecars never fight over one engine's nodes: the newer takes the lease and the
+    registrations, the older stops with exit code 1, and nothing is duplicated or lost."""
+    provider = start_provider()
+    first = start_sidecar()
+    rewritten = expected_rewrite(provider)
+    wait_until(lambda: children(registry, providers) == [rewritten], 5, message="not rewritten")
+
+    second = start_sidecar()
+    assert first.wait(timeout=5) == 1
+    assert first.events("another sidecar took over this Docker engine; stopping")
+    wait_until(
+        lambda: registry.get(f"{providers}/{rewritten}")[1].ephemeralOwner == second.session,
+        5, message="the second sidecar did not take the registration over",
+    )  # fmt: skip
+    assert children(registry, providers) == [rewritten]
+    assert second.running

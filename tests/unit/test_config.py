@@ -1,0 +1,114 @@
+"""Configuration: flags beat environment beat file; invalid input is one line and exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sidecar import advertise
+from sidecar.cli import main
+from sidecar.config import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("DUBBO_SIDECAR_") or name == "HOST_IP":
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    """With nothing configured: local ZooKeeper, /dubbo, the local Docker socket, 60 s resync."""
+    settings = load_settings({})
+    assert settings.zookeeper == "127.0.0.1:2181"
+    assert settings.root == ("/dubbo",)
+    assert settings.docker_url == "unix:///var/run/docker.sock"
+    assert settings.advertise_host is None
+    assert settings.resync_seconds == 60
+
+
+def test_flags_beat_environment_which_beats_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value set in all three places comes from the flag; file values fill the rest."""
+    config = tmp_path / "sidecar.toml"
+    config.write_text(
+        'zookeeper = "zk-file:2181"\nroot = ["/a", "/b"]\nresync_seconds = 5\n'
+        'advertise_host = "10.0.0.1"\n'
+    )
+    monkeypatch.setenv("DUBBO_SIDECAR_ZOOKEEPER", "zk-env:2181/chroot")
+    monkeypatch.setenv("DUBBO_SIDECAR_ADVERTISE_HOST", "10.0.0.2")
+    settings = load_settings({"advertise_host": "10.0.0.3"}, config)
+    assert settings.advertise_host == "10.0.0.3"
+    assert settings.zookeeper == "zk-env:2181/chroot"
+    assert settings.root == ("/a", "/b")
+    assert settings.resync_seconds == 5
+
+
+def test_roots_from_environment_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DUBBO_SIDECAR_ROOT=/dubbo,/other gives two registry roots."""
+    monkeypatch.setenv("DUBBO_SIDECAR_ROOT", "/dubbo,/other")
+    assert load_settings({}).root == ("/dubbo", "/other")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"zookeeper": "zk:99999"}, "zookeeper: invalid server 'zk:99999'"),
+        ({"zookeeper": "zk:2181//x"}, "zookeeper: invalid chroot"),
+        ({"root": ("dubbo",)}, "root: invalid root 'dubbo'"),
+        ({"root": ("/dubbo", "/dubbo")}, "root: the same root is given twice"),
+        ({"advertise_host": "not a host"}, "advertise_host: 'not a host' is neither"),
+        ({"resync_seconds": 0}, "resync_seconds: Input should be greater than or equal to 1"),
+        ({"docker_url": "/var/run/docker.sock"}, "docker_url: '/var/run/docker.sock' is not"),
+    ],
+)
+def test_invalid_values_are_named_in_one_line(overrides: dict[str, object], message: str) -> None:
+    """Each invalid setting is reported by name, in a single line."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(overrides)
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:
+    """A typo in the config file is an error, not silently ignored."""
+    config = tmp_path / "sidecar.toml"
+    config.write_text('zookeeper_hosts = "zk:2181"\n')
+    with pytest.raises(ConfigError, match="zookeeper_hosts: unknown setting"):
+        load_settings({}, config)
+
+
+def test_cli_exits_2_with_one_line_on_invalid_configuration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`run` with a bad flag value prints one line on stderr and exits with code 2."""
+    assert main(["run", "--resync-seconds", "-1", "--advertise-host", "10.0.0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("dubbo-sidecar: invalid configuration: resync_seconds")
+
+
+def test_cli_exits_2_on_unknown_flags_and_missing_config_file(tmp_path: Path) -> None:
+    """Usage errors (unknown flag, missing file) exit 2 with one line, from the real entry point."""
+    for argv in (["run", "--no-such-flag"], ["plan", "--config", str(tmp_path / "missing.toml")]):
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", *argv], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_advertise_host_comes_from_flag_then_host_ip_then_route() -> None:
+    """Explicit value first, then HOST_IP, then the address routing to ZooKeeper."""
+    settings = load_settings({"zookeeper": "127.0.0.1:2181"})
+    assert advertise.resolve(settings, {"HOST_IP": "10.0.0.7"}).address == "10.0.0.7"
+    assert advertise.resolve(settings, {}) == advertise.AdvertiseHost(
+        "127.0.0.1", "route to ZooKeeper"
+    )
+    explicit = load_settings({"advertise_host": "[2001:db8::1]"})
+    assert advertise.resolve(explicit, {"HOST_IP": "10.0.0.7"}).address == "2001:db8::1"
