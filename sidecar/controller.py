@@ -24,6 +24,9 @@ from sidecar.report import DecisionLog
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
 
 LEASE_ROOT = "/dubbo-nat-sidecar/leases"
+# Retry keys besides paths: the whole registry, and the whole container list.
+_EVERYTHING = "*"
+_CONTAINERS = "containers"
 _RETRY_FIRST = 0.2
 _RETRY_MAX = 5.0
 
@@ -76,11 +79,6 @@ class DirtyScopes:
         with self._wake:
             self._work.full = True
             self._work.all_containers |= containers_too
-            self._wake.notify()
-
-    def all_containers(self) -> None:
-        with self._wake:
-            self._work.all_containers = True
             self._wake.notify()
 
     def wake(self) -> None:
@@ -205,8 +203,7 @@ class Controller:
 
     def _pass(self, work: Work) -> None:
         """One reconcile pass over the dirty scopes."""
-        for path in self._due_retries():
-            (work.roots if path in self._roots else work.paths).add(path)
+        self._add_due_retries(work)
         if not self._refresh_containers(work):
             return
         if not self._registry.connected:
@@ -218,10 +215,13 @@ class Controller:
                 return
             paths = self._paths_to_read(work)
             nodes = self._registry.read_providers(sorted(paths))
-        except Exception as exc:  # connection loss mid-read: try these scopes again
-            self._log.connection("zookeeper", "read failed", problem=type(exc).__name__)
+        except Exception as exc:  # connection loss mid-read, or no permission: try again later
+            self._log.connection("zookeeper", "read failed", problem=f"{type(exc).__name__} {exc}")
             self._requeue(work)
             return
+        self._log.recovered("zookeeper")
+        for scope in work.roots | ({_EVERYTHING} if work.full else set()):
+            self._retry.pop(scope, None)
         me = Identity(session, self._engine_id, self._advertise_host)
         decisions = [d for path in sorted(nodes) for d in self._plan_path(path, nodes[path], me)]
         self._log.debug(
@@ -279,6 +279,7 @@ class Controller:
                 work.paths |= self._paths_of(set(self._containers) | {c.id for c in listed})
                 self._containers = {c.id: c for c in listed}
                 self._docker_fresh = True
+                self._retry.pop(_CONTAINERS, None)
             else:
                 for container_id in work.containers:
                     self._log.debug("container changed", container=container_id[:12])
@@ -289,9 +290,13 @@ class Controller:
                         self._containers[container_id] = current
                     work.paths |= self._paths_of({container_id})
         except DockerUnavailable as exc:
-            self._docker_lost(str(exc))
+            # The event stream may still be fine; list everything again once Docker answers.
+            self._log.connection("docker", "unavailable", problem=str(exc))
+            self._docker_fresh = False
+            self._schedule_retry(_CONTAINERS)
             self._requeue(work)
             return False
+        self._log.recovered("docker")
         self._index = ContainerIndex(self._containers.values())
         return True
 
@@ -352,16 +357,22 @@ class Controller:
         delay = min(delay * 2, _RETRY_MAX)
         self._retry[scope] = (time.monotonic() + delay, delay)
 
-    def _due_retries(self) -> list[str]:
+    def _add_due_retries(self, work: Work) -> None:
         now = time.monotonic()
-        due = [scope for scope, (at, _) in self._retry.items() if at <= now]
-        for scope in due:
-            # Keep the delay so a repeated failure backs off further; the read clears it.
-            self._retry[scope] = (float("inf"), self._retry[scope][1])
-        return due
+        for scope, (at, delay) in list(self._retry.items()):
+            if at > now:
+                continue
+            # Keep the delay so a repeated failure backs off further; a good read clears it.
+            self._retry[scope] = (float("inf"), delay)
+            if scope == _EVERYTHING:
+                work.full = True
+            elif scope == _CONTAINERS:
+                work.all_containers = True
+            elif scope in self._roots:
+                work.roots.add(scope)
+            else:
+                work.paths.add(scope)
 
     def _requeue(self, work: Work) -> None:
-        if work.full:
-            self._dirty.everything(containers_too=False)
-        for scope in work.paths | work.roots:
+        for scope in work.paths | work.roots | ({_EVERYTHING} if work.full else set()):
             self._schedule_retry(scope)

@@ -21,6 +21,7 @@ class DecisionLog:
         self._log = structlog.get_logger("sidecar")
         self._left: dict[str, dict[str, str]] = {}
         self._states: dict[str, str] = {}
+        self._problems: dict[str, str] = {}
 
     def applied(self, decision: Decision, outcome: Outcome) -> None:
         fields = _fields(decision)
@@ -59,9 +60,16 @@ class DecisionLog:
             return
         self._states[system] = key
         if problem:
+            self._problems[system] = problem
             self._log.warning(f"{system} {state}", problem=problem, **fields)
         else:
             self._log.info(f"{system} {state}", **fields)
+
+    def recovered(self, system: str) -> None:
+        """Say once that ``system`` answers again, if its last reported state was a problem."""
+        if self._problems.pop(system, None) is not None:
+            self._states[system] = "answering"
+            self._log.info(f"{system} answering again")
 
     def docker_stale(self) -> None:
         self._log.warning("Docker Engine unreachable: making no changes until it answers again")

@@ -15,14 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
 from testbed.dubbo_url import format_host, providers_path
+from testbed.firewall import as_group
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,27 @@ def call_providers(
 def _split_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def run_as_group(
+    gid: int, args: Sequence[str], timeout: float = 30.0
+) -> tuple[int, list[dict[str, Any]]]:
+    """Run this module as a script under group ``gid`` (see ``testbed.firewall``).
+
+    Returns its exit code and the JSON lines it printed, one per provider called.
+    """
+    project_root = Path(__file__).resolve().parents[1]
+    argv = as_group(gid, [sys.executable, "-m", "testbed.consumer", *args])
+    done = subprocess.run(
+        argv,
+        cwd=project_root,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(project_root)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,8 +8,6 @@ same consumer succeeds; the container stops and the registration goes away.
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +19,7 @@ from urllib.parse import unquote_plus
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
 from testbed import provider as provider_script
+from testbed.consumer import run_as_group
 from testbed.engine import (
     RUN_LABEL,
     DockerEngine,
@@ -29,7 +28,7 @@ from testbed.engine import (
     published_port,
     remove_labelled,
 )
-from testbed.firewall import as_group, unreachable_for_group
+from testbed.firewall import unreachable_for_group
 from testbed.images import run_python, wait_for_line
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
@@ -60,19 +59,9 @@ def registered(client: KazooClient) -> list[str]:
 
 def remote_consumer(zookeeper: str, subnet: str) -> str:
     """Call the registered provider from a process that cannot reach container addresses."""
-    argv = [sys.executable, "-m", "testbed.consumer", "--zookeeper", zookeeper, "--root", ROOT,
-            "--interface", INTERFACE, "--timeout", "2"]  # fmt: skip
+    args = ["--zookeeper", zookeeper, "--root", ROOT, "--interface", INTERFACE]
     with unreachable_for_group([subnet]) as gid:
-        done = subprocess.run(
-            as_group(gid, argv),
-            cwd=PROJECT_ROOT,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(PROJECT_ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    results = [json.loads(line) for line in done.stdout.splitlines()]
+        _, results = run_as_group(gid, args)
     if not results:
         return "no provider registered"
     result = results[0]

@@ -15,7 +15,7 @@ _handed_out_lock = threading.Lock()
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float,
     interval: float = 0.05,
     message: str = "condition not met",

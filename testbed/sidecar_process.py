@@ -69,10 +69,12 @@ class SidecarProcess:
                 raise RuntimeError(f"sidecar exited; log:\n{self.log_tail()}")
             return None
 
-        found: dict[str, Any] = wait_until(
-            seen, timeout, message=f"sidecar never logged {name!r} x{count}:\n{self.log_tail()}"
-        )
-        return found
+        try:
+            return wait_until(seen, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"sidecar never logged {name!r} x{count} in {timeout} s:\n{self.log_tail()}"
+            ) from None
 
     def wait(self, timeout: float) -> int:
         """The exit code, once the process has ended by itself within ``timeout``."""

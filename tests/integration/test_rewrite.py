@@ -3,12 +3,10 @@ reachable for a consumer that cannot reach container addresses, and disappears w
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from docker.models.containers import Container
@@ -17,9 +15,10 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from sidecar.ownership import read_marker
+from testbed.consumer import run_as_group
 from testbed.dubbo_url import java_url_encode
 from testbed.engine import DockerEngine, container_ip, published_port
-from testbed.firewall import as_group, unreachable_for_group
+from testbed.firewall import unreachable_for_group
 from testbed.images import wait_for_line
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
@@ -28,7 +27,6 @@ from testbed.zookeeper import ZooKeeperServer
 from .conftest import INTERFACE
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def children(registry: KazooClient, path: str) -> list[str]:
@@ -49,19 +47,9 @@ def consume_as_remote_host(
     engine: DockerEngine, zookeeper: ZooKeeperServer, root: str
 ) -> tuple[int, list[dict[str, object]]]:
     """Call every registered provider from a process that cannot reach container addresses."""
-    consumer = [sys.executable, "-m", "testbed.consumer", "--timeout", "2"]
     args = ["--zookeeper", zookeeper.connect_string, "--root", root, "--interface", INTERFACE]
     with unreachable_for_group([engine.bridge_subnet()]) as gid:
-        done = subprocess.run(
-            as_group(gid, [*consumer, *args]),
-            cwd=PROJECT_ROOT,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(PROJECT_ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
+        return run_as_group(gid, args)
 
 
 def test_consumer_reaches_provider_through_rewritten_registration(

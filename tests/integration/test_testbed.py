@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,13 +10,13 @@ import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
-from testbed.consumer import call_providers, parse_provider_node
+from testbed.consumer import call_providers, parse_provider_node, run_as_group
 from testbed.engine import (
     DockerEngine,
     container_ip,
     published_port,
 )
-from testbed.firewall import as_group, unreachable_for_group
+from testbed.firewall import unreachable_for_group
 from testbed.images import container_output, output_lines, wait_for_line
 from testbed.polling import wait_until
 from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, expire_session
@@ -31,18 +28,13 @@ pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _zk_client(server: ZooKeeperServer) -> KazooClient:
-    client = KazooClient(hosts=server.connect_string, timeout=5.0)
-    client.start(timeout=15)
-    return client
-
-
 @pytest.mark.timeout(60)
 def test_provider_container_registers_its_container_address(
     engine: DockerEngine,
     zookeeper: ZooKeeperServer,
     start_provider: Callable[..., Container],
     root: str,
+    registry: KazooClient,
 ) -> None:
     """A containerised provider registers an ephemeral node naming its container IP:20880."""
     container = start_provider()
@@ -50,22 +42,17 @@ def test_provider_container_registers_its_container_address(
     node_path = wait_for_line(container, "registered ")
     session_id = int(wait_for_line(container, "session ").split()[0], 16)
 
-    client = _zk_client(zookeeper)
-    try:
-        providers = f"{root}/{INTERFACE}/providers"
-        children = client.get_children(providers)
-        assert [f"{providers}/{name}" for name in children] == [node_path]
-        url, host, port = parse_provider_node(children[0])
-        assert (host, port) == (address, 20880)
-        assert url.startswith(f"dubbo://{address}:20880/{INTERFACE}?")
-        assert "application=demo-provider" in url
-        data, stat = client.get(node_path)
-        assert data == address.encode()
-        assert stat.ephemeralOwner == session_id
-        assert client.exists(f"{root}/{INTERFACE}/configurators") is not None
-    finally:
-        client.stop()
-        client.close()
+    providers = f"{root}/{INTERFACE}/providers"
+    children = registry.get_children(providers)
+    assert [f"{providers}/{name}" for name in children] == [node_path]
+    url, host, port = parse_provider_node(children[0])
+    assert (host, port) == (address, 20880)
+    assert url.startswith(f"dubbo://{address}:20880/{INTERFACE}?")
+    assert "application=demo-provider" in url
+    data, stat = registry.get(node_path)
+    assert data == address.encode()
+    assert stat.ephemeralOwner == session_id
+    assert registry.exists(f"{root}/{INTERFACE}/configurators") is not None
 
 
 @pytest.mark.timeout(60)
@@ -88,21 +75,18 @@ def test_restricted_consumer_cannot_reach_container_but_published_port_answers(
         sock.sendall(b"ping\n")
         assert sock.makefile("rb").readline() == f"pong demo-provider {address}:20880\n".encode()
 
-    consumer = [sys.executable, "-m", "testbed.consumer", "--timeout", "2"]
     with unreachable_for_group([engine.bridge_subnet()]) as gid:
-        via_registry = _run(
-            as_group(gid, [*consumer, "--zookeeper", zookeeper.connect_string, "--root", root])
+        registry_code, [listed] = run_as_group(
+            gid, ["--zookeeper", zookeeper.connect_string, "--root", root]
         )
-        direct = _run(as_group(gid, [*consumer, "--address", f"127.0.0.1:{host_port}"]))
+        direct_code, [answer] = run_as_group(gid, ["--address", f"127.0.0.1:{host_port}"])
 
-    assert via_registry.returncode == 1, via_registry.stderr
-    [listed] = [json.loads(line) for line in via_registry.stdout.splitlines()]
+    assert registry_code == 1
     assert listed["address"] == f"{address}:20880"  # ZooKeeper on loopback was reachable
     assert not listed["ok"]
     assert "refused" in listed["error"].lower()
 
-    assert direct.returncode == 0, direct.stdout + direct.stderr
-    [answer] = [json.loads(line) for line in direct.stdout.splitlines()]
+    assert direct_code == 0
     assert answer["reply"] == f"pong demo-provider {address}:20880"
 
 
@@ -110,6 +94,7 @@ def test_restricted_consumer_cannot_reach_container_but_published_port_answers(
 def test_provider_reregisters_after_its_session_is_expired(
     zookeeper: ZooKeeperServer,
     start_provider: Callable[..., Container],
+    registry: KazooClient,
 ) -> None:
     """Expiring the provider's session deletes its node; the provider re-creates it, like Dubbo."""
     container = start_provider()
@@ -122,15 +107,8 @@ def test_provider_reregisters_after_its_session_is_expired(
     assert wait_for_line(container, "registered ", count=2) == node_path
     new_session = int(wait_for_line(container, "session ", count=2).split()[0], 16)
     assert new_session != session_id
-    client = _zk_client(zookeeper)
-    try:
-        stat = wait_until(
-            lambda: client.exists(node_path), 10, message="re-registered node missing"
-        )
-        assert stat.ephemeralOwner == new_session
-    finally:
-        client.stop()
-        client.close()
+    stat = wait_until(lambda: registry.exists(node_path), 10, message="re-registered node missing")
+    assert stat.ephemeralOwner == new_session
 
     container.stop(timeout=10)
     container.reload()
@@ -157,15 +135,3 @@ def test_ensemble_elects_a_new_leader_when_the_leader_dies(tmp_path: Path) -> No
         finally:
             client.stop()
             client.close()
-
-
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        cwd=PROJECT_ROOT,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(PROJECT_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
