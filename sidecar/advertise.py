@@ -6,7 +6,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sidecar.config import ConfigError, Settings
+from sidecar.config import ConfigError, Settings, servers
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,16 @@ def resolve(settings: Settings, environ: Mapping[str, str]) -> AdvertiseHost:
 
 def _route_to(connect_string: str) -> str:
     """The local address the kernel would use to reach the first ZooKeeper server."""
-    host_port = connect_string.split("/", 1)[0].split(",")[0]
-    host, _, port = host_port.rpartition(":") if host_port.count(":") == 1 else (host_port, "", "")
+    host, port = servers(connect_string)[0]
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host.strip("[]") or host_port, int(port or 2181), proto=socket.IPPROTO_UDP
-        )[0]
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[
+            0
+        ]
         with socket.socket(family, kind, proto) as probe:
             probe.connect(address)  # UDP: picks a route, sends nothing
             return str(probe.getsockname()[0])
     except OSError as exc:
         raise ConfigError(
-            f"cannot detect the advertise host from the route to {host_port} ({exc}); "
+            f"cannot detect the advertise host from the route to {host}:{port} ({exc}); "
             "set --advertise-host or HOST_IP"
         ) from None

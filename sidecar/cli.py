@@ -16,10 +16,11 @@ from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from sidecar.controller import Controller
 from sidecar.logs import configure
 from sidecar.mapping import ContainerIndex
-from sidecar.plan import Identity, plan_providers
+from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from sidecar.report import DecisionLog, render_table
 from sidecar.sources.docker import DockerEngine, DockerUnavailable
+from sidecar.state import StateFileBusy
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 PROG = "dubbo-sidecar"
@@ -70,10 +71,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     rc = common.add_argument_group("Reconciliation")
     rc.add_argument(
+        "--mode",
+        choices=("replace", "mirror"),
+        help="replace the original registration, or mirror it under --mirror-root "
+        "(default replace)",
+    )
+    rc.add_argument(
+        "--mirror-root", metavar="PATH", help="where mirror mode writes (default /dubbo-external)"
+    )
+    rc.add_argument(
         "--resync-seconds",
         type=float,
         metavar="SECONDS",
         help="period of the full resync (default 60)",
+    )
+    rs = common.add_argument_group("Restarts")
+    rs.add_argument(
+        "--state-file",
+        type=_optional_path,
+        metavar="FILE",
+        help="session to resume and rewrites managed, kept across restarts; '' "
+        "for none (default /var/lib/dubbo-nat-sidecar/state.json)",
+    )
+    rs.add_argument(
+        "--close-session-on-exit",
+        action="store_true",
+        help="on SIGTERM close the ZooKeeper session, removing every rewrite at once",
     )
     lg = common.add_argument_group("Logging")
     lg.add_argument(
@@ -100,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(_parser().parse_args(argv))
     command = args.pop("command")
     config_file = args.pop("config", None) or _env_path(f"{ENV_PREFIX}CONFIG")
-    if "root" in args:
-        args["root"] = tuple(args["root"])
+    for repeatable in ("root", "host_address"):
+        if repeatable in args:
+            args[repeatable] = tuple(args[repeatable])
     try:
         settings = load_settings(args, config_file)
         configure(settings.log_format, settings.log_level)
@@ -120,7 +144,11 @@ def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
         "starting", version=__version__, zookeeper=settings.zookeeper, roots=list(settings.root),
         docker=settings.docker_url, advertise_host=host.address, advertise_source=host.source,
     )  # fmt: skip
-    controller = Controller(settings, host.address, log)
+    try:
+        controller = Controller(settings, host.address, log)
+    except StateFileBusy as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     received: list[str] = []
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -150,15 +178,19 @@ def _plan(settings: Settings, advertise_host: str) -> int:
         structlog.get_logger("sidecar").error("plan failed", problem=str(exc))
         return EXIT_FAILURE
     try:
-        paths = [p for root in settings.root for p in registry.providers_paths(root)]
-        nodes = registry.read_providers(paths)
+        reconciler = Reconciler(settings, registry, advertise_host, engine_id)
+        reconciler.containers = containers
+        paths = [p for root in settings.root for p in reconciler.providers_paths(root)]
+        decisions = reconciler.plan(paths, session=None)
     finally:
         registry.close()
         engine.close()
-    me = Identity(None, engine_id, advertise_host)
-    decisions = [d for path in sorted(nodes) for d in plan_providers(nodes[path], containers, me)]
     print(render_table(decisions))
     return EXIT_OK
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
 
 
 def _env_path(name: str) -> Path | None:

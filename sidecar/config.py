@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -37,12 +37,20 @@ class Settings(BaseSettings):
     root: Annotated[tuple[str, ...], NoDecode] = ("/dubbo",)
     session_timeout: float = Field(30.0, ge=2, le=600)
     connect_timeout: float = Field(10.0, gt=0, le=600)
+    zookeeper_admin_port: int = Field(8080, ge=0, le=65535)
     # Docker
     docker_url: str = "unix:///var/run/docker.sock"
     # Advertising
     advertise_host: str | None = None
+    host_address: Annotated[tuple[str, ...], NoDecode] = ()
     # Reconciliation
+    mode: Literal["replace", "mirror"] = "replace"
+    mirror_root: str = "/dubbo-external"
     resync_seconds: float = Field(60.0, ge=1, le=86400)
+    probe_seconds: float = Field(10.0, ge=0, le=3600)
+    # Restarts
+    state_file: Path | None = Path("/var/lib/dubbo-nat-sidecar/state.json")
+    close_session_on_exit: bool = False
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -64,19 +72,20 @@ class Settings(BaseSettings):
     @field_validator("zookeeper")
     @classmethod
     def _connect_string(cls, value: str) -> str:
-        hosts, slash, chroot = value.partition("/")
+        _, slash, chroot = value.partition("/")
         if slash and not all(_PATH_SEGMENT.fullmatch(s) for s in chroot.split("/")):
             raise ValueError(f"invalid chroot '/{chroot}'")
-        for host_port in hosts.split(","):
-            host, port = _split_host_port(host_port, default_port=2181)
+        for text, (host, port) in zip(value.split("/")[0].split(","), servers(value), strict=True):
             if not _valid_host(host) or not 0 < port < 65536:
-                raise ValueError(f"invalid server '{host_port}' (expected host:port)")
+                raise ValueError(f"invalid server '{text}' (expected host:port)")
         return value
 
-    @field_validator("root", mode="before")
+    @field_validator("root", "host_address", mode="before")
     @classmethod
-    def _split_roots(cls, value: Any) -> Any:
-        return tuple(r.strip() for r in value.split(",")) if isinstance(value, str) else value
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
 
     @field_validator("root")
     @classmethod
@@ -84,12 +93,40 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one registry root is needed")
         for root in value:
-            segments = root.split("/")
-            if segments[0] != "" or not all(_PATH_SEGMENT.fullmatch(s) for s in segments[1:]):
-                raise ValueError(f"invalid root '{root}' (expected an absolute path like /dubbo)")
+            _check_absolute(root)
         if len(set(value)) != len(value):
             raise ValueError("the same root is given twice")
         return value
+
+    @field_validator("mirror_root")
+    @classmethod
+    def _mirror_root(cls, value: str) -> str:
+        _check_absolute(value)
+        return value
+
+    @field_validator("host_address")
+    @classmethod
+    def _host_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"'{address}' is not an IP address") from None
+        return tuple(ipaddress.ip_address(a).compressed for a in value)
+
+    @field_validator("state_file", mode="before")
+    @classmethod
+    def _no_state_file(cls, value: Any) -> Any:
+        return None if value in ("", "none") else value
+
+    @model_validator(mode="after")
+    def _mirror_needs_one_root(self) -> Settings:
+        if self.mode == "mirror":
+            if len(self.root) != 1:
+                raise ValueError("mirror mode mirrors exactly one --root")
+            if self.mirror_root in self.root:
+                raise ValueError("--mirror-root must differ from --root")
+        return self
 
     @field_validator("advertise_host")
     @classmethod
@@ -135,17 +172,26 @@ def _one_line(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def _split_host_port(host_port: str, default_port: int) -> tuple[str, int]:
-    if host_port.startswith("["):
-        host, _, rest = host_port[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    elif host_port.count(":") == 1:
-        host, _, port_text = host_port.partition(":")
-    else:
-        host, port_text = host_port, ""
-    if not port_text:
-        return host, default_port
-    return host, int(port_text) if port_text.isdigit() else -1
+def servers(connect_string: str) -> list[tuple[str, int]]:
+    """The (host, port) of each server in a ZooKeeper connect string; port -1 if unreadable."""
+    found = []
+    for host_port in connect_string.partition("/")[0].split(","):
+        if host_port.startswith("["):
+            host, _, rest = host_port[1:].partition("]")
+            port_text = rest.removeprefix(":")
+        elif host_port.count(":") == 1:
+            host, _, port_text = host_port.partition(":")
+        else:
+            host, port_text = host_port, ""
+        port = int(port_text) if port_text.isdigit() else (2181 if not port_text else -1)
+        found.append((host, port))
+    return found
+
+
+def _check_absolute(path: str) -> None:
+    segments = path.split("/")
+    if segments[0] != "" or not all(_PATH_SEGMENT.fullmatch(s) for s in segments[1:]):
+        raise ValueError(f"invalid path '{path}' (expected an absolute path like /dubbo)")
 
 
 def _valid_host(host: str) -> bool:

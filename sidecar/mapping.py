@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sidecar.model import Container, Endpoint, PublishedPort
@@ -21,23 +21,36 @@ class Mapped:
 
 @dataclass(frozen=True)
 class Unmapped:
-    """The endpoint cannot be rewritten; ``local`` says whether it concerns this host at all."""
+    """The endpoint cannot be rewritten.
+
+    ``local`` says whether it concerns this host at all; ``suspended`` that its container
+    still exists but does not serve now (paused, unhealthy, not answering probes).
+    """
 
     reason: str
     container: Container | None = None
     local: bool = True
+    suspended: bool = False
 
 
 class ContainerIndex:
-    """Running containers of one Docker engine, looked up by address."""
+    """Running and paused containers of one Docker engine, looked up by address."""
 
-    def __init__(self, containers: Iterable[Container]) -> None:
+    def __init__(
+        self, containers: Iterable[Container], unreachable: Mapping[Endpoint, str] | None = None
+    ) -> None:
+        """``unreachable``: container endpoints that stopped answering probes, and why."""
+        self.unreachable = dict(unreachable or {})
         self.by_id: dict[str, Container] = {}
         self._by_address: dict[str, list[Container]] = defaultdict(list)
         for container in containers:
             self.by_id[container.id] = container
             for address in container.addresses:
                 self._by_address[_normal(address)].append(container)
+
+    def addresses(self) -> set[str]:
+        """Every address of every running container."""
+        return set(self._by_address)
 
     def resolve(self, endpoint: Endpoint, advertise_host: str) -> Mapped | Unmapped:
         """Map a registered container endpoint to its published host endpoint, or say why not."""
@@ -59,6 +72,12 @@ class ContainerIndex:
                 f"port {endpoint.port} of container {container.name} is not published",
                 container,
             )
+        if container.not_serving:
+            reason = f"container {container.name} is {container.not_serving}"
+            return Unmapped(reason, container, suspended=True)
+        if endpoint in self.unreachable:
+            reason = f"container {container.name} {self.unreachable[endpoint]}"
+            return Unmapped(reason, container, suspended=True)
         host = advertise_host if binding.any_host_address else binding.host_ip
         return Mapped(container, binding, Endpoint.of(host, binding.host_port))
 

@@ -56,6 +56,7 @@ class Container:
     network_mode: str
     addresses: tuple[str, ...] = ()
     published: tuple[PublishedPort, ...] = ()
+    not_serving: str = ""  # why a container that still exists cannot serve: paused, unhealthy
 
     @property
     def short_id(self) -> str:

@@ -1,11 +1,19 @@
-"""The marker the sidecar writes into each rewritten node, so any later run can recognise it."""
+"""Which nodes are whose: the marker in rewritten nodes, and proof that a session is local.
+
+A rewritten node carries a marker naming the original registration, the container and the
+Docker engine, so any later run recognises it. An original registration is only rewritten
+when its ZooKeeper session provably connects from this host (the servers' ``cons`` or
+AdminServer ``connections`` tell each session's client address); when the servers do not
+tell, only endpoints claimed by a single session are rewritten.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from sidecar.model import Endpoint
+from sidecar.model import Endpoint, RegistryNode
 
 TAG = "dubbo-nat-sidecar"
 _PREFIX = b'{"' + TAG.encode() + b'":'
@@ -47,4 +55,47 @@ def read_marker(data: bytes) -> Marker | None:
             engine=str(doc["engine"]),
         )
     except (ValueError, KeyError, TypeError):
+        return None
+
+
+class Ownership:
+    """Decides whether a registration's session is provably this host's."""
+
+    def __init__(
+        self,
+        origins: Mapping[int, str] | None,
+        local_addresses: Iterable[str],
+        claims: Mapping[Endpoint, Collection[int]],
+    ) -> None:
+        """``origins`` maps session ids to client addresses (None: the servers do not tell);
+        ``claims`` lists, per endpoint, the sessions that registered it anywhere."""
+        self._origins = origins
+        self._local = frozenset(local_addresses)
+        self._claims = claims
+
+    @property
+    def proven(self) -> bool:
+        return self._origins is not None
+
+    def unproven(self, node: RegistryNode) -> bool:
+        """Whether the servers did not know the node's session yet (worth asking again)."""
+        return self._origins is not None and node.owner != 0 and node.owner not in self._origins
+
+    def refusal(self, node: RegistryNode, endpoint: Endpoint) -> str | None:
+        """Why ``node`` (registering ``endpoint``) must not be rewritten, or None if it may."""
+        if self._origins is None:
+            sessions = set(self._claims.get(endpoint, ())) | {node.owner}
+            if len(sessions) > 1:
+                return (
+                    f"{endpoint} is registered by {len(sessions)} ZooKeeper sessions and the "
+                    "servers do not say where sessions connect from"
+                )
+            return None
+        if node.owner == 0:
+            return "persistent node: no session to prove it comes from this host"
+        origin = self._origins.get(node.owner)
+        if origin is None:
+            return f"session 0x{node.owner:x} is not connected now: cannot prove it is this host's"
+        if origin not in self._local:
+            return f"registered by session 0x{node.owner:x} from {origin}, not from this host"
         return None

@@ -95,6 +95,7 @@ def run_python(
     network_mode: str | None = None,
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
+    healthcheck: Mapping[str, Any] | None = None,
     start_timeout: float = 30.0,
 ) -> Container:
     """Run ``python -u script args`` in a new container and return it once it is running.
@@ -119,6 +120,8 @@ def run_python(
         options["network"] = network
     if network_mode is not None:
         options["network_mode"] = network_mode
+    if healthcheck is not None:
+        options["healthcheck"] = dict(healthcheck)
     container: Container = client.containers.run(
         image,
         [sys.executable, "-u", str(script.resolve()), *args],

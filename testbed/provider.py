@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import signal
 import socket
 import socketserver
@@ -85,6 +86,42 @@ class _PingHandler(socketserver.StreamRequestHandler):
         for _line in self.rfile:
             self.wfile.write(self.server.reply)
             self.wfile.flush()
+
+
+class Listener:
+    """The provider's TCP port; ``toggles`` receives True (listen), False (stop), None (end)."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.address = address
+        self.reply = b""
+        self.toggles: queue.Queue[bool | None] = queue.Queue()
+        self._server: PingServer | None = PingServer((address, port), b"")
+        self.port: int = self._server.server_address[1]
+        threading.Thread(target=self._follow_toggles, name="listener", daemon=True).start()
+
+    def open(self) -> None:
+        self.toggles.put(True)
+
+    def _follow_toggles(self) -> None:
+        serving = False
+        while (listen := self.toggles.get()) is not None:
+            if listen and not serving:
+                if self._server is None:
+                    self._server = PingServer((self.address, self.port), self.reply)
+                self._server.reply = self.reply
+                threading.Thread(target=self._server.serve_forever, daemon=True).start()
+                serving = True
+                print("listening", flush=True)
+            elif not listen and serving and self._server is not None:
+                self._server.shutdown()
+                self._server.server_close()
+                self._server = None
+                serving = False
+                print("not listening", flush=True)
+        if self._server is not None:
+            if serving:
+                self._server.shutdown()
+            self._server.server_close()
 
 
 class Registration:
@@ -213,10 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     host: str = args.host or local_address_towards(args.zookeeper)
 
-    server = PingServer((args.listen, args.port), b"")
-    port: int = server.server_address[1]
-    server.reply = f"pong {args.application} {format_host(host)}:{port}\n".encode()
-    threading.Thread(target=server.serve_forever, name="ping-server", daemon=True).start()
+    listener = Listener(args.listen, args.port)
+    port = listener.port
+    listener.reply = f"pong {args.application} {format_host(host)}:{port}\n".encode()
+    listener.open()
 
     extra = dict(item.split("=", 1) for item in args.param)
     url = provider_url(
@@ -241,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    # SIGUSR1 / SIGUSR2 stop and resume listening while the ZooKeeper session goes on: a
+    # provider process that hangs or dies inside a container that keeps running.
+    signal.signal(signal.SIGUSR1, lambda *_: listener.toggles.put(False))
+    signal.signal(signal.SIGUSR2, lambda *_: listener.toggles.put(True))
 
     client = KazooClient(hosts=args.zookeeper, timeout=args.session_timeout)
     client.start(timeout=30.0)
@@ -260,8 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         client.stop()
         client.close()
-        server.shutdown()
-        server.server_close()
+        listener.toggles.put(None)
     return 0
 
 

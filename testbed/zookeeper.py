@@ -16,6 +16,9 @@ from pathlib import Path
 from types import TracebackType
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
+from kazoo.handlers.threading import (  # type: ignore[import-untyped,unused-ignore]
+    SequentialThreadingHandler,
+)
 
 from testbed.polling import free_port, wait_until
 
@@ -27,6 +30,15 @@ CLASSPATH: tuple[str, ...] = (
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 JVM_OPTIONS: tuple[str, ...] = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 FOUR_LETTER_WORDS = "ruok,srvr,cons,stat,wchs,mntr,dump,conf"
+# The AdminServer runs on Jetty, which Debian's zookeeper package does not put on its path.
+ADMIN_CLASSPATH: tuple[str, ...] = tuple(
+    f"/usr/share/java/{jar}.jar"
+    for jar in (
+        "jetty9-server", "jetty9-servlet", "jetty9-util", "jetty9-http", "jetty9-io",
+        "jetty9-security", "servlet-api", "jackson-databind", "jackson-core",
+        "jackson-annotations",
+    )
+)  # fmt: skip
 
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 # Every server started in this process, so that an interpreter exiting without running the
@@ -74,13 +86,15 @@ class ZooKeeperServer:
         quorum: Sequence[str] = (),
         java: str = JAVA,
         classpath: Sequence[str] = CLASSPATH,
+        four_letter_words: str = FOUR_LETTER_WORDS,
     ) -> None:
         """Prepare (but do not start) a server.
 
         ``client_port`` ``None`` picks a free port at the first :meth:`start`; ``admin_port``
         ``None`` disables the AdminServer and ``0`` enables it on a free port.
         ``server_id`` and ``quorum`` (``server.N=host:peer:election`` lines) are set by
-        :class:`ZooKeeperEnsemble`.
+        :class:`ZooKeeperEnsemble`. ``four_letter_words`` is the whitelist (``ruok,srvr`` are
+        needed to tell when the server is ready).
         """
         self.work_dir = work_dir
         self.bind = bind
@@ -91,7 +105,8 @@ class ZooKeeperServer:
         self.server_id = server_id
         self.quorum = tuple(quorum)
         self.java = java
-        self.classpath = tuple(classpath)
+        self.classpath = tuple(classpath) + (ADMIN_CLASSPATH if admin_port is not None else ())
+        self.four_letter_words = four_letter_words
         self._port = client_port
         self._admin_port = admin_port
         self._process: subprocess.Popen[bytes] | None = None
@@ -326,7 +341,7 @@ class ZooKeeperServer:
             f"dataDir={self.data_dir}",
             f"clientPort={self.port}",
             f"clientPortAddress={self.bind or '0.0.0.0'}",
-            f"4lw.commands.whitelist={FOUR_LETTER_WORDS}",
+            f"4lw.commands.whitelist={self.four_letter_words}",
         ]
         if self._admin_port is None:
             lines.append("admin.enableServer=false")
@@ -501,6 +516,36 @@ def expire_session(
         max(0.0, deadline - time.monotonic()),
         message=f"session 0x{session_id:x} still alive after closing it",
     )
+
+
+class _SourceBoundHandler(SequentialThreadingHandler):  # type: ignore[misc]
+    """Kazoo's threading handler, connecting from a chosen local address."""
+
+    def __init__(self, source_address: str) -> None:
+        super().__init__()
+        self._source_address = source_address
+
+    def create_connection(
+        self, address: tuple[str, int], timeout: float | None = None, **_: object
+    ) -> socket.socket:
+        connection = socket.create_connection(
+            address, timeout, source_address=(self._source_address, 0)
+        )
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
+
+
+def client_from(connect_string: str, source_address: str, timeout: float = 10.0) -> KazooClient:
+    """A started ZooKeeper client whose connections come from ``source_address``.
+
+    With ``127.0.0.2`` it plays a provider on another host: the servers report that address
+    for its session, which is none of this host's interface addresses.
+    """
+    client = KazooClient(
+        hosts=connect_string, timeout=timeout, handler=_SourceBoundHandler(source_address)
+    )
+    client.start(timeout=15)
+    return client
 
 
 @atexit.register

@@ -47,12 +47,16 @@ class ZooKeeperRegistry:
         session_timeout: float,
         on_change: Callable[[str], None],
         on_connection: Callable[[Connection], None],
+        resume: tuple[int, bytes] | None = None,
     ) -> None:
+        """``resume``: the (session id, password) of a session to continue, if still alive."""
         self._on_change = on_change
         self._on_connection = on_connection
+        self._known_parents: set[str] = set()
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
+            client_id=resume,
             connection_retry=KazooRetry(max_tries=-1, max_delay=5),
             command_retry=KazooRetry(max_tries=3, max_delay=2),
         )
@@ -70,6 +74,7 @@ class ZooKeeperRegistry:
         self._client.start_async()
 
     def close(self) -> None:
+        """Close the session: every ephemeral node it owns disappears at once."""
         self._client.stop()
         self._client.close()
 
@@ -77,6 +82,11 @@ class ZooKeeperRegistry:
     def session_id(self) -> int:
         client_id = self._client.client_id
         return int(client_id[0]) if client_id else 0
+
+    @property
+    def session_password(self) -> bytes:
+        client_id = self._client.client_id
+        return bytes(client_id[1]) if client_id else b""
 
     @property
     def connected(self) -> bool:
@@ -157,9 +167,18 @@ class ZooKeeperRegistry:
         started = self._pipelined(
             list(range(len(transactions))), lambda i: self._commit(transactions[i])
         )
-        return [_outcome(result) for _, result in started]
+        outcomes = [_outcome(result) for _, result in started]
+        if any(o.error == "NoNodeError" for o in outcomes):
+            self._known_parents.clear()  # a parent may have been deleted: ensure it again
+        return outcomes
 
     def _commit(self, transaction: Transaction) -> Any:
+        for op in transaction.ops:
+            parent = op.path.rpartition("/")[0]
+            if isinstance(op, Create) and parent not in self._known_parents:
+                # Mirror paths may not exist yet; they are persistent, like Dubbo's own.
+                self._client.ensure_path(parent)
+                self._known_parents.add(parent)
         request = self._client.transaction()
         for op in transaction.ops:
             match op:

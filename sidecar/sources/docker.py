@@ -42,24 +42,26 @@ class DockerEngine:
         return str(info["ID"])
 
     def running_containers(self) -> list[Container]:
-        """Every running, unpaused container, each read with an inspect.
+        """Every running or paused container, each read with an inspect.
 
         The list endpoint is only used for IDs: right after ``die`` it can still say
         "running", while inspect reads the container itself.
         """
-        listed = self._call(lambda: self._api.containers(filters={"status": "running"}))
+        filters = {"status": ["running", "paused"]}
+        listed = self._call(lambda: self._api.containers(filters=filters))
         found = (self.container(str(doc["Id"])) for doc in listed)
         return [container for container in found if container is not None]
 
     def container(self, container_id: str) -> Container | None:
-        """The container if it is running and not paused, else None."""
+        """The container if it is running or paused, else None."""
         try:
             doc = self._call(lambda: self._api.inspect_container(container_id))
         except DockerUnavailable as exc:
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return None
             raise
-        return to_container(doc) if (doc.get("State") or {}).get("Status") == "running" else None
+        status = (doc.get("State") or {}).get("Status")
+        return to_container(doc) if status in ("running", "paused") else None
 
     def events(self) -> EventSubscription:
         """Subscribe to container and network events; the subscription is live on return."""
@@ -177,12 +179,16 @@ def to_container(doc: dict[str, Any]) -> Container:
         for binding in bindings or ()
         if binding.get("HostPort")
     )
+    state = doc.get("State") or {}
+    health = (state.get("Health") or {}).get("Status")
+    not_serving = "paused" if state.get("Paused") else "unhealthy" if health == "unhealthy" else ""
     return Container(
         id=str(doc["Id"]),
         name=str(doc.get("Name") or doc["Id"][:12]).lstrip("/"),
         network_mode=str((doc.get("HostConfig") or {}).get("NetworkMode") or ""),
         addresses=addresses,
         published=published,
+        not_serving=not_serving,
     )
 
 

@@ -114,7 +114,8 @@ def start_sidecar(
         args = [
             *("--zookeeper", zookeeper.connect_string, "--root", root),
             *("--docker-url", engine.url, "--advertise-host", "127.0.0.1"),
-            *("--session-timeout", "10", "--log-level", "debug", *extra_args),
+            *("--session-timeout", "10", "--log-level", "debug"),
+            *("--state-file", str(tmp_path / f"state-{len(started)}.json"), *extra_args),
         ]
         sidecar = SidecarProcess(tmp_path / f"sidecar-{len(started)}.log", args).start()
         started.append(sidecar)

@@ -137,7 +137,7 @@ def test_rewrite_disappears_within_one_second_when_the_container_goes(
     wait_until(lambda: children(registry, providers) == [], 5, message="rewrite not removed")
     assert time.monotonic() - gone_at < 1.0
     [line] = sidecar.events("remove")
-    assert "no longer running" in line["reason"]
+    assert ("is paused" if how == "pause" else "no longer running") in line["reason"]
 
 
 def test_provider_started_after_the_sidecar_is_rewritten_within_one_second(

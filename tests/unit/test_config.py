@@ -60,7 +60,9 @@ def test_roots_from_environment_are_comma_separated(monkeypatch: pytest.MonkeyPa
     [
         ({"zookeeper": "zk:99999"}, "zookeeper: invalid server 'zk:99999'"),
         ({"zookeeper": "zk:2181//x"}, "zookeeper: invalid chroot"),
-        ({"root": ("dubbo",)}, "root: invalid root 'dubbo'"),
+        ({"root": ("dubbo",)}, "root: invalid path 'dubbo'"),
+        ({"mode": "mirror", "root": ("/a", "/b")}, "settings: mirror mode mirrors exactly one"),
+        ({"host_address": "10.0.0.1,nope"}, "host_address: 'nope' is not an IP address"),
         ({"root": ("/dubbo", "/dubbo")}, "root: the same root is given twice"),
         ({"advertise_host": "not a host"}, "advertise_host: 'not a host' is neither"),
         ({"resync_seconds": 0}, "resync_seconds: Input should be greater than or equal to 1"),

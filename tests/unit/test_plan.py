@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Check, Container, Create, Delete, Endpoint, PublishedPort, RegistryNode
-from sidecar.ownership import read_marker
-from sidecar.plan import Action, Decision, Identity, plan_providers
+from sidecar.ownership import Ownership, read_marker
+from sidecar.plan import Action, Decision, Identity, Mode, Scope, claims_in
+from sidecar.plan import plan_providers as plan_scope
 from testbed.dubbo_url import java_url_encode
 
 PROVIDERS = "/dubbo/com.example.DemoService/providers"
@@ -25,6 +26,20 @@ def url_name(host: str, port: int = 20880, protocol: str = "dubbo", **extra: str
     query = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
     shown = f"[{host}]" if ":" in host else host
     return java_url_encode(f"{protocol}://{shown}:{port}/com.example.DemoService?{query}")
+
+
+TRUSTING = Ownership(None, (), {})
+
+
+def plan_providers(
+    nodes: list[RegistryNode],
+    index: ContainerIndex,
+    me: Identity,
+    remembered: list[RegistryNode] | None = None,
+    owners: Ownership = TRUSTING,
+) -> list[Decision]:
+    """The planner on one providers path; ownership unproven and uncontested unless given."""
+    return plan_scope(Scope(PROVIDERS, nodes, remembered or []), index, me, owners)
 
 
 def registration(name: str, owner: int = PROVIDER_SESSION, data: bytes = b"") -> RegistryNode:
@@ -289,3 +304,157 @@ def test_any_registry_converges_in_one_pass(
             assert rewritten not in names
         else:  # not a running container's address: untouched
             assert original in names
+
+
+def test_rewrites_that_vanished_with_the_sidecars_session_are_restored() -> None:
+    """After the sidecar's own session expired its nodes are gone (and so are the originals):
+    the remembered rewrites of still-running containers are re-created, others forgotten."""
+    other = container("d" * 64, "172.17.0.6", (PublishedPort(20880, "", 32769),), "other")
+    index = ContainerIndex([container(), other])
+    registry = converge(
+        [registration(url_name("172.17.0.5")), registration(url_name("172.17.0.6"))], index
+    )
+    remembered = registry
+    only_first = ContainerIndex([container()])
+
+    decisions = plan_providers([], only_first, ME, remembered)
+
+    actions = {d.node.name: d.action for d in decisions}
+    assert actions == {registry[0].name: Action.RESTORE, registry[1].name: Action.FORGET}
+    restored = apply([], decisions, ME.session or 0)
+    assert [n.name for n in restored] == [url_name("192.0.2.10", 32768)]
+    assert read_marker(restored[0].data) == read_marker(registry[0].data)
+
+
+def test_remembered_rewrite_is_not_restored_when_its_original_is_back() -> None:
+    """If the provider re-registered meanwhile, the original is rewritten the normal way."""
+    index = ContainerIndex([container()])
+    remembered = converge([registration(url_name("172.17.0.5"))], index)
+    registry = [registration(url_name("172.17.0.5"))]
+    decisions = plan_providers(registry, index, ME, remembered)
+    assert sorted(d.action for d in decisions) == sorted([Action.REWRITE, Action.FORGET])
+    assert [n.name for n in apply(registry, decisions, 1)] == [url_name("192.0.2.10", 32768)]
+
+
+def test_provider_restarted_inside_its_container_replaces_its_old_rewrite() -> None:
+    """A new registration of the same service from the same container endpoint (new
+    timestamp) replaces the earlier rewrite in the same transaction; memory does not bring
+    the earlier one back; another service on that endpoint is untouched."""
+    index = ContainerIndex([container()])
+    old = converge(
+        [
+            registration(url_name("172.17.0.5", timestamp="1")),
+            registration(url_name("172.17.0.5", timestamp="1", group="other")),
+        ],
+        index,
+    )
+    registry = [*old, registration(url_name("172.17.0.5", timestamp="2"))]
+
+    decisions = plan_providers(registry, index, ME, remembered=old)
+    rewrite = next(d for d in decisions if d.action is Action.REWRITE)
+    assert rewrite.transaction is not None
+    assert len([op for op in rewrite.transaction.ops if isinstance(op, Delete)]) == 2
+    after = apply(registry, decisions, ME.session or 0)
+    assert sorted(n.name for n in after) == sorted(
+        [
+            url_name("192.0.2.10", 32768, timestamp="2"),
+            url_name("192.0.2.10", 32768, timestamp="1", group="other"),
+        ]
+    )
+    assert [d for d in plan_providers(after, index, ME, remembered=old) if d.action.writes] == []
+
+
+MIRROR_ME = replace(ME, mode=Mode.MIRROR)
+MIRROR = "/dubbo-external/com.example.DemoService/providers"
+
+
+def plan_mirror(
+    nodes: list[RegistryNode], mirror: list[RegistryNode], index: ContainerIndex
+) -> list[Decision]:
+    return plan_scope(Scope(PROVIDERS, nodes, (), MIRROR, mirror), index, MIRROR_ME, TRUSTING)
+
+
+def test_mirror_mode_writes_under_the_mirror_root_and_leaves_the_original() -> None:
+    """Mirror mode creates the rewritten node under the mirror path; the original stays; a
+    second pass keeps it; when the original goes, so does the mirror."""
+    index = ContainerIndex([container()])
+    original = registration(url_name("172.17.0.5"))
+    first = plan_mirror([original], [], index)
+    [decision] = first
+    assert decision.action is Action.REWRITE
+    assert decision.transaction is not None
+    assert [type(op) for op in decision.transaction.ops] == [Create]
+    mirrored = apply([], first, ME.session or 0)
+    assert [n.path for n in mirrored] == [f"{MIRROR}/{url_name('192.0.2.10', 32768)}"]
+
+    again = plan_mirror([original], mirrored, index)
+    assert sorted(d.action for d in again) == [Action.KEEP, Action.KEEP]
+
+    gone = plan_mirror([], mirrored, index)
+    assert [(d.action, d.reason) for d in gone] == [
+        (Action.REMOVE, "its original registration is gone")
+    ]
+    stopped = plan_mirror([original], mirrored, ContainerIndex([]))
+    assert [d.action for d in stopped] == [Action.LEAVE, Action.REMOVE]
+
+
+def test_mirror_nodes_of_others_are_left_alone() -> None:
+    """A node under the mirror path without this engine's marker is never touched."""
+    stranger = RegistryNode(MIRROR, url_name("203.0.113.1", 1), b"", 0x5, 0)
+    [decision] = plan_mirror([], [stranger], ContainerIndex([container()]))
+    assert decision.action is Action.LEAVE
+
+
+LOCAL_SESSION, FOREIGN_SESSION = 0x2002, 0x3003
+
+
+def test_with_proof_only_sessions_connecting_from_this_host_are_rewritten() -> None:
+    """When the servers tell where sessions connect from, a registration of a local container
+    endpoint by a session from another host is left alone, while the local one is rewritten;
+    persistent nodes and sessions the servers do not know are not rewritten either."""
+    index = ContainerIndex([container()])
+    owners = Ownership(
+        {LOCAL_SESSION: "172.17.0.5", FOREIGN_SESSION: "127.0.0.2"},
+        {"127.0.0.1", "172.17.0.5"},
+        {Endpoint("172.17.0.5", 20880): {LOCAL_SESSION, FOREIGN_SESSION}},
+    )
+    nodes = [
+        registration(url_name("172.17.0.5", application="local"), owner=LOCAL_SESSION),
+        registration(url_name("172.17.0.5", application="foreign"), owner=FOREIGN_SESSION),
+        registration(url_name("172.17.0.5", application="persistent"), owner=0),
+        registration(url_name("172.17.0.5", application="unknown"), owner=0x4004),
+    ]
+    decisions = {d.node.name: d for d in plan_providers(nodes, index, ME, owners=owners)}
+    assert decisions[nodes[0].name].action is Action.REWRITE
+    foreign = decisions[nodes[1].name]
+    assert (foreign.action, foreign.reason) == (
+        Action.LEAVE,
+        f"registered by session 0x{FOREIGN_SESSION:x} from 127.0.0.2, not from this host",
+    )
+    assert decisions[nodes[2].name].action is Action.LEAVE
+    unknown = decisions[nodes[3].name]
+    assert unknown.action is Action.LEAVE
+    assert unknown.provisional
+
+
+def test_without_proof_endpoints_claimed_by_several_sessions_are_refused() -> None:
+    """Fallback when the servers do not tell: an endpoint registered by two sessions is
+    ambiguous (container addresses repeat across hosts) and left alone; a single claim is
+    rewritten."""
+    index = ContainerIndex([container()])
+    claims = {Endpoint("172.17.0.5", 20880): {LOCAL_SESSION, FOREIGN_SESSION}}
+    owners = Ownership(None, (), claims)
+    node = registration(url_name("172.17.0.5"), owner=LOCAL_SESSION)
+    [decision] = plan_providers([node], index, ME, owners=owners)
+    assert decision.action is Action.LEAVE
+    assert "registered by 2 ZooKeeper sessions" in decision.reason
+    single = Ownership(None, (), {Endpoint("172.17.0.5", 20880): {LOCAL_SESSION}})
+    assert plan_providers([node], index, ME, owners=single)[0].action is Action.REWRITE
+
+
+def test_claims_count_sessions_of_original_registrations_only() -> None:
+    """Rewritten nodes and malformed names claim no endpoint."""
+    index = ContainerIndex([container()])
+    rewritten = converge([registration(url_name("172.17.0.5"))], index)
+    nodes = [*rewritten, registration("garbage"), registration(url_name("10.0.0.9"), owner=7)]
+    assert claims_in(nodes) == {Endpoint("10.0.0.9", 20880): {7}}

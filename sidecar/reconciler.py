@@ -1,0 +1,166 @@
+"""A pass without its writes: read the dirty paths, prove ownership, plan every node.
+
+``run`` applies what this returns and remembers what it now manages; ``plan`` prints it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from sidecar.config import Settings
+from sidecar.mapping import ContainerIndex
+from sidecar.model import Create, Endpoint, RegistryNode
+from sidecar.ownership import Ownership, read_marker
+from sidecar.plan import Action, Decision, Identity, Mode, Scope, claims_in, plan_providers
+from sidecar.registry.sessions import SessionOrigins
+from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
+from sidecar.sources.host import interface_addresses
+
+# Asking every server for its connections is not free: at most this often.
+_ORIGINS_MIN_INTERVAL = 0.5
+
+
+class Reconciler:
+    """Reads and plans providers paths; keeps what a plan needs across passes."""
+
+    def __init__(
+        self, settings: Settings, registry: ZooKeeperRegistry, advertise_host: str, engine_id: str
+    ) -> None:
+        self.mode = Mode(settings.mode)
+        self.roots = settings.root
+        self.mirror_root = settings.mirror_root
+        self.advertise_host = advertise_host
+        self.engine_id = engine_id
+        self.containers = ContainerIndex(())
+        # This sidecar's rewritten nodes per providers path, as last written or seen.
+        self.managed: dict[str, dict[str, RegistryNode]] = {}
+        self._registry = registry
+        self._origins_source = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
+        self._origins: dict[int, str] | None = None
+        self._origins_at = float("-inf")
+        self._host_addresses = set(settings.host_address) | {advertise_host}
+        self._interface_addresses = interface_addresses()
+        self._claims_by_path: dict[str, dict[Endpoint, set[int]]] = {}
+        self._claims: dict[Endpoint, Counter[int]] = {}
+
+    def mirror_of(self, parent: str) -> str | None:
+        """The mirror root's counterpart of a providers path (mirror mode only)."""
+        if self.mode is not Mode.MIRROR:
+            return None
+        return self.mirror_root + parent.removeprefix(self.roots[0])
+
+    def source_of(self, path: str) -> str | None:
+        """The providers path a mirror path mirrors, or None for any other path."""
+        if self.mode is Mode.MIRROR and path.startswith(self.mirror_root + "/"):
+            return self.roots[0] + path.removeprefix(self.mirror_root)
+        return None
+
+    def refresh_host_addresses(self) -> None:
+        self._interface_addresses = interface_addresses()
+
+    def providers_paths(self, root: str) -> list[str]:
+        return self._registry.providers_paths(root)
+
+    def plan(self, parents: Iterable[str], session: int | None) -> list[Decision]:
+        """Read ``parents`` (and their mirrors) from ZooKeeper and decide every node."""
+        parents = sorted(parents)
+        mirrors = {p: m for p in parents if (m := self.mirror_of(p))}
+        read = self._registry.read_providers([*parents, *mirrors.values()])
+        for parent in parents:
+            self._set_claims(parent, claims_in(read[parent]))
+        owners = self._ownership(parents)
+        me = Identity(session, self.engine_id, self.advertise_host, self.mode)
+        decisions = []
+        for parent in parents:
+            scope = Scope(
+                parent,
+                read[parent],
+                remembered=list(self.managed.get(parent, {}).values()),
+                mirror_parent=mirrors.get(parent),
+                mirror=read.get(mirrors.get(parent, ""), []),
+            )
+            decisions += plan_providers(scope, self.containers, me, owners)
+        return decisions
+
+    def remember(
+        self, decisions: Iterable[Decision], outcomes: Mapping[Decision, Outcome], session: int
+    ) -> bool:
+        """Update what this sidecar manages from a pass's results; True if that changed."""
+        if self.mode is Mode.MIRROR:
+            return False  # mirrors are derived from the originals, never restored from memory
+        before = {p: dict(nodes) for p, nodes in self.managed.items()}
+        planned: dict[str, dict[str, RegistryNode]] = {}
+        for d in decisions:
+            previous = before.get(d.node.parent, {})
+            now = planned.setdefault(d.node.parent, {})
+            outcome = outcomes.get(d)
+            if d.action is Action.KEEP and d.rewritten_path:
+                now[d.node.name] = d.node
+            elif d.action is Action.HOLD or (d.action is Action.REMOVE and d.suspended):
+                now[d.node.name] = previous.get(d.node.name, d.node)
+            elif d.action.writes and outcome is not None and outcome.ok:
+                created = _created(d)
+                if created is not None and created.parent == d.node.parent:
+                    now[created.name] = RegistryNode(created.parent, created.name, created.data,
+                                                     session, 0)  # fmt: skip
+            elif d.action.writes and d.node.name in previous:
+                now[d.node.name] = previous[d.node.name]  # failed: keep trying later
+        for parent, nodes in planned.items():
+            if nodes:
+                self.managed[parent] = nodes
+            else:
+                self.managed.pop(parent, None)
+        return self.managed != before
+
+    def managed_endpoints(self) -> set[Endpoint]:
+        """The container endpoints behind this sidecar's rewrites (what the prober checks)."""
+        markers = (read_marker(n.data) for nodes in self.managed.values() for n in nodes.values())
+        return {m.container_endpoint for m in markers if m is not None}
+
+    def forget(self, parent: str) -> None:
+        """A providers path that no longer exists."""
+        self.managed.pop(parent, None)
+        self._set_claims(parent, {})
+
+    def _set_claims(self, parent: str, claims: dict[Endpoint, set[int]]) -> None:
+        for endpoint, sessions in self._claims_by_path.pop(parent, {}).items():
+            counter = self._claims[endpoint]
+            counter.subtract(sessions)
+            for session in sessions:
+                if counter[session] <= 0:
+                    del counter[session]
+            if not counter:
+                del self._claims[endpoint]
+        if claims:
+            self._claims_by_path[parent] = claims
+            for endpoint, sessions in claims.items():
+                self._claims.setdefault(endpoint, Counter()).update(sessions)
+
+    def _ownership(self, parents: list[str]) -> Ownership:
+        local_containers = self.containers.addresses()
+        needed = {
+            session
+            for parent in parents
+            for endpoint, sessions in self._claims_by_path.get(parent, {}).items()
+            if endpoint.host in local_containers
+            for session in sessions
+            if session
+        }
+        known = self._origins or {}
+        now = time.monotonic()
+        if needed - set(known) and now - self._origins_at >= _ORIGINS_MIN_INTERVAL:
+            self._origins = self._origins_source.fetch()
+            self._origins_at = now
+        local = self._interface_addresses | self._host_addresses | local_containers
+        return Ownership(self._origins, local, self._claims)
+
+
+def _created(decision: Decision) -> RegistryNode | None:
+    path = decision.rewritten_path
+    if path is None or decision.transaction is None:
+        return None
+    data = next(op.data for op in decision.transaction.ops if isinstance(op, Create))
+    parent, _, name = path.rpartition("/")
+    return RegistryNode(parent, name, data, 0, 0)

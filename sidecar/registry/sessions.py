@@ -1,0 +1,104 @@
+"""Where ZooKeeper servers are asked which client address each session connects from.
+
+Each server knows only its own connections, so every server of the connect string is asked:
+first with the ``cons`` four-letter word on the client port, then, if the server does not
+allow it, with the AdminServer ``connections`` command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import urllib.error
+import urllib.request
+
+from sidecar.config import servers
+
+_CONS_LINE = re.compile(r"^\s*/(?P<address>.+):\d+\[\d+\]\((?P<stats>.*)\)\s*$")
+_SESSION = re.compile(r"(?:^|,)sid=0x(?P<sid>[0-9a-fA-F]+)(?:,|$)")
+
+
+class NotAllowed(Exception):
+    """The server does not run this command for us."""
+
+
+class SessionOrigins:
+    """Asks the servers of one ensemble where sessions connect from."""
+
+    def __init__(self, connect_string: str, admin_port: int, timeout: float = 1.0) -> None:
+        self._servers = servers(connect_string)
+        self._admin_port = admin_port
+        self._timeout = timeout
+
+    def fetch(self) -> dict[int, str] | None:
+        """Session id -> client IP over all servers that answer; None if none of them tells."""
+        origins: dict[int, str] = {}
+        told = False
+        for host, port in self._servers:
+            try:
+                origins.update(self._from_cons(host, port))
+            except NotAllowed:
+                try:
+                    origins.update(self._from_admin(host))
+                except NotAllowed:
+                    continue
+            except OSError:
+                continue  # a server that is down knows no sessions now
+            told = True
+        return origins if told else None
+
+    def _from_cons(self, host: str, port: int) -> dict[int, str]:
+        with socket.create_connection((host, port), timeout=self._timeout) as conn:
+            conn.sendall(b"cons")
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        text = b"".join(chunks).decode("utf-8", errors="replace")
+        if "not in the whitelist" in text or "not executed" in text:
+            raise NotAllowed(text.strip())
+        return parse_cons(text)
+
+    def _from_admin(self, host: str) -> dict[int, str]:
+        if not self._admin_port:
+            raise NotAllowed("AdminServer disabled by configuration")
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{self._admin_port}/commands/connections"
+        try:
+            with urllib.request.urlopen(url, timeout=self._timeout) as response:
+                return parse_admin_connections(json.load(response))
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            raise NotAllowed(str(exc)) from exc
+
+
+def parse_cons(text: str) -> dict[int, str]:
+    """Sessions and client addresses from a ``cons`` answer (connections without one skipped)."""
+    origins = {}
+    for line in text.splitlines():
+        match = _CONS_LINE.match(line)
+        session = match and _SESSION.search(match["stats"])
+        if match and session:
+            origins[int(session["sid"], 16)] = _normal(match["address"])
+    return origins
+
+
+def parse_admin_connections(doc: object) -> dict[int, str]:
+    """Sessions and client addresses from the AdminServer's ``connections`` JSON."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("connections"), list):
+        raise ValueError("not a connections answer")
+    origins = {}
+    for connection in doc["connections"] + list(doc.get("secure_connections") or []):
+        session = connection.get("session_id")
+        address = str(connection.get("remote_socket_address") or "")
+        if session is not None and address:
+            origins[int(session)] = _normal(address.rpartition(":")[0])
+    return origins
+
+
+def _normal(address: str) -> str:
+    address = address.strip("[]/")
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address
