@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args, get_origin
 
 import structlog
 
@@ -33,80 +33,37 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
-    zk = common.add_argument_group("ZooKeeper")
-    zk.add_argument(
-        "--zookeeper",
-        metavar="HOST:PORT[,...][/CHROOT]",
-        help="connect string (default 127.0.0.1:2181)",
-    )
-    zk.add_argument(
-        "--root",
-        action="append",
-        metavar="PATH",
-        help="registry root to reconcile, repeatable (default /dubbo)",
-    )
-    zk.add_argument(
-        "--session-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="ZooKeeper session timeout (default 30)",
-    )
-    zk.add_argument(
-        "--connect-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="how long `plan` waits for ZooKeeper (default 10)",
-    )
-    dk = common.add_argument_group("Docker")
-    dk.add_argument(
-        "--docker-url",
-        metavar="URL",
-        help="Docker Engine API (default unix:///var/run/docker.sock)",
-    )
-    ad = common.add_argument_group("Advertising")
-    ad.add_argument(
-        "--advertise-host",
-        metavar="ADDRESS",
-        help="host address consumers use (default: $HOST_IP, else the route to ZooKeeper)",
-    )
-    rc = common.add_argument_group("Reconciliation")
-    rc.add_argument(
-        "--mode",
-        choices=("replace", "mirror"),
-        help="replace the original registration, or mirror it under --mirror-root "
-        "(default replace)",
-    )
-    rc.add_argument(
-        "--mirror-root", metavar="PATH", help="where mirror mode writes (default /dubbo-external)"
-    )
-    rc.add_argument(
-        "--resync-seconds",
-        type=float,
-        metavar="SECONDS",
-        help="period of the full resync (default 60)",
-    )
-    rs = common.add_argument_group("Restarts")
-    rs.add_argument(
-        "--state-file",
-        type=_optional_path,
-        metavar="FILE",
-        help="session to resume and rewrites managed, kept across restarts; '' "
-        "for none (default /var/lib/dubbo-nat-sidecar/state.json)",
-    )
-    rs.add_argument(
-        "--close-session-on-exit",
-        action="store_true",
-        help="on SIGTERM close the ZooKeeper session, removing every rewrite at once",
-    )
-    lg = common.add_argument_group("Logging")
-    lg.add_argument(
-        "--log-format",
-        choices=("auto", "json", "console"),
-        help="auto: JSON unless stderr is a terminal (default auto)",
-    )
-    lg.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), help="(default info)"
-    )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, spec in Settings.model_fields.items():
+        extra = spec.json_schema_extra
+        assert isinstance(extra, dict)
+        group_name = str(extra["group"])
+        group = groups.get(group_name) or groups.setdefault(
+            group_name, common.add_argument_group(group_name)
+        )
+        flag = "--" + name.replace("_", "-")
+        default = spec.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        repeatable = isinstance(default, tuple)
+        help_text = (
+            f"{spec.description} Default: {shown if shown not in ('', None) else 'none'}."
+            f" Env: {ENV_PREFIX}{name.upper()}{' (comma separated)' if repeatable else ''}."
+            f"{' Repeatable.' if repeatable else ''}"
+        ).replace("%", "%%")
+        metavar = extra.get("metavar") or (
+            "SECONDS" if name.endswith(("_seconds", "_timeout")) else None
+        )
+        choices = get_args(spec.annotation) if get_origin(spec.annotation) is Literal else None
+        if spec.annotation is bool:
+            group.add_argument(flag, action="store_true", help=help_text)
+        else:
+            group.add_argument(
+                flag,
+                action="append" if repeatable else "store",
+                choices=choices,
+                metavar=None if metavar is None else str(metavar),
+                help=help_text,
+            )
     common.add_argument("--config", type=Path, metavar="FILE",
                         help=f"TOML file of settings (or ${ENV_PREFIX}CONFIG)")  # fmt: skip
 
@@ -123,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(_parser().parse_args(argv))
     command = args.pop("command")
     config_file = args.pop("config", None) or _env_path(f"{ENV_PREFIX}CONFIG")
-    for repeatable in ("root", "host_address"):
-        if repeatable in args:
-            args[repeatable] = tuple(args[repeatable])
+    for name, value in args.items():
+        if isinstance(value, list):
+            args[name] = tuple(value)
     try:
         settings = load_settings(args, config_file)
         configure(settings.log_format, settings.log_level)
@@ -187,10 +144,6 @@ def _plan(settings: Settings, advertise_host: str) -> int:
         engine.close()
     print(render_table(decisions))
     return EXIT_OK
-
-
-def _optional_path(value: str) -> Path | None:
-    return Path(value) if value else None
 
 
 def _env_path(name: str) -> Path | None:

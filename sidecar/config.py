@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,6 +23,16 @@ _PATH_SEGMENT = re.compile(r"[^/\x00]+")
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config", default=None)
 
 
+def _setting(
+    default: Any, group: str, description: str, *, metavar: str | None = None, **limits: Any
+) -> Any:
+    """A field that also knows its flag's group and metavar (the CLI is built from these)."""
+    extra: dict[str, JsonValue] = {"group": group}
+    if metavar:
+        extra["metavar"] = metavar
+    return Field(default, description=description, json_schema_extra=extra, **limits)
+
+
 class ConfigError(Exception):
     """Invalid configuration, described in one line."""
 
@@ -33,27 +43,107 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     # ZooKeeper
-    zookeeper: str = "127.0.0.1:2181"
-    root: Annotated[tuple[str, ...], NoDecode] = ("/dubbo",)
-    session_timeout: float = Field(30.0, ge=2, le=600)
-    connect_timeout: float = Field(10.0, gt=0, le=600)
-    zookeeper_admin_port: int = Field(8080, ge=0, le=65535)
+    zookeeper: str = _setting(
+        "127.0.0.1:2181",
+        "ZooKeeper",
+        "Connect string `host:port[,host:port…][/chroot]`.",
+        metavar="HOST:PORT[,…][/CHROOT]",
+    )
+    root: Annotated[tuple[str, ...], NoDecode] = _setting(
+        ("/dubbo",),
+        "ZooKeeper",
+        "Registry root to reconcile, one per registry `group`.",
+        metavar="PATH",
+    )
+    session_timeout: float = _setting(
+        30.0,
+        "ZooKeeper",
+        "Session timeout, seconds. Rewritten nodes live in this session.",
+        ge=2,
+        le=600,
+    )
+    connect_timeout: float = _setting(
+        10.0,
+        "ZooKeeper",
+        "How long `plan` waits for ZooKeeper, seconds (`run` keeps trying).",
+        gt=0,
+        le=600,
+    )
+    zookeeper_admin_port: int = _setting(
+        8080,
+        "ZooKeeper",
+        "AdminServer port, asked where sessions connect from when the "
+        "servers do not allow `cons`; 0: never.",
+        ge=0,
+        le=65535,
+        metavar="PORT",
+    )
     # Docker
-    docker_url: str = "unix:///var/run/docker.sock"
+    docker_url: str = _setting(
+        "unix:///var/run/docker.sock",
+        "Docker",
+        "Docker Engine API (`unix://…`, `tcp://…`).",
+        metavar="URL",
+    )
     # Advertising
-    advertise_host: str | None = None
-    host_address: Annotated[tuple[str, ...], NoDecode] = ()
+    advertise_host: str | None = _setting(
+        None,
+        "Advertising",
+        "Host address consumers use for ports published on all "
+        "addresses. Unset: `HOST_IP` from the environment, else the address of the route to "
+        "the first ZooKeeper server.",
+        metavar="ADDRESS",
+    )
+    host_address: Annotated[tuple[str, ...], NoDecode] = _setting(
+        (),
+        "Advertising",
+        "An address ZooKeeper sees this host's connections come from, "
+        "besides its own interfaces and the advertised host (e.g. a NAT gateway).",
+        metavar="ADDRESS",
+    )
     # Reconciliation
-    mode: Literal["replace", "mirror"] = "replace"
-    mirror_root: str = "/dubbo-external"
-    resync_seconds: float = Field(60.0, ge=1, le=86400)
-    probe_seconds: float = Field(10.0, ge=0, le=3600)
+    mode: Literal["replace", "mirror"] = _setting(
+        "replace",
+        "Reconciliation",
+        "`replace` the original registration, or `mirror` it under the mirror root and leave it.",
+    )
+    mirror_root: str = _setting(
+        "/dubbo-external",
+        "Reconciliation",
+        "Where mirror mode writes (a registry `group` for external consumers).",
+        metavar="PATH",
+    )
+    resync_seconds: float = _setting(
+        60.0, "Reconciliation", "Period of the full resync, seconds.", ge=1, le=86400
+    )
+    probe_seconds: float = _setting(
+        10.0,
+        "Reconciliation",
+        "Replace mode: period of the TCP probe of each rewritten provider, seconds; 0 disables.",
+        ge=0,
+        le=3600,
+    )
     # Restarts
-    state_file: Path | None = Path("/var/lib/dubbo-nat-sidecar/state.json")
-    close_session_on_exit: bool = False
+    state_file: Path | None = _setting(
+        Path("/var/lib/dubbo-nat-sidecar/state.json"),
+        "Restarts",
+        "Keeps the ZooKeeper "
+        "session and the rewrites across restarts (put it on a volume); empty: none.",
+        metavar="FILE",
+    )
+    close_session_on_exit: bool = _setting(
+        False,
+        "Restarts",
+        "On SIGTERM close the ZooKeeper session, which removes every "
+        "rewrite at once, instead of leaving it to the next instance.",
+    )
     # Logging
-    log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = _setting(
+        "auto", "Logging", "`auto`: JSON unless stderr is a terminal."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = _setting(
+        "info", "Logging", "`debug` also shows each pass and other hosts' registrations."
+    )
 
     @classmethod
     def settings_customise_sources(

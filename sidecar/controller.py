@@ -333,6 +333,7 @@ class Controller:
             if self._docker_fresh:
                 self._docker_fresh = False
                 self._log.docker_stale()
+            self._log.debug("pass skipped", reason="Docker Engine unreachable")
             return False
         try:
             if work.all_containers or not self._docker_fresh:

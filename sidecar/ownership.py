@@ -27,6 +27,7 @@ class Marker:
     container_endpoint: Endpoint
     container: str
     engine: str
+    provider_session: int = 0  # the session that registered the original (0: unknown)
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -36,6 +37,7 @@ class Marker:
                 "container_endpoint": str(self.container_endpoint),
                 "container": self.container,
                 "engine": self.engine,
+                "provider_session": f"0x{self.provider_session:x}",
             },
             separators=(",", ":"),
         ).encode()
@@ -53,6 +55,7 @@ def read_marker(data: bytes) -> Marker | None:
             container_endpoint=Endpoint.of(host.strip("[]"), int(port)),
             container=str(doc["container"]),
             engine=str(doc["engine"]),
+            provider_session=int(str(doc.get("provider_session", "0")), 0),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -76,6 +79,11 @@ class Ownership:
     @property
     def proven(self) -> bool:
         return self._origins is not None
+
+    def connected(self, session: int) -> bool:
+        """Whether ``session`` is known to be connected now (False when the servers do not
+        tell): a provider session that is gone leaves its earlier registrations stale."""
+        return self._origins is not None and session in self._origins
 
     def unproven(self, node: RegistryNode) -> bool:
         """Whether the servers did not know the node's session yet (worth asking again)."""

@@ -224,7 +224,7 @@ class _Planner:
             return replace(_decide(base, Action.LEAVE, refusal), provisional=provisional)
         target_name = url.with_endpoint(found.advertised)
         target = self.targets.get(target_name)
-        marker = Marker(node.name, url.endpoint, found.container.id, self.me.engine)
+        marker = Marker(node.name, url.endpoint, found.container.id, self.me.engine, node.owner)
         create = Create(f"{self.target_parent}/{target_name}", marker.encode())
         if self.me.mode is Mode.MIRROR:
             self.mirrored.add(target_name)
@@ -236,9 +236,15 @@ class _Planner:
                 base, Action.LEAVE, "the mirrored name is already registered by another party"
             )
         if target is None:
+            stale = {
+                m.original
+                for m in self._same_service_rewrites(url.endpoint, node.name)
+                if self._stale(m, node.owner)
+            }
             superseded = [
                 Delete(n.path, n.version)
-                for n in self._same_service_rewrites(url.endpoint, node.name)
+                for n in self.scope.nodes
+                if (m := read_marker(n.data)) is not None and m.original in stale
             ]
             return _decide(
                 base,
@@ -260,15 +266,14 @@ class _Planner:
             base, Action.LEAVE, "the rewritten name is already registered by another party"
         )
 
-    def _same_service_rewrites(self, endpoint: Endpoint, original: str) -> list[RegistryNode]:
-        """Our rewrites of other registrations of the same service on the same container
-        endpoint whose originals are gone: left behind when a provider restarted inside its
-        container, they are replaced by the newer registration's rewrite."""
+    def _same_service_rewrites(self, endpoint: Endpoint, original: str) -> list[Marker]:
+        """Markers of our rewrites of other registrations of the same service on the same
+        container endpoint, whose originals are gone."""
         key = _service_key(original)
         if key is None:
             return []
         return [
-            node
+            marker
             for node in self.scope.nodes
             if (marker := read_marker(node.data)) is not None
             and marker.engine == self.me.engine
@@ -277,6 +282,13 @@ class _Planner:
             and marker.original not in self.by_name
             and _service_key(marker.original) == key
         ]
+
+    def _stale(self, earlier: Marker, later_session: int) -> bool:
+        """An earlier registration is stale once the same session registered the service
+        again (re-export), or once its own session is gone (the provider restarted)."""
+        return earlier.provider_session == later_session or not self.owners.connected(
+            earlier.provider_session
+        )
 
     # -- the sidecar's own nodes -------------------------------------------------------------
 
@@ -334,7 +346,8 @@ class _Planner:
             return _decide(base, Action.FORGET, found.reason)
         if marker.original in self.by_name:
             return _decide(base, Action.FORGET, "its original is registered again")
-        if self._same_service_rewrites(marker.container_endpoint, marker.original):
+        later = self._same_service_rewrites(marker.container_endpoint, marker.original)
+        if any(self._stale(marker, m.provider_session) for m in later):
             return _decide(base, Action.FORGET, "a newer registration of the service replaced it")
         wanted = urls.parse(marker.original).with_endpoint(found.advertised)
         if wanted in self.by_name:

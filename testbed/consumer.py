@@ -17,6 +17,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
+from kazoo.recipe.watchers import ChildrenWatch  # type: ignore[import-untyped,unused-ignore]
 
 from testbed.dubbo_url import format_host, providers_path
 from testbed.firewall import as_group
@@ -107,6 +109,28 @@ def call_providers(
 def _split_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+class ProvidersWatch:
+    """Every providers list a watching consumer is shown, in order, from a ZooKeeper watch.
+
+    Dubbo consumers rebuild their invokers from each such list; an empty list (or one missing
+    a provider) is what a registration gap looks like to them.
+    """
+
+    def __init__(self, client: KazooClient, path: str) -> None:
+        self.seen: list[list[str]] = []
+        self._lock = threading.Lock()
+        client.ensure_path(path)
+        ChildrenWatch(client, path, self._record)
+
+    def _record(self, children: list[str]) -> None:
+        with self._lock:
+            self.seen.append(sorted(children))
+
+    def lists(self) -> list[list[str]]:
+        with self._lock:
+            return list(self.seen)
 
 
 def run_as_group(

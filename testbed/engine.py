@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -75,19 +75,33 @@ class DockerEngine:
         if self._process is not None:
             _terminate(self._process, timeout)
             self._process = None
+            _unmount_data_root(self.argv)
 
     def restart(self, timeout: float = 30.0) -> None:
         """Restart a daemon started here, as a crash-free ``systemctl restart docker`` would.
 
-        Containers without a restart policy are stopped with the daemon and stay stopped;
-        ``client`` is replaced by one connected to the new daemon.
+        Containers without a restart policy are stopped with the daemon and stay stopped
+        (unless it runs with ``--live-restore``); ``client`` is replaced by one connected to
+        the new daemon.
         """
+        self.halt(timeout)
+        self.start_again()
+
+    def halt(self, timeout: float = 30.0) -> None:
+        """Stop a daemon started here, leaving its data (and, with live-restore, containers)."""
         if not self.started_here:
             raise RuntimeError(
                 f"the Docker Engine at {self.url} was not started by the test harness; "
-                "refusing to restart it"
+                "refusing to stop it"
             )
-        self.stop(timeout)
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self._process is not None:
+            _terminate(self._process, timeout)
+            self._process = None
+
+    def start_again(self) -> None:
+        """Start a halted daemon with the same arguments; ``client`` is replaced."""
         assert self.log_path is not None
         self._process = _spawn_dockerd(self.argv, self.log_path)
         self.client = _wait_for_daemon(self.url, self._process, self.start_timeout, self.log_path)
@@ -356,6 +370,15 @@ def _wait_for_daemon(
     return client
 
 
+def _unmount_data_root(argv: Sequence[str]) -> None:
+    """Undo the bind mounts dockerd leaves on its data root, so the directory can be deleted."""
+    data_root = os.path.realpath(argv[argv.index("--data-root") + 1])
+    with open("/proc/mounts") as mounts:
+        targets = [line.split()[1] for line in mounts if line.split()[1].startswith(data_root)]
+    for target in sorted(targets, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
     if process.poll() is not None:
         return
@@ -365,3 +388,33 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@contextlib.contextmanager
+def private_engine(work_dir: Path, subnet_index: int = 213) -> Iterator[DockerEngine]:
+    """A second, restartable ``dockerd`` of the test's own, beside the system daemon.
+
+    It gets its own socket, bridge (``10.<subnet_index>.0.1/24``) and data, keeps its
+    containers running across its own restarts (``--live-restore``), and leaves the system
+    daemon's iptables chains alone. Everything is removed on exit, containers first.
+    """
+    bridge = f"tb{os.getpid() % 10000}"
+    gateway = f"10.{subnet_index}.0.1/24"
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", gateway, "dev", bridge], check=True)
+        subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
+        engine = ensure_docker_engine(
+            work_dir,
+            socket_path=work_dir / "docker.sock",
+            extra_args=[f"--bridge={bridge}", "--iptables=false", "--ip6tables=false",
+                        "--ip-masq=false", "--live-restore"],
+        )  # fmt: skip
+        try:
+            yield engine
+        finally:
+            with contextlib.suppress(docker.errors.DockerException):
+                remove_labelled(engine.client)
+            engine.stop()
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], check=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import docker.errors
 import pytest
+import requests
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
@@ -77,10 +78,18 @@ def start_provider(
     returns once it has registered under this test's root."""
     started: list[Container] = []
 
-    def start(*extra_args: str, publish_all: bool = True) -> Container:
-        zk_from_container = f"{engine.bridge_gateway()}:{zookeeper.port}"
+    def start(
+        *extra_args: str,
+        publish_all: bool = True,
+        on: DockerEngine | None = None,
+        connect: str | None = None,
+        healthcheck: dict[str, object] | None = None,
+    ) -> Container:
+        """``on``: another Docker Engine; ``connect``: ZooKeeper as seen from the container."""
+        docker_engine = on or engine
+        zk_from_container = connect or f"{docker_engine.bridge_gateway()}:{zookeeper.port}"
         container = run_python(
-            engine.client,
+            docker_engine.client,
             Path(provider_script.__file__),
             [
                 *("--zookeeper", zk_from_container, "--root", root, "--interface", INTERFACE),
@@ -89,6 +98,7 @@ def start_provider(
             name_prefix="testbed-provider",
             labels={RUN_LABEL: run_id},
             publish_all=publish_all,
+            healthcheck=healthcheck,
         )
         started.append(container)
         wait_for_line(container, "registered ", timeout=30)
@@ -98,7 +108,8 @@ def start_provider(
         yield start
     finally:
         for container in started:
-            with contextlib.suppress(docker.errors.NotFound):
+            # A test's own engine may be gone already; it removes its containers itself.
+            with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
                 container.remove(force=True)
 
 
@@ -110,10 +121,16 @@ def start_sidecar(
     started is killed at the end."""
     started: list[SidecarProcess] = []
 
-    def start(*extra_args: str, ready: bool = True) -> SidecarProcess:
+    def start(
+        *extra_args: str,
+        ready: bool = True,
+        connect: str | None = None,
+        docker_url: str | None = None,
+    ) -> SidecarProcess:
+        """``connect``/``docker_url``: another ZooKeeper or Docker Engine than the defaults."""
         args = [
-            *("--zookeeper", zookeeper.connect_string, "--root", root),
-            *("--docker-url", engine.url, "--advertise-host", "127.0.0.1"),
+            *("--zookeeper", connect or zookeeper.connect_string, "--root", root),
+            *("--docker-url", docker_url or engine.url, "--advertise-host", "127.0.0.1"),
             *("--session-timeout", "10", "--log-level", "debug"),
             *("--state-file", str(tmp_path / f"state-{len(started)}.json"), *extra_args),
         ]

@@ -458,3 +458,20 @@ def test_claims_count_sessions_of_original_registrations_only() -> None:
     rewritten = converge([registration(url_name("172.17.0.5"))], index)
     nodes = [*rewritten, registration("garbage"), registration(url_name("10.0.0.9"), owner=7)]
     assert claims_in(nodes) == {Endpoint("10.0.0.9", 20880): {7}}
+
+
+def test_rewrite_of_a_still_connected_session_is_not_replaced_by_another_session() -> None:
+    """Only a re-registration by the same session, or one after the earlier session is gone,
+    replaces an earlier rewrite of the same service and endpoint; two live sessions keep
+    one rewrite each."""
+    index = ContainerIndex([container()])
+    first = converge([registration(url_name("172.17.0.5", timestamp="1"), owner=0x11)], index)
+    registry = [*first, registration(url_name("172.17.0.5", timestamp="2"), owner=0x22)]
+    both_alive = Ownership({0x11: "172.17.0.5", 0x22: "172.17.0.5"}, {"172.17.0.5"}, {})
+    after = apply(registry, plan_providers(registry, index, ME, owners=both_alive), 1)
+    assert sorted(n.name for n in after) == sorted(
+        [url_name("192.0.2.10", 32768, timestamp="1"), url_name("192.0.2.10", 32768, timestamp="2")]
+    )
+    first_gone = Ownership({0x22: "172.17.0.5"}, {"172.17.0.5"}, {})
+    after = apply(registry, plan_providers(registry, index, ME, owners=first_gone), 1)
+    assert [n.name for n in after] == [url_name("192.0.2.10", 32768, timestamp="2")]

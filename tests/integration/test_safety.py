@@ -1,0 +1,253 @@
+"""Safety on a real ZooKeeper and Docker Engine: Docker going away, other hosts' providers,
+mirror mode, and providers that stop serving while their container keeps running."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from docker.models.containers import Container
+from kazoo.client import KazooClient
+
+from sidecar import urls
+from sidecar.model import Endpoint
+from testbed.consumer import ProvidersWatch, run_as_group
+from testbed.engine import DockerEngine, container_ip, private_engine, published_port
+from testbed.firewall import unreachable_for_group
+from testbed.images import wait_for_line
+from testbed.polling import wait_until
+from testbed.sidecar_process import SidecarProcess
+from testbed.zookeeper import ZooKeeperServer, client_from
+
+from .conftest import INTERFACE
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def children(registry: KazooClient, path: str) -> list[str]:
+    return sorted(registry.get_children(path)) if registry.exists(path) else []
+
+
+def original_name(provider: Container) -> str:
+    return wait_for_line(provider, "registered ").rsplit("/", 1)[1]
+
+
+def rewritten_name(provider: Container) -> str:
+    port = published_port(provider, "20880/tcp")
+    return urls.parse(original_name(provider)).with_endpoint(Endpoint("127.0.0.1", port))
+
+
+# -- Docker Engine restart or socket loss -----------------------------------------------------
+
+
+@pytest.fixture
+def own_engine() -> Iterator[DockerEngine]:
+    """A Docker Engine of this test's own, which it may stop and start (live-restore on)."""
+    # Short: the daemon's socket paths must fit in 108 bytes.
+    work = Path("/tmp") / f"eng-{uuid.uuid4().hex[:8]}"
+    try:
+        with private_engine(work) as engine:
+            yield engine
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_docker_outage_changes_nothing_until_docker_is_back(
+    own_engine: DockerEngine,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """While the Docker Engine is down the sidecar keeps the rewrites it has, rewrites nothing
+    new, and says so; when the engine is back it reconnects, lists again and catches up."""
+    provider = start_provider(on=own_engine)
+    sidecar = start_sidecar("--resync-seconds", "1", docker_url=own_engine.url)
+    rewritten = rewritten_name(provider)
+    late = original_name(provider).replace("demo-provider", "late-provider")
+    host_port = published_port(provider, "20880/tcp")
+    wait_until(lambda: children(registry, providers) == [rewritten], 5, message="not rewritten")
+
+    own_engine.halt()
+    sidecar.wait_for_event("docker lost")
+    registry.create(f"{providers}/{late}", b"", ephemeral=True)
+    sidecar.wait_for_event("pass skipped", count=len(sidecar.events("pass skipped")) + 2)
+    assert children(registry, providers) == sorted([rewritten, late])
+    assert sidecar.events("Docker Engine unreachable: making no changes until it answers again")
+
+    own_engine.start_again()
+    late_rewritten = urls.parse(late).with_endpoint(Endpoint("127.0.0.1", host_port))
+    wait_until(
+        lambda: children(registry, providers) == sorted([rewritten, late_rewritten]),
+        15,
+        message="did not catch up after Docker came back",
+    )
+    assert sidecar.events("docker answering again")
+
+
+# -- Never rewrite another host's provider ----------------------------------------------------
+
+
+@pytest.fixture(params=["cons", "admin", "neither"])
+def zookeeper_telling(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, ZooKeeperServer]]:
+    """A ZooKeeper that tells where sessions connect from by `cons`, by the AdminServer
+    only, or not at all."""
+    how = str(request.param)
+    words = "ruok,srvr,cons,mntr" if how == "cons" else "ruok,srvr,mntr"
+    admin_port = 0 if how == "admin" else None
+    server = ZooKeeperServer(
+        tmp_path / "zk", bind="0.0.0.0", admin_port=admin_port, four_letter_words=words
+    )
+    with server:
+        yield how, server
+
+
+def test_same_endpoint_from_another_host_is_left_alone(
+    zookeeper_telling: tuple[str, ZooKeeperServer],
+    engine: DockerEngine,
+    root: str,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """A second session, connecting from 127.0.0.2 (another host, as the server sees it),
+    registers the same container ip:port. With proof (cons or AdminServer) the local
+    registration is rewritten and the foreign one left alone; without proof both are refused
+    as ambiguous. Either way the foreign node is untouched and the refusal is reported."""
+    how, server = zookeeper_telling
+    providers = f"{root}/{INTERFACE}/providers"
+    provider = start_provider(connect=f"{engine.bridge_gateway()}:{server.port}")
+    foreign_name = original_name(provider).replace("demo-provider", "other-host-replica")
+    other_host = client_from(server.connect_string, "127.0.0.2")
+    admin = ["--zookeeper-admin-port", str(server.admin_port or 0)]
+    try:
+        other_host.create(f"{providers}/{foreign_name}", b"", ephemeral=True)
+        foreign_before = other_host.get(f"{providers}/{foreign_name}")[1]
+        sidecar = start_sidecar(*admin, connect=server.connect_string)
+        client = other_host
+        if how == "neither":
+            expected = sorted([original_name(provider), foreign_name])
+        else:
+            expected = sorted([rewritten_name(provider), foreign_name])
+        wait_until(lambda: children(client, providers) == expected, 5, message="unexpected")
+        assert client.get(f"{providers}/{foreign_name}")[1] == foreign_before
+        reasons = [e["reason"] for e in sidecar.events("left alone") if e["level"] == "info"]
+        if how == "neither":
+            assert len(reasons) == 2
+            assert all("registered by 2 ZooKeeper sessions" in r for r in reasons)
+        else:
+            [reason] = reasons
+            assert reason.endswith("from 127.0.0.2, not from this host")
+    finally:
+        other_host.stop()
+        other_host.close()
+
+
+# -- Mirror mode ------------------------------------------------------------------------------
+
+
+def test_mirror_mode_leaves_the_original_and_follows_it(
+    engine: DockerEngine,
+    zookeeper: ZooKeeperServer,
+    root: str,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """Mirror mode writes the advertised registration under the mirror root, where an
+    external consumer reaches the provider; the original stays as it is. The mirror goes
+    within 1 s of its original: QoS offline (the provider deletes its node), the end of the
+    registering session, and the provider shutting down."""
+    mirror_root = f"{root}-external"
+    mirror = f"{mirror_root}/{INTERFACE}/providers"
+    provider = start_provider()
+    original = original_name(provider)
+    before = registry.get(f"{providers}/{original}")
+    start_sidecar("--mode", "mirror", "--mirror-root", mirror_root)
+    wait_until(lambda: children(registry, mirror) == [rewritten_name(provider)], 5,
+               message="not mirrored")  # fmt: skip
+    assert registry.get(f"{providers}/{original}") == before
+
+    with unreachable_for_group([engine.bridge_subnet()]) as gid:
+        args = ["--zookeeper", zookeeper.connect_string, "--root", mirror_root]
+        code, [call] = run_as_group(gid, [*args, "--interface", INTERFACE])
+    assert code == 0, call
+    assert call["reply"] == f"pong demo-provider {container_ip(provider)}:20880"
+
+    # QoS offline: the provider deletes its own node.
+    registry.delete(f"{providers}/{original}")
+    gone = time.monotonic()
+    wait_until(lambda: children(registry, mirror) == [], 5, message="mirror stayed (offline)")
+    assert time.monotonic() - gone < 1.0
+
+    # The session that registered it ends.
+    other = KazooClient(hosts=zookeeper.connect_string, timeout=4.0)
+    other.start(timeout=15)
+    other.create(f"{providers}/{original}", b"", ephemeral=True)
+    wait_until(lambda: children(registry, mirror) == [rewritten_name(provider)], 5,
+               message="not mirrored again")  # fmt: skip
+    other.stop()
+    other.close()
+    gone = time.monotonic()
+    wait_until(lambda: children(registry, mirror) == [], 5, message="mirror stayed (session)")
+    assert time.monotonic() - gone < 1.0
+
+    # Shutdown: the provider unregisters and its container stops.
+    second = start_provider()
+    wait_until(lambda: children(registry, mirror) == [rewritten_name(second)], 5,
+               message="second provider not mirrored")  # fmt: skip
+    second.stop(timeout=10)
+    gone = time.monotonic()
+    wait_until(lambda: children(registry, mirror) == [], 5, message="mirror stayed (shutdown)")
+    assert time.monotonic() - gone < 1.0
+
+
+# -- Replace mode limits: health and probes ---------------------------------------------------
+
+
+@pytest.mark.parametrize("signal_by", ["healthcheck", "probe"])
+def test_provider_that_stops_serving_is_removed_and_restored(
+    signal_by: str,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """A provider that stops listening while its container runs (so nothing changes in
+    ZooKeeper): its rewrite is removed once the container turns unhealthy, or once the
+    sidecar's TCP probes fail; when it listens again the rewrite comes back."""
+    healthcheck = None
+    if signal_by == "healthcheck":
+        probe_port = "import socket; socket.create_connection(('127.0.0.1', 20880), 1)"
+        healthcheck = {
+            "test": ["CMD", sys.executable, "-c", probe_port],
+            "interval": 300_000_000,
+            "timeout": 1_000_000_000,
+            "retries": 1,
+        }
+    provider = start_provider(healthcheck=healthcheck)
+    probe = ["--probe-seconds", "0" if signal_by == "healthcheck" else "0.3"]
+    sidecar = start_sidecar(*probe)
+    rewritten = rewritten_name(provider)
+    wait_until(lambda: children(registry, providers) == [rewritten], 10, message="not rewritten")
+    watch = ProvidersWatch(registry, providers)
+
+    provider.kill(signal=signal.SIGUSR1)
+    wait_for_line(provider, "not listening")
+    wait_until(lambda: children(registry, providers) == [], 10, message="not removed")
+    [removal] = sidecar.events("remove")
+    expected = "is unhealthy" if signal_by == "healthcheck" else "probes failed"
+    assert expected in removal["reason"]
+
+    provider.kill(signal=signal.SIGUSR2)
+    wait_until(lambda: children(registry, providers) == [rewritten], 10, message="not restored")
+    assert sidecar.events("restore")
+    assert watch.lists()[-1] == [rewritten]
