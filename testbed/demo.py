@@ -119,7 +119,7 @@ def main() -> int:
             sidecar = SidecarProcess(
                 Path(tmp) / "sidecar.log",
                 ["--zookeeper", zk.connect_string, "--root", ROOT, "--docker-url", engine.url,
-                 "--advertise-host", "127.0.0.1"],
+                 "--advertise-host", "127.0.0.1", "--state-file", str(Path(tmp) / "state.json")],
             ).start()  # fmt: skip
             try:
                 rewrite = sidecar.wait_for_event("rewrite")

@@ -1,0 +1,319 @@
+"""Chaos soak: a seeded random sequence of faults on real servers, the invariant after each.
+
+Operations: provider containers started, stopped, restarted and killed; provider sessions
+expired; the sidecar killed and restarted; ZooKeeper servers killed and restarted; the Docker
+daemon restarted. After each operation, once things settle: every live provider is registered
+exactly once, at an address that reaches it; nothing stale remains; nothing foreign changed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker.errors
+import pytest
+from docker.models.containers import Container
+from kazoo.client import KazooClient
+
+from sidecar import urls
+from sidecar.model import Endpoint
+from testbed import provider as provider_script
+from testbed.dubbo_url import java_url_encode
+from testbed.engine import DockerEngine, private_engine, published_port
+from testbed.images import output_lines, run_python, wait_for_line
+from testbed.polling import wait_until
+from testbed.sidecar_process import SidecarProcess
+from testbed.zookeeper import ZooKeeperEnsemble, client_from, expire_session
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+
+OPERATIONS = int(os.environ.get("CHAOS_OPERATIONS", "200"))
+SEED = int(os.environ.get("CHAOS_SEED", "20261128"))
+SLOTS = 4
+ROOT = "/chaos"
+INTERFACES = ["com.example.OrderService", "com.example.StockService"]
+SETTLE_DEADLINE = 30.0
+
+
+@dataclass
+class Slot:
+    """One provider position: a container (or none), its interface, its registrations."""
+
+    interface: str
+    container: Container | None = None
+    registrations_seen: int = 0
+
+
+@dataclass
+class Lab:
+    ensemble: ZooKeeperEnsemble
+    engine: DockerEngine
+    work: Path
+    slots: list[Slot]
+    observer: KazooClient
+    untouchable: dict[str, object] = field(default_factory=dict)
+    sidecar: SidecarProcess | None = None
+    sidecar_runs: int = 0
+
+    def providers(self, interface: str) -> str:
+        return f"{ROOT}/{interface}/providers"
+
+    # -- the system under test --------------------------------------------------------------
+
+    def start_sidecar(self) -> None:
+        self.sidecar_runs += 1
+        self.sidecar = SidecarProcess(
+            self.work / f"sidecar-{self.sidecar_runs}.log",
+            [
+                *("--zookeeper", self.ensemble.connect_string, "--root", ROOT),
+                *("--docker-url", self.engine.url, "--advertise-host", "127.0.0.1"),
+                *("--session-timeout", "10", "--resync-seconds", "5", "--probe-seconds", "1"),
+                *("--state-file", str(self.work / "state.json"), "--log-level", "debug"),
+            ],
+        ).start()
+        self.sidecar.wait_for_event("resync done", timeout=60)
+
+    # -- providers ----------------------------------------------------------------------------
+
+    def start_provider(self, slot: Slot) -> None:
+        gateway = self.engine.bridge_gateway()
+        connect = ",".join(f"{gateway}:{s.port}" for s in self.ensemble.servers)
+        slot.container = run_python(
+            self.engine.client,
+            Path(provider_script.__file__),
+            [*("--zookeeper", connect, "--root", ROOT, "--interface", slot.interface),
+             *("--session-timeout", "4", "--application", f"app-{uuid.uuid4().hex[:6]}")],
+            name_prefix="chaos-provider",
+        )  # fmt: skip
+        slot.registrations_seen = 1
+        wait_for_line(slot.container, "registered ", timeout=60)
+
+    def await_new_registration(self, slot: Slot) -> None:
+        assert slot.container is not None
+        slot.registrations_seen += 1
+        wait_for_line(slot.container, "registered ", timeout=60, count=slot.registrations_seen)
+
+    def expected(self) -> dict[str, set[str]]:
+        """Per providers path, the rewritten name of each live provider's registration."""
+        wanted: dict[str, set[str]] = {self.providers(i): set() for i in INTERFACES}
+        for slot in self.slots:
+            if slot.container is None:
+                continue
+            slot.container.reload()
+            if slot.container.status != "running":
+                continue
+            registered = output_lines(slot.container, "registered ")
+            original = registered[-1].rsplit("/", 1)[1]
+            port = published_port(slot.container, "20880/tcp")
+            rewritten = urls.parse(original).with_endpoint(Endpoint("127.0.0.1", port))
+            wanted[self.providers(slot.interface)].add(rewritten)
+        return wanted
+
+    # -- the invariant ------------------------------------------------------------------------
+
+    def violations(self) -> list[str]:
+        problems = []
+        expected = self.expected()
+        for path, names in expected.items():
+            present = set(self.observer.get_children(path)) if self.observer.exists(path) else set()
+            untouchable = {p.rsplit("/", 1)[1] for p in self.untouchable if p.startswith(path)}
+            for missing in names - present:
+                problems.append(f"missing {missing[:60]}… under {path}")
+            for extra in present - names - untouchable:
+                problems.append(f"stale {urls.parse(extra).endpoint} under {path}")
+            for name in names & present:
+                endpoint = urls.parse(name).endpoint
+                if not answers(endpoint):
+                    problems.append(f"{endpoint} does not answer")
+        for path, stat in self.untouchable.items():
+            now = self.observer.exists(path)
+            if now is None or (now.czxid, now.mzxid) != stat:
+                problems.append(f"foreign node {path} changed")
+        return problems
+
+
+def answers(endpoint: Endpoint) -> bool:
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=2) as conn:
+            conn.sendall(b"ping\n")
+            return conn.makefile("rb").readline().startswith(b"pong ")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    work = Path("/tmp") / f"chaos-{uuid.uuid4().hex[:8]}"
+    with (
+        ZooKeeperEnsemble(tmp_path / "ensemble", size=3, bind="0.0.0.0") as ensemble,
+        private_engine(work / "engine", subnet_index=214) as engine,
+    ):
+        observer = KazooClient(hosts=ensemble.connect_string, timeout=15.0)
+        observer.start(timeout=30)
+        slots = [Slot(INTERFACES[i % len(INTERFACES)]) for i in range(SLOTS)]
+        lab = Lab(ensemble, engine, tmp_path, slots, observer)
+        try:
+            yield lab
+        finally:
+            if lab.sidecar is not None and lab.sidecar.running:
+                lab.sidecar.kill()
+            observer.stop()
+            observer.close()
+
+
+def test_chaos_soak(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    """A seeded random sequence of at least 200 faults; after each, the invariant holds
+    within the settle deadline. Prints the operation counts and the worst convergence."""
+    rng = random.Random(SEED)
+    # Registrations the sidecar must never touch: another host's replica (same container
+    # address space, session from 127.0.0.2) and a malformed name.
+    other_host = client_from(lab.ensemble.connect_string, "127.0.0.2", timeout=30)
+    foreign = java_url_encode(f"dubbo://10.214.0.2:20880/{INTERFACES[0]}?side=provider")
+    for name in (foreign, "not-a-url"):
+        path = f"{lab.providers(INTERFACES[0])}/{name}"
+        other_host.create(path, b"", ephemeral=True, makepath=True)
+        stat = other_host.exists(path)
+        lab.untouchable[path] = (stat.czxid, stat.mzxid)
+    for slot in lab.slots[:2]:
+        lab.start_provider(slot)
+    lab.start_sidecar()
+
+    operations: list[tuple[str, Callable[[], bool]]] = [
+        ("container start", lambda: start(lab, rng)),
+        ("container stop", lambda: stop(lab, rng, kill=False)),
+        ("container kill", lambda: stop(lab, rng, kill=True)),
+        ("container restart", lambda: restart(lab, rng)),
+        ("provider session expiry", lambda: expire(lab, rng)),
+        ("sidecar kill and restart", lambda: bounce_sidecar(lab)),
+        ("zookeeper server kill", lambda: kill_server(lab, rng)),
+        ("zookeeper server restart", lambda: restart_server(lab)),
+        ("docker daemon restart", lambda: restart_docker(lab)),
+    ]
+    weights = [6, 3, 3, 3, 4, 1, 1, 1, 0.3]
+    counts: Counter[str] = Counter()
+    worst = (0.0, "")
+    problems: list[str] = []
+
+    def settled() -> bool:
+        problems[:] = lab.violations()
+        return not problems
+
+    try:
+        while (applied := sum(counts.values())) < OPERATIONS:
+            index = rng.choices(range(len(operations)), weights)[0]
+            if applied == OPERATIONS // 2 and not counts["docker daemon restart"]:
+                index = len(operations) - 1  # at least one Docker daemon restart
+            name, operation = operations[index]
+            if not operation():
+                continue
+            counts[name] += 1
+            done = time.monotonic()
+            try:
+                wait_until(settled, SETTLE_DEADLINE)
+            except TimeoutError:
+                tail = lab.sidecar.log_tail(15) if lab.sidecar else ""
+                pytest.fail(f"operation {applied} ({name}): {problems} after {SETTLE_DEADLINE} s"
+                            f"\n{tail}")  # fmt: skip
+            worst = max(worst, (time.monotonic() - done, name))
+    finally:
+        other_host.stop()
+        other_host.close()
+        with capsys.disabled():
+            print(f"\nchaos soak, seed {SEED}: {sum(counts.values())} operations")
+            for name, count in sorted(counts.items()):
+                print(f"  {count:4d}  {name}")
+            print(f"  worst time to converge: {worst[0]:.2f} s (after {worst[1]})")
+    assert counts["docker daemon restart"] >= 1
+
+
+# -- operations: each returns False when it does not apply right now -----------------------------
+
+
+def start(lab: Lab, rng: random.Random) -> bool:
+    empty = [s for s in lab.slots if s.container is None]
+    if not empty:
+        return False
+    lab.start_provider(rng.choice(empty))
+    return True
+
+
+def running(lab: Lab) -> list[Slot]:
+    return [s for s in lab.slots if s.container is not None]
+
+
+def stop(lab: Lab, rng: random.Random, kill: bool) -> bool:
+    if not running(lab):
+        return False
+    slot = rng.choice(running(lab))
+    assert slot.container is not None
+    if kill:
+        slot.container.kill()
+    else:
+        slot.container.stop(timeout=5)
+    slot.container.remove(force=True)
+    slot.container = None
+    return True
+
+
+def restart(lab: Lab, rng: random.Random) -> bool:
+    if not running(lab):
+        return False
+    slot = rng.choice(running(lab))
+    assert slot.container is not None
+    slot.container.restart(timeout=5)
+    lab.await_new_registration(slot)
+    return True
+
+
+def expire(lab: Lab, rng: random.Random) -> bool:
+    if not running(lab):
+        return False
+    slot = rng.choice(running(lab))
+    assert slot.container is not None
+    session, password = output_lines(slot.container, "session ")[-1].split()[1:]
+    expire_session(lab.ensemble.connect_string, int(session, 16), bytes.fromhex(password))
+    lab.await_new_registration(slot)
+    return True
+
+
+def bounce_sidecar(lab: Lab) -> bool:
+    assert lab.sidecar is not None
+    lab.sidecar.kill()
+    lab.start_sidecar()
+    return True
+
+
+def kill_server(lab: Lab, rng: random.Random) -> bool:
+    alive = [s for s in lab.ensemble.servers if s.running]
+    if len(alive) < len(lab.ensemble.servers):
+        return False  # keep a quorum: at most one server down at a time
+    rng.choice(alive).kill()
+    lab.ensemble.leader(timeout=30)
+    return True
+
+
+def restart_server(lab: Lab) -> bool:
+    dead = [s for s in lab.ensemble.servers if not s.running]
+    if not dead:
+        return False
+    dead[0].restart()
+    return True
+
+
+def restart_docker(lab: Lab) -> bool:
+    lab.engine.restart()
+    for slot in running(lab):
+        assert slot.container is not None
+        try:
+            slot.container = lab.engine.client.containers.get(slot.container.id)
+        except docker.errors.NotFound:
+            slot.container = None
+    return True
