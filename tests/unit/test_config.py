@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from sidecar import advertise
 from sidecar.cli import main
-from sidecar.config import ConfigError, load_settings
+from sidecar.config import ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +115,16 @@ def test_advertise_host_comes_from_flag_then_host_ip_then_route() -> None:
     )
     explicit = load_settings({"advertise_host": "[2001:db8::1]"})
     assert advertise.resolve(explicit, {"HOST_IP": "10.0.0.7"}).address == "2001:db8::1"
+
+
+def test_readme_documents_every_setting() -> None:
+    """Each setting's flag, environment variable and file key appear in the README's
+    configuration reference, and the README names no flag that does not exist."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    reference = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    for name in Settings.model_fields:
+        assert f"`--{name.replace('_', '-')}`" in reference, name
+        assert f"`DUBBO_SIDECAR_{name.upper()}`" in reference, name
+        assert f"`{name}`" in reference, name
+    known = {f"--{n.replace('_', '-')}" for n in Settings.model_fields} | {"--config"}
+    assert set(re.findall(r"`(--[a-z-]+)`", reference)) <= known
