@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
 
@@ -109,17 +110,21 @@ def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
     received: list[str] = []
 
     def request_stop(signum: int, _frame: Any) -> None:
-        # No logging here: a handler that writes could re-enter a write already in progress.
+        # Runs on the main thread, which only waits for the loop's thread below and so holds
+        # none of the loop's locks. No logging: a write could re-enter one in progress.
         received.append(signal.Signals(signum).name)
         controller.stop()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    controller.run()
-    # The ZooKeeper session is left open on purpose: rewritten nodes live until it times out,
-    # so a sidecar restarted within the session timeout takes them over with no gap.
+    loop = threading.Thread(target=controller.run, name="reconcile")
+    loop.start()
+    while loop.is_alive():
+        loop.join(timeout=1.0)
+    # Unless asked otherwise the ZooKeeper session stays open: rewritten nodes live until it
+    # times out, so a sidecar restarted within the session timeout resumes it with no gap.
     log.info("stopped", signal=received[0] if received else None)
-    return EXIT_FAILURE if controller.taken_over_by else EXIT_OK
+    return EXIT_OK
 
 
 def _plan(settings: Settings, advertise_host: str) -> int:

@@ -21,16 +21,17 @@ from sidecar.mapping import ContainerIndex
 from sidecar.model import Container, Endpoint, RegistryNode
 from sidecar.plan import Action, Decision
 from sidecar.reconciler import Reconciler
-from sidecar.registry.zookeeper import Connection, Outcome, ZooKeeperRegistry
+from sidecar.registry.zookeeper import Connection, Interrupted, Outcome, ZooKeeperRegistry
 from sidecar.report import DecisionLog
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
 from sidecar.sources.probe import Prober
 from sidecar.state import State, StateFile
 
 LEASE_ROOT = "/dubbo-nat-sidecar/leases"
-# Retry keys besides paths: the whole registry, and the whole container list.
+# Retry keys besides paths: the whole registry, the container list, the lease.
 _EVERYTHING = "*"
 _CONTAINERS = "containers"
+_LEASE = "lease"
 _RETRY_FIRST = 0.2
 _RETRY_MAX = 5.0
 
@@ -64,6 +65,7 @@ class DirtyScopes:
         self._source_of = source_of
         self.lease_path = ""
         self._work = Work()
+        self._stopping = False
         self._wake = threading.Condition()
 
     def path_changed(self, path: str) -> None:
@@ -89,19 +91,23 @@ class DirtyScopes:
     def everything(self, containers_too: bool = True) -> None:
         with self._wake:
             self._work.full = True
+            self._work.lease = True
             self._work.all_containers |= containers_too
             self._wake.notify()
 
     def wake(self) -> None:
-        # The condition's lock is re-entrant, so a signal handler on the loop's thread can
-        # call this while the loop is inside take().
         with self._wake:
             self._wake.notify()
 
-    def take(self, timeout: float) -> Work:
-        """Wait up to ``timeout`` for work, then hand over everything marked so far."""
+    def stop(self) -> None:
         with self._wake:
-            if not self._work:
+            self._stopping = True
+            self._wake.notify()
+
+    def take(self, timeout: float) -> Work:
+        """Wait up to ``timeout`` for work (or a stop), then hand over everything marked."""
+        with self._wake:
+            if not self._work and not self._stopping:
                 self._wake.wait(timeout)
             work, self._work = self._work, Work()
             return work
@@ -115,6 +121,7 @@ class Controller:
         self._roots = settings.root
         self._advertise_host = advertise_host
         self._log = log
+        self._stopping = threading.Event()
         self._state_file = StateFile(settings.state_file) if settings.state_file else None
         self._state = State()
         if self._state_file is not None:
@@ -126,6 +133,8 @@ class Controller:
                 self._state_file = None
             else:
                 self._state = self._state_file.load()
+        # The session a restart tried to resume: its nodes and lease are ours to take over.
+        self._earlier_session = self._state.session_id
         resume = (self._state.session_id, self._state.password) if self._state.session_id else None
         self._reconciler: Reconciler | None = None
         self._dirty = dirty = DirtyScopes(settings.root, self._source_of)
@@ -135,12 +144,12 @@ class Controller:
             on_change=dirty.path_changed,
             on_connection=self._connection_changed,
             resume=resume,
+            stopping=self._stopping,
         )
         self._engine = engine = DockerEngine(settings.docker_url)
         self._containers: dict[str, Container] = {}
-        self._stopping = threading.Event()
-        self.taken_over_by = 0
-        self._lease_session = 0
+        self._subnets: list[str] = []
+        self._holding_lease = False
         self._lease_data = json.dumps(
             {"host": socket.gethostname(), "pid": os.getpid(), "advertise_host": advertise_host}
         ).encode()
@@ -185,53 +194,69 @@ class Controller:
     # -- the loop ----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the loop to finish its current pass and return; safe from a signal handler."""
+        """Ask the loop to return soon: requests in flight are abandoned."""
         self._stopping.set()
-        self._dirty.wake()
+        self._dirty.stop()
 
     def run(self) -> None:
         """Connect, then reconcile until stop() is called."""
         stop = self._stopping
         self._log.connection(
             "zookeeper", "connecting",
-            resuming=f"0x{self._state.session_id:x}" if self._state.session_id else None,
+            resuming=f"0x{self._earlier_session:x}" if self._earlier_session else None,
         )  # fmt: skip
         self._registry.connect_in_background()
-        engine_id = self._wait_for_engine_id(stop)
-        if stop.is_set():
-            return
-        self._reconciler = Reconciler(
-            self._settings, self._registry, self._advertise_host, engine_id
-        )
-        if self._state.engine == engine_id:
-            for path, data in self._state.managed.items():
-                parent, _, name = path.rpartition("/")
-                node = RegistryNode(parent, name, data, 0, 0)
-                self._reconciler.managed.setdefault(parent, {})[name] = node
-        self._dirty.lease_path = f"{LEASE_ROOT}/{engine_id}"
-        self._watch.start()
-        if self._prober is not None:
-            self._prober.start()
-        next_resync = time.monotonic() + self._settings.resync_seconds
         try:
-            while not stop.is_set():
-                now = time.monotonic()
-                if now >= next_resync:
-                    self._dirty.everything()
-                    next_resync = now + self._settings.resync_seconds
-                work = self._dirty.take(timeout=self._wait_time(next_resync))
-                if stop.is_set():
-                    break
-                self._pass(self._reconciler, work)
-        finally:
-            self._watch.stop()
+            engine_id = self._wait_for_engine_id(stop)
+            if stop.is_set():
+                return
+            self._reconciler = reconciler = Reconciler(
+                self._settings, self._registry, self._advertise_host, engine_id
+            )
+            if self._state.engine == engine_id:
+                for path, data in self._state.managed.items():
+                    parent, _, name = path.rpartition("/")
+                    node = RegistryNode(parent, name, data, 0, 0)
+                    reconciler.managed.setdefault(parent, {})[name] = node
+            self._dirty.lease_path = f"{LEASE_ROOT}/{engine_id}"
+            self._watch.start()
             if self._prober is not None:
-                self._prober.stop()
-            self._engine.close()
-            if self._settings.close_session_on_exit:
-                self._registry.close()
-                self._state.session_id, self._state.password = 0, b""
-                self._save_state()
+                self._prober.start()
+            self._loop(reconciler)
+        finally:
+            self._shut_down()
+
+    def _loop(self, reconciler: Reconciler) -> None:
+        next_resync = time.monotonic() + self._settings.resync_seconds
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_resync:
+                self._dirty.everything()
+                next_resync = now + self._settings.resync_seconds
+            work = self._dirty.take(timeout=self._wait_time(next_resync))
+            if self._stopping.is_set():
+                return
+            try:
+                self._pass(reconciler, work)
+            except Interrupted:
+                return
+
+    def _shut_down(self) -> None:
+        """Release everything; each step on its own, so one failure skips no other."""
+        steps: list[Callable[[], None]] = [self._watch.stop, self._engine.close]
+        if self._prober is not None:
+            steps.append(self._prober.stop)
+        if self._settings.close_session_on_exit:
+            steps += [self._registry.close, self._forget_session]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # shutting down anyway: report and go on
+                self._log.connection("shutdown", "step failed", problem=f"{step}: {exc}")
+
+    def _forget_session(self) -> None:
+        self._state.session_id, self._state.password = 0, b""
+        self._save_state()
 
     def _wait_time(self, next_resync: float) -> float:
         deadlines = [next_resync, *(at for at, _ in self._retry.values())]
@@ -259,16 +284,24 @@ class Controller:
         session = self._registry.session_id
         started = time.monotonic()
         try:
-            if not self._hold_lease(session, work.lease):
+            self._note_session(session)
+            if not self._hold_lease(reconciler, session, work):
                 return
             if work.full:
                 reconciler.refresh_host_addresses()
-            decisions = reconciler.plan(self._paths_to_read(reconciler, work), session)
-        except Exception as exc:  # connection loss mid-read, or no permission: try again later
-            self._log.connection("zookeeper", "read failed", problem=f"{type(exc).__name__} {exc}")
+            paths, known = self._paths_to_read(reconciler, work)
+            decisions = reconciler.plan(paths, session)
+            if reconciler.intend(decisions):
+                self._save_state()
+            outcomes = self._apply(decisions)
+        except Interrupted:
+            raise
+        except Exception as exc:  # connection loss, no permission: try these scopes again
+            self._log.connection("zookeeper", "pass failed", problem=f"{type(exc).__name__} {exc}")
             self._requeue(work)
             return
         self._log.recovered("zookeeper")
+        self._commit_known_paths(reconciler, known)
         for scope in work.roots | ({_EVERYTHING} if work.full else set()):
             self._retry.pop(scope, None)
         self._index_paths(decisions)
@@ -277,55 +310,64 @@ class Controller:
             paths=len({d.node.parent for d in decisions}),
             seconds=round(time.monotonic() - started, 4),
         )  # fmt: skip
-        outcomes = self._apply(decisions)
         again = {d.node.parent for d in decisions if d.provisional} | {
             d.node.parent for d, o in outcomes.items() if not o.ok and not o.denied
         }
-        for path in {d.node.parent for d in decisions}:
+        for path in paths | {d.node.parent for d in decisions}:
             if path in again:
                 self._schedule_retry(path)
             else:
                 self._retry.pop(path, None)
         if reconciler.remember(decisions, outcomes, session):
             self._save_state()
-            if self._prober is not None:
-                self._prober.watch(reconciler.managed_endpoints())
+        if self._prober is not None:
+            self._prober.watch(reconciler.managed_endpoints())
         if work.full:
             self._log.resync(decisions, time.monotonic() - started)
 
-    def _hold_lease(self, session: int, changed: bool) -> bool:
-        """Only one sidecar reconciles an engine's containers: the newest one to start.
+    def _note_session(self, session: int) -> None:
+        if session == self._state.session_id:
+            if session == self._earlier_session:
+                self._log.connection("session", "resumed", session=f"0x{session:x}")
+            return
+        self._state.session_id = session
+        self._state.password = self._registry.session_password
+        self._save_state()
 
-        A restarted sidecar takes the lease (and then the earlier run's nodes) over; a sidecar
-        whose lease was taken stops instead of fighting over the same nodes.
+    def _hold_lease(self, reconciler: Reconciler, session: int, work: Work) -> bool:
+        """Only the lease holder reconciles an engine's containers.
+
+        The lease is free, ours, or held by a session this sidecar may take it from: its own
+        earlier session (from the state file), or one the servers say is gone (a sidecar
+        killed without a state file). Otherwise another live sidecar holds it: stand by.
         """
         path = self._dirty.lease_path
-        if self._lease_session != session:
-            previous = self._registry.hold_lease(path, self._lease_data)
-            if previous:
-                self._log.info("lease taken over", lease=path, previous_session=f"0x{previous:x}")
-            elif self._state.session_id == session:
-                self._log.info("session resumed", session=f"0x{session:x}")
-            self._lease_session = session
-            self._state.session_id = session
-            self._state.password = self._registry.session_password
-            self._save_state()
-            return True
-        if not changed:
+        if self._holding_lease and not work.lease:
             return True
         owner = self._registry.owner_of(path)
-        if owner is None:  # deleted by hand: take it again
-            self._lease_session = 0
-            return self._hold_lease(session, changed)
         if owner != session:
-            self.taken_over_by = owner
-            self._log.error(
-                "another sidecar took over this Docker engine; stopping",
-                lease=path, session=f"0x{owner:x}",
+            take_from = None
+            if owner is not None and (
+                owner == self._earlier_session or reconciler.session_gone(owner)
+            ):
+                take_from = owner
+            if owner is None or take_from is not None:
+                self._registry.acquire(path, self._lease_data, take_from)
+                owner = self._registry.owner_of(path)
+        holding = owner == session
+        if holding and not self._holding_lease:
+            self._log.connection("lease", "held", lease=path, session=f"0x{session:x}")
+            self._retry.pop(_LEASE, None)
+            work.full = True  # everything that waited while standing by
+        elif not holding:
+            holder = (self._registry.read_data(path) or b"").decode(errors="replace")
+            self._log.connection(
+                "lease", "held by another sidecar: standing by", problem=holder,
+                lease=path, session=f"0x{owner or 0:x}",
             )  # fmt: skip
-            self.stop()
-            return False
-        return True
+            self._schedule_retry(_LEASE)
+        self._holding_lease = holding
+        return holding
 
     def _refresh_containers(self, reconciler: Reconciler, work: Work) -> bool:
         """Bring the container view up to date; False while Docker cannot be trusted."""
@@ -338,6 +380,7 @@ class Controller:
         try:
             if work.all_containers or not self._docker_fresh:
                 listed = self._engine.running_containers()
+                self._subnets = self._engine.network_subnets()
                 work.paths |= self._paths_of(set(self._containers) | {c.id for c in listed})
                 self._containers = {c.id: c for c in listed}
                 self._docker_fresh = True
@@ -360,7 +403,9 @@ class Controller:
             return False
         self._log.recovered("docker")
         unreachable = self._prober.unreachable() if self._prober else {}
-        reconciler.containers = ContainerIndex(self._containers.values(), unreachable)
+        reconciler.containers = ContainerIndex(
+            self._containers.values(), unreachable, self._subnets
+        )
         return True
 
     def _paths_of(self, container_ids: set[str]) -> set[str]:
@@ -370,21 +415,29 @@ class Controller:
                 keys.update(self._containers[container_id].addresses)
         return {path for key in keys for path in self._paths_by_key.get(key, ())}
 
-    def _paths_to_read(self, reconciler: Reconciler, work: Work) -> set[str]:
+    def _paths_to_read(
+        self, reconciler: Reconciler, work: Work
+    ) -> tuple[set[str], dict[str, set[str]]]:
+        """The providers paths this pass reads, and each re-listed root's current paths (taken
+        as known only once the pass has succeeded)."""
         roots = set(self._roots) if work.full else work.roots
         paths = set(work.paths)
+        known: dict[str, set[str]] = {}
         for root in roots:
             current = set(reconciler.providers_paths(root))
-            new = current - self._known_paths[root]
+            known[root] = current
+            paths |= current if work.full else current - self._known_paths[root]
+        # Paths holding remembered rewrites are read too: those may have to be re-created.
+        if work.full:
+            paths |= set(reconciler.managed)
+        return paths, known
+
+    def _commit_known_paths(self, reconciler: Reconciler, known: dict[str, set[str]]) -> None:
+        for root, current in known.items():
             for gone in self._known_paths[root] - current:
                 self._forget(gone)
                 reconciler.forget(gone)
             self._known_paths[root] = current
-            paths |= current if work.full else new
-        # Paths holding remembered rewrites are read too: those may have to be re-created.
-        if work.full:
-            paths |= set(reconciler.managed)
-        return paths
 
     def _index_paths(self, decisions: list[Decision]) -> None:
         """Remember which addresses and containers each path mentions."""
@@ -422,14 +475,15 @@ class Controller:
         return dict(zip(writes, outcomes, strict=True))
 
     def _save_state(self) -> None:
-        if self._state_file is None or self._reconciler is None:
+        if self._state_file is None:
             return
-        self._state.engine = self._reconciler.engine_id
-        self._state.managed = {
-            node.path: node.data
-            for nodes in self._reconciler.managed.values()
-            for node in nodes.values()
-        }
+        if self._reconciler is not None:
+            self._state.engine = self._reconciler.engine_id
+            self._state.managed = {
+                node.path: node.data
+                for nodes in self._reconciler.managed.values()
+                for node in nodes.values()
+            }
         try:
             self._state_file.save(self._state)
         except OSError as exc:
@@ -452,11 +506,16 @@ class Controller:
                 work.full = True
             elif scope == _CONTAINERS:
                 work.all_containers = True
+            elif scope == _LEASE:
+                work.lease = True
             elif scope in self._roots:
                 work.roots.add(scope)
             else:
                 work.paths.add(scope)
 
     def _requeue(self, work: Work) -> None:
-        for scope in work.paths | work.roots | ({_EVERYTHING} if work.full else set()):
+        scopes = work.paths | work.roots
+        scopes |= {_EVERYTHING} if work.full else set()
+        scopes |= {_LEASE} if work.lease else set()
+        for scope in scopes:
             self._schedule_retry(scope)

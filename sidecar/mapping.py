@@ -37,10 +37,15 @@ class ContainerIndex:
     """Running and paused containers of one Docker engine, looked up by address."""
 
     def __init__(
-        self, containers: Iterable[Container], unreachable: Mapping[Endpoint, str] | None = None
+        self,
+        containers: Iterable[Container],
+        unreachable: Mapping[Endpoint, str] | None = None,
+        subnets: Iterable[str] = (),
     ) -> None:
-        """``unreachable``: container endpoints that stopped answering probes, and why."""
+        """``unreachable``: container endpoints that stopped answering probes, and why;
+        ``subnets``: the engine's network subnets."""
         self.unreachable = dict(unreachable or {})
+        self.subnets = tuple(ipaddress.ip_network(s, strict=False) for s in subnets)
         self.by_id: dict[str, Container] = {}
         self._by_address: dict[str, list[Container]] = defaultdict(list)
         for container in containers:
@@ -51,6 +56,14 @@ class ContainerIndex:
     def addresses(self) -> set[str]:
         """Every address of every running container."""
         return set(self._by_address)
+
+    def in_docker_network(self, address: str) -> bool:
+        """Whether ``address`` lies in one of the engine's networks (a bridge gateway, say)."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip.version == net.version and ip in net for net in self.subnets)
 
     def resolve(self, endpoint: Endpoint, advertise_host: str) -> Mapped | Unmapped:
         """Map a registered container endpoint to its published host endpoint, or say why not."""
@@ -68,10 +81,15 @@ class ContainerIndex:
         container = owners[0]
         binding = choose_binding(container, endpoint.port, advertise_host)
         if binding is None:
-            return Unmapped(
-                f"port {endpoint.port} of container {container.name} is not published",
-                container,
-            )
+            bound = sorted({f"{b.host_ip}:{b.host_port}" for b in container.published
+                            if b.container_port == endpoint.port})  # fmt: skip
+            reason = f"port {endpoint.port} of container {container.name} is not published"
+            if bound:
+                reason = (
+                    f"port {endpoint.port} of container {container.name} is published only on "
+                    f"{', '.join(bound)}: not reachable from other hosts at {advertise_host}"
+                )
+            return Unmapped(reason, container)
         if container.not_serving:
             reason = f"container {container.name} is {container.not_serving}"
             return Unmapped(reason, container, suspended=True)
@@ -83,11 +101,30 @@ class ContainerIndex:
 
 
 def choose_binding(container: Container, port: int, advertise_host: str) -> PublishedPort | None:
-    """The binding of ``port`` to advertise: same address family as the advertised host first."""
-    candidates = [b for b in container.published if b.container_port == port]
+    """The binding of ``port`` that other hosts can reach at the advertised address.
+
+    A binding on one specific host address is advertised as is, unless that address is
+    loopback or link-local (reachable from this host only). A binding on all addresses
+    counts only in the advertised host's family: Docker picks IPv4 and IPv6 host ports
+    independently, so the other family's port may belong to another container.
+    """
     want_ipv6 = ":" in advertise_host
-    candidates.sort(key=lambda b: (b.is_ipv6 != want_ipv6, b.host_port))
+    candidates = [
+        b
+        for b in container.published
+        if b.container_port == port
+        and (b.is_ipv6 == want_ipv6 if b.any_host_address else _reachable_elsewhere(b.host_ip))
+    ]
+    candidates.sort(key=lambda b: (b.any_host_address, b.host_port))
     return candidates[0] if candidates else None
+
+
+def _reachable_elsewhere(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not (ip.is_loopback or ip.is_link_local)
 
 
 def _normal(address: str) -> str:

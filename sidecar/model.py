@@ -79,6 +79,14 @@ class RegistryNode:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a ZooKeeper session connects from, and which server said so."""
+
+    address: str
+    server: str
+
+
+@dataclass(frozen=True)
 class Create:
     """Create an ephemeral node owned by the sidecar's session."""
 

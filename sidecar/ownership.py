@@ -10,10 +10,10 @@ tell, only endpoints claimed by a single session are rewritten.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from sidecar.model import Endpoint, RegistryNode
+from sidecar.model import Endpoint, Origin, RegistryNode
 
 TAG = "dubbo-nat-sidecar"
 _PREFIX = b'{"' + TAG.encode() + b'":'
@@ -61,36 +61,56 @@ def read_marker(data: bytes) -> Marker | None:
         return None
 
 
+@dataclass(frozen=True)
+class LocalAddresses:
+    """The addresses that show a session comes from this host.
+
+    ``anywhere`` prove it to any server: the advertised host, configured host addresses, and
+    interface addresses other than loopback and Docker networks. ``near`` prove it only to a
+    server on this host (``local_servers``): there, a session from loopback, a Docker
+    gateway or a container address is local; to a server on another host those addresses
+    mean a process on *that* host.
+    """
+
+    anywhere: frozenset[str]
+    near: frozenset[str] = frozenset()
+    local_servers: frozenset[str] = frozenset()
+
+    def include(self, address: str, server: str) -> bool:
+        return address in self.anywhere or (server in self.local_servers and address in self.near)
+
+
 class Ownership:
     """Decides whether a registration's session is provably this host's."""
 
     def __init__(
         self,
-        origins: Mapping[int, str] | None,
-        local_addresses: Iterable[str],
+        origins: Mapping[int, Origin] | None,
+        local: LocalAddresses,
         claims: Mapping[Endpoint, Collection[int]],
     ) -> None:
-        """``origins`` maps session ids to client addresses (None: the servers do not tell);
-        ``claims`` lists, per endpoint, the sessions that registered it anywhere."""
+        """``origins`` maps session ids to where they connect from (None: the servers do not
+        tell); ``claims`` lists, per endpoint, the sessions that registered it anywhere."""
         self._origins = origins
-        self._local = frozenset(local_addresses)
+        self._local = local
         self._claims = claims
 
-    @property
-    def proven(self) -> bool:
-        return self._origins is not None
+    def disconnected(self, session: int) -> bool:
+        """Whether ``session`` is known not to be connected now (False when the servers do not
+        tell): a provider session that is gone leaves its earlier registrations stale."""
+        return self._origins is not None and session not in self._origins
 
     def connected(self, session: int) -> bool:
-        """Whether ``session`` is known to be connected now (False when the servers do not
-        tell): a provider session that is gone leaves its earlier registrations stale."""
         return self._origins is not None and session in self._origins
 
     def unproven(self, node: RegistryNode) -> bool:
         """Whether the servers did not know the node's session yet (worth asking again)."""
-        return self._origins is not None and node.owner != 0 and node.owner not in self._origins
+        return self.disconnected(node.owner) and node.owner != 0
 
     def refusal(self, node: RegistryNode, endpoint: Endpoint) -> str | None:
         """Why ``node`` (registering ``endpoint``) must not be rewritten, or None if it may."""
+        if node.owner == 0:
+            return "persistent node: no session shows which host registered it"
         if self._origins is None:
             sessions = set(self._claims.get(endpoint, ())) | {node.owner}
             if len(sessions) > 1:
@@ -99,11 +119,12 @@ class Ownership:
                     "servers do not say where sessions connect from"
                 )
             return None
-        if node.owner == 0:
-            return "persistent node: no session to prove it comes from this host"
         origin = self._origins.get(node.owner)
         if origin is None:
             return f"session 0x{node.owner:x} is not connected now: cannot prove it is this host's"
-        if origin not in self._local:
-            return f"registered by session 0x{node.owner:x} from {origin}, not from this host"
+        if not self._local.include(origin.address, origin.server):
+            return (
+                f"registered by session 0x{node.owner:x} from {origin.address} "
+                f"(as server {origin.server} sees it), not from this host"
+            )
         return None

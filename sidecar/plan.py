@@ -135,15 +135,19 @@ def interface_of(providers_path: str) -> str:
 
 
 def claims_in(nodes: Iterable[RegistryNode]) -> dict[Endpoint, set[int]]:
-    """The sessions registering each endpoint among original (not rewritten) registrations."""
+    """The sessions registering each endpoint: owners of original registrations, and the
+    provider sessions recorded in rewritten nodes (their originals are gone)."""
     claims: dict[Endpoint, set[int]] = {}
     for node in nodes:
-        if read_marker(node.data) is None:
-            try:
-                endpoint = urls.parse(node.name).endpoint
-            except urls.MalformedName:
-                continue
-            claims.setdefault(endpoint, set()).add(node.owner)
+        marker = read_marker(node.data)
+        if marker is not None:
+            claims.setdefault(marker.container_endpoint, set()).add(marker.provider_session)
+            continue
+        try:
+            endpoint = urls.parse(node.name).endpoint
+        except urls.MalformedName:
+            continue
+        claims.setdefault(endpoint, set()).add(node.owner)
     return claims
 
 
@@ -218,19 +222,23 @@ class _Planner:
                 local=found.local,
             )
         base = Decision(Action.LEAVE, node, "", url.endpoint, found.advertised, found.container)
-        refusal = self.owners.refusal(node, url.endpoint)
-        if refusal is not None:
-            provisional = self.owners.unproven(node)
-            return replace(_decide(base, Action.LEAVE, refusal), provisional=provisional)
         target_name = url.with_endpoint(found.advertised)
         target = self.targets.get(target_name)
+        refusal = self.owners.refusal(node, url.endpoint)
+        if refusal is not None:
+            left = _decide(base, Action.LEAVE, refusal)
+            if target is not None and self._is_ours(target, node.name, found.container.id):
+                # Proof is missing for now, not disproof: keep what was proven before.
+                self.mirrored.add(target_name)
+                left = _decide(base, Action.KEEP, f"mirror kept as it was: {refusal}")
+            return replace(left, provisional=self.owners.unproven(node))
         marker = Marker(node.name, url.endpoint, found.container.id, self.me.engine, node.owner)
         create = Create(f"{self.target_parent}/{target_name}", marker.encode())
         if self.me.mode is Mode.MIRROR:
             self.mirrored.add(target_name)
             if target is None:
                 return _decide(base, Action.REWRITE, _mirror_reason(found), create)
-            if self._is_ours(target, node.name):
+            if self._is_ours(target, node.name, found.container.id):
                 return _decide(base, Action.KEEP, f"mirrored at {target.path}")
             return _decide(
                 base, Action.LEAVE, "the mirrored name is already registered by another party"
@@ -254,7 +262,7 @@ class _Planner:
                 *superseded,
                 create,
             )
-        if self._is_ours(target, node.name):
+        if self._is_ours(target, node.name, found.container.id):
             return _decide(
                 base,
                 Action.DROP_ORIGINAL,
@@ -285,8 +293,9 @@ class _Planner:
 
     def _stale(self, earlier: Marker, later_session: int) -> bool:
         """An earlier registration is stale once the same session registered the service
-        again (re-export), or once its own session is gone (the provider restarted)."""
-        return earlier.provider_session == later_session or not self.owners.connected(
+        again (re-export), or once its own session is known to be gone (the provider
+        restarted)."""
+        return earlier.provider_session == later_session or self.owners.disconnected(
             earlier.provider_session
         )
 
@@ -308,6 +317,14 @@ class _Planner:
         if isinstance(found, Unmapped):
             removal = _decide(base, Action.REMOVE, found.reason, Delete(node.path, node.version))
             return replace(removal, suspended=found.suspended)
+        later = self._same_service_rewrites(marker.container_endpoint, marker.original)
+        if self.owners.disconnected(marker.provider_session) and any(
+            self.owners.connected(m.provider_session) for m in later
+        ):
+            return _decide(
+                base, Action.REMOVE, "its provider session is gone and a newer registration "
+                "of the service is rewritten", Delete(node.path, node.version),
+            )  # fmt: skip
         wanted = urls.parse(marker.original).with_endpoint(found.advertised)
         if wanted == node.name and self.me.session in (None, node.owner):
             return _decide(
@@ -401,10 +418,14 @@ class _Planner:
             return base, Unmapped(f"container {marker.container[:12]} is no longer running")
         return replace(base, container=found.container or gone), found
 
-    def _is_ours(self, node: RegistryNode, original: str) -> bool:
+    def _is_ours(self, node: RegistryNode, original: str, container: str) -> bool:
+        """Whether ``node`` is this engine's rewrite of ``original`` served by ``container``."""
         marker = read_marker(node.data)
         return (
-            marker is not None and marker.engine == self.me.engine and marker.original == original
+            marker is not None
+            and marker.engine == self.me.engine
+            and marker.original == original
+            and marker.container == container
         )
 
 

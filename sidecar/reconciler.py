@@ -5,21 +5,26 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
-from sidecar.config import Settings
+from sidecar.config import Settings, servers
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Create, Endpoint, RegistryNode
-from sidecar.ownership import Ownership, read_marker
+from sidecar.model import Create, Endpoint, Origin, RegistryNode
+from sidecar.ownership import LocalAddresses, Ownership, read_marker
 from sidecar.plan import Action, Decision, Identity, Mode, Scope, claims_in, plan_providers
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
 from sidecar.sources.host import interface_addresses
 
-# Asking every server for its connections is not free: at most this often.
-_ORIGINS_MIN_INTERVAL = 0.5
+# Asking every server for its connections is not free: at most this often...
+_ORIGINS_MIN_INTERVAL = 0.2
+# ...but origins older than this are not trusted for a decision: a session may have gone.
+_ORIGINS_MAX_AGE = 1.0
 
 
 class Reconciler:
@@ -38,10 +43,13 @@ class Reconciler:
         self.managed: dict[str, dict[str, RegistryNode]] = {}
         self._registry = registry
         self._origins_source = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
-        self._origins: dict[int, str] | None = None
+        self._origins: dict[int, Origin] | None = None
         self._origins_at = float("-inf")
         self._host_addresses = set(settings.host_address) | {advertise_host}
-        self._interface_addresses = interface_addresses()
+        self._servers = [host for host, _ in servers(settings.zookeeper)]
+        self._interface_addresses: set[str] = set()
+        self._local_servers: frozenset[str] = frozenset()
+        self.refresh_host_addresses()
         self._claims_by_path: dict[str, dict[Endpoint, set[int]]] = {}
         self._claims: dict[Endpoint, Counter[int]] = {}
 
@@ -58,7 +66,16 @@ class Reconciler:
         return None
 
     def refresh_host_addresses(self) -> None:
+        """Read this host's addresses again, and which ZooKeeper servers run on it."""
         self._interface_addresses = interface_addresses()
+        self._local_servers = frozenset(
+            server for server in self._servers if _resolves_to(server, self._interface_addresses)
+        )
+
+    def session_gone(self, session: int) -> bool:
+        """Whether the servers say ``session`` is not connected (False if they do not tell)."""
+        self._fetch_origins(max_age=0.0)
+        return self._origins is not None and session not in self._origins
 
     def providers_paths(self, root: str) -> list[str]:
         return self._registry.providers_paths(root)
@@ -84,6 +101,20 @@ class Reconciler:
             decisions += plan_providers(scope, self.containers, me, owners)
         return decisions
 
+    def intend(self, decisions: Iterable[Decision]) -> bool:
+        """Write ahead: remember the nodes these decisions are about to create, so that a
+        crash between the write and its confirmation loses nothing. True if that changed."""
+        if self.mode is Mode.MIRROR:
+            return False
+        changed = False
+        for d in decisions:
+            created = _created(d) if d.action.writes else None
+            if created is not None and created.parent == d.node.parent:
+                nodes = self.managed.setdefault(created.parent, {})
+                changed |= created.name not in nodes
+                nodes.setdefault(created.name, created)
+        return changed
+
     def remember(
         self, decisions: Iterable[Decision], outcomes: Mapping[Decision, Outcome], session: int
     ) -> bool:
@@ -96,17 +127,22 @@ class Reconciler:
             previous = before.get(d.node.parent, {})
             now = planned.setdefault(d.node.parent, {})
             outcome = outcomes.get(d)
+            created = _created(d) if d.action.writes else None
             if d.action is Action.KEEP and d.rewritten_path:
                 now[d.node.name] = d.node
             elif d.action is Action.HOLD or (d.action is Action.REMOVE and d.suspended):
                 now[d.node.name] = previous.get(d.node.name, d.node)
-            elif d.action.writes and outcome is not None and outcome.ok:
-                created = _created(d)
+            elif not d.action.writes:
+                continue
+            elif outcome is None or outcome.ok or outcome.unknown:
+                # Applied, or perhaps applied: remember the result (later passes forget it
+                # if it never appeared and its original is back).
                 if created is not None and created.parent == d.node.parent:
-                    now[created.name] = RegistryNode(created.parent, created.name, created.data,
-                                                     session, 0)  # fmt: skip
-            elif d.action.writes and d.node.name in previous:
-                now[d.node.name] = previous[d.node.name]  # failed: keep trying later
+                    now[created.name] = replace(created, owner=session)
+                if outcome is not None and outcome.unknown and d.node.name in previous:
+                    now[d.node.name] = previous[d.node.name]
+            elif d.node.name in previous:
+                now[d.node.name] = previous[d.node.name]  # not applied: still to do
         for parent, nodes in planned.items():
             if nodes:
                 self.managed[parent] = nodes
@@ -146,15 +182,44 @@ class Reconciler:
             for endpoint, sessions in self._claims_by_path.get(parent, {}).items()
             if endpoint.host in local_containers
             for session in sessions
-            if session
         }
-        known = self._origins or {}
+        if needed:
+            unknown = self._origins is not None and bool(needed - set(self._origins) - {0})
+            self._fetch_origins(max_age=0.0 if unknown else _ORIGINS_MAX_AGE)
+        anywhere = {
+            address
+            for address in self._interface_addresses
+            if not _is_loopback(address) and not self.containers.in_docker_network(address)
+        }
+        local = LocalAddresses(
+            anywhere=frozenset(anywhere | self._host_addresses),
+            near=frozenset(self._interface_addresses | local_containers),
+            local_servers=self._local_servers,
+        )
+        return Ownership(self._origins, local, self._claims)
+
+    def _fetch_origins(self, max_age: float) -> None:
         now = time.monotonic()
-        if needed - set(known) and now - self._origins_at >= _ORIGINS_MIN_INTERVAL:
+        age = now - self._origins_at
+        if age > max_age and age >= _ORIGINS_MIN_INTERVAL:
             self._origins = self._origins_source.fetch()
             self._origins_at = now
-        local = self._interface_addresses | self._host_addresses | local_containers
-        return Ownership(self._origins, local, self._claims)
+
+
+def _resolves_to(host: str, addresses: set[str]) -> bool:
+    """Whether ``host`` names this machine (loopback, or one of its addresses)."""
+    try:
+        resolved = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return any(_is_loopback(a) or a in addresses for a in resolved)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def _created(decision: Decision) -> RegistryNode | None:

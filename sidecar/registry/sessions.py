@@ -11,10 +11,11 @@ import ipaddress
 import json
 import re
 import socket
-import urllib.error
+import time
 import urllib.request
 
 from sidecar.config import servers
+from sidecar.model import Origin
 
 _CONS_LINE = re.compile(r"^\s*/(?P<address>.+):\d+\[\d+\]\((?P<stats>.*)\)\s*$")
 _SESSION = re.compile(r"(?:^|,)sid=0x(?P<sid>[0-9a-fA-F]+)(?:,|$)")
@@ -32,28 +33,30 @@ class SessionOrigins:
         self._admin_port = admin_port
         self._timeout = timeout
 
-    def fetch(self) -> dict[int, str] | None:
-        """Session id -> client IP over all servers that answer; None if none of them tells."""
-        origins: dict[int, str] = {}
+    def fetch(self) -> dict[int, Origin] | None:
+        """Session id -> origin over all servers that answer; None if none of them tells."""
+        origins: dict[int, Origin] = {}
         told = False
         for host, port in self._servers:
             try:
-                origins.update(self._from_cons(host, port))
+                found = self._from_cons(host, port)
             except NotAllowed:
                 try:
-                    origins.update(self._from_admin(host))
+                    found = self._from_admin(host)
                 except NotAllowed:
                     continue
-            except OSError:
-                continue  # a server that is down knows no sessions now
+            except Exception:
+                continue
+            origins.update((session, Origin(address, host)) for session, address in found.items())
             told = True
         return origins if told else None
 
     def _from_cons(self, host: str, port: int) -> dict[int, str]:
+        deadline = time.monotonic() + 2 * self._timeout
         with socket.create_connection((host, port), timeout=self._timeout) as conn:
             conn.sendall(b"cons")
             chunks = []
-            while chunk := conn.recv(65536):
+            while time.monotonic() < deadline and (chunk := conn.recv(65536)):
                 chunks.append(chunk)
         text = b"".join(chunks).decode("utf-8", errors="replace")
         if "not in the whitelist" in text or "not executed" in text:
@@ -68,7 +71,7 @@ class SessionOrigins:
         try:
             with urllib.request.urlopen(url, timeout=self._timeout) as response:
                 return parse_admin_connections(json.load(response))
-        except (OSError, ValueError, urllib.error.URLError) as exc:
+        except Exception as exc:
             raise NotAllowed(str(exc)) from exc
 
 
@@ -89,10 +92,12 @@ def parse_admin_connections(doc: object) -> dict[int, str]:
         raise ValueError("not a connections answer")
     origins = {}
     for connection in doc["connections"] + list(doc.get("secure_connections") or []):
+        if not isinstance(connection, dict):
+            continue
         session = connection.get("session_id")
         address = str(connection.get("remote_socket_address") or "")
-        if session is not None and address:
-            origins[int(session)] = _normal(address.rpartition(":")[0])
+        if isinstance(session, int) and address:
+            origins[session] = _normal(address.rpartition(":")[0])
     return origins
 
 

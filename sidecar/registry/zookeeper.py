@@ -1,11 +1,14 @@
 """Where ZooKeeper is read, watched and written: the only module that calls kazoo.
 
 Reads set one-shot watches whose callback only reports the path; writes are ``multi``
-transactions built by the planner. Everything kazoo returns is turned into typed values here.
+transactions built by the planner. Every request is asynchronous and waited for in short
+slices, so that a stop request is honoured even while ZooKeeper does not answer.
+Everything kazoo returns is turned into typed values here.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -20,7 +23,16 @@ from sidecar.model import Check, Create, Delete, RegistryNode, Transaction
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
+_WAIT_SLICE = 0.25
+# Errors after which a transaction may or may not have been applied.
+_UNKNOWN_OUTCOME = frozenset(
+    {"ConnectionLoss", "SessionExpiredError", "OperationTimeoutError", "Interrupted"}
+)
 K = TypeVar("K")
+
+
+class Interrupted(Exception):
+    """The sidecar is stopping; the request's result is no longer awaited."""
 
 
 class Connection(Enum):
@@ -37,6 +49,11 @@ class Outcome:
     error: str = ""
     denied: bool = False
 
+    @property
+    def unknown(self) -> bool:
+        """Whether the transaction may have been applied although no success was seen."""
+        return not self.ok and self.error in _UNKNOWN_OUTCOME
+
 
 class ZooKeeperRegistry:
     """A ZooKeeper session plus the reads and writes the sidecar needs."""
@@ -48,10 +65,13 @@ class ZooKeeperRegistry:
         on_change: Callable[[str], None],
         on_connection: Callable[[Connection], None],
         resume: tuple[int, bytes] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
-        """``resume``: the (session id, password) of a session to continue, if still alive."""
+        """``resume``: the (session id, password) of a session to continue, if still alive;
+        ``stopping``: set when requests should no longer be waited for."""
         self._on_change = on_change
         self._on_connection = on_connection
+        self._stopping = stopping or threading.Event()
         self._known_parents: set[str] = set()
         self._client = KazooClient(
             hosts=hosts,
@@ -73,8 +93,14 @@ class ZooKeeperRegistry:
         """Start connecting and return; the connection listener reports when the session is up."""
         self._client.start_async()
 
-    def close(self) -> None:
-        """Close the session: every ephemeral node it owns disappears at once."""
+    def close(self, timeout: float = 1.0) -> None:
+        """Close the session (every ephemeral node it owns disappears), waiting at most
+        ``timeout``: with ZooKeeper unreachable the session cannot be closed anyway."""
+        closer = threading.Thread(target=self._close, name="zookeeper-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
+
+    def _close(self) -> None:
         self._client.stop()
         self._client.close()
 
@@ -92,38 +118,40 @@ class ZooKeeperRegistry:
     def connected(self) -> bool:
         return bool(self._client.connected)
 
-    def hold_lease(self, path: str, data: bytes) -> int:
-        """Make this session own the ephemeral node ``path``, taking it over if another session
-        holds it; return that session's id (0 if there was none). The lease is watched."""
-        self._client.ensure_path(path.rpartition("/")[0])
-        previous = 0
+    def owner_of(self, path: str) -> int | None:
+        """The session owning the ephemeral node ``path`` (None if absent); watched."""
+        stat = self._wait(self._client.exists_async(path, watch=self._watched))
+        return int(stat.ephemeralOwner) if stat is not None else None
+
+    def read_data(self, path: str) -> bytes | None:
         try:
-            self._client.create(path, data, ephemeral=True)
+            data, _ = self._wait(self._client.get_async(path))
+        except NoNodeError:
+            return None
+        return bytes(data or b"")
+
+    def acquire(self, path: str, data: bytes, take_from: int | None = None) -> bool:
+        """Create the ephemeral node ``path`` in this session; if ``take_from`` owns it, take it
+        over in one transaction. True if this session owns it afterwards. Watched."""
+        self._ensure_parent(path)
+        try:
+            self._wait(self._client.create_async(path, data, ephemeral=True))
         except NodeExistsError:
-            stat = self._client.exists(path)
-            if stat is not None and stat.ephemeralOwner != self.session_id:
+            stat = self._wait(self._client.exists_async(path))
+            if stat is not None and take_from is not None and stat.ephemeralOwner == take_from:
                 request = self._client.transaction()
                 request.delete(path, version=stat.version)
                 request.create(path, data, ephemeral=True)
-                failure = _outcome(request.commit())
-                if not failure.ok:
-                    raise ConnectionError(f"could not take over {path}: {failure.error}") from None
-                previous = int(stat.ephemeralOwner)
-        self._client.exists(path, watch=self._watched)
-        return previous
-
-    def owner_of(self, path: str) -> int | None:
-        """The session owning the ephemeral node ``path`` (None if absent); watched."""
-        stat = self._client.exists(path, watch=self._watched)
-        return int(stat.ephemeralOwner) if stat is not None else None
+                self._wait(request.commit_async())
+        return self.owner_of(path) == self.session_id
 
     def list_children(self, path: str) -> list[str]:
         """Children of ``path``, watched; none, and a watch for its creation, if it is absent."""
         try:
-            return list(self._client.get_children(path, watch=self._watched))
+            return list(self._wait(self._client.get_children_async(path, watch=self._watched)))
         except NoNodeError:
-            if self._client.exists(path, watch=self._watched) is not None:
-                self._on_change(path)  # created since the listing: read it again
+            if self.owner_of(path) is not None:  # created since the listing: read it again
+                self._on_change(path)
             return []
 
     def providers_paths(self, root: str) -> list[str]:
@@ -142,8 +170,8 @@ class ZooKeeperRegistry:
         ):
             if isinstance(result, NoNodeError):
                 listings[parent] = []
-                if self._client.exists(parent, watch=self._watched) is not None:
-                    self._on_change(parent)  # created since the listing: read it again
+                if self.owner_of(parent) is not None:  # created since: read it again
+                    self._on_change(parent)
             elif isinstance(result, Exception):
                 raise result
             else:
@@ -164,21 +192,20 @@ class ZooKeeperRegistry:
 
     def apply_all(self, transactions: list[Transaction]) -> list[Outcome]:
         """Run each transaction as one ZooKeeper ``multi`` (all its ops or none), pipelined."""
-        started = self._pipelined(
-            list(range(len(transactions))), lambda i: self._commit(transactions[i])
-        )
-        outcomes = [_outcome(result) for _, result in started]
+        outcomes = [
+            _outcome(result)
+            for _, result in self._pipelined(
+                list(range(len(transactions))), lambda i: self._commit(transactions[i])
+            )
+        ]
         if any(o.error == "NoNodeError" for o in outcomes):
             self._known_parents.clear()  # a parent may have been deleted: ensure it again
         return outcomes
 
     def _commit(self, transaction: Transaction) -> Any:
         for op in transaction.ops:
-            parent = op.path.rpartition("/")[0]
-            if isinstance(op, Create) and parent not in self._known_parents:
-                # Mirror paths may not exist yet; they are persistent, like Dubbo's own.
-                self._client.ensure_path(parent)
-                self._known_parents.add(parent)
+            if isinstance(op, Create):
+                self._ensure_parent(op.path)
         request = self._client.transaction()
         for op in transaction.ops:
             match op:
@@ -190,19 +217,49 @@ class ZooKeeperRegistry:
                     request.check(path, version)
         return request.commit_async()
 
+    def _ensure_parent(self, path: str) -> None:
+        parent = path.rpartition("/")[0]
+        if parent and parent not in self._known_parents:
+            # Mirror paths and the lease's parent may not exist yet; they are persistent.
+            self._wait(self._client.ensure_path_async(parent))
+            self._known_parents.add(parent)
+
     def _pipelined(self, keys: list[K], start: Callable[[K], Any]) -> Iterable[tuple[K, Any]]:
-        """Issue async requests with at most _PIPELINE_DEPTH outstanding; yield results in order."""
+        """Issue async requests with at most _PIPELINE_DEPTH outstanding; yield results in
+        order. A request that cannot even be issued yields its exception as its result."""
         pending: list[tuple[K, Any]] = []
         for key in keys:
-            pending.append((key, start(key)))
+            try:
+                pending.append((key, start(key)))
+            except Exception as exc:  # returned, not raised: the caller decides per error
+                pending.append((key, _Failed(exc)))
             if len(pending) >= _PIPELINE_DEPTH:
-                yield from _drain(pending[: _PIPELINE_DEPTH // 2])
+                yield from self._drain(pending[: _PIPELINE_DEPTH // 2])
                 del pending[: _PIPELINE_DEPTH // 2]
-        yield from _drain(pending)
+        yield from self._drain(pending)
+
+    def _drain(self, pending: list[tuple[K, Any]]) -> Iterable[tuple[K, Any]]:
+        for key, async_result in pending:
+            try:
+                yield key, self._wait(async_result)
+            except Interrupted:
+                raise
+            except Exception as exc:  # returned, not raised: the caller decides per error
+                yield key, exc
+
+    def _wait(self, async_result: Any) -> Any:
+        """The request's result, or its exception raised; Interrupted once stopping."""
+        while True:
+            if self._stopping.is_set():
+                raise Interrupted
+            try:
+                return async_result.get(timeout=_WAIT_SLICE)
+            except self._client.handler.timeout_exception:
+                continue
 
     def _watched(self, event: WatchedEvent) -> None:
-        # Kazoo also fires watches with type NONE when a connection drops; the state
-        # listener handles that case with a full resync.
+        # Kazoo also fires every watch with type NONE when a connection drops (and forgets
+        # them); the reconnect marks everything dirty, and re-reading sets them again.
         if event.type != EventType.NONE and event.path:
             self._on_change(event.path)
 
@@ -215,6 +272,16 @@ class ZooKeeperRegistry:
         self._on_connection(mapping[state])
 
 
+class _Failed:
+    """A request that failed before it was sent; ``get`` raises its error."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def get(self, timeout: float | None = None) -> Any:
+        raise self._error
+
+
 def _outcome(result: Any) -> Outcome:
     if isinstance(result, Exception):
         return Outcome(False, type(result).__name__, denied=isinstance(result, NoAuthError))
@@ -223,11 +290,3 @@ def _outcome(result: Any) -> Outcome:
         return Outcome(True)
     cause = next((r for r in failures if not isinstance(r, RolledBackError)), failures[0])
     return Outcome(False, type(cause).__name__, denied=isinstance(cause, NoAuthError))
-
-
-def _drain(pending: list[tuple[K, Any]]) -> Iterable[tuple[K, Any]]:
-    for key, async_result in pending:
-        try:
-            yield key, async_result.get()
-        except Exception as exc:  # returned, not raised: the caller decides per error type
-            yield key, exc

@@ -32,14 +32,34 @@ class DockerUnavailable(Exception):
 class DockerEngine:
     """A read-only client of one Docker Engine."""
 
-    def __init__(self, url: str, timeout: int = 10) -> None:
+    def __init__(self, url: str, timeout: int = 5) -> None:
         self._url = url
-        self._api = docker.APIClient(base_url=url, version="auto", timeout=timeout)
+        self._timeout = timeout
+        self._client: docker.APIClient | None = None
+
+    @property
+    def _api(self) -> docker.APIClient:
+        # Created on first use: with version="auto" the constructor already asks the daemon.
+        if self._client is None:
+            self._client = docker.APIClient(base_url=self._url, version="auto",
+                                            timeout=self._timeout)  # fmt: skip
+        return self._client
 
     def engine_id(self) -> str:
-        """The engine's ID: stable across daemon restarts, different on every host."""
-        info = self._call(self._api.info)
-        return str(info["ID"])
+        """``<engine ID>@<host name>``: the ID survives daemon restarts; the host name tells
+        apart hosts cloned from one image, which share the ID."""
+        info = self._call(lambda: self._api.info())
+        return f"{info['ID']}@{info.get('Name', '')}"
+
+    def network_subnets(self) -> list[str]:
+        """The subnets of every Docker network on this engine."""
+        networks = self._call(lambda: self._api.networks())
+        return [
+            str(config["Subnet"])
+            for network in networks
+            for config in ((network.get("IPAM") or {}).get("Config") or [])
+            if config.get("Subnet")
+        ]
 
     def running_containers(self) -> list[Container]:
         """Every running or paused container, each read with an inspect.
@@ -77,7 +97,8 @@ class DockerEngine:
         return EventSubscription(stream)
 
     def close(self) -> None:
-        self._api.close()
+        if self._client is not None:
+            self._client.close()
 
     def _call(self, request: Callable[[], Any]) -> Any:
         try:
@@ -107,7 +128,10 @@ class EventSubscription:
 
     def close(self) -> None:
         self._closed.set()
-        self._stream.close()
+        try:
+            self._stream.close()
+        except Exception:  # ssh:// streams refuse to close early; the thread is a daemon
+            return
 
 
 class DockerWatch:
@@ -135,10 +159,10 @@ class DockerWatch:
         self._thread.start()
 
     def stop(self) -> None:
+        """Close the stream; the thread (a daemon) ends on its own."""
         self._stopping.set()
         if self._subscription is not None:
             self._subscription.close()
-        self._thread.join(timeout=1)
 
     def _run(self) -> None:
         delay = _MIN_BACKOFF

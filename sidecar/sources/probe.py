@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from sidecar.model import Endpoint
 
@@ -35,8 +34,8 @@ class Prober:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop probing; probes in flight end on their own (daemon threads, bounded)."""
         self._stopping.set()
-        self._thread.join(timeout=self._timeout + 0.5)
 
     def watch(self, targets: Iterable[Endpoint]) -> None:
         """Probe exactly these endpoints from now on."""
@@ -55,14 +54,28 @@ class Prober:
             }
 
     def _run(self) -> None:
-        with ThreadPoolExecutor(max_workers=_MAX_PARALLEL, thread_name_prefix="probe") as pool:
-            while not self._stopping.wait(self._period):
-                with self._lock:
-                    targets = sorted(self._targets)
-                for endpoint, answered in zip(
-                    targets, pool.map(self._answers, targets), strict=True
-                ):
-                    self._record(endpoint, answered)
+        while not self._stopping.wait(self._period):
+            with self._lock:
+                targets = sorted(self._targets)
+            # At most _MAX_PARALLEL probes at once, on daemon threads: a stop never waits.
+            for start in range(0, len(targets), _MAX_PARALLEL):
+                batch = targets[start : start + _MAX_PARALLEL]
+                results: dict[Endpoint, bool] = {}
+                workers = [
+                    threading.Thread(target=self._probe, args=(e, results), daemon=True)
+                    for e in batch
+                ]
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join()
+                if self._stopping.is_set():
+                    return
+                for endpoint in batch:
+                    self._record(endpoint, results.get(endpoint, False))
+
+    def _probe(self, endpoint: Endpoint, results: dict[Endpoint, bool]) -> None:
+        results[endpoint] = self._answers(endpoint)
 
     def _answers(self, endpoint: Endpoint) -> bool:
         try:

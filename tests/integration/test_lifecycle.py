@@ -200,10 +200,11 @@ def test_ensemble_failover_loses_and_doubles_nothing(
         assert owner(client, f"{providers}/{rewritten}") == session
         old_leader.restart()  # a quorum needs two of three: bring it back before the next kill
 
-        serving = next(
-            s for s in ensemble.servers if s.running and f"{session:x}" in s.four_letter("cons")
-        )
-        serving.kill()
+        def serving() -> ZooKeeperServer | None:
+            alive = (s for s in ensemble.servers if s.running)
+            return next((s for s in alive if f"{session:x}" in s.four_letter("cons")), None)
+
+        wait_until(serving, 15, message="the sidecar is connected to no server").kill()
         wait_until(
             lambda: any(
                 f"{session:x}" in s.four_letter("cons") for s in ensemble.servers if s.running

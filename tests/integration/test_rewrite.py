@@ -294,25 +294,28 @@ def test_one_changed_provider_rereads_only_its_own_path(
     assert requests_served() - before < 200
 
 
-def test_second_sidecar_on_the_same_engine_takes_over_and_the_first_stops(
+def test_second_sidecar_on_the_same_engine_stands_by_until_the_first_is_gone(
     providers: str,
     registry: KazooClient,
     start_provider: Callable[..., Container],
     start_sidecar: Callable[..., SidecarProcess],
 ) -> None:
-    """Two sidecars never fight over one engine's nodes: the newer takes the lease and the
-    registrations, the older stops with exit code 1, and nothing is duplicated or lost."""
+    """Two sidecars never fight over one engine's nodes: while the first lives the second
+    stands by and writes nothing; once the first is killed, the second takes the lease and
+    the registrations over in one transaction each, with no duplicate."""
     provider = start_provider()
     first = start_sidecar()
     rewritten = expected_rewrite(provider)
     wait_until(lambda: children(registry, providers) == [rewritten], 5, message="not rewritten")
+    path = f"{providers}/{rewritten}"
 
-    second = start_sidecar()
-    assert first.wait(timeout=5) == 1
-    assert first.events("another sidecar took over this Docker engine; stopping")
-    wait_until(
-        lambda: registry.get(f"{providers}/{rewritten}")[1].ephemeralOwner == second.session,
-        5, message="the second sidecar did not take the registration over",
-    )  # fmt: skip
+    second = start_sidecar(ready=False)
+    second.wait_for_event("lease held by another sidecar: standing by")
+    assert registry.get(path)[1].ephemeralOwner == first.session
+    assert not [e for e in second.events() if e["event"] in ("rewrite", "update", "remove")]
+
+    first.kill()
+    wait_until(lambda: registry.get(path)[1].ephemeralOwner == second.session, 10,
+               message="the second sidecar did not take over")  # fmt: skip
     assert children(registry, providers) == [rewritten]
-    assert second.running
+    assert second.events("lease held")

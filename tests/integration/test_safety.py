@@ -144,7 +144,9 @@ def test_same_endpoint_from_another_host_is_left_alone(
             assert all("registered by 2 ZooKeeper sessions" in r for r in reasons)
         else:
             [reason] = reasons
-            assert reason.endswith("from 127.0.0.2, not from this host")
+            assert reason.endswith(
+                "from 127.0.0.2 (as server 127.0.0.1 sees it), not from this host"
+            )
     finally:
         other_host.stop()
         other_host.close()

@@ -8,8 +8,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Check, Container, Create, Delete, Endpoint, PublishedPort, RegistryNode
-from sidecar.ownership import Ownership, read_marker
+from sidecar.model import (
+    Check,
+    Container,
+    Create,
+    Delete,
+    Endpoint,
+    Origin,
+    PublishedPort,
+    RegistryNode,
+)
+from sidecar.ownership import LocalAddresses, Ownership, read_marker
 from sidecar.plan import Action, Decision, Identity, Mode, Scope, claims_in
 from sidecar.plan import plan_providers as plan_scope
 from testbed.dubbo_url import java_url_encode
@@ -28,7 +37,7 @@ def url_name(host: str, port: int = 20880, protocol: str = "dubbo", **extra: str
     return java_url_encode(f"{protocol}://{shown}:{port}/com.example.DemoService?{query}")
 
 
-TRUSTING = Ownership(None, (), {})
+TRUSTING = Ownership(None, LocalAddresses(frozenset()), {})
 
 
 def plan_providers(
@@ -414,8 +423,8 @@ def test_with_proof_only_sessions_connecting_from_this_host_are_rewritten() -> N
     persistent nodes and sessions the servers do not know are not rewritten either."""
     index = ContainerIndex([container()])
     owners = Ownership(
-        {LOCAL_SESSION: "172.17.0.5", FOREIGN_SESSION: "127.0.0.2"},
-        {"127.0.0.1", "172.17.0.5"},
+        {LOCAL_SESSION: Origin("172.17.0.5", "zk"), FOREIGN_SESSION: Origin("127.0.0.2", "zk")},
+        LocalAddresses(frozenset(), frozenset({"127.0.0.1", "172.17.0.5"}), frozenset({"zk"})),
         {Endpoint("172.17.0.5", 20880): {LOCAL_SESSION, FOREIGN_SESSION}},
     )
     nodes = [
@@ -429,7 +438,8 @@ def test_with_proof_only_sessions_connecting_from_this_host_are_rewritten() -> N
     foreign = decisions[nodes[1].name]
     assert (foreign.action, foreign.reason) == (
         Action.LEAVE,
-        f"registered by session 0x{FOREIGN_SESSION:x} from 127.0.0.2, not from this host",
+        f"registered by session 0x{FOREIGN_SESSION:x} from 127.0.0.2 (as server zk sees it), "
+        "not from this host",
     )
     assert decisions[nodes[2].name].action is Action.LEAVE
     unknown = decisions[nodes[3].name]
@@ -443,21 +453,42 @@ def test_without_proof_endpoints_claimed_by_several_sessions_are_refused() -> No
     rewritten."""
     index = ContainerIndex([container()])
     claims = {Endpoint("172.17.0.5", 20880): {LOCAL_SESSION, FOREIGN_SESSION}}
-    owners = Ownership(None, (), claims)
+    owners = Ownership(None, LocalAddresses(frozenset()), claims)
     node = registration(url_name("172.17.0.5"), owner=LOCAL_SESSION)
     [decision] = plan_providers([node], index, ME, owners=owners)
     assert decision.action is Action.LEAVE
     assert "registered by 2 ZooKeeper sessions" in decision.reason
-    single = Ownership(None, (), {Endpoint("172.17.0.5", 20880): {LOCAL_SESSION}})
+    single = Ownership(
+        None, LocalAddresses(frozenset()), {Endpoint("172.17.0.5", 20880): {LOCAL_SESSION}}
+    )
     assert plan_providers([node], index, ME, owners=single)[0].action is Action.REWRITE
 
 
-def test_claims_count_sessions_of_original_registrations_only() -> None:
-    """Rewritten nodes and malformed names claim no endpoint."""
+def test_claims_count_owners_and_the_provider_sessions_recorded_in_rewrites() -> None:
+    """An original claims its endpoint for its owner; a rewrite claims its container endpoint
+    for the provider session that registered the original; malformed names claim nothing."""
     index = ContainerIndex([container()])
     rewritten = converge([registration(url_name("172.17.0.5"))], index)
     nodes = [*rewritten, registration("garbage"), registration(url_name("10.0.0.9"), owner=7)]
-    assert claims_in(nodes) == {Endpoint("10.0.0.9", 20880): {7}}
+    assert claims_in(nodes) == {
+        Endpoint("10.0.0.9", 20880): {7},
+        Endpoint("172.17.0.5", 20880): {PROVIDER_SESSION},
+    }
+
+
+def test_another_hosts_registration_of_a_rewritten_endpoint_is_refused_without_proof() -> None:
+    """Fallback mode: after this host's provider was rewritten, another host's replica
+    registering the same container address is ambiguous, so it is neither rewritten nor
+    allowed to replace the existing rewrite; persistent nodes are refused too."""
+    index = ContainerIndex([container()])
+    rewritten = converge([registration(url_name("172.17.0.5"))], index)
+    replica = registration(url_name("172.17.0.5", application="replica"), owner=0x9009)
+    persistent = registration(url_name("172.17.0.5", application="persistent"), owner=0)
+    registry = [*rewritten, replica, persistent]
+    unproven = Ownership(None, LocalAddresses(frozenset()), claims_in(registry))
+    decisions = plan_providers(registry, index, ME, owners=unproven)
+    assert [d for d in decisions if d.action.writes] == []
+    assert {d.node.name: d.action for d in decisions}[rewritten[0].name] is Action.KEEP
 
 
 def test_rewrite_of_a_still_connected_session_is_not_replaced_by_another_session() -> None:
@@ -467,11 +498,60 @@ def test_rewrite_of_a_still_connected_session_is_not_replaced_by_another_session
     index = ContainerIndex([container()])
     first = converge([registration(url_name("172.17.0.5", timestamp="1"), owner=0x11)], index)
     registry = [*first, registration(url_name("172.17.0.5", timestamp="2"), owner=0x22)]
-    both_alive = Ownership({0x11: "172.17.0.5", 0x22: "172.17.0.5"}, {"172.17.0.5"}, {})
+    here = LocalAddresses(frozenset({"172.17.0.5"}))
+    alive = {0x11: Origin("172.17.0.5", "zk"), 0x22: Origin("172.17.0.5", "zk")}
+    both_alive = Ownership(alive, here, {})
     after = apply(registry, plan_providers(registry, index, ME, owners=both_alive), 1)
     assert sorted(n.name for n in after) == sorted(
         [url_name("192.0.2.10", 32768, timestamp="1"), url_name("192.0.2.10", 32768, timestamp="2")]
     )
-    first_gone = Ownership({0x22: "172.17.0.5"}, {"172.17.0.5"}, {})
+    first_gone = Ownership({0x22: Origin("172.17.0.5", "zk")}, here, {})
     after = apply(registry, plan_providers(registry, index, ME, owners=first_gone), 1)
+    assert [n.name for n in after] == [url_name("192.0.2.10", 32768, timestamp="2")]
+
+
+def test_bindings_other_hosts_cannot_use_are_not_advertised() -> None:
+    """A port published only on loopback, or on all addresses of the other family only
+    (whose host port Docker picks independently), is reported instead of advertised."""
+    node = registration(url_name("172.17.0.5"))
+    loopback = container(bindings=(PublishedPort(20880, "127.0.0.1", 20880),))
+    [decision] = plan_providers([node], ContainerIndex([loopback]), ME)
+    assert decision.action is Action.LEAVE
+    assert "published only on 127.0.0.1:20880" in decision.reason
+    ipv6_only = container(bindings=(PublishedPort(20880, "::", 32770),))
+    [decision] = plan_providers([node], ContainerIndex([ipv6_only]), ME)
+    assert decision.action is Action.LEAVE
+    v6 = replace(ME, advertise_host="2001:db8::10")
+    [decision] = plan_providers([node], ContainerIndex([ipv6_only]), v6)
+    assert decision.advertised == Endpoint("2001:db8::10", 32770)
+
+
+def test_mirror_is_kept_while_proof_is_missing_for_a_moment() -> None:
+    """A mirror proven before is kept (not removed) while its session is briefly unknown to
+    the servers; the decision asks to plan again."""
+    index = ContainerIndex([container()])
+    original = registration(url_name("172.17.0.5"), owner=LOCAL_SESSION)
+    mirrored = apply([], plan_mirror([original], [], index), ME.session or 0)
+    unknown = Ownership({}, LocalAddresses(frozenset({"172.17.0.5"})), {})
+    decisions = plan_scope(
+        Scope(PROVIDERS, [original], (), MIRROR, mirrored), index, MIRROR_ME, unknown
+    )
+    assert [d.action for d in decisions] == [Action.KEEP, Action.KEEP]
+    assert decisions[0].provisional
+
+
+def test_rewrite_of_a_gone_session_is_removed_once_a_newer_one_serves() -> None:
+    """Two live sessions had one rewrite each; when the earlier session ends, its rewrite is
+    removed and the newer one stays."""
+    index = ContainerIndex([container()])
+    here = LocalAddresses(frozenset({"172.17.0.5"}))
+    alive = {0x11: Origin("172.17.0.5", "zk"), 0x22: Origin("172.17.0.5", "zk")}
+    nodes = [
+        registration(url_name("172.17.0.5", timestamp="1"), owner=0x11),
+        registration(url_name("172.17.0.5", timestamp="2"), owner=0x22),
+    ]
+    both = apply(nodes, plan_providers(nodes, index, ME, owners=Ownership(alive, here, {})), 1)
+    assert len(both) == 2
+    later_only = Ownership({0x22: Origin("172.17.0.5", "zk")}, here, {})
+    after = apply(both, plan_providers(both, index, ME, owners=later_only), 1)
     assert [n.name for n in after] == [url_name("192.0.2.10", 32768, timestamp="2")]
