@@ -20,6 +20,7 @@ from sidecar.mapping import ContainerIndex
 from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from sidecar.report import DecisionLog, render_table
+from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerEngine, DockerUnavailable
 from sidecar.state import StateFileBusy
 
@@ -107,6 +108,9 @@ def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
     except StateFileBusy as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except static_source.StaticMappingError as exc:
+        print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     received: list[str] = []
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -131,22 +135,28 @@ def _plan(settings: Settings, advertise_host: str) -> int:
     registry = ZooKeeperRegistry(
         settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None
     )
-    engine = DockerEngine(settings.docker_url)
+    engine = DockerEngine(settings.docker_url) if settings.docker_url != "none" else None
     try:
-        engine_id = engine.engine_id()
-        containers = ContainerIndex(engine.running_containers())
+        static = static_source.configured(settings.static_file, settings.static_ports)
+        engine_id = engine.engine_id() if engine else static_source.identity()
+        containers = engine.running_containers() if engine else []
+        subnets = engine.network_subnets() if engine else []
         registry.connect(settings.connect_timeout)
-    except (DockerUnavailable, ConnectionError) as exc:
+    except (DockerUnavailable, ConnectionError, static_source.StaticMappingError) as exc:
         structlog.get_logger("sidecar").error("plan failed", problem=str(exc))
         return EXIT_FAILURE
     try:
         reconciler = Reconciler(settings, registry, advertise_host, engine_id)
-        reconciler.containers = containers
-        paths = [p for root in settings.root for p in reconciler.providers_paths(root)]
+        mapped = static.container(reconciler.interface_addresses())
+        reconciler.containers = ContainerIndex([*containers, *([mapped] if mapped else [])],
+                                               subnets=subnets)  # fmt: skip
+        roots = (*settings.root, *settings.services_root)
+        paths = [p for root in roots for p in reconciler.scope_paths(root)]
         decisions = reconciler.plan(paths, session=None)
     finally:
         registry.close()
-        engine.close()
+        if engine is not None:
+            engine.close()
     print(render_table(decisions))
     return EXIT_OK
 

@@ -17,6 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from sidecar.sources.static import parse_ports
+
 ENV_PREFIX = "DUBBO_SIDECAR_"
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?")
 _PATH_SEGMENT = re.compile(r"[^/\x00]+")
@@ -55,6 +57,12 @@ class Settings(BaseSettings):
         "Registry root to reconcile, one per registry `group`.",
         metavar="PATH",
     )
+    services_root: Annotated[tuple[str, ...], NoDecode] = _setting(
+        ("/services",),
+        "ZooKeeper",
+        "Root of Dubbo 3 application-level instances (`/<root>/<application>/<host>:<port>`).",
+        metavar="PATH",
+    )
     session_timeout: float = _setting(
         30.0,
         "ZooKeeper",
@@ -82,8 +90,23 @@ class Settings(BaseSettings):
     docker_url: str = _setting(
         "unix:///var/run/docker.sock",
         "Docker",
-        "Docker Engine API (`unix://…`, `tcp://…`).",
+        "Docker Engine API (`unix://…`, `tcp://…`), or `none` to map with the static mapping only.",
         metavar="URL",
+    )
+    # Static mapping
+    static_ports: Annotated[tuple[str, ...], NoDecode] = _setting(
+        (),
+        "Static mapping",
+        "`CONTAINER_PORT:HOST_PORT` for registrations of this network namespace's addresses, "
+        "without Docker (e.g. a Kubernetes `hostPort`).",
+        metavar="PORT:PORT",
+    )
+    static_file: Path | None = _setting(
+        None,
+        "Static mapping",
+        "TOML file with a `[ports]` table (`20880 = 30880`) and an optional `addresses` "
+        "list; re-read when it changes.",
+        metavar="FILE",
     )
     # Advertising
     advertise_host: str | None = _setting(
@@ -111,6 +134,12 @@ class Settings(BaseSettings):
         "/dubbo-external",
         "Reconciliation",
         "Where mirror mode writes (a registry `group` for external consumers).",
+        metavar="PATH",
+    )
+    mirror_services_root: str = _setting(
+        "/services-external",
+        "Reconciliation",
+        "Where mirror mode writes application-level instances.",
         metavar="PATH",
     )
     resync_seconds: float = _setting(
@@ -170,25 +199,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"invalid server '{text}' (expected host:port)")
         return value
 
-    @field_validator("root", "host_address", mode="before")
+    @field_validator("root", "services_root", "host_address", "static_ports", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("root")
+    @field_validator("root", "services_root")
     @classmethod
     def _roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("at least one registry root is needed")
         for root in value:
             _check_absolute(root)
         if len(set(value)) != len(value):
             raise ValueError("the same root is given twice")
         return value
 
-    @field_validator("mirror_root")
+    @field_validator("mirror_root", "mirror_services_root")
     @classmethod
     def _mirror_root(cls, value: str) -> str:
         _check_absolute(value)
@@ -204,18 +231,25 @@ class Settings(BaseSettings):
                 raise ValueError(f"'{address}' is not an IP address") from None
         return tuple(ipaddress.ip_address(a).compressed for a in value)
 
-    @field_validator("state_file", mode="before")
+    @field_validator("state_file", "static_file", mode="before")
     @classmethod
     def _no_state_file(cls, value: Any) -> Any:
         return None if value in ("", "none") else value
 
     @model_validator(mode="after")
     def _mirror_needs_one_root(self) -> Settings:
+        if self.docker_url == "none" and not (self.static_ports or self.static_file):
+            raise ValueError("with --docker-url none, give --static-ports or --static-file")
+        if len(set(self.root) | set(self.services_root)) != len(self.root) + len(
+            self.services_root
+        ):
+            raise ValueError("a path is given both as --root and as --services-root")
         if self.mode == "mirror":
-            if len(self.root) != 1:
-                raise ValueError("mirror mode mirrors exactly one --root")
-            if self.mirror_root in self.root:
-                raise ValueError("--mirror-root must differ from --root")
+            if len(self.root) != 1 or len(self.services_root) > 1:
+                raise ValueError("mirror mode mirrors exactly one --root and one --services-root")
+            mirrors = {self.mirror_root, self.mirror_services_root}
+            if len(mirrors) != 2 or mirrors & (set(self.root) | set(self.services_root)):
+                raise ValueError("the mirror roots must differ from each other and the roots")
         return self
 
     @field_validator("advertise_host")
@@ -228,10 +262,16 @@ class Settings(BaseSettings):
             raise ValueError(f"'{value}' is neither an IP address nor a host name")
         return host
 
+    @field_validator("static_ports")
+    @classmethod
+    def _static_ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_ports(value)
+        return value
+
     @field_validator("docker_url")
     @classmethod
     def _docker_url(cls, value: str) -> str:
-        if not re.fullmatch(r"(unix|tcp|http|https|ssh|npipe)://.+", value):
+        if value != "none" and not re.fullmatch(r"(unix|tcp|http|https|ssh|npipe)://.+", value):
             raise ValueError(f"'{value}' is not a Docker URL (unix:///path or tcp://host:port)")
         return value
 

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from sidecar.config import Settings
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Container, Endpoint, RegistryNode
-from sidecar.plan import Action, Decision
+from sidecar.ownership import marker_from_state
+from sidecar.plan import Action, Decision, Remembered
 from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import Connection, Interrupted, Outcome, ZooKeeperRegistry
 from sidecar.report import DecisionLog
+from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
 from sidecar.sources.probe import Prober
+from sidecar.sources.static import STATIC_ID
 from sidecar.state import State, StateFile
 
 LEASE_ROOT = "/dubbo-nat-sidecar/leases"
@@ -118,7 +121,7 @@ class Controller:
 
     def __init__(self, settings: Settings, advertise_host: str, log: DecisionLog) -> None:
         self._settings = settings
-        self._roots = settings.root
+        self._roots = (*settings.root, *settings.services_root)
         self._advertise_host = advertise_host
         self._log = log
         self._stopping = threading.Event()
@@ -137,7 +140,7 @@ class Controller:
         self._earlier_session = self._state.session_id
         resume = (self._state.session_id, self._state.password) if self._state.session_id else None
         self._reconciler: Reconciler | None = None
-        self._dirty = dirty = DirtyScopes(settings.root, self._source_of)
+        self._dirty = dirty = DirtyScopes(self._roots, self._source_of)
         self._registry = ZooKeeperRegistry(
             settings.zookeeper,
             settings.session_timeout,
@@ -146,7 +149,15 @@ class Controller:
             resume=resume,
             stopping=self._stopping,
         )
-        self._engine = engine = DockerEngine(settings.docker_url)
+        self._engine = DockerEngine(settings.docker_url) if settings.docker_url != "none" else None
+        self._static = static_source.configured(settings.static_file, settings.static_ports)
+        self._static_watch = (
+            static_source.StaticWatch(
+                settings.static_file, lambda: dirty.container_changed(STATIC_ID)
+            )
+            if settings.static_file is not None
+            else None
+        )
         self._containers: dict[str, Container] = {}
         self._subnets: list[str] = []
         self._holding_lease = False
@@ -161,11 +172,15 @@ class Controller:
         self._paths_by_key: dict[str, set[str]] = defaultdict(set)
         self._keys_by_path: dict[str, set[str]] = {}
         self._retry: dict[str, tuple[float, float]] = {}
-        self._watch = DockerWatch(
-            engine,
-            on_container=dirty.container_changed,
-            on_subscribed=self._docker_subscribed_now,
-            on_lost=self._docker_lost,
+        self._watch = (
+            DockerWatch(
+                self._engine,
+                on_container=dirty.container_changed,
+                on_subscribed=self._docker_subscribed_now,
+                on_lost=self._docker_lost,
+            )
+            if self._engine is not None
+            else None
         )
         probing = settings.probe_seconds > 0 and settings.mode == "replace"
         self._prober = Prober(settings.probe_seconds, dirty.endpoint_changed) if probing else None
@@ -214,12 +229,18 @@ class Controller:
                 self._settings, self._registry, self._advertise_host, engine_id
             )
             if self._state.engine == engine_id:
-                for path, data in self._state.managed.items():
+                for path, (data, saved) in self._state.managed.items():
                     parent, _, name = path.rpartition("/")
-                    node = RegistryNode(parent, name, data, 0, 0)
-                    reconciler.managed.setdefault(parent, {})[name] = node
+                    marker = marker_from_state(saved)
+                    if marker is not None:
+                        node = RegistryNode(parent, name, data, 0, 0)
+                        reconciler.managed.setdefault(parent, {})[name] = Remembered(node, marker)
             self._dirty.lease_path = f"{LEASE_ROOT}/{engine_id}"
-            self._watch.start()
+            for source in (self._watch, self._static_watch):
+                if source is not None:
+                    source.start()
+            if self._watch is None:
+                self._dirty.everything()  # no Docker subscription to wait for
             if self._prober is not None:
                 self._prober.start()
             self._loop(reconciler)
@@ -243,7 +264,11 @@ class Controller:
 
     def _shut_down(self) -> None:
         """Release everything; each step on its own, so one failure skips no other."""
-        steps: list[Callable[[], None]] = [self._watch.stop, self._engine.close]
+        steps: list[Callable[[], None]] = [
+            source.stop for source in (self._watch, self._static_watch) if source is not None
+        ]
+        if self._engine is not None:
+            steps.append(self._engine.close)
         if self._prober is not None:
             steps.append(self._prober.stop)
         if self._settings.close_session_on_exit:
@@ -263,6 +288,10 @@ class Controller:
         return max(0.0, min(deadlines) - time.monotonic())
 
     def _wait_for_engine_id(self, stop: threading.Event) -> str:
+        """The identity this sidecar's markers and lease carry: the Docker engine's, or with
+        no Docker, this host's (a pod's) name."""
+        if self._engine is None:
+            return static_source.identity()
         delay = _RETRY_FIRST
         while not stop.is_set():
             try:
@@ -371,6 +400,35 @@ class Controller:
 
     def _refresh_containers(self, reconciler: Reconciler, work: Work) -> bool:
         """Bring the container view up to date; False while Docker cannot be trusted."""
+        if STATIC_ID in work.containers or work.all_containers:
+            work.containers.discard(STATIC_ID)
+            self._reload_static(work)
+        if self._engine is not None and not self._refresh_docker(self._engine, work):
+            return False
+        containers = list(self._containers.values())
+        static = self._static.container(reconciler.interface_addresses())
+        if static is not None:
+            containers.append(static)
+        unreachable = self._prober.unreachable() if self._prober else {}
+        reconciler.containers = ContainerIndex(containers, unreachable, self._subnets)
+        return True
+
+    def _reload_static(self, work: Work) -> None:
+        if self._settings.static_file is None:
+            return
+        try:
+            mapping = static_source.configured(
+                self._settings.static_file, self._settings.static_ports
+            )
+        except static_source.StaticMappingError as exc:
+            self._log.connection("static mapping", "unchanged", problem=str(exc))
+            return
+        if mapping != self._static:
+            self._log.info("static mapping changed", ports=dict(mapping.ports))
+            self._static = mapping
+            work.paths |= self._paths_of({STATIC_ID})
+
+    def _refresh_docker(self, engine: DockerEngine, work: Work) -> bool:
         if not self._docker_subscribed.is_set():
             if self._docker_fresh:
                 self._docker_fresh = False
@@ -379,8 +437,8 @@ class Controller:
             return False
         try:
             if work.all_containers or not self._docker_fresh:
-                listed = self._engine.running_containers()
-                self._subnets = self._engine.network_subnets()
+                listed = engine.running_containers()
+                self._subnets = engine.network_subnets()
                 work.paths |= self._paths_of(set(self._containers) | {c.id for c in listed})
                 self._containers = {c.id: c for c in listed}
                 self._docker_fresh = True
@@ -389,7 +447,7 @@ class Controller:
                 for container_id in work.containers:
                     self._log.debug("container changed", container=container_id[:12])
                     work.paths |= self._paths_of({container_id})
-                    current = self._engine.container(container_id)
+                    current = engine.container(container_id)
                     self._containers.pop(container_id, None)
                     if current is not None:
                         self._containers[container_id] = current
@@ -402,10 +460,6 @@ class Controller:
             self._requeue(work)
             return False
         self._log.recovered("docker")
-        unreachable = self._prober.unreachable() if self._prober else {}
-        reconciler.containers = ContainerIndex(
-            self._containers.values(), unreachable, self._subnets
-        )
         return True
 
     def _paths_of(self, container_ids: set[str]) -> set[str]:
@@ -424,7 +478,7 @@ class Controller:
         paths = set(work.paths)
         known: dict[str, set[str]] = {}
         for root in roots:
-            current = set(reconciler.providers_paths(root))
+            current = set(reconciler.scope_paths(root))
             known[root] = current
             paths |= current if work.full else current - self._known_paths[root]
         # Paths holding remembered rewrites are read too: those may have to be re-created.
@@ -480,9 +534,9 @@ class Controller:
         if self._reconciler is not None:
             self._state.engine = self._reconciler.engine_id
             self._state.managed = {
-                node.path: node.data
+                r.node.path: (r.node.data, r.marker.to_state())
                 for nodes in self._reconciler.managed.values()
-                for node in nodes.values()
+                for r in nodes.values()
             }
         try:
             self._state_file.save(self._state)

@@ -57,6 +57,10 @@ class ContainerIndex:
         """Every address of every running container."""
         return set(self._by_address)
 
+    def binding(self, container: Container, port: int, advertise_host: str) -> PublishedPort | None:
+        """The binding of another port of ``container`` (see choose_binding)."""
+        return choose_binding(container, port, advertise_host)
+
     def in_docker_network(self, address: str) -> bool:
         """Whether ``address`` lies in one of the engine's networks (a bridge gateway, say)."""
         try:

@@ -9,9 +9,10 @@ tell, only endpoints claimed by a single session are rewritten.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sidecar.model import Endpoint, Origin, RegistryNode
 
@@ -28,6 +29,14 @@ class Marker:
     container: str
     engine: str
     provider_session: int = 0  # the session that registered the original (0: unknown)
+    # Instances only: the original's data, to rewrite it again (kept in the state file).
+    original_data: bytes = b""
+
+    def to_state(self) -> dict[str, str]:
+        """Everything, for the state file (instance markers live nowhere else)."""
+        doc = json.loads(self.encode())
+        doc["original_data"] = base64.b64encode(self.original_data).decode()
+        return {k: str(v) for k, v in doc.items()}
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -41,6 +50,17 @@ class Marker:
             },
             separators=(",", ":"),
         ).encode()
+
+
+def marker_from_state(doc: dict[str, str]) -> Marker | None:
+    """A marker saved with Marker.to_state."""
+    marker = read_marker(json.dumps({TAG: 1, **doc}).encode())
+    if marker is None:
+        return None
+    try:
+        return replace(marker, original_data=base64.b64decode(doc.get("original_data", "")))
+    except ValueError:
+        return None
 
 
 def read_marker(data: bytes) -> Marker | None:

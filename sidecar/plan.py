@@ -2,7 +2,8 @@
 
 ``run`` applies the transactions of these decisions, ``plan`` prints them: both come from here.
 In replace mode a rewritten node takes the original's place; in mirror mode it is written
-under the mirror root and the original stays.
+under the mirror root and the original stays. A scope is either an interface's ``providers``
+path (URL node names) or an application's instance path (Curator JSON).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from urllib.parse import unquote
 
-from sidecar import urls
+from sidecar import instances, urls
 from sidecar.mapping import ContainerIndex, Mapped, Unmapped
 from sidecar.model import (
     Check,
@@ -28,20 +29,9 @@ from sidecar.ownership import Marker, Ownership, read_marker
 
 # Protocols whose provider URLs carry a TCP endpoint that consumers dial.
 KNOWN_PROTOCOLS = frozenset(
-    {
-        "dubbo",
-        "tri",
-        "triple",
-        "rest",
-        "grpc",
-        "hessian",
-        "http",
-        "https",
-        "rmi",
-        "webservice",
-        "thrift",
-    }
-)
+    {"dubbo", "tri", "triple", "rest", "grpc", "hessian", "http", "https", "rmi", "webservice",
+     "thrift"}
+)  # fmt: skip
 # Parameters that, with the protocol, tell one exported service from another on one endpoint.
 _SERVICE_KEY = ("interface", "group", "version")
 
@@ -82,19 +72,29 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class Scope:
-    """What the planner sees of one ``providers`` path.
+class Remembered:
+    """A node this sidecar wrote, as it wrote it, with what it knows about it."""
 
-    ``remembered`` are this sidecar's rewritten nodes of the path as last seen, so that ones
-    that vanished (its own session expired) can be re-created. In mirror mode ``mirror``
-    holds the nodes of the matching path under the mirror root.
+    node: RegistryNode
+    marker: Marker
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the planner sees of one path.
+
+    ``remembered`` are this sidecar's rewritten nodes of the path as last written, so that
+    ones that vanished (its own session expired) can be re-created, and instance nodes (whose
+    data is the application's) can be told apart. In mirror mode ``mirror`` holds the nodes
+    of the matching path under the mirror root.
     """
 
     parent: str
     nodes: Sequence[RegistryNode]
-    remembered: Sequence[RegistryNode] = ()
+    remembered: Sequence[Remembered] = ()
     mirror_parent: str | None = None
     mirror: Sequence[RegistryNode] = ()
+    instances: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class Decision:
     local: bool = True
     provisional: bool = False  # may turn out otherwise without any event: plan again later
     suspended: bool = False  # removed while its container does not serve; restored after
+    marker: Marker | None = None  # what the node it creates or keeps is a rewrite of
 
     @property
     def interface(self) -> str:
@@ -120,7 +121,9 @@ class Decision:
     def rewritten_path(self) -> str | None:
         """The node this decision leaves in place as the sidecar's own, if any."""
         if self.action is Action.KEEP:
-            return self.node.path if read_marker(self.node.data) else None
+            return (
+                self.node.path if self.marker and self.marker.original != self.node.name else None
+            )
         creates = (
             [op for op in self.transaction.ops if isinstance(op, Create)]
             if self.transaction
@@ -129,34 +132,135 @@ class Decision:
         return creates[0].path if creates else None
 
 
-def interface_of(providers_path: str) -> str:
-    """``/dubbo/com.x.Svc/providers`` -> ``com.x.Svc``."""
-    return unquote(providers_path.rstrip("/").rsplit("/", 2)[-2])
+def interface_of(path: str) -> str:
+    """``/dubbo/com.x.Svc/providers`` -> ``com.x.Svc``; ``/services/shop`` -> ``shop``."""
+    segments = path.rstrip("/").rsplit("/", 2)
+    return unquote(segments[-2] if segments[-1] == "providers" else segments[-1])
 
 
-def claims_in(nodes: Iterable[RegistryNode]) -> dict[Endpoint, set[int]]:
+def claims_in(scope: Scope) -> dict[Endpoint, set[int]]:
     """The sessions registering each endpoint: owners of original registrations, and the
-    provider sessions recorded in rewritten nodes (their originals are gone)."""
+    provider sessions recorded for rewritten nodes (their originals are gone)."""
+    kind = _kind(scope)
     claims: dict[Endpoint, set[int]] = {}
-    for node in nodes:
-        marker = read_marker(node.data)
+    for node in scope.nodes:
+        marker = kind.marker_of(node)
         if marker is not None:
             claims.setdefault(marker.container_endpoint, set()).add(marker.provider_session)
             continue
-        try:
-            endpoint = urls.parse(node.name).endpoint
-        except urls.MalformedName:
-            continue
-        claims.setdefault(endpoint, set()).add(node.owner)
+        parsed = kind.parse(node.name, node.data)
+        if isinstance(parsed, _Parsed):
+            claims.setdefault(parsed.endpoint, set()).add(node.owner)
     return claims
 
 
 def plan_providers(
     scope: Scope, containers: ContainerIndex, me: Identity, owners: Ownership
 ) -> list[Decision]:
-    """Decide every node of one ``providers`` path; applying the result twice changes nothing."""
-    planner = _Planner(scope, containers, me, owners)
-    return planner.plan()
+    """Decide every node of one scope; applying the result twice changes nothing."""
+    return _Planner(scope, containers, me, owners).plan()
+
+
+# -- what differs between URL nodes and instance nodes ----------------------------------------
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    endpoint: Endpoint
+    service: tuple[str, ...] | None  # what a newer registration of the same service shares
+    url: urls.ProviderUrl | None = None
+    instance: instances.Instance | None = None
+
+
+class _UrlKind:
+    """Provider URL nodes: the name carries everything, the data is the sidecar's marker."""
+
+    def parse(self, name: str, data: bytes) -> _Parsed | str:
+        try:
+            url = urls.parse(name)
+        except urls.MalformedName as exc:
+            return f"malformed node name: {exc}"
+        if url.protocol not in KNOWN_PROTOCOLS:
+            return f"unknown protocol {url.protocol!r}"
+        parameters = dict(url.parameters)
+        service = (url.protocol, url.path, *(parameters.get(k, "") for k in _SERVICE_KEY))
+        return _Parsed(url.endpoint, service, url=url)
+
+    def marker_of(self, node: RegistryNode) -> Marker | None:
+        return read_marker(node.data)
+
+    def target(
+        self, parsed: _Parsed, found: Mapped, containers: ContainerIndex, advertise_host: str
+    ) -> tuple[str, bytes | None, str]:
+        assert parsed.url is not None
+        return parsed.url.with_endpoint(found.advertised), None, ""
+
+    def data(self, marker: Marker, content: bytes | None) -> bytes:
+        return marker.encode()
+
+    def same(self, existing: bytes, wanted: bytes) -> bool:
+        """Consumers read only the name: the data (the marker) never needs rewriting."""
+        return True
+
+
+class _InstanceKind:
+    """Instance nodes: name and data both carry the address; markers are remembered only."""
+
+    def __init__(self, remembered: Iterable[Remembered]) -> None:
+        self._remembered = {r.node.name: r for r in remembered}
+
+    def parse(self, name: str, data: bytes) -> _Parsed | str:
+        try:
+            instance = instances.parse(name, data)
+        except instances.MalformedInstance as exc:
+            return f"not an instance this sidecar understands: {exc}"
+        return _Parsed(instance.endpoint, None, instance=instance)
+
+    def marker_of(self, node: RegistryNode) -> Marker | None:
+        remembered = self._remembered.get(node.name)
+        if remembered is not None and remembered.node.data == node.data:
+            return remembered.marker
+        return None
+
+    def target(
+        self, parsed: _Parsed, found: Mapped, containers: ContainerIndex, advertise_host: str
+    ) -> tuple[str, bytes | None, str]:
+        assert parsed.instance is not None
+        container = found.container
+
+        def host_port(port: int) -> int | None:
+            binding = containers.binding(container, port, advertise_host)
+            return binding.host_port if binding else None
+
+        name, data, unmapped = instances.rewrite(parsed.instance, found.advertised, host_port)
+        notes = []
+        if unmapped:
+            notes.append(
+                f"ports {', '.join(map(str, unmapped))} are not published: left as they are"
+            )
+        if found.advertised.port != parsed.endpoint.port:
+            notes.append(
+                f"Dubbo 3.1+ consumers may take the port from the provider's metadata "
+                f"({parsed.endpoint.port}), not {found.advertised.port}: publish the same port "
+                f"number on the host (-p {parsed.endpoint.port}:{parsed.endpoint.port}), or "
+                "register interface-level only (register-mode=interface), or set "
+                "FORCE_INTERFACE on consumers"
+            )
+        return name, data, "; ".join(notes)
+
+    def data(self, marker: Marker, content: bytes | None) -> bytes:
+        assert content is not None
+        return content
+
+    def same(self, existing: bytes, wanted: bytes) -> bool:
+        return existing == wanted
+
+
+def _kind(scope: Scope) -> _UrlKind | _InstanceKind:
+    return _InstanceKind(scope.remembered) if scope.instances else _UrlKind()
+
+
+# -- the planner ------------------------------------------------------------------------------
 
 
 class _Planner:
@@ -169,6 +273,7 @@ class _Planner:
         self.containers = containers
         self.me = me
         self.owners = owners
+        self.kind = _kind(scope)
         self.by_name = {node.name: node for node in scope.nodes}
         # Where rewritten nodes live: the same path (replace) or the mirror path.
         self.target_parent = scope.mirror_parent if me.mode is Mode.MIRROR else scope.parent
@@ -178,8 +283,8 @@ class _Planner:
         self.mirrored: set[str] = set()  # mirror names the originals call for
 
     def plan(self) -> list[Decision]:
-        ours = [n for n in self.scope.nodes if read_marker(n.data) is not None]
-        originals = [n for n in self.scope.nodes if read_marker(n.data) is None]
+        ours = [n for n in self.scope.nodes if self.kind.marker_of(n) is not None]
+        originals = [n for n in self.scope.nodes if self.kind.marker_of(n) is None]
         decisions = [self._registration(node) for node in originals]
         if self.me.mode is Mode.MIRROR:
             return decisions + [self._mirrored(node) for node in self.scope.mirror]
@@ -198,71 +303,68 @@ class _Planner:
                 decisions.append(self._rewritten(node))
         present = {n.name for n in self.scope.nodes}
         decisions += [
-            self._vanished(node) for node in self.scope.remembered if node.name not in present
+            self._vanished(r) for r in self.scope.remembered if r.node.name not in present
         ]
         return decisions
 
     # -- original registrations --------------------------------------------------------------
 
     def _registration(self, node: RegistryNode) -> Decision:
-        try:
-            url = urls.parse(node.name)
-        except urls.MalformedName as exc:
-            return Decision(Action.LEAVE, node, f"malformed node name: {exc}")
-        if url.protocol not in KNOWN_PROTOCOLS:
-            return Decision(Action.LEAVE, node, f"unknown protocol {url.protocol!r}", url.endpoint)
-        found = self.containers.resolve(url.endpoint, self.me.advertise_host)
+        parsed = self.kind.parse(node.name, node.data)
+        if isinstance(parsed, str):
+            return Decision(Action.LEAVE, node, parsed)
+        found = self.containers.resolve(parsed.endpoint, self.me.advertise_host)
         if isinstance(found, Unmapped):
             return Decision(
-                Action.LEAVE,
-                node,
-                found.reason,
-                url.endpoint,
-                container=found.container,
+                Action.LEAVE, node, found.reason, parsed.endpoint, container=found.container,
                 local=found.local,
-            )
-        base = Decision(Action.LEAVE, node, "", url.endpoint, found.advertised, found.container)
-        target_name = url.with_endpoint(found.advertised)
+            )  # fmt: skip
+        base = Decision(Action.LEAVE, node, "", parsed.endpoint, found.advertised, found.container)
+        target_name, content, notes = self.kind.target(
+            parsed, found, self.containers, self.me.advertise_host
+        )
+        marker = Marker(
+            node.name, parsed.endpoint, found.container.id, self.me.engine, node.owner,
+            original_data=node.data if self.scope.instances else b"",
+        )  # fmt: skip
+        data = self.kind.data(marker, content)
+        base = replace(base, marker=marker)
         target = self.targets.get(target_name)
-        refusal = self.owners.refusal(node, url.endpoint)
+        ours = target is not None and self._is_ours(target, node.name, found.container.id)
+        refusal = self.owners.refusal(node, parsed.endpoint)
         if refusal is not None:
             left = _decide(base, Action.LEAVE, refusal)
-            if target is not None and self._is_ours(target, node.name, found.container.id):
+            if ours and self.me.mode is Mode.MIRROR:
                 # Proof is missing for now, not disproof: keep what was proven before.
                 self.mirrored.add(target_name)
                 left = _decide(base, Action.KEEP, f"mirror kept as it was: {refusal}")
             return replace(left, provisional=self.owners.unproven(node))
-        marker = Marker(node.name, url.endpoint, found.container.id, self.me.engine, node.owner)
-        create = Create(f"{self.target_parent}/{target_name}", marker.encode())
+        create = Create(f"{self.target_parent}/{target_name}", data)
+        reason = _published_reason(found) + (f"; {notes}" if notes else "")
         if self.me.mode is Mode.MIRROR:
             self.mirrored.add(target_name)
             if target is None:
-                return _decide(base, Action.REWRITE, _mirror_reason(found), create)
-            if self._is_ours(target, node.name, found.container.id):
+                return _decide(base, Action.REWRITE, f"mirrored: {reason}", create)
+            if ours and self.kind.same(target.data, data):
                 return _decide(base, Action.KEEP, f"mirrored at {target.path}")
+            if ours:
+                return _decide(
+                    base, Action.UPDATE, f"mirror follows its original: {reason}",
+                    Delete(target.path, target.version), create,
+                )  # fmt: skip
             return _decide(
                 base, Action.LEAVE, "the mirrored name is already registered by another party"
             )
         if target is None:
-            stale = {
-                m.original
-                for m in self._same_service_rewrites(url.endpoint, node.name)
-                if self._stale(m, node.owner)
-            }
-            superseded = [
+            stale = [
                 Delete(n.path, n.version)
-                for n in self.scope.nodes
-                if (m := read_marker(n.data)) is not None and m.original in stale
+                for n, m in self._same_service_rewrites(parsed, node.name)
+                if self._stale(m, node.owner)
             ]
             return _decide(
-                base,
-                Action.REWRITE,
-                _published_reason(found),
-                Delete(node.path, node.version),
-                *superseded,
-                create,
+                base, Action.REWRITE, reason, Delete(node.path, node.version), *stale, create
             )
-        if self._is_ours(target, node.name, found.container.id):
+        if ours and self.kind.same(target.data, data):
             return _decide(
                 base,
                 Action.DROP_ORIGINAL,
@@ -270,26 +372,37 @@ class _Planner:
                 Check(target.path, target.version),
                 Delete(node.path, node.version),
             )
+        if ours:
+            return _decide(
+                base, Action.REWRITE, f"provider registered again with new data; {reason}",
+                Delete(node.path, node.version), Delete(target.path, target.version), create,
+            )  # fmt: skip
         return _decide(
             base, Action.LEAVE, "the rewritten name is already registered by another party"
         )
 
-    def _same_service_rewrites(self, endpoint: Endpoint, original: str) -> list[Marker]:
-        """Markers of our rewrites of other registrations of the same service on the same
-        container endpoint, whose originals are gone."""
-        key = _service_key(original)
-        if key is None:
+    def _same_service_rewrites(
+        self, parsed: _Parsed, original: str
+    ) -> list[tuple[RegistryNode, Marker]]:
+        """Our rewrites of other registrations of the same service on the same container
+        endpoint whose originals are gone."""
+        if parsed.service is None:
             return []
-        return [
-            marker
-            for node in self.scope.nodes
-            if (marker := read_marker(node.data)) is not None
-            and marker.engine == self.me.engine
-            and marker.container_endpoint == endpoint
-            and marker.original != original
-            and marker.original not in self.by_name
-            and _service_key(marker.original) == key
-        ]
+        found = []
+        for node in self.scope.nodes:
+            marker = self.kind.marker_of(node)
+            if (
+                marker is None
+                or marker.engine != self.me.engine
+                or marker.container_endpoint != parsed.endpoint
+                or marker.original == original
+                or marker.original in self.by_name
+            ):
+                continue
+            earlier = self.kind.parse(marker.original, marker.original_data)
+            if isinstance(earlier, _Parsed) and earlier.service == parsed.service:
+                found.append((node, marker))
+        return found
 
     def _stale(self, earlier: Marker, later_session: int) -> bool:
         """An earlier registration is stale once the same session registered the service
@@ -302,60 +415,64 @@ class _Planner:
     # -- the sidecar's own nodes -------------------------------------------------------------
 
     def _rewritten(self, node: RegistryNode) -> Decision:
-        """Replace mode: a node carrying a marker, found in the providers path."""
-        marker = read_marker(node.data)
+        """Replace mode: a node this sidecar (or another host's) wrote, found in the path."""
+        marker = self.kind.marker_of(node)
         assert marker is not None
         if marker.engine != self.me.engine:
             return Decision(
-                Action.LEAVE,
-                node,
-                f"rewritten by the sidecar of Docker engine {marker.engine[:12]}",
-                marker.container_endpoint,
-                local=False,
-            )
+                Action.LEAVE, node, f"rewritten by the sidecar of {marker.engine}",
+                marker.container_endpoint, local=False,
+            )  # fmt: skip
         base, found = self._still_mapped(node, marker)
         if isinstance(found, Unmapped):
             removal = _decide(base, Action.REMOVE, found.reason, Delete(node.path, node.version))
             return replace(removal, suspended=found.suspended)
-        later = self._same_service_rewrites(marker.container_endpoint, marker.original)
+        parsed = self.kind.parse(marker.original, marker.original_data)
+        if isinstance(parsed, str):
+            return _decide(base, Action.LEAVE, f"its original is unreadable now: {parsed}")
+        later = self._same_service_rewrites(parsed, marker.original)
         if self.owners.disconnected(marker.provider_session) and any(
-            self.owners.connected(m.provider_session) for m in later
+            self.owners.connected(m.provider_session) for _, m in later
         ):
             return _decide(
                 base, Action.REMOVE, "its provider session is gone and a newer registration "
                 "of the service is rewritten", Delete(node.path, node.version),
             )  # fmt: skip
-        wanted = urls.parse(marker.original).with_endpoint(found.advertised)
-        if wanted == node.name and self.me.session in (None, node.owner):
+        wanted, content, _ = self.kind.target(
+            parsed, found, self.containers, self.me.advertise_host
+        )
+        data = self.kind.data(marker, content)
+        if (
+            wanted == node.name
+            and self.kind.same(node.data, data)
+            and self.me.session in (None, node.owner)
+        ):
             return _decide(
                 base, Action.KEEP, f"managed by this host's sidecar (session 0x{node.owner:x})"
             )
         if wanted != node.name and wanted in self.by_name:
             return _decide(
-                base,
-                Action.REMOVE,
-                "duplicate of a registration already at the advertised address",
+                base, Action.REMOVE, "duplicate of a registration at the advertised address",
                 Delete(node.path, node.version),
-            )
+            )  # fmt: skip
         if marker.original in self.by_name and wanted != node.name:
             # The original is back and maps elsewhere now: its own decision rewrites it anew.
             return _decide(
-                base,
-                Action.REMOVE,
-                "its original is registered again and is rewritten anew",
+                base, Action.REMOVE, "its original is registered again and is rewritten anew",
                 Delete(node.path, node.version),
-            )
-        if wanted == node.name:
-            reason = f"taking over from an earlier run (session 0x{node.owner:x})"
+            )  # fmt: skip
+        if wanted != node.name:
+            reason = f"advertised address changed from {self._endpoint_of(node)}"
+        elif not self.kind.same(node.data, data):
+            reason = "a published port changed"
         else:
-            reason = f"advertised address changed from {urls.parse(node.name).endpoint}"
-        create = Create(f"{node.parent}/{wanted}", node.data)
+            reason = f"taking over from an earlier run (session 0x{node.owner:x})"
+        create = Create(f"{node.parent}/{wanted}", data)
         return _decide(base, Action.UPDATE, reason, Delete(node.path, node.version), create)
 
-    def _vanished(self, node: RegistryNode) -> Decision:
+    def _vanished(self, remembered: Remembered) -> Decision:
         """Replace mode: a rewrite this sidecar made that is no longer in the registry."""
-        marker = read_marker(node.data)
-        assert marker is not None
+        node, marker = remembered.node, remembered.marker
         base, found = self._still_mapped(node, marker)
         if isinstance(found, Unmapped):
             if found.suspended:
@@ -363,21 +480,26 @@ class _Planner:
             return _decide(base, Action.FORGET, found.reason)
         if marker.original in self.by_name:
             return _decide(base, Action.FORGET, "its original is registered again")
-        later = self._same_service_rewrites(marker.container_endpoint, marker.original)
-        if any(self._stale(marker, m.provider_session) for m in later):
+        parsed = self.kind.parse(marker.original, marker.original_data)
+        if isinstance(parsed, str):
+            return _decide(base, Action.FORGET, f"its original is unreadable now: {parsed}")
+        later = self._same_service_rewrites(parsed, marker.original)
+        if any(self._stale(marker, m.provider_session) for _, m in later):
             return _decide(base, Action.FORGET, "a newer registration of the service replaced it")
-        wanted = urls.parse(marker.original).with_endpoint(found.advertised)
+        wanted, content, _ = self.kind.target(
+            parsed, found, self.containers, self.me.advertise_host
+        )
         if wanted in self.by_name:
             return _decide(base, Action.FORGET, "a registration at the advertised address exists")
-        create = Create(f"{node.parent}/{wanted}", node.data)
+        create = Create(f"{node.parent}/{wanted}", self.kind.data(marker, content))
         return _decide(base, Action.RESTORE, "its container still serves; re-creating it", create)
 
     def _mirrored(self, node: RegistryNode) -> Decision:
         """Mirror mode: a node under the mirror path."""
-        marker = read_marker(node.data)
+        marker = read_marker(node.data) if not self.scope.instances else self._mirror_marker(node)
         if marker is None or marker.engine != self.me.engine:
             return Decision(Action.LEAVE, node, "not mirrored by this host's sidecar", local=False)
-        base = Decision(Action.KEEP, node, "", marker.container_endpoint)
+        base = Decision(Action.KEEP, node, "", marker.container_endpoint, marker=marker)
         if node.name not in self.mirrored:
             reason = (
                 "its original registration is gone"
@@ -392,24 +514,28 @@ class _Planner:
                 f"mirror managed by this host's sidecar (session 0x{node.owner:x})",
             )
         return _decide(
-            base,
-            Action.UPDATE,
-            f"taking over from an earlier run (session 0x{node.owner:x})",
-            Delete(node.path, node.version),
-            Create(node.path, node.data),
-        )
+            base, Action.UPDATE, f"taking over from an earlier run (session 0x{node.owner:x})",
+            Delete(node.path, node.version), Create(node.path, node.data),
+        )  # fmt: skip
+
+    def _mirror_marker(self, node: RegistryNode) -> Marker | None:
+        """Instance mirrors carry no marker: one owned by a session of this sidecar that an
+        original still calls for, or that is remembered, is ours."""
+        remembered = self.kind.marker_of(node)
+        if remembered is not None:
+            return remembered
+        if node.owner == self.me.session:
+            return Marker(node.name, Endpoint("0.0.0.0", 1), "", self.me.engine)
+        return None
 
     def _still_mapped(
         self, node: RegistryNode, marker: Marker
     ) -> tuple[Decision, Mapped | Unmapped]:
         """The decision skeleton for one of our nodes, and its mapping or why it has none."""
         gone = Container(marker.container, marker.container[:12], network_mode="")
-        base = Decision(Action.KEEP, node, "", marker.container_endpoint, container=gone)
-        try:
-            original = urls.parse(marker.original)
-        except urls.MalformedName:
-            return base, Unmapped("its marker names an unreadable original")
-        found = self.containers.resolve(original.endpoint, self.me.advertise_host)
+        base = Decision(Action.KEEP, node, "", marker.container_endpoint, container=gone,
+                        marker=marker)  # fmt: skip
+        found = self.containers.resolve(marker.container_endpoint, self.me.advertise_host)
         if isinstance(found, Mapped):
             if found.container.id != marker.container:
                 return base, Unmapped(f"address now belongs to container {found.container.name}")
@@ -420,22 +546,21 @@ class _Planner:
 
     def _is_ours(self, node: RegistryNode, original: str, container: str) -> bool:
         """Whether ``node`` is this engine's rewrite of ``original`` served by ``container``."""
-        marker = read_marker(node.data)
+        marker = (
+            self._mirror_marker(node)
+            if self.scope.instances and self.me.mode is Mode.MIRROR
+            else self.kind.marker_of(node)
+        )
         return (
             marker is not None
             and marker.engine == self.me.engine
-            and marker.original == original
-            and marker.container == container
+            and marker.original in (original, node.name)
+            and marker.container in (container, "")
         )
 
-
-def _service_key(name: str) -> tuple[str, ...] | None:
-    try:
-        url = urls.parse(name)
-    except urls.MalformedName:
-        return None
-    parameters = dict(url.parameters)
-    return (url.protocol, url.path, *(parameters.get(k, "") for k in _SERVICE_KEY))
+    def _endpoint_of(self, node: RegistryNode) -> str:
+        parsed = self.kind.parse(node.name, node.data)
+        return str(parsed.endpoint) if isinstance(parsed, _Parsed) else node.name
 
 
 def _published_reason(found: Mapped) -> str:
@@ -445,10 +570,6 @@ def _published_reason(found: Mapped) -> str:
         f"container {found.container.name} publishes {binding.container_port}/tcp "
         f"on host port {binding.host_port} ({source})"
     )
-
-
-def _mirror_reason(found: Mapped) -> str:
-    return f"mirrored: {_published_reason(found)}"
 
 
 def _decide(base: Decision, action: Action, reason: str, *ops: Op) -> Decision:

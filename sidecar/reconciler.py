@@ -15,8 +15,17 @@ from dataclasses import replace
 from sidecar.config import Settings, servers
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Create, Endpoint, Origin, RegistryNode
-from sidecar.ownership import LocalAddresses, Ownership, read_marker
-from sidecar.plan import Action, Decision, Identity, Mode, Scope, claims_in, plan_providers
+from sidecar.ownership import LocalAddresses, Ownership
+from sidecar.plan import (
+    Action,
+    Decision,
+    Identity,
+    Mode,
+    Remembered,
+    Scope,
+    claims_in,
+    plan_providers,
+)
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
 from sidecar.sources.host import interface_addresses
@@ -28,19 +37,23 @@ _ORIGINS_MAX_AGE = 1.0
 
 
 class Reconciler:
-    """Reads and plans providers paths; keeps what a plan needs across passes."""
+    """Reads and plans providers and instance paths; keeps what a plan needs across passes."""
 
     def __init__(
         self, settings: Settings, registry: ZooKeeperRegistry, advertise_host: str, engine_id: str
     ) -> None:
         self.mode = Mode(settings.mode)
         self.roots = settings.root
-        self.mirror_root = settings.mirror_root
+        self.services_roots = settings.services_root
+        # Mirror mode: each root's counterpart (configuration allows one root of each kind).
+        self._mirrors = dict(zip(settings.root, [settings.mirror_root], strict=False)) | dict(
+            zip(settings.services_root, [settings.mirror_services_root], strict=False)
+        )
         self.advertise_host = advertise_host
         self.engine_id = engine_id
         self.containers = ContainerIndex(())
-        # This sidecar's rewritten nodes per providers path, as last written or seen.
-        self.managed: dict[str, dict[str, RegistryNode]] = {}
+        # This sidecar's rewritten nodes per path, as last written or seen.
+        self.managed: dict[str, dict[str, Remembered]] = {}
         self._registry = registry
         self._origins_source = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
         self._origins: dict[int, Origin] | None = None
@@ -54,15 +67,19 @@ class Reconciler:
         self._claims: dict[Endpoint, Counter[int]] = {}
 
     def mirror_of(self, parent: str) -> str | None:
-        """The mirror root's counterpart of a providers path (mirror mode only)."""
+        """The mirror root's counterpart of a path (mirror mode only)."""
         if self.mode is not Mode.MIRROR:
             return None
-        return self.mirror_root + parent.removeprefix(self.roots[0])
+        root = self._root_of(parent)
+        return self._mirrors[root] + parent.removeprefix(root) if root else None
 
     def source_of(self, path: str) -> str | None:
-        """The providers path a mirror path mirrors, or None for any other path."""
-        if self.mode is Mode.MIRROR and path.startswith(self.mirror_root + "/"):
-            return self.roots[0] + path.removeprefix(self.mirror_root)
+        """The path a mirror path mirrors, or None for any other path."""
+        if self.mode is not Mode.MIRROR:
+            return None
+        for root, mirror in self._mirrors.items():
+            if path.startswith(mirror + "/"):
+                return root + path.removeprefix(mirror)
         return None
 
     def refresh_host_addresses(self) -> None:
@@ -72,12 +89,19 @@ class Reconciler:
             server for server in self._servers if _resolves_to(server, self._interface_addresses)
         )
 
+    def interface_addresses(self) -> set[str]:
+        """This network namespace's own addresses (as last read)."""
+        return set(self._interface_addresses)
+
     def session_gone(self, session: int) -> bool:
         """Whether the servers say ``session`` is not connected (False if they do not tell)."""
         self._fetch_origins(max_age=0.0)
         return self._origins is not None and session not in self._origins
 
-    def providers_paths(self, root: str) -> list[str]:
+    def scope_paths(self, root: str) -> list[str]:
+        """The paths to plan under a root: ``providers`` paths, or applications' paths."""
+        if root in self.services_roots:
+            return [f"{root}/{app}" for app in self._registry.list_children(root)]
         return self._registry.providers_paths(root)
 
     def plan(self, parents: Iterable[str], session: int | None) -> list[Decision]:
@@ -85,21 +109,22 @@ class Reconciler:
         parents = sorted(parents)
         mirrors = {p: m for p in parents if (m := self.mirror_of(p))}
         read = self._registry.read_providers([*parents, *mirrors.values()])
-        for parent in parents:
-            self._set_claims(parent, claims_in(read[parent]))
-        owners = self._ownership(parents)
-        me = Identity(session, self.engine_id, self.advertise_host, self.mode)
-        decisions = []
-        for parent in parents:
-            scope = Scope(
+        scopes = [
+            Scope(
                 parent,
                 read[parent],
                 remembered=list(self.managed.get(parent, {}).values()),
                 mirror_parent=mirrors.get(parent),
                 mirror=read.get(mirrors.get(parent, ""), []),
+                instances=self._root_of(parent) in self.services_roots,
             )
-            decisions += plan_providers(scope, self.containers, me, owners)
-        return decisions
+            for parent in parents
+        ]
+        for scope in scopes:
+            self._set_claims(scope.parent, claims_in(scope))
+        owners = self._ownership(parents)
+        me = Identity(session, self.engine_id, self.advertise_host, self.mode)
+        return [d for scope in scopes for d in plan_providers(scope, self.containers, me, owners)]
 
     def intend(self, decisions: Iterable[Decision]) -> bool:
         """Write ahead: remember the nodes these decisions are about to create, so that a
@@ -109,10 +134,10 @@ class Reconciler:
         changed = False
         for d in decisions:
             created = _created(d) if d.action.writes else None
-            if created is not None and created.parent == d.node.parent:
-                nodes = self.managed.setdefault(created.parent, {})
-                changed |= created.name not in nodes
-                nodes.setdefault(created.name, created)
+            if created is not None:
+                nodes = self.managed.setdefault(created.node.parent, {})
+                changed |= created.node.name not in nodes
+                nodes.setdefault(created.node.name, created)
         return changed
 
     def remember(
@@ -122,23 +147,28 @@ class Reconciler:
         if self.mode is Mode.MIRROR:
             return False  # mirrors are derived from the originals, never restored from memory
         before = {p: dict(nodes) for p, nodes in self.managed.items()}
-        planned: dict[str, dict[str, RegistryNode]] = {}
+        planned: dict[str, dict[str, Remembered]] = {}
         for d in decisions:
             previous = before.get(d.node.parent, {})
             now = planned.setdefault(d.node.parent, {})
             outcome = outcomes.get(d)
             created = _created(d) if d.action.writes else None
-            if d.action is Action.KEEP and d.rewritten_path:
-                now[d.node.name] = d.node
+            if d.action is Action.KEEP and d.rewritten_path and d.marker is not None:
+                now[d.node.name] = Remembered(d.node, d.marker)
             elif d.action is Action.HOLD or (d.action is Action.REMOVE and d.suspended):
-                now[d.node.name] = previous.get(d.node.name, d.node)
+                if d.node.name in previous:
+                    now[d.node.name] = previous[d.node.name]
+                elif d.marker is not None:
+                    now[d.node.name] = Remembered(d.node, d.marker)
             elif not d.action.writes:
                 continue
             elif outcome is None or outcome.ok or outcome.unknown:
                 # Applied, or perhaps applied: remember the result (later passes forget it
                 # if it never appeared and its original is back).
-                if created is not None and created.parent == d.node.parent:
-                    now[created.name] = replace(created, owner=session)
+                if created is not None:
+                    now[created.node.name] = replace(
+                        created, node=replace(created.node, owner=session)
+                    )
                 if outcome is not None and outcome.unknown and d.node.name in previous:
                     now[d.node.name] = previous[d.node.name]
             elif d.node.name in previous:
@@ -152,8 +182,15 @@ class Reconciler:
 
     def managed_endpoints(self) -> set[Endpoint]:
         """The container endpoints behind this sidecar's rewrites (what the prober checks)."""
-        markers = (read_marker(n.data) for nodes in self.managed.values() for n in nodes.values())
-        return {m.container_endpoint for m in markers if m is not None}
+        return {
+            r.marker.container_endpoint for nodes in self.managed.values() for r in nodes.values()
+        }
+
+    def _root_of(self, path: str) -> str | None:
+        for root in (*self.roots, *self.services_roots):
+            if path.startswith(root + "/"):
+                return root
+        return None
 
     def forget(self, parent: str) -> None:
         """A providers path that no longer exists."""
@@ -222,10 +259,13 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
-def _created(decision: Decision) -> RegistryNode | None:
+def _created(decision: Decision) -> Remembered | None:
+    """The node a decision creates in its own path, with its marker."""
     path = decision.rewritten_path
-    if path is None or decision.transaction is None:
+    if path is None or decision.transaction is None or decision.marker is None:
         return None
     data = next(op.data for op in decision.transaction.ops if isinstance(op, Create))
     parent, _, name = path.rpartition("/")
-    return RegistryNode(parent, name, data, 0, 0)
+    if parent != decision.node.parent:
+        return None
+    return Remembered(RegistryNode(parent, name, data, 0, 0), decision.marker)

@@ -25,7 +25,8 @@ class State:
     session_id: int = 0
     password: bytes = b""
     engine: str = ""
-    managed: dict[str, bytes] = field(default_factory=dict)  # node path -> node data
+    # node path -> (node data, the marker's state form: see Marker.to_state)
+    managed: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
 
 
 class StateFile:
@@ -54,7 +55,10 @@ class StateFile:
                 session_id=int(doc["session_id"]),
                 password=bytes.fromhex(doc["password"]),
                 engine=str(doc["engine"]),
-                managed={p: base64.b64decode(d) for p, d in doc["managed"].items()},
+                managed={
+                    path: (base64.b64decode(entry["data"]), dict(entry["marker"]))
+                    for path, entry in doc["managed"].items()
+                },
             )
         except (OSError, ValueError, KeyError, TypeError):
             return State()
@@ -64,7 +68,10 @@ class StateFile:
             "session_id": state.session_id,
             "password": state.password.hex(),
             "engine": state.engine,
-            "managed": {p: base64.b64encode(d).decode() for p, d in sorted(state.managed.items())},
+            "managed": {
+                path: {"data": base64.b64encode(data).decode(), "marker": marker}
+                for path, (data, marker) in sorted(state.managed.items())
+            },
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
         with temporary.open("w") as out:

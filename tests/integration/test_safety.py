@@ -245,7 +245,7 @@ def test_provider_that_stops_serving_is_removed_and_restored(
     provider.kill(signal=signal.SIGUSR1)
     wait_for_line(provider, "not listening")
     wait_until(lambda: children(registry, providers) == [], 10, message="not removed")
-    [removal] = sidecar.events("remove")
+    removal = sidecar.events("remove")[0]
     expected = "is unhealthy" if signal_by == "healthcheck" else "probes failed"
     assert expected in removal["reason"]
 

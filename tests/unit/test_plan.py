@@ -19,7 +19,7 @@ from sidecar.model import (
     RegistryNode,
 )
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
-from sidecar.plan import Action, Decision, Identity, Mode, Scope, claims_in
+from sidecar.plan import Action, Decision, Identity, Mode, Remembered, Scope, claims_in
 from sidecar.plan import plan_providers as plan_scope
 from testbed.dubbo_url import java_url_encode
 
@@ -48,7 +48,8 @@ def plan_providers(
     owners: Ownership = TRUSTING,
 ) -> list[Decision]:
     """The planner on one providers path; ownership unproven and uncontested unless given."""
-    return plan_scope(Scope(PROVIDERS, nodes, remembered or []), index, me, owners)
+    memory = [Remembered(n, m) for n in remembered or [] if (m := read_marker(n.data))]
+    return plan_scope(Scope(PROVIDERS, nodes, memory), index, me, owners)
 
 
 def registration(name: str, owner: int = PROVIDER_SESSION, data: bytes = b"") -> RegistryNode:
@@ -470,7 +471,7 @@ def test_claims_count_owners_and_the_provider_sessions_recorded_in_rewrites() ->
     index = ContainerIndex([container()])
     rewritten = converge([registration(url_name("172.17.0.5"))], index)
     nodes = [*rewritten, registration("garbage"), registration(url_name("10.0.0.9"), owner=7)]
-    assert claims_in(nodes) == {
+    assert claims_in(Scope(PROVIDERS, nodes)) == {
         Endpoint("10.0.0.9", 20880): {7},
         Endpoint("172.17.0.5", 20880): {PROVIDER_SESSION},
     }
@@ -485,7 +486,7 @@ def test_another_hosts_registration_of_a_rewritten_endpoint_is_refused_without_p
     replica = registration(url_name("172.17.0.5", application="replica"), owner=0x9009)
     persistent = registration(url_name("172.17.0.5", application="persistent"), owner=0)
     registry = [*rewritten, replica, persistent]
-    unproven = Ownership(None, LocalAddresses(frozenset()), claims_in(registry))
+    unproven = Ownership(None, LocalAddresses(frozenset()), claims_in(Scope(PROVIDERS, registry)))
     decisions = plan_providers(registry, index, ME, owners=unproven)
     assert [d for d in decisions if d.action.writes] == []
     assert {d.node.name: d.action for d in decisions}[rewritten[0].name] is Action.KEEP

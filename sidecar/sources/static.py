@@ -1,0 +1,137 @@
+"""Port mappings without Docker: from the environment or a file, which is re-read on change.
+
+For hosts where the sidecar cannot read a Docker socket (a Kubernetes pod with ``hostPort``,
+a locked-down host): container port -> host port, applied to registrations of this network
+namespace's own addresses (or of the addresses the file names). It appears to the planner
+as one more container, ``static``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidecar.model import Container, PublishedPort
+
+STATIC_ID = "static"
+_CHECK_EVERY = 1.0
+
+
+class StaticMappingError(ValueError):
+    """The static mapping is invalid; the message says where, in one line."""
+
+
+@dataclass(frozen=True)
+class StaticMapping:
+    """Container port -> host port, and the registered addresses it applies to."""
+
+    ports: tuple[tuple[int, int], ...] = ()
+    addresses: tuple[str, ...] = ()
+
+    def container(self, default_addresses: Iterable[str]) -> Container | None:
+        """The pseudo-container the planner maps through, or None for an empty mapping."""
+        if not self.ports:
+            return None
+        addresses = self.addresses or tuple(sorted(_non_loopback(default_addresses)))
+        published = tuple(PublishedPort(c, "", h) for c, h in self.ports)
+        return Container(STATIC_ID, "static mapping", "static", addresses, published)
+
+
+def identity() -> str:
+    """What stands for a Docker engine's identity without Docker: this host's (pod's) name."""
+    return f"{STATIC_ID}@{socket.gethostname()}"
+
+
+def configured(path: Path | None, ports: Iterable[str]) -> StaticMapping:
+    """The mapping the settings give: the file (if any) plus the port entries."""
+    if path is not None:
+        return load(path, ports)
+    return StaticMapping(parse_ports(ports))
+
+
+def parse_ports(entries: Iterable[str]) -> tuple[tuple[int, int], ...]:
+    """``["20880:30880", ...]`` -> ``((20880, 30880), ...)``."""
+    ports = {}
+    for entry in entries:
+        container, sep, host = entry.strip().partition(":")
+        if not sep:
+            raise StaticMappingError(f"'{entry}' is not CONTAINER_PORT:HOST_PORT")
+        ports[_port(container, entry)] = _port(host, entry)
+    return tuple(sorted(ports.items()))
+
+
+def load(path: Path, extra_ports: Iterable[str] = ()) -> StaticMapping:
+    """The mapping in ``path`` (TOML), plus ``extra_ports`` entries, which win."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise StaticMappingError(f"static mapping {path}: {exc}") from None
+    unknown = set(doc) - {"ports", "addresses"}
+    if unknown:
+        raise StaticMappingError(f"static mapping {path}: unknown key {sorted(unknown)[0]!r}")
+    table = doc.get("ports", {})
+    if not isinstance(table, dict):
+        raise StaticMappingError(f"static mapping {path}: [ports] must be a table")
+    entries = [f"{c}:{h}" for c, h in table.items()]
+    addresses = doc.get("addresses", [])
+    if not isinstance(addresses, list) or not all(_is_ip(a) for a in addresses):
+        raise StaticMappingError(f"static mapping {path}: addresses must be a list of IPs")
+    ports = dict(parse_ports(entries))
+    ports.update(parse_ports(extra_ports))
+    return StaticMapping(tuple(sorted(ports.items())), tuple(addresses))
+
+
+class StaticWatch:
+    """Reports when the mapping file changes (checked once a second; a stat is cheap)."""
+
+    def __init__(self, path: Path, on_change: Callable[[], None]) -> None:
+        self._path = path
+        self._on_change = on_change
+        self._seen = self._stamp()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="static-mapping", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self._path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _run(self) -> None:
+        while not self._stopping.wait(_CHECK_EVERY):
+            stamp = self._stamp()
+            if stamp != self._seen:
+                self._seen = stamp
+                self._on_change()
+
+
+def _port(text: str, entry: str) -> int:
+    text = str(text).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise StaticMappingError(f"'{entry}': {text!r} is not a port")
+    return int(text)
+
+
+def _is_ip(value: object) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _non_loopback(addresses: Iterable[str]) -> set[str]:
+    ips = (ipaddress.ip_address(a) for a in addresses)
+    return {ip.compressed for ip in ips if not (ip.is_loopback or ip.is_link_local)}
