@@ -132,9 +132,11 @@ def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
 
 
 def _plan(settings: Settings, advertise_host: str) -> int:
+    digest = settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None
     registry = ZooKeeperRegistry(
-        settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None
-    )
+        settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
+        digest=digest,
+    )  # fmt: skip
     engine = DockerEngine(settings.docker_url) if settings.docker_url != "none" else None
     try:
         static = static_source.configured(settings.static_file, settings.static_ports)
@@ -148,8 +150,11 @@ def _plan(settings: Settings, advertise_host: str) -> int:
     try:
         reconciler = Reconciler(settings, registry, advertise_host, engine_id)
         mapped = static.container(reconciler.interface_addresses())
-        reconciler.containers = ContainerIndex([*containers, *([mapped] if mapped else [])],
-                                               subnets=subnets)  # fmt: skip
+        reconciler.containers = ContainerIndex(
+            [*containers, *([mapped] if mapped else [])],
+            subnets=subnets,
+            host_addresses=reconciler.interface_addresses(),
+        )
         roots = (*settings.root, *settings.services_root)
         paths = [p for root in roots for p in reconciler.scope_paths(root)]
         decisions = reconciler.plan(paths, session=None)

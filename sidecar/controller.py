@@ -148,6 +148,7 @@ class Controller:
             on_connection=self._connection_changed,
             resume=resume,
             stopping=self._stopping,
+            digest=settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None,
         )
         self._engine = DockerEngine(settings.docker_url) if settings.docker_url != "none" else None
         self._static = static_source.configured(settings.static_file, settings.static_ports)
@@ -320,6 +321,7 @@ class Controller:
                 reconciler.refresh_host_addresses()
             paths, known = self._paths_to_read(reconciler, work)
             decisions = reconciler.plan(paths, session)
+            self._log.not_readable(self._registry.take_denied())
             if reconciler.intend(decisions):
                 self._save_state()
             outcomes = self._apply(decisions)
@@ -410,7 +412,9 @@ class Controller:
         if static is not None:
             containers.append(static)
         unreachable = self._prober.unreachable() if self._prober else {}
-        reconciler.containers = ContainerIndex(containers, unreachable, self._subnets)
+        reconciler.containers = ContainerIndex(
+            containers, unreachable, self._subnets, reconciler.interface_addresses()
+        )
         return True
 
     def _reload_static(self, work: Work) -> None:

@@ -41,10 +41,12 @@ class ContainerIndex:
         containers: Iterable[Container],
         unreachable: Mapping[Endpoint, str] | None = None,
         subnets: Iterable[str] = (),
+        host_addresses: Iterable[str] = (),
     ) -> None:
         """``unreachable``: container endpoints that stopped answering probes, and why;
-        ``subnets``: the engine's network subnets."""
+        ``subnets``: the engine's network subnets; ``host_addresses``: this host's own."""
         self.unreachable = dict(unreachable or {})
+        self._host_addresses = {_normal(a) for a in host_addresses}
         self.subnets = tuple(ipaddress.ip_network(s, strict=False) for s in subnets)
         self.by_id: dict[str, Container] = {}
         self._by_address: dict[str, list[Container]] = defaultdict(list)
@@ -73,10 +75,10 @@ class ContainerIndex:
         """Map a registered container endpoint to its published host endpoint, or say why not."""
         owners = self._by_address.get(endpoint.host, [])
         if not owners:
-            if endpoint.host == _normal(advertise_host):
+            if endpoint.host in self._host_addresses | {_normal(advertise_host)}:
                 return Unmapped(
-                    "already registered with the advertised host address "
-                    "(host networking or DUBBO_IP_TO_REGISTRY)"
+                    "registered with an address of this host (host networking or "
+                    "DUBBO_IP_TO_REGISTRY): nothing to rewrite"
                 )
             return Unmapped("not a container address on this Docker host", local=False)
         if len(owners) > 1:

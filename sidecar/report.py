@@ -22,13 +22,20 @@ class DecisionLog:
         self._left: dict[str, dict[str, str]] = {}
         self._states: dict[str, str] = {}
         self._problems: dict[str, str] = {}
+        self._refused: set[str] = set()
+        self._unreadable: set[str] = set()
 
     def applied(self, decision: Decision, outcome: Outcome) -> None:
         fields = _fields(decision)
         if outcome.ok:
             self._log.info(str(decision.action), **fields)
         elif outcome.denied:
-            self._log.error(f"{decision.action} refused", error=outcome.error, **fields)
+            if decision.node.path not in self._refused:
+                self._refused.add(decision.node.path)
+                self._log.error(
+                    f"{decision.action} refused: not authorised; left alone",
+                    error=outcome.error, **fields,
+                )  # fmt: skip
         else:
             self._log.warning(
                 f"{decision.action} failed, will retry", error=outcome.error, **fields
@@ -43,7 +50,19 @@ class DecisionLog:
         emit = self._log.info if decision.local else self._log.debug
         emit("left alone", **_fields(decision))
 
+    def not_readable(self, paths: set[str]) -> None:
+        """Paths the credentials do not allow reading: reported once each."""
+        for path in sorted(paths - self._unreadable):
+            self._log.error("not authorised to read; left alone", node=path)
+        self._unreadable |= paths
+
     def forget_missing(self, parent: str, present: set[str]) -> None:
+        # A refused node that is gone may come back changed: report it again then.
+        self._refused = {
+            path
+            for path in self._refused
+            if path.rpartition("/")[0] != parent or path.rpartition("/")[2] in present
+        }
         seen = self._left.get(parent)
         if seen is None:
             return

@@ -96,6 +96,7 @@ def run_python(
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     healthcheck: Mapping[str, Any] | None = None,
+    volumes: Mapping[str, str] | None = None,
     start_timeout: float = 30.0,
 ) -> Container:
     """Run ``python -u script args`` in a new container and return it once it is running.
@@ -107,7 +108,9 @@ def run_python(
     every exposed port (20880 is exposed by the image) on random host ports.
     """
     image = ensure_runtime_image(client)
-    volumes = {path: {"bind": path, "mode": "ro"} for path in python_mounts(script)}
+    mounts = {path: {"bind": path, "mode": "ro"} for path in python_mounts(script)}
+    # Extra read-only mounts, host path -> container path (e.g. a file the test edits).
+    mounts |= {host: {"bind": inside, "mode": "ro"} for host, inside in (volumes or {}).items()}
     environment = {
         "PYTHONPATH": str(TESTBED_DIR.parent),
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -128,7 +131,7 @@ def run_python(
         detach=True,
         name=f"{name_prefix}-{uuid.uuid4().hex[:8]}",
         labels={**LABELS, **(labels or {})},
-        volumes=volumes,
+        volumes=mounts,
         environment=environment,
         publish_all_ports=publish_all,
         **options,

@@ -15,6 +15,7 @@ test venv's interpreter in an otherwise empty container.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import queue
 import signal
@@ -22,8 +23,10 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from kazoo.client import KazooClient, KazooState  # type: ignore[import-untyped,unused-ignore]
 from kazoo.exceptions import (  # type: ignore[import-untyped,unused-ignore]
@@ -32,6 +35,7 @@ from kazoo.exceptions import (  # type: ignore[import-untyped,unused-ignore]
     NoNodeError,
 )
 from kazoo.handlers.threading import KazooTimeoutError  # type: ignore[import-untyped,unused-ignore]
+from kazoo.security import make_digest_acl  # type: ignore[import-untyped,unused-ignore]
 
 from testbed.dubbo_url import (
     configurators_path,
@@ -74,8 +78,10 @@ class PingServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], reply: bytes) -> None:
-        """Bind ``address`` at once; ``reply`` is sent for each line received."""
+        """Bind ``address`` at once (``::`` listens on IPv6 and IPv4); ``reply`` is sent for
+        each line received."""
         self.reply = reply
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _PingHandler)
 
 
@@ -135,20 +141,22 @@ class Registration:
     def __init__(
         self,
         client: KazooClient,
-        root: str,
-        interface: str,
-        node_name: str,
+        path: str,
         data: bytes,
         *,
+        ensure: Sequence[str] = (),
+        acl: Sequence[Any] | None = None,
         reregister_on_reconnect: bool = False,
         retry_period: float = 1.0,
     ) -> None:
-        """Describe the node; nothing is written before :meth:`register`."""
+        """Describe the node and the persistent paths to create first; nothing is written
+        before :meth:`register`. ``acl`` applies to every node created (Dubbo with
+        credentials uses CREATOR_ALL)."""
         self.client = client
-        self.providers = providers_path(root, interface)
-        self.configurators = configurators_path(root, interface)
-        self.path = f"{self.providers}/{node_name}"
+        self.ensure = tuple(ensure) or (path.rpartition("/")[0],)
+        self.path = path
         self.data = data
+        self.acl = list(acl) if acl else None
         self.reregister_on_reconnect = reregister_on_reconnect
         self.retry_period = retry_period
         self._lock = threading.Lock()
@@ -161,15 +169,15 @@ class Registration:
         with self._lock:
             if self._closing.is_set():
                 return
-            self.client.ensure_path(self.providers)
-            self.client.ensure_path(self.configurators)
+            for parent in self.ensure:
+                self.client.ensure_path(parent, acl=self.acl)
             try:
-                self.client.create(self.path, self.data, ephemeral=True)
+                self.client.create(self.path, self.data, acl=self.acl, ephemeral=True)
             except NodeExistsError:
                 # Dubbo (CuratorZookeeperClient.createEphemeral) deletes a node left by the
                 # previous session that the server has not removed yet, then creates it anew.
                 self.client.delete(self.path)
-                self.client.create(self.path, self.data, ephemeral=True)
+                self.client.create(self.path, self.data, acl=self.acl, ephemeral=True)
             session_id, password = self.client.client_id
             print(f"session {session_id:x} {password.hex()}", flush=True)
             print(f"registered {self.path}", flush=True)
@@ -237,6 +245,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--session-timeout", type=float, default=10.0, help="seconds")
     parser.add_argument(
+        "--extra-protocol", action="append", default=[], metavar="PROTOCOL:PORT",
+        help="also export this protocol on its own port (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--instance-root", help="also register a Dubbo 3 application-level instance here"
+    )
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="digest credentials (CREATOR_ALL)")
+    parser.add_argument(
         "--reregister-on-reconnect",
         action="store_true",
         help="also re-register after a reconnect with the same session (Dubbo <= 2.7.4)",
@@ -254,22 +270,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = listener.port
     listener.reply = f"pong {args.application} {format_host(host)}:{port}\n".encode()
     listener.open()
+    protocols = [(args.protocol, port, listener)]
+    for extra_protocol in args.extra_protocol:
+        name, _, extra_port = extra_protocol.partition(":")
+        extra_listener = Listener(args.listen, int(extra_port))
+        extra_listener.reply = f"pong {args.application} {name} {extra_port}\n".encode()
+        extra_listener.open()
+        protocols.append((name, int(extra_port), extra_listener))
 
     extra = dict(item.split("=", 1) for item in args.param)
-    url = provider_url(
-        args.protocol,
-        host,
-        port,
-        args.interface,
-        args.application,
-        methods=[m for m in args.methods.split(",") if m],
-        extra=extra,
-    )
     data = {
         "ip": host.encode("ascii"),
         "hostport": f"{format_host(host)}:{port}".encode("ascii"),
         "empty": b"",
     }[args.node_data]
+    nodes: list[tuple[str, bytes, tuple[str, ...]]] = []
+    for protocol, protocol_port, _ in protocols:
+        url = provider_url(
+            protocol, host, protocol_port, args.interface, args.application,
+            methods=[m for m in args.methods.split(",") if m], extra=extra,
+        )  # fmt: skip
+        providers = providers_path(args.root, args.interface)
+        nodes.append((f"{providers}/{provider_node_name(url)}", data, (providers,
+                      configurators_path(args.root, args.interface))))  # fmt: skip
+    if args.instance_root:
+        app_path = f"{args.instance_root}/{args.application}"
+        document = instance_document(args.application, host, port, protocols[1:])
+        nodes.append((f"{app_path}/{host}:{port}", document, (app_path,)))
 
     stop = threading.Event()
 
@@ -283,26 +310,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, lambda *_: listener.toggles.put(False))
     signal.signal(signal.SIGUSR2, lambda *_: listener.toggles.put(True))
 
-    client = KazooClient(hosts=args.zookeeper, timeout=args.session_timeout)
+    auth = [("digest", args.auth)] if args.auth else None
+    client = KazooClient(hosts=args.zookeeper, timeout=args.session_timeout, auth_data=auth)
     client.start(timeout=30.0)
-    registration = Registration(
-        client,
-        args.root,
-        args.interface,
-        provider_node_name(url),
-        data,
-        reregister_on_reconnect=args.reregister_on_reconnect,
-    )
+    acl = [make_digest_acl(*args.auth.split(":", 1), all=True)] if args.auth else None
+    registrations = [
+        Registration(client, path, node_data, ensure=ensure, acl=acl,
+                     reregister_on_reconnect=args.reregister_on_reconnect)
+        for path, node_data, ensure in nodes
+    ]  # fmt: skip
     try:
-        registration.register()
-        client.add_listener(registration.on_state)
+        for registration in registrations:
+            registration.register()
+            client.add_listener(registration.on_state)
         stop.wait()
-        registration.unregister()
+        for registration in registrations:
+            registration.unregister()
     finally:
         client.stop()
         client.close()
-        listener.toggles.put(None)
+        for _, _, protocol_listener in protocols:
+            protocol_listener.toggles.put(None)
     return 0
+
+
+def instance_document(
+    application: str, host: str, port: int, extra: Sequence[tuple[str, int, object]]
+) -> bytes:
+    """A Dubbo 3 application-level instance as Curator's ServiceDiscovery serializes it."""
+    endpoints = [
+        {"port": port, "protocol": "dubbo"},
+        *({"port": p, "protocol": n} for n, p, _ in extra),
+    ]
+    url_params = {"connections": "1", "version": "1.0.0", "dubbo": "2.0.2", "release": "3.2.0",
+                  "side": "provider", "port": str(port), "protocol": "dubbo"}  # fmt: skip
+    instance_id = f"{host}:{port}"
+    document = {
+        "name": application,
+        "id": instance_id,
+        "address": host,
+        "port": port,
+        "sslPort": None,
+        "payload": {
+            "@class": "org.apache.dubbo.registry.zookeeper.ZookeeperInstance",
+            "id": instance_id,
+            "name": application,
+            "metadata": {
+                "dubbo.endpoints": json.dumps(endpoints, separators=(",", ":")),
+                "dubbo.metadata-service.url-params": json.dumps(url_params, separators=(",", ":")),
+                "dubbo.metadata.revision": "5f1a9c0e7b3d2a41",
+                "dubbo.metadata.storage-type": "local",
+                "timestamp": str(int(time.time() * 1000)),
+            },
+        },
+        "registrationTimeUTC": int(time.time() * 1000),
+        "serviceType": "DYNAMIC",
+        "uriSpec": None,
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 if __name__ == "__main__":

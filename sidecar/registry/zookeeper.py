@@ -18,6 +18,7 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError, RolledBackError
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
+from kazoo.security import CREATOR_ALL_ACL
 
 from sidecar.model import Check, Create, Delete, RegistryNode, Transaction
 
@@ -66,17 +67,22 @@ class ZooKeeperRegistry:
         on_connection: Callable[[Connection], None],
         resume: tuple[int, bytes] | None = None,
         stopping: threading.Event | None = None,
+        digest: str | None = None,
     ) -> None:
         """``resume``: the (session id, password) of a session to continue, if still alive;
-        ``stopping``: set when requests should no longer be waited for."""
+        ``stopping``: set when requests should no longer be waited for; ``digest``:
+        ``user:password`` credentials, which also make created nodes CREATOR_ALL."""
         self._on_change = on_change
         self._on_connection = on_connection
         self._stopping = stopping or threading.Event()
         self._known_parents: set[str] = set()
+        self._acl = CREATOR_ALL_ACL if digest else None
+        self.denied: set[str] = set()  # what the last read was not allowed to read
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
             client_id=resume,
+            auth_data=[("digest", digest)] if digest else None,
             connection_retry=KazooRetry(max_tries=-1, max_delay=5),
             command_retry=KazooRetry(max_tries=3, max_delay=2),
         )
@@ -118,6 +124,11 @@ class ZooKeeperRegistry:
     def connected(self) -> bool:
         return bool(self._client.connected)
 
+    def take_denied(self) -> set[str]:
+        """The paths reads were not allowed to read since the last call."""
+        denied, self.denied = self.denied, set()
+        return denied
+
     def owner_of(self, path: str) -> int | None:
         """The session owning the ephemeral node ``path`` (None if absent); watched."""
         stat = self._wait(self._client.exists_async(path, watch=self._watched))
@@ -135,13 +146,13 @@ class ZooKeeperRegistry:
         over in one transaction. True if this session owns it afterwards. Watched."""
         self._ensure_parent(path)
         try:
-            self._wait(self._client.create_async(path, data, ephemeral=True))
+            self._wait(self._client.create_async(path, data, acl=self._acl, ephemeral=True))
         except NodeExistsError:
             stat = self._wait(self._client.exists_async(path))
             if stat is not None and take_from is not None and stat.ephemeralOwner == take_from:
                 request = self._client.transaction()
                 request.delete(path, version=stat.version)
-                request.create(path, data, ephemeral=True)
+                request.create(path, data, acl=self._acl, ephemeral=True)
                 self._wait(request.commit_async())
         return self.owner_of(path) == self.session_id
 
@@ -149,6 +160,9 @@ class ZooKeeperRegistry:
         """Children of ``path``, watched; none, and a watch for its creation, if it is absent."""
         try:
             return list(self._wait(self._client.get_children_async(path, watch=self._watched)))
+        except NoAuthError:
+            self.denied.add(path)
+            return []
         except NoNodeError:
             if self.owner_of(path) is not None:  # created since the listing: read it again
                 self._on_change(path)
@@ -159,9 +173,10 @@ class ZooKeeperRegistry:
         return [f"{root}/{name}/providers" for name in self.list_children(root)]
 
     def read_providers(self, parents: Iterable[str]) -> dict[str, list[RegistryNode]]:
-        """Every node under each ``providers`` path, read pipelined; watches set on each parent.
+        """Every node under each path, read pipelined; watches set on each parent.
 
         A parent that does not exist yet maps to an empty list and gets an existence watch.
+        Paths and nodes this session may not read are left out and listed in ``denied``.
         """
         parents = list(parents)
         listings: dict[str, list[str]] = {}
@@ -172,6 +187,9 @@ class ZooKeeperRegistry:
                 listings[parent] = []
                 if self.owner_of(parent) is not None:  # created since: read it again
                     self._on_change(parent)
+            elif isinstance(result, NoAuthError):
+                listings[parent] = []
+                self.denied.add(parent)
             elif isinstance(result, Exception):
                 raise result
             else:
@@ -181,6 +199,9 @@ class ZooKeeperRegistry:
         for path, result in self._pipelined(paths, self._client.get_async):
             if isinstance(result, NoNodeError):
                 continue  # deleted since the listing; its parent's watch has fired
+            if isinstance(result, NoAuthError):
+                self.denied.add(path)
+                continue
             if isinstance(result, Exception):
                 raise result
             data, stat = result
@@ -210,7 +231,7 @@ class ZooKeeperRegistry:
         for op in transaction.ops:
             match op:
                 case Create(path=path, data=data):
-                    request.create(path, data, ephemeral=True)
+                    request.create(path, data, acl=self._acl, ephemeral=True)
                 case Delete(path=path, version=version):
                     request.delete(path, version=version)
                 case Check(path=path, version=version):
@@ -221,7 +242,7 @@ class ZooKeeperRegistry:
         parent = path.rpartition("/")[0]
         if parent and parent not in self._known_parents:
             # Mirror paths and the lease's parent may not exist yet; they are persistent.
-            self._wait(self._client.ensure_path_async(parent))
+            self._wait(self._client.ensure_path_async(parent, acl=self._acl))
             self._known_parents.add(parent)
 
     def _pipelined(self, keys: list[K], start: Callable[[K], Any]) -> Iterable[tuple[K, Any]]:

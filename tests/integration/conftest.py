@@ -84,8 +84,13 @@ def start_provider(
         on: DockerEngine | None = None,
         connect: str | None = None,
         healthcheck: dict[str, object] | None = None,
+        ports: dict[str, object] | None = None,
+        network: str | None = None,
+        network_mode: str | None = None,
+        wait: bool = True,
     ) -> Container:
-        """``on``: another Docker Engine; ``connect``: ZooKeeper as seen from the container."""
+        """``on``: another Docker Engine; ``connect``: ZooKeeper as seen from the container;
+        the rest as in ``testbed.images.run_python``; ``wait``: until it has registered."""
         docker_engine = on or engine
         zk_from_container = connect or f"{docker_engine.bridge_gateway()}:{zookeeper.port}"
         container = run_python(
@@ -99,9 +104,13 @@ def start_provider(
             labels={RUN_LABEL: run_id},
             publish_all=publish_all,
             healthcheck=healthcheck,
+            ports=ports,
+            network=network,
+            network_mode=network_mode,
         )
         started.append(container)
-        wait_for_line(container, "registered ", timeout=30)
+        if wait:
+            wait_for_line(container, "registered ", timeout=30)
         return container
 
     try:

@@ -156,7 +156,7 @@ def test_registrations_that_cannot_be_mapped_are_left_with_a_reason() -> None:
         url_name("172.17.0.9"): ("address 172.17.0.9 belongs to several containers", True),
         "not-a-url": ("malformed node name", True),
         url_name("172.17.0.5", protocol="memcached"): ("unknown protocol 'memcached'", True),
-        url_name("192.0.2.10", 20880): ("already registered with the advertised host", True),
+        url_name("192.0.2.10", 20880): ("registered with an address of this host", True),
     }
     decisions = plan_providers([registration(n) for n in cases], index, ME)
     for decision in decisions:
