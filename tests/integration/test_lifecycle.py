@@ -15,25 +15,16 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.consumer import ProvidersWatch
-from testbed.engine import DockerEngine, published_port
+from testbed.engine import DockerEngine
 from testbed.images import wait_for_line
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, expire_session
 
 from .conftest import INTERFACE
+from .helpers import children, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def children(registry: KazooClient, path: str) -> list[str]:
-    return sorted(registry.get_children(path)) if registry.exists(path) else []
-
-
-def rewritten_name(provider: Container) -> str:
-    original = wait_for_line(provider, "registered ").rsplit("/", 1)[1]
-    port = published_port(provider, "20880/tcp")
-    return urls.parse(original).with_endpoint(Endpoint("127.0.0.1", port))
 
 
 def provider_session(provider: Container, count: int = 1) -> tuple[int, bytes]:

@@ -19,28 +19,14 @@ from testbed.consumer import run_as_group
 from testbed.dubbo_url import java_url_encode
 from testbed.engine import DockerEngine, container_ip, published_port
 from testbed.firewall import unreachable_for_group
-from testbed.images import wait_for_line
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
+from .helpers import children, original_name, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-def children(registry: KazooClient, path: str) -> list[str]:
-    return sorted(registry.get_children(path)) if registry.exists(path) else []
-
-
-def original_name(container: Container) -> str:
-    return wait_for_line(container, "registered ").rsplit("/", 1)[1]
-
-
-def expected_rewrite(container: Container) -> str:
-    return urls.parse(original_name(container)).with_endpoint(
-        Endpoint("127.0.0.1", published_port(container, "20880/tcp"))
-    )
 
 
 def consume_as_remote_host(
@@ -67,7 +53,7 @@ def test_consumer_reaches_provider_through_rewritten_registration(
     original = original_name(provider)
     sidecar = start_sidecar()
 
-    rewritten = expected_rewrite(provider)
+    rewritten = rewritten_name(provider)
     wait_until(lambda: children(registry, providers) == [rewritten], 5,
                message="registration was not rewritten")  # fmt: skip
     start, end = urls.parse(original).host_port_span
@@ -122,7 +108,7 @@ def test_rewrite_disappears_within_one_second_when_the_container_goes(
     registration within 1 s, although the provider's own node is long gone."""
     provider = start_provider()
     sidecar = start_sidecar()
-    wait_until(lambda: children(registry, providers) == [expected_rewrite(provider)], 5,
+    wait_until(lambda: children(registry, providers) == [rewritten_name(provider)], 5,
                message="registration was not rewritten")  # fmt: skip
 
     if how == "stop":
@@ -150,7 +136,7 @@ def test_provider_started_after_the_sidecar_is_rewritten_within_one_second(
     start_sidecar()
     provider = start_provider()
     registered_at = time.monotonic()  # start_provider returns once the node exists
-    wanted = expected_rewrite(provider)
+    wanted = rewritten_name(provider)
     wait_until(lambda: children(registry, providers) == [wanted], 5, message="not rewritten")
     assert time.monotonic() - registered_at < 1.0
 
@@ -165,14 +151,14 @@ def test_restarted_sidecar_takes_over_without_duplicates(
     session without re-rewriting or duplicating, and rewrites what arrived meanwhile."""
     first = start_provider()
     old = start_sidecar()
-    wait_until(lambda: children(registry, providers) == [expected_rewrite(first)], 5,
+    wait_until(lambda: children(registry, providers) == [rewritten_name(first)], 5,
                message="first provider not rewritten")  # fmt: skip
-    old_owner = registry.get(f"{providers}/{expected_rewrite(first)}")[1].ephemeralOwner
+    old_owner = registry.get(f"{providers}/{rewritten_name(first)}")[1].ephemeralOwner
     old.kill()
 
     second = start_provider()  # registers while no sidecar runs
     new = start_sidecar()
-    both = sorted([expected_rewrite(first), expected_rewrite(second)])
+    both = sorted([rewritten_name(first), rewritten_name(second)])
     wait_until(lambda: children(registry, providers) == both, 5, message="did not converge")
     owners = {registry.get(f"{providers}/{name}")[1].ephemeralOwner for name in both}
     assert len(owners) == 1
@@ -289,7 +275,7 @@ def test_one_changed_provider_rereads_only_its_own_path(
     before = requests_served()
     provider = start_provider()
     providers = f"{root}/{INTERFACE}/providers"
-    wait_until(lambda: children(registry, providers) == [expected_rewrite(provider)], 5,
+    wait_until(lambda: children(registry, providers) == [rewritten_name(provider)], 5,
                message="not rewritten")  # fmt: skip
     assert requests_served() - before < 200
 
@@ -305,7 +291,7 @@ def test_second_sidecar_on_the_same_engine_stands_by_until_the_first_is_gone(
     the registrations over in one transaction each, with no duplicate."""
     provider = start_provider()
     first = start_sidecar()
-    rewritten = expected_rewrite(provider)
+    rewritten = rewritten_name(provider)
     wait_until(lambda: children(registry, providers) == [rewritten], 5, message="not rewritten")
     path = f"{providers}/{rewritten}"
 

@@ -26,21 +26,9 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer, client_from
 
 from .conftest import INTERFACE
+from .helpers import children, original_name, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def children(registry: KazooClient, path: str) -> list[str]:
-    return sorted(registry.get_children(path)) if registry.exists(path) else []
-
-
-def original_name(provider: Container) -> str:
-    return wait_for_line(provider, "registered ").rsplit("/", 1)[1]
-
-
-def rewritten_name(provider: Container) -> str:
-    port = published_port(provider, "20880/tcp")
-    return urls.parse(original_name(provider)).with_endpoint(Endpoint("127.0.0.1", port))
 
 
 # -- Docker Engine restart or socket loss -----------------------------------------------------

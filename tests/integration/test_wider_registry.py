@@ -25,23 +25,16 @@ from testbed.consumer import run_as_group
 from testbed.dubbo_url import java_url_encode
 from testbed.engine import LABELS, RUN_LABEL, DockerEngine, container_ip, published_port
 from testbed.firewall import unreachable_for_group
-from testbed.images import container_output, output_lines, run_python, wait_for_line
+from testbed.images import container_output, run_python, wait_for_line
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
+from .helpers import children, registered
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 SIDECAR = Path(sidecar.__file__).parent  # mounted into containers that run the sidecar
-
-
-def children(registry: KazooClient, path: str) -> list[str]:
-    return sorted(registry.get_children(path)) if registry.exists(path) else []
-
-
-def registered(provider: Container) -> list[str]:
-    return [line.removeprefix("registered ") for line in output_lines(provider, "registered ")]
 
 
 def pong(host: str, port: int) -> str:
