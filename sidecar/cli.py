@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
 
@@ -19,7 +21,7 @@ from sidecar.logs import configure
 from sidecar.mapping import ContainerIndex
 from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import ZooKeeperRegistry
-from sidecar.report import DecisionLog, render_table
+from sidecar.report import DecisionLog, render_status, render_table
 from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerEngine, DockerUnavailable
 from sidecar.state import StateFileBusy
@@ -75,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.add_parser("run", parents=[common], help="reconcile continuously")
     commands.add_parser("plan", parents=[common], help="print what run would do, change nothing")
+    commands.add_parser(
+        "status", parents=[common], help="print the registrations this host's sidecar manages"
+    )
     return parser
 
 
@@ -92,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if command == "plan":
-        return _plan(settings, host.address)
+    if command in ("plan", "status"):
+        try:
+            return (_plan if command == "plan" else _status)(settings, host.address)
+        except _Failed as exc:
+            structlog.get_logger("sidecar").error(f"{command} failed", problem=str(exc))
+            return EXIT_FAILURE
     return _run(settings, host)
 
 
@@ -105,7 +114,7 @@ def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
     )  # fmt: skip
     try:
         controller = Controller(settings, host.address, log)
-    except StateFileBusy as exc:
+    except (StateFileBusy, OSError) as exc:  # OSError: the listen address is taken
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except static_source.StaticMappingError as exc:
@@ -132,6 +141,24 @@ def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
 
 
 def _plan(settings: Settings, advertise_host: str) -> int:
+    with _one_shot(settings, advertise_host) as reconciler:
+        roots = (*settings.root, *settings.services_root)
+        paths = [p for root in roots for p in reconciler.scope_paths(root)]
+        decisions = reconciler.plan(paths, session=None)
+    print(render_table(decisions))
+    return EXIT_OK
+
+
+def _status(settings: Settings, advertise_host: str) -> int:
+    with _one_shot(settings, advertise_host) as reconciler:
+        rows = reconciler.managed_now()
+    print(render_status(rows))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _one_shot(settings: Settings, advertise_host: str) -> Iterator[Reconciler]:
+    """A connected reconciler over a snapshot of the sources, for ``plan`` and ``status``."""
     digest = settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None
     registry = ZooKeeperRegistry(
         settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
@@ -145,8 +172,9 @@ def _plan(settings: Settings, advertise_host: str) -> int:
         subnets = engine.network_subnets() if engine else []
         registry.connect(settings.connect_timeout)
     except (DockerUnavailable, ConnectionError, static_source.StaticMappingError) as exc:
-        structlog.get_logger("sidecar").error("plan failed", problem=str(exc))
-        return EXIT_FAILURE
+        if engine is not None:
+            engine.close()
+        raise _Failed(str(exc)) from None
     try:
         reconciler = Reconciler(settings, registry, advertise_host, engine_id)
         mapped = static.container(reconciler.interface_addresses())
@@ -155,15 +183,15 @@ def _plan(settings: Settings, advertise_host: str) -> int:
             subnets=subnets,
             host_addresses=reconciler.interface_addresses(),
         )
-        roots = (*settings.root, *settings.services_root)
-        paths = [p for root in roots for p in reconciler.scope_paths(root)]
-        decisions = reconciler.plan(paths, session=None)
+        yield reconciler
     finally:
         registry.close()
         if engine is not None:
             engine.close()
-    print(render_table(decisions))
-    return EXIT_OK
+
+
+class _Failed(Exception):
+    """A one-shot command could not reach what it needs."""
 
 
 def _env_path(name: str) -> Path | None:

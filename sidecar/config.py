@@ -173,6 +173,14 @@ class Settings(BaseSettings):
         "On SIGTERM close the ZooKeeper session, which removes every "
         "rewrite at once, instead of leaving it to the next instance.",
     )
+    # Operations
+    listen: str = _setting(
+        "127.0.0.1:9477",
+        "Operations",
+        "Address of /healthz, /readyz and /metrics (`0.0.0.0:9477` for probes from outside "
+        "the network namespace); empty: off.",
+        metavar="HOST:PORT",
+    )
     # Logging
     log_format: Literal["auto", "json", "console"] = _setting(
         "auto", "Logging", "`auto`: JSON unless stderr is a terminal."
@@ -194,6 +202,15 @@ class Settings(BaseSettings):
         if path is None:
             return (init_settings, env_settings)
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            [(host, port)] = servers(value.replace("/", "_"))
+            if not _valid_host(host.strip("[]")) or not 0 <= port < 65536 or ":" not in value:
+                raise ValueError(f"'{value}' is not HOST:PORT")
+        return value
 
     @field_validator("zookeeper_auth")
     @classmethod

@@ -16,10 +16,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sidecar.config import Settings
+from sidecar.config import Settings, servers
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Container, Endpoint, RegistryNode
-from sidecar.ownership import marker_from_state
+from sidecar.ops.metrics import Metrics
+from sidecar.ops.server import OpsServer
+from sidecar.ownership import LEASE_ROOT, marker_from_state
 from sidecar.plan import Action, Decision, Remembered
 from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import Connection, Interrupted, Outcome, ZooKeeperRegistry
@@ -30,7 +32,6 @@ from sidecar.sources.probe import Prober
 from sidecar.sources.static import STATIC_ID
 from sidecar.state import State, StateFile
 
-LEASE_ROOT = "/dubbo-nat-sidecar/leases"
 # Retry keys besides paths: the whole registry, the container list, the lease.
 _EVERYTHING = "*"
 _CONTAINERS = "containers"
@@ -183,6 +184,13 @@ class Controller:
             if self._engine is not None
             else None
         )
+        self.metrics = Metrics()
+        self._ops: OpsServer | None = None
+        if settings.listen:
+            [(host, port)] = servers(settings.listen)
+            self._ops = OpsServer(host.strip("[]"), port, self.metrics, self.not_ready)
+        self._reconciled_once = False
+        self._counted: dict[str, tuple[int, int]] = {}  # path -> (managed, refused)
         probing = settings.probe_seconds > 0 and settings.mode == "replace"
         self._prober = Prober(settings.probe_seconds, dirty.endpoint_changed) if probing else None
 
@@ -192,6 +200,7 @@ class Controller:
         """ZooKeeper state listener: after any reconnect, watches are gone; read everything."""
         session = f"0x{self._registry.session_id:x}" if state is Connection.CONNECTED else None
         self._log.connection("zookeeper", state.value, session=session)
+        self.metrics.connected.labels("zookeeper").set(state is Connection.CONNECTED)
         if state is Connection.CONNECTED:
             self._dirty.everything(containers_too=False)
 
@@ -201,11 +210,27 @@ class Controller:
 
     def _docker_lost(self, problem: str) -> None:
         self._docker_subscribed.clear()
+        self.metrics.connected.labels("docker").set(0)
         self._log.connection("docker", "lost", problem=problem)
         self._dirty.wake()
 
     def _source_of(self, path: str) -> str | None:
         return self._reconciler.source_of(path) if self._reconciler else None
+
+    def not_ready(self) -> list[str]:
+        """Why the sidecar is not ready (empty when it is): for /readyz."""
+        reasons = []
+        if not self._registry.connected:
+            reasons.append("not connected to ZooKeeper")
+        if self._engine is not None and not (
+            self._docker_subscribed.is_set() and self._docker_fresh
+        ):
+            reasons.append("Docker Engine not reachable")
+        if not self._holding_lease:
+            reasons.append("not holding the engine's lease (starting, or standing by)")
+        elif not self._reconciled_once:
+            reasons.append("first reconcile not done")
+        return reasons
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -221,6 +246,9 @@ class Controller:
             "zookeeper", "connecting",
             resuming=f"0x{self._earlier_session:x}" if self._earlier_session else None,
         )  # fmt: skip
+        if self._ops is not None:
+            self._ops.start()
+            self._log.info("operations listener", address=f"{self._ops.host}:{self._ops.port}")
         self._registry.connect_in_background()
         try:
             engine_id = self._wait_for_engine_id(stop)
@@ -272,6 +300,8 @@ class Controller:
             steps.append(self._engine.close)
         if self._prober is not None:
             steps.append(self._prober.stop)
+        if self._ops is not None:
+            steps.append(self._ops.stop)
         if self._settings.close_session_on_exit:
             steps += [self._registry.close, self._forget_session]
         for step in steps:
@@ -351,10 +381,27 @@ class Controller:
                 self._retry.pop(path, None)
         if reconciler.remember(decisions, outcomes, session):
             self._save_state()
+        self._count(decisions, outcomes)
+        self.metrics.reconciled(time.monotonic() - started, work.full)
+        self._reconciled_once |= work.full
         if self._prober is not None:
             self._prober.watch(reconciler.managed_endpoints())
         if work.full:
             self._log.resync(decisions, time.monotonic() - started)
+
+    def _count(self, decisions: list[Decision], outcomes: dict[Decision, Outcome]) -> None:
+        """Per-path tallies of managed and refused registrations, for the gauges."""
+        tallies: dict[str, list[int]] = {}
+        for d in decisions:
+            tally = tallies.setdefault(d.node.parent, [0, 0])
+            outcome = outcomes.get(d)
+            if d.rewritten_path and (outcome is None or outcome.ok):
+                tally[0] += 1
+            tally[1] += d.refused
+        for path, (managed, refused) in tallies.items():
+            self._counted[path] = (managed, refused)
+        self.metrics.managed.set(sum(m for m, _ in self._counted.values()))
+        self.metrics.refused.set(sum(r for _, r in self._counted.values()))
 
     def _note_session(self, session: int) -> None:
         if session == self._state.session_id:
@@ -398,6 +445,7 @@ class Controller:
             )  # fmt: skip
             self._schedule_retry(_LEASE)
         self._holding_lease = holding
+        self.metrics.lease.set(holding)
         return holding
 
     def _refresh_containers(self, reconciler: Reconciler, work: Work) -> bool:
@@ -464,6 +512,7 @@ class Controller:
             self._requeue(work)
             return False
         self._log.recovered("docker")
+        self.metrics.connected.labels("docker").set(1)
         return True
 
     def _paths_of(self, container_ids: set[str]) -> set[str]:
@@ -494,6 +543,7 @@ class Controller:
         for root, current in known.items():
             for gone in self._known_paths[root] - current:
                 self._forget(gone)
+                self._counted.pop(gone, None)
                 reconciler.forget(gone)
             self._known_paths[root] = current
 
@@ -527,6 +577,8 @@ class Controller:
         outcomes = self._registry.apply_all([d.transaction for d in writes if d.transaction])
         for decision, outcome in zip(writes, outcomes, strict=True):
             self._log.applied(decision, outcome)
+            result = "ok" if outcome.ok else "denied" if outcome.denied else "failed"
+            self.metrics.writes.labels(str(decision.action), result).inc()
         for decision in decisions:
             if decision.action is Action.LEAVE:
                 self._log.left_alone(decision)

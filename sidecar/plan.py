@@ -112,6 +112,7 @@ class Decision:
     provisional: bool = False  # may turn out otherwise without any event: plan again later
     suspended: bool = False  # removed while its container does not serve; restored after
     marker: Marker | None = None  # what the node it creates or keeps is a rewrite of
+    refused: bool = False  # left alone because its session is not provably this host's
 
     @property
     def interface(self) -> str:
@@ -333,7 +334,7 @@ class _Planner:
         ours = target is not None and self._is_ours(target, node.name, found.container.id)
         refusal = self.owners.refusal(node, parsed.endpoint)
         if refusal is not None:
-            left = _decide(base, Action.LEAVE, refusal)
+            left = replace(_decide(base, Action.LEAVE, refusal), refused=True)
             if ours and self.me.mode is Mode.MIRROR:
                 # Proof is missing for now, not disproof: keep what was proven before.
                 self.mirrored.add(target_name)

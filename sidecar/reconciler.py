@@ -10,12 +10,12 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sidecar.config import Settings, servers
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Create, Endpoint, Origin, RegistryNode
-from sidecar.ownership import LocalAddresses, Ownership
+from sidecar.ownership import LEASE_ROOT, LocalAddresses, Marker, Ownership, read_marker
 from sidecar.plan import (
     Action,
     Decision,
@@ -29,6 +29,16 @@ from sidecar.plan import (
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
 from sidecar.sources.host import interface_addresses
+
+
+@dataclass(frozen=True)
+class Managed:
+    """A node the engine's sidecar wrote; ``active``: owned by the lease holder's session."""
+
+    node: RegistryNode
+    marker: Marker | None
+    active: bool
+
 
 # Asking every server for its connections is not free: at most this often...
 _ORIGINS_MIN_INTERVAL = 0.2
@@ -185,6 +195,22 @@ class Reconciler:
         return {
             r.marker.container_endpoint for nodes in self.managed.values() for r in nodes.values()
         }
+
+    def managed_now(self) -> list[Managed]:
+        """The registrations this engine's sidecar manages, read from the live registry."""
+        holder = self._registry.owner_of(f"{LEASE_ROOT}/{self.engine_id}")
+        roots = (*self.roots, *self.services_roots)
+        paths = [p for root in roots for p in self.scope_paths(root)]
+        paths = [self.mirror_of(p) or p for p in paths]
+        rows = []
+        for parent, nodes in sorted(self._registry.read_providers(paths).items()):
+            instance_path = self._root_of(self.source_of(parent) or parent) in self.services_roots
+            for node in nodes:
+                marker = read_marker(node.data)
+                ours = marker is not None and marker.engine == self.engine_id
+                if ours or (instance_path and holder is not None and node.owner == holder):
+                    rows.append(Managed(node, marker, node.owner == holder))
+        return rows
 
     def _root_of(self, path: str) -> str | None:
         for root in (*self.roots, *self.services_roots):

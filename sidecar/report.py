@@ -10,7 +10,8 @@ import structlog
 
 from sidecar import urls
 from sidecar.model import Endpoint
-from sidecar.plan import Action, Decision
+from sidecar.plan import Action, Decision, interface_of
+from sidecar.reconciler import Managed
 from sidecar.registry.zookeeper import Outcome
 
 
@@ -126,10 +127,39 @@ def render_table(decisions: Iterable[Decision]) -> str:
                 d.reason,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+    return _columns(rows)
+
+
+def render_status(rows: Iterable[Managed]) -> str:
+    """The ``status`` output: the registrations the sidecar manages, from the live registry."""
+    table = [("INTERFACE", "ADVERTISED", "CONTAINER ENDPOINT", "CONTAINER", "SESSION", "STATE")]
+    for row in rows:
+        marker = row.marker
+        table.append(
+            (
+                interface_of(row.node.parent),
+                _node_endpoint(row.node.name),
+                str(marker.container_endpoint) if marker else "-",
+                marker.container[:12] if marker else "-",
+                f"0x{row.node.owner:x}",
+                "active" if row.active else "earlier session (taken over soon)",
+            )
+        )
+    return _columns(table)
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
              for row in rows]  # fmt: skip
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _node_endpoint(name: str) -> str:
+    try:
+        return str(urls.parse(name).endpoint)
+    except urls.MalformedName:
+        return name  # an instance node is named host:port
 
 
 def _fields(decision: Decision) -> dict[str, str]:

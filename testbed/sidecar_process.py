@@ -82,6 +82,11 @@ class SidecarProcess:
         return self._process.wait(timeout=timeout)
 
     @property
+    def ops_url(self) -> str:
+        """Where its operations listener answers (it logs the address at start)."""
+        return "http://" + str(self.wait_for_event("operations listener")["address"])
+
+    @property
     def session(self) -> int:
         """The ZooKeeper session it logged most recently."""
         return int(self.wait_for_event("zookeeper connected")["session"], 16)

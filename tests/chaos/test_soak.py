@@ -77,6 +77,7 @@ class Lab:
                 *("--docker-url", self.engine.url, "--advertise-host", "127.0.0.1"),
                 *("--session-timeout", "10", "--resync-seconds", "5", "--probe-seconds", "1"),
                 *("--state-file", str(self.work / "state.json"), "--log-level", "debug"),
+                *("--listen", "127.0.0.1:0"),
             ],
         ).start()
         self.sidecar.wait_for_event("resync done", timeout=60)

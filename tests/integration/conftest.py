@@ -140,7 +140,7 @@ def start_sidecar(
         args = [
             *("--zookeeper", connect or zookeeper.connect_string, "--root", root),
             *("--docker-url", docker_url or engine.url, "--advertise-host", "127.0.0.1"),
-            *("--session-timeout", "10", "--log-level", "debug"),
+            *("--session-timeout", "10", "--log-level", "debug", "--listen", "127.0.0.1:0"),
             *("--state-file", str(tmp_path / f"state-{len(started)}.json"), *extra_args),
         ]
         sidecar = SidecarProcess(tmp_path / f"sidecar-{len(started)}.log", args).start()

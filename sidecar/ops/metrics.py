@@ -1,0 +1,64 @@
+"""What the sidecar counts, in Prometheus form (a registry of its own, not the global one)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Every metric the sidecar exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.writes = Counter(
+            "dubbo_sidecar_writes",
+            "Registry writes by decision (rewrite, update, restore, remove, drop-original) "
+            "and result (ok, failed, denied)",
+            ["action", "result"],
+            registry=self.registry,
+        )
+        self.managed = Gauge(
+            "dubbo_sidecar_registrations_managed",
+            "Rewritten registrations this sidecar manages",
+            registry=self.registry,
+        )
+        self.refused = Gauge(
+            "dubbo_sidecar_registrations_refused",
+            "Registrations of local container addresses left alone because their session is "
+            "ambiguous or not provably this host's",
+            registry=self.registry,
+        )
+        self.connected = Gauge(
+            "dubbo_sidecar_connected",
+            "1 while the sidecar is connected to the system (zookeeper, docker)",
+            ["system"],
+            registry=self.registry,
+        )
+        self.lease = Gauge(
+            "dubbo_sidecar_lease_held",
+            "1 while this sidecar holds its engine's lease (0: standing by)",
+            registry=self.registry,
+        )
+        self.reconcile = Histogram(
+            "dubbo_sidecar_reconcile_duration_seconds",
+            "Duration of reconcile passes",
+            ["kind"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self._last_success = 0.0
+        since = Gauge(
+            "dubbo_sidecar_seconds_since_last_reconcile",
+            "Seconds since the last successful reconcile pass (-1: none yet)",
+            registry=self.registry,
+        )
+        since.set_function(self._since_last_success)
+
+    def reconciled(self, seconds: float, full: bool) -> None:
+        self.reconcile.labels("full" if full else "scoped").observe(seconds)
+        self._last_success = time.monotonic()
+
+    def _since_last_success(self) -> float:
+        return time.monotonic() - self._last_success if self._last_success else -1.0

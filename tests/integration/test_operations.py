@@ -1,0 +1,112 @@
+"""The operations surface on real servers: health, readiness, metrics and `status`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from docker.models.containers import Container
+from kazoo.client import KazooClient
+
+from testbed.engine import DockerEngine, container_ip, published_port
+from testbed.polling import wait_until
+from testbed.sidecar_process import SidecarProcess
+from testbed.zookeeper import ZooKeeperServer
+
+from .conftest import INTERFACE
+from .helpers import children, rewritten_name
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)]
+    assert values, f"{name} not exported"
+    return sum(values)
+
+
+def test_health_readiness_and_metrics(
+    zookeeper: ZooKeeperServer,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """/healthz answers as soon as the process runs; /readyz says what is missing until the
+    first reconcile is done; /metrics counts the rewrite, the managed registration and the
+    connections; the readiness turns false when ZooKeeper goes away."""
+    provider = start_provider()
+    sidecar = start_sidecar()
+    base = sidecar.ops_url
+    assert get(f"{base}/healthz") == (200, "ok\n")
+    wait_until(lambda: children(registry, providers) == [rewritten_name(provider)], 5,
+               message="not rewritten")  # fmt: skip
+    status, body = get(f"{base}/readyz")
+    assert (status, json.loads(body)) == (200, {"ready": True, "reasons": []})
+
+    _, text = get(f"{base}/metrics")
+    assert 'dubbo_sidecar_writes_total{action="rewrite",result="ok"} 1.0' in text
+    assert metric(text, "dubbo_sidecar_registrations_managed") == 1
+    assert metric(text, 'dubbo_sidecar_connected{system="zookeeper"}') == 1
+    assert metric(text, 'dubbo_sidecar_connected{system="docker"}') == 1
+    assert metric(text, "dubbo_sidecar_lease_held") == 1
+    assert metric(text, "dubbo_sidecar_reconcile_duration_seconds_count") >= 1
+    assert 0 <= metric(text, "dubbo_sidecar_seconds_since_last_reconcile") < 60
+
+    zookeeper.pause()
+    try:
+
+        def unready() -> bool:
+            status, body = get(f"{base}/readyz")
+            return status == 503 and "not connected to ZooKeeper" in json.loads(body)["reasons"]
+
+        wait_until(unready, 20, message="/readyz stayed ready without ZooKeeper")
+    finally:
+        zookeeper.resume()
+    wait_until(lambda: get(f"{base}/readyz")[0] == 200, 20, message="not ready again")
+
+
+def test_status_lists_what_this_hosts_sidecar_manages(
+    zookeeper: ZooKeeperServer,
+    engine: DockerEngine,
+    root: str,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """`status` reads the live registry and lists the managed registration, its container
+    endpoint and container, and that the running sidecar's session owns it."""
+    provider = start_provider()
+    start_sidecar()
+    wait_until(lambda: children(registry, providers) == [rewritten_name(provider)], 5,
+               message="not rewritten")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "status", "--zookeeper", zookeeper.connect_string,
+         "--root", root, "--docker-url", engine.url, "--advertise-host", "127.0.0.1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split()[:4] == ["INTERFACE", "ADVERTISED", "CONTAINER", "ENDPOINT"]
+    [row] = rows
+    assert row.split()[:4] == [
+        INTERFACE,
+        f"127.0.0.1:{published_port(provider, '20880/tcp')}",
+        f"{container_ip(provider)}:20880",
+        provider.id[:12],
+    ]
+    assert row.endswith("active")
