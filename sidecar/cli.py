@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
@@ -15,7 +16,7 @@ from typing import Any, Literal, NoReturn, get_args, get_origin
 import structlog
 
 from sidecar import __version__, advertise
-from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings, servers
 from sidecar.controller import Controller
 from sidecar.logs import configure
 from sidecar.mapping import ContainerIndex
@@ -80,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status", parents=[common], help="print the registrations this host's sidecar manages"
     )
+    commands.add_parser(
+        "health", parents=[common], help="exit 0 if the running sidecar's /healthz answers"
+    )
     return parser
 
 
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args, config_file)
         configure(settings.log_format, settings.log_level)
+        if command == "health":
+            return _health(settings)
         host = advertise.resolve(settings, os.environ)
     except ConfigError as exc:
         print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
@@ -104,6 +110,21 @@ def main(argv: list[str] | None = None) -> int:
             structlog.get_logger("sidecar").error(f"{command} failed", problem=str(exc))
             return EXIT_FAILURE
     return _run(settings, host)
+
+
+def _health(settings: Settings) -> int:
+    """Exit 0 if the running sidecar's /healthz answers (the image's HEALTHCHECK)."""
+    if not settings.listen:
+        print(f"{PROG}: the operations listener is off (--listen)", file=sys.stderr)
+        return EXIT_FAILURE
+    [(host, port)] = servers(settings.listen)
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}.get(host, host)
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2):
+            return EXIT_OK
+    except OSError as exc:
+        print(f"{PROG}: not healthy: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
