@@ -165,7 +165,8 @@ def _plan(settings: Settings, advertise_host: str) -> int:
     with _one_shot(settings, advertise_host) as reconciler:
         roots = (*settings.root, *settings.services_root)
         paths = [p for root in roots for p in reconciler.scope_paths(root)]
-        decisions = reconciler.plan(paths, session=None)
+        log = DecisionLog()
+        decisions = reconciler.plan(paths, session=None, progress=log.progress)
     print(render_table(decisions))
     return EXIT_OK
 
@@ -190,7 +191,7 @@ def _one_shot(settings: Settings, advertise_host: str) -> Iterator[Reconciler]:
         static = static_source.configured(settings.static_file, settings.static_ports)
         engine_id = engine.engine_id() if engine else static_source.identity()
         containers = engine.running_containers() if engine else []
-        subnets = engine.network_subnets() if engine else []
+        subnets, gateways = engine.networks() if engine else ([], [])
         registry.connect(settings.connect_timeout)
     except (DockerUnavailable, ConnectionError, static_source.StaticMappingError) as exc:
         if engine is not None:
@@ -203,6 +204,7 @@ def _one_shot(settings: Settings, advertise_host: str) -> Iterator[Reconciler]:
             [*containers, *([mapped] if mapped else [])],
             subnets=subnets,
             host_addresses=reconciler.interface_addresses(),
+            gateways=gateways,
         )
         yield reconciler
     finally:

@@ -162,6 +162,7 @@ class Controller:
         )
         self._containers: dict[str, Container] = {}
         self._subnets: list[str] = []
+        self._gateways: list[str] = []
         self._holding_lease = False
         self._lease_data = json.dumps(
             {"host": socket.gethostname(), "pid": os.getpid(), "advertise_host": advertise_host}
@@ -350,7 +351,8 @@ class Controller:
             if work.full:
                 reconciler.refresh_host_addresses()
             paths, known = self._paths_to_read(reconciler, work)
-            decisions = reconciler.plan(paths, session)
+            progress = self._log.progress if work.full else None
+            decisions = reconciler.plan(paths, session, progress)
             self._log.not_readable(self._registry.take_denied())
             if reconciler.intend(decisions):
                 self._save_state()
@@ -461,8 +463,9 @@ class Controller:
             containers.append(static)
         unreachable = self._prober.unreachable() if self._prober else {}
         reconciler.containers = ContainerIndex(
-            containers, unreachable, self._subnets, reconciler.interface_addresses()
-        )
+            containers, unreachable, self._subnets, reconciler.interface_addresses(),
+            self._gateways,
+        )  # fmt: skip
         return True
 
     def _reload_static(self, work: Work) -> None:
@@ -490,7 +493,7 @@ class Controller:
         try:
             if work.all_containers or not self._docker_fresh:
                 listed = engine.running_containers()
-                self._subnets = engine.network_subnets()
+                self._subnets, self._gateways = engine.networks()
                 work.paths |= self._paths_of(set(self._containers) | {c.id for c in listed})
                 self._containers = {c.id: c for c in listed}
                 self._docker_fresh = True

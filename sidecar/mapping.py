@@ -42,9 +42,13 @@ class ContainerIndex:
         unreachable: Mapping[Endpoint, str] | None = None,
         subnets: Iterable[str] = (),
         host_addresses: Iterable[str] = (),
+        gateways: Iterable[str] = (),
     ) -> None:
         """``unreachable``: container endpoints that stopped answering probes, and why;
-        ``subnets``: the engine's network subnets; ``host_addresses``: this host's own."""
+        ``subnets``: the engine's network subnets; ``host_addresses``: this host's own;
+        ``gateways``: the engine's network gateways (this host's addresses on its bridges,
+        visible even from inside a container)."""
+        self.gateways = frozenset(_normal(g) for g in gateways)
         self.unreachable = dict(unreachable or {})
         self._host_addresses = {_normal(a) for a in host_addresses}
         self.subnets = tuple(ipaddress.ip_network(s, strict=False) for s in subnets)

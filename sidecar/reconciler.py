@@ -9,7 +9,7 @@ import ipaddress
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from sidecar.config import Settings, servers
@@ -114,11 +114,16 @@ class Reconciler:
             return [f"{root}/{app}" for app in self._registry.list_children(root)]
         return self._registry.providers_paths(root)
 
-    def plan(self, parents: Iterable[str], session: int | None) -> list[Decision]:
+    def plan(
+        self,
+        parents: Iterable[str],
+        session: int | None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> list[Decision]:
         """Read ``parents`` (and their mirrors) from ZooKeeper and decide every node."""
         parents = sorted(parents)
         mirrors = {p: m for p in parents if (m := self.mirror_of(p))}
-        read = self._registry.read_providers([*parents, *mirrors.values()])
+        read = self._registry.read_providers([*parents, *mirrors.values()], progress)
         scopes = [
             Scope(
                 parent,
@@ -254,10 +259,13 @@ class Reconciler:
             for address in self._interface_addresses
             if not _is_loopback(address) and not self.containers.in_docker_network(address)
         }
+        # A server at a Docker gateway runs on this host too, even when the sidecar runs in a
+        # container and cannot see the host's interfaces.
+        gateway_servers = {s for s in self._servers if s.strip("[]") in self.containers.gateways}
         local = LocalAddresses(
             anywhere=frozenset(anywhere | self._host_addresses),
             near=frozenset(self._interface_addresses | local_containers),
-            local_servers=self._local_servers,
+            local_servers=self._local_servers | gateway_servers,
         )
         return Ownership(self._origins, local, self._claims)
 

@@ -91,6 +91,10 @@ class DecisionLog:
             self._states[system] = "answering"
             self._log.info(f"{system} answering again")
 
+    def progress(self, phase: str, done: int, total: int) -> None:
+        """A line of progress during a long read (the first resync of a large registry)."""
+        self._log.info("resync progress", phase=phase, done=done, total=total)
+
     def docker_stale(self) -> None:
         self._log.warning("Docker Engine unreachable: making no changes until it answers again")
 

@@ -58,3 +58,33 @@ def _debootstrap(tarball: Path) -> None:
     subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
     partial.replace(tarball)
     shutil.rmtree(rootfs, ignore_errors=True)
+
+
+SAMPLE_APP_DOCKERFILE = """\
+FROM {base}
+COPY wheels /wheels
+RUN python3 -m venv /opt/app \\
+    && /opt/app/bin/pip install --no-cache-dir --no-index --find-links /wheels kazoo
+COPY testbed /opt/app/testbed
+WORKDIR /opt/app
+EXPOSE 20880
+ENTRYPOINT ["/opt/app/bin/python", "-m", "testbed.provider"]
+"""
+
+
+def build_sample_app(client: docker.DockerClient, base: str, tag: str, work: Path) -> str:
+    """An image of the testbed's Dubbo-style provider (``python -m testbed.provider``)."""
+    context = work / "sample-app"
+    shutil.rmtree(context, ignore_errors=True)
+    (context / "testbed").mkdir(parents=True)
+    here = Path(__file__).parent
+    for module in ("__init__.py", "provider.py", "dubbo_url.py"):
+        shutil.copy(here / module, context / "testbed" / module)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+         "--wheel-dir", str(context / "wheels"), "kazoo"],
+        check=True,
+    )  # fmt: skip
+    (context / "Dockerfile").write_text(SAMPLE_APP_DOCKERFILE.format(base=base))
+    client.images.build(path=str(context), tag=tag, rm=True)
+    return tag

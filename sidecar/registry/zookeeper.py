@@ -9,6 +9,7 @@ Everything kazoo returns is turned into typed values here.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -172,17 +173,22 @@ class ZooKeeperRegistry:
         """The ``providers`` path of every interface under a registry root (watching the root)."""
         return [f"{root}/{name}/providers" for name in self.list_children(root)]
 
-    def read_providers(self, parents: Iterable[str]) -> dict[str, list[RegistryNode]]:
+    def read_providers(
+        self, parents: Iterable[str], progress: Callable[[str, int, int], None] | None = None
+    ) -> dict[str, list[RegistryNode]]:
         """Every node under each path, read pipelined; watches set on each parent.
 
         A parent that does not exist yet maps to an empty list and gets an existence watch.
         Paths and nodes this session may not read are left out and listed in ``denied``.
+        ``progress(phase, done, total)`` is told how a long read goes, every few seconds.
         """
         parents = list(parents)
+        report = _Progress(progress)
         listings: dict[str, list[str]] = {}
         for parent, result in self._pipelined(
             parents, lambda p: self._client.get_children_async(p, watch=self._watched)
         ):
+            report("listing paths", len(listings), len(parents))
             if isinstance(result, NoNodeError):
                 listings[parent] = []
                 if self.owner_of(parent) is not None:  # created since: read it again
@@ -196,7 +202,8 @@ class ZooKeeperRegistry:
                 listings[parent] = list(result)
         paths = [f"{parent}/{name}" for parent in parents for name in listings[parent]]
         nodes: dict[str, list[RegistryNode]] = {parent: [] for parent in parents}
-        for path, result in self._pipelined(paths, self._client.get_async):
+        for done, (path, result) in enumerate(self._pipelined(paths, self._client.get_async)):
+            report("reading registrations", done, len(paths))
             if isinstance(result, NoNodeError):
                 continue  # deleted since the listing; its parent's watch has fired
             if isinstance(result, NoAuthError):
@@ -291,6 +298,21 @@ class ZooKeeperRegistry:
             KazooState.LOST: Connection.LOST,
         }
         self._on_connection(mapping[state])
+
+
+class _Progress:
+    """Calls ``progress`` at most every few seconds (never for reads that finish quickly)."""
+
+    EVERY = 5.0
+
+    def __init__(self, progress: Callable[[str, int, int], None] | None) -> None:
+        self._progress = progress
+        self._next = time.monotonic() + self.EVERY
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self._progress is not None and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.EVERY
+            self._progress(phase, done, total)
 
 
 class _Failed:

@@ -51,15 +51,17 @@ class DockerEngine:
         info = self._call(lambda: self._api.info())
         return f"{info['ID']}@{info.get('Name', '')}"
 
-    def network_subnets(self) -> list[str]:
-        """The subnets of every Docker network on this engine."""
-        networks = self._call(lambda: self._api.networks())
-        return [
-            str(config["Subnet"])
-            for network in networks
+    def networks(self) -> tuple[list[str], list[str]]:
+        """The subnets of every Docker network on this engine, and their gateways (which are
+        addresses of this host)."""
+        configs = [
+            config
+            for network in self._call(lambda: self._api.networks())
             for config in ((network.get("IPAM") or {}).get("Config") or [])
-            if config.get("Subnet")
         ]
+        subnets = [str(c["Subnet"]) for c in configs if c.get("Subnet")]
+        gateways = [str(c["Gateway"]).split("/")[0] for c in configs if c.get("Gateway")]
+        return subnets, gateways
 
     def running_containers(self) -> list[Container]:
         """Every running or paused container, each read with an inspect.

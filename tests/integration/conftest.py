@@ -4,6 +4,8 @@ root per test, provider containers and sidecar processes that are always cleaned
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,12 +17,14 @@ from docker.models.containers import Container
 from kazoo.client import KazooClient
 
 from testbed import provider as provider_script
+from testbed.base_image import build_sample_app, ensure_base_image, from_line
 from testbed.engine import RUN_LABEL, DockerEngine, ensure_docker_engine, remove_labelled
 from testbed.images import run_python, wait_for_line
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 INTERFACE = "com.example.DemoService"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +49,36 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperSer
     """A standalone ZooKeeper on all addresses, so that containers reach it via the gateway."""
     with ZooKeeperServer(tmp_path_factory.mktemp("zookeeper"), bind="0.0.0.0") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: DockerEngine) -> str:
+    """The Dockerfile's FROM image, made locally from a debootstrap root filesystem."""
+    base = from_line(PROJECT_ROOT / "Dockerfile")
+    ensure_base_image(engine.client, base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def sidecar_image(engine: DockerEngine, base_image: str) -> str:
+    """The production image, built by scripts/build-image from the unchanged Dockerfile."""
+    tag = "dubbo-nat-sidecar:test"
+    done = subprocess.run(
+        [str(PROJECT_ROOT / "scripts" / "build-image"), tag],
+        env={**os.environ, "DOCKER_HOST": engine.url},
+        capture_output=True, text=True, timeout=540, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return tag
+
+
+@pytest.fixture(scope="session")
+def sample_app_image(
+    engine: DockerEngine, base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """An image of the testbed's Dubbo-style provider, built on the same base."""
+    work = tmp_path_factory.mktemp("sample-app")
+    return build_sample_app(engine.client, base_image, "dubbo-nat-sidecar-sample-app:test", work)
 
 
 @pytest.fixture

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import docker.errors
 import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
-from testbed.base_image import ensure_base_image, from_line
 from testbed.engine import LABELS, RUN_LABEL, DockerEngine
 from testbed.polling import free_port, wait_until
 from testbed.zookeeper import ZooKeeperServer
@@ -21,21 +18,11 @@ from testbed.zookeeper import ZooKeeperServer
 from .helpers import children, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TAG = "dubbo-nat-sidecar:test"
 
 
-@pytest.fixture(scope="module")
-def image(engine: DockerEngine) -> str:
-    """The image built by scripts/build-image from the unchanged Dockerfile."""
-    ensure_base_image(engine.client, from_line(PROJECT_ROOT / "Dockerfile"))
-    done = subprocess.run(
-        [str(PROJECT_ROOT / "scripts" / "build-image"), TAG],
-        env={**os.environ, "DOCKER_HOST": engine.url},
-        capture_output=True, text=True, timeout=540, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return TAG
+@pytest.fixture
+def image(sidecar_image: str) -> str:
+    return sidecar_image
 
 
 def test_image_is_small_non_root_and_without_build_tools(engine: DockerEngine, image: str) -> None:
