@@ -82,7 +82,7 @@ def per_app_project(
             sidecar_image=sidecar_image,
             zookeeper=compose_env["ZOOKEEPER"],
             root=root,
-        )  # fmt: skip
+        )
     )
     files = [COMPOSE / "per-app" / "docker-compose.yml", override]
     try:
