@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,7 +24,13 @@ from sidecar.ops.server import OpsServer
 from sidecar.ownership import LEASE_ROOT, marker_from_state
 from sidecar.plan import Action, Decision, Remembered
 from sidecar.reconciler import Reconciler
-from sidecar.registry.zookeeper import Connection, Interrupted, Outcome, ZooKeeperRegistry
+from sidecar.registry.zookeeper import (
+    Connection,
+    Interrupted,
+    Outcome,
+    Writes,
+    ZooKeeperRegistry,
+)
 from sidecar.report import DecisionLog
 from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
@@ -36,8 +42,13 @@ from sidecar.state import State, StateFile
 _EVERYTHING = "*"
 _CONTAINERS = "containers"
 _LEASE = "lease"
-_RETRY_FIRST = 0.2
+_RETRY_FIRST = 0.05
 _RETRY_MAX = 5.0
+# Paths read and planned at a time: bounds memory on large registries.
+_CHUNK = 2000
+_SCOPED_CHUNK = 20
+_PROGRESS_EVERY = 5.0
+_SAVE_EVERY = 2.0
 
 
 @dataclass
@@ -45,6 +56,7 @@ class Work:
     """Scopes to re-read in the next pass."""
 
     full: bool = False
+    local: bool = False  # the paths that concern this host's containers and rewrites
     all_containers: bool = False
     lease: bool = False
     roots: set[str] = field(default_factory=set)
@@ -55,6 +67,7 @@ class Work:
     def __bool__(self) -> bool:
         return (
             self.full
+            or self.local
             or self.all_containers
             or self.lease
             or bool(self.roots or self.paths or self.containers or self.addresses)
@@ -97,6 +110,14 @@ class DirtyScopes:
             self._work.full = True
             self._work.lease = True
             self._work.all_containers |= containers_too
+            self._wake.notify()
+
+    def periodic(self) -> None:
+        """The periodic resync: containers and every path that concerns them."""
+        with self._wake:
+            self._work.local = True
+            self._work.all_containers = True
+            self._work.lease = True
             self._wake.notify()
 
     def wake(self) -> None:
@@ -162,6 +183,7 @@ class Controller:
         )
         self._containers: dict[str, Container] = {}
         self._subnets: list[str] = []
+        self._indexed: tuple[object, ...] = ()
         self._gateways: list[str] = []
         self._holding_lease = False
         self._lease_data = json.dumps(
@@ -191,6 +213,8 @@ class Controller:
             [(host, port)] = servers(settings.listen)
             self._ops = OpsServer(host.strip("[]"), port, self.metrics, self.not_ready)
         self._reconciled_once = False
+        self._saved_at = float("-inf")
+        self._save_pending = False
         self._counted: dict[str, tuple[int, int]] = {}  # path -> (managed, refused)
         probing = settings.probe_seconds > 0 and settings.mode == "replace"
         self._prober = Prober(settings.probe_seconds, dirty.endpoint_changed) if probing else None
@@ -282,11 +306,13 @@ class Controller:
         while not self._stopping.is_set():
             now = time.monotonic()
             if now >= next_resync:
-                self._dirty.everything()
+                self._dirty.periodic()
                 next_resync = now + self._settings.resync_seconds
             work = self._dirty.take(timeout=self._wait_time(next_resync))
             if self._stopping.is_set():
                 return
+            if self._save_pending:
+                self._save_state()
             try:
                 self._pass(reconciler, work)
             except Interrupted:
@@ -297,6 +323,8 @@ class Controller:
         steps: list[Callable[[], None]] = [
             source.stop for source in (self._watch, self._static_watch) if source is not None
         ]
+        if self._save_pending:
+            steps.append(lambda: self._save_state(now=True))
         if self._engine is not None:
             steps.append(self._engine.close)
         if self._prober is not None:
@@ -313,10 +341,12 @@ class Controller:
 
     def _forget_session(self) -> None:
         self._state.session_id, self._state.password = 0, b""
-        self._save_state()
+        self._save_state(now=True)
 
     def _wait_time(self, next_resync: float) -> float:
         deadlines = [next_resync, *(at for at, _ in self._retry.values())]
+        if self._save_pending:
+            deadlines.append(self._saved_at + _SAVE_EVERY)
         return max(0.0, min(deadlines) - time.monotonic())
 
     def _wait_for_engine_id(self, stop: threading.Event) -> str:
@@ -351,12 +381,8 @@ class Controller:
             if work.full:
                 reconciler.refresh_host_addresses()
             paths, known = self._paths_to_read(reconciler, work)
-            progress = self._log.progress if work.full else None
-            decisions = reconciler.plan(paths, session, progress)
+            summary = self._reconcile(reconciler, sorted(paths), session, work.full)
             self._log.not_readable(self._registry.take_denied())
-            if reconciler.intend(decisions):
-                self._save_state()
-            outcomes = self._apply(decisions)
         except Interrupted:
             raise
         except Exception as exc:  # connection loss, no permission: try these scopes again
@@ -367,16 +393,60 @@ class Controller:
         self._commit_known_paths(reconciler, known)
         for scope in work.roots | ({_EVERYTHING} if work.full else set()):
             self._retry.pop(scope, None)
-        self._index_paths(decisions)
-        self._log.debug(
-            "pass", full=work.full, containers=sorted(work.containers),
-            paths=len({d.node.parent for d in decisions}),
-            seconds=round(time.monotonic() - started, 4),
-        )  # fmt: skip
+        seconds = time.monotonic() - started
+        self._log.debug("pass", full=work.full, local=work.local, paths=len(paths),
+                        seconds=round(seconds, 4))  # fmt: skip
+        self.metrics.reconciled(seconds, work.full)
+        self._reconciled_once |= work.full
+        if self._prober is not None:
+            self._prober.watch(reconciler.managed_endpoints())
+        if work.full or work.local:
+            self._log.resync(summary, seconds, "full" if work.full else "local")
+
+    def _reconcile(
+        self, reconciler: Reconciler, paths: list[str], session: int, full: bool
+    ) -> Counter[str]:
+        """Read, plan and write ``paths`` a chunk at a time (memory stays bounded, a stop is
+        honoured between chunks); return how many decisions of each kind were made. One
+        chunk's writes are in flight while the next chunk is read and planned."""
+        summary: Counter[str] = Counter()
+        reported = time.monotonic()
+        size = _CHUNK if full else _SCOPED_CHUNK
+        in_flight: tuple[list[str], list[Decision], Writes] | None = None
+        for start in range(0, len(paths), size):
+            if self._stopping.is_set():
+                raise Interrupted
+            chunk = paths[start : start + size]
+            decisions = reconciler.plan(chunk, session)
+            if reconciler.intend(decisions):
+                self._save_state()
+            writes = self._registry.start([d.transaction for d in decisions if d.transaction])
+            if in_flight is not None:
+                self._settle(reconciler, *in_flight, session, summary)
+            in_flight = (chunk, decisions, writes)
+            if full and time.monotonic() - reported > _PROGRESS_EVERY:
+                reported = time.monotonic()
+                self._log.progress("reconciling paths", start + size, len(paths))
+        if in_flight is not None:
+            self._settle(reconciler, *in_flight, session, summary)
+        return summary
+
+    def _settle(
+        self,
+        reconciler: Reconciler,
+        chunk: list[str],
+        decisions: list[Decision],
+        writes: Writes,
+        session: int,
+        summary: Counter[str],
+    ) -> None:
+        """Wait for a chunk's writes, then log, remember and count what its decisions did."""
+        outcomes = self._outcomes(decisions, self._registry.finish(writes))
+        self._index_paths(reconciler, decisions)
         again = {d.node.parent for d in decisions if d.provisional} | {
             d.node.parent for d, o in outcomes.items() if not o.ok and not o.denied
         }
-        for path in paths | {d.node.parent for d in decisions}:
+        for path in chunk:
             if path in again:
                 self._schedule_retry(path)
             else:
@@ -384,12 +454,8 @@ class Controller:
         if reconciler.remember(decisions, outcomes, session):
             self._save_state()
         self._count(decisions, outcomes)
-        self.metrics.reconciled(time.monotonic() - started, work.full)
-        self._reconciled_once |= work.full
-        if self._prober is not None:
-            self._prober.watch(reconciler.managed_endpoints())
-        if work.full:
-            self._log.resync(decisions, time.monotonic() - started)
+        summary.update(str(d.action) for d in decisions)
+        summary["other_hosts"] += sum(1 for d in decisions if not d.local)
 
     def _count(self, decisions: list[Decision], outcomes: dict[Decision, Outcome]) -> None:
         """Per-path tallies of managed and refused registrations, for the gauges."""
@@ -412,7 +478,7 @@ class Controller:
             return
         self._state.session_id = session
         self._state.password = self._registry.session_password
-        self._save_state()
+        self._save_state(now=True)
 
     def _hold_lease(self, reconciler: Reconciler, session: int, work: Work) -> bool:
         """Only the lease holder reconciles an engine's containers.
@@ -457,15 +523,21 @@ class Controller:
             self._reload_static(work)
         if self._engine is not None and not self._refresh_docker(self._engine, work):
             return False
-        containers = list(self._containers.values())
         static = self._static.container(reconciler.interface_addresses())
-        if static is not None:
-            containers.append(static)
         unreachable = self._prober.unreachable() if self._prober else {}
-        reconciler.containers = ContainerIndex(
-            containers, unreachable, self._subnets, reconciler.interface_addresses(),
-            self._gateways,
+        view = (
+            tuple(self._containers.values()), static, tuple(sorted(unreachable.items())),
+            tuple(self._subnets), tuple(sorted(reconciler.interface_addresses())),
+            tuple(self._gateways),
         )  # fmt: skip
+        if view != self._indexed:
+            # Rebuilt only when something changed: a large static mapping makes it costly.
+            self._indexed = view
+            containers = [*view[0], *([static] if static else [])]
+            reconciler.containers = ContainerIndex(
+                containers, unreachable, self._subnets, reconciler.interface_addresses(),
+                self._gateways,
+            )  # fmt: skip
         return True
 
     def _reload_static(self, work: Work) -> None:
@@ -493,7 +565,11 @@ class Controller:
         try:
             if work.all_containers or not self._docker_fresh:
                 listed = engine.running_containers()
-                self._subnets, self._gateways = engine.networks()
+                subnets, self._gateways = engine.networks()
+                if self._subnets and subnets != self._subnets:
+                    # A new network: addresses not indexed before may now be this host's.
+                    work.full = True
+                self._subnets = subnets
                 work.paths |= self._paths_of(set(self._containers) | {c.id for c in listed})
                 self._containers = {c.id: c for c in listed}
                 self._docker_fresh = True
@@ -538,9 +614,17 @@ class Controller:
             known[root] = current
             paths |= current if work.full else current - self._known_paths[root]
         # Paths holding remembered rewrites are read too: those may have to be re-created.
-        if work.full:
+        if work.full or work.local:
             paths |= set(reconciler.managed)
+        if work.local:
+            local = {key for c in self._containers.values() for key in (c.id, *c.addresses)}
+            local |= {STATIC_ID, *self._static_addresses(reconciler)}
+            paths |= {path for key in local for path in self._paths_by_key.get(key, ())}
         return paths, known
+
+    def _static_addresses(self, reconciler: Reconciler) -> set[str]:
+        static = self._static.container(reconciler.interface_addresses())
+        return set(static.addresses) if static else set()
 
     def _commit_known_paths(self, reconciler: Reconciler, known: dict[str, set[str]]) -> None:
         for root, current in known.items():
@@ -550,12 +634,20 @@ class Controller:
                 reconciler.forget(gone)
             self._known_paths[root] = current
 
-    def _index_paths(self, decisions: list[Decision]) -> None:
-        """Remember which addresses and containers each path mentions."""
+    def _index_paths(self, reconciler: Reconciler, decisions: list[Decision]) -> None:
+        """Remember which addresses and containers each path mentions: those that are or may
+        become this host's (a local container's, or in one of its Docker networks). Other
+        addresses can never be this host's containers; leaving them out keeps memory flat."""
+        containers = reconciler.containers
+        local = containers.addresses()
         keys_by_path: dict[str, set[str]] = defaultdict(set)
+        names_by_path: dict[str, set[str]] = defaultdict(set)
         for d in decisions:
             keys = keys_by_path[d.node.parent]
-            if d.original:
+            names_by_path[d.node.parent].add(d.node.name)
+            if d.original and (
+                d.original.host in local or containers.in_docker_network(d.original.host)
+            ):
                 keys.add(d.original.host)
             if d.container:
                 keys.add(d.container.id)
@@ -564,9 +656,7 @@ class Controller:
             self._keys_by_path[path] = keys
             for key in keys:
                 self._paths_by_key[key].add(path)
-            self._log.forget_missing(
-                path, {d.node.name for d in decisions if d.node.parent == path}
-            )
+            self._log.forget_missing(path, names_by_path[path])
 
     def _forget(self, path: str) -> None:
         for key in self._keys_by_path.pop(path, ()):
@@ -574,10 +664,11 @@ class Controller:
             if not self._paths_by_key[key]:
                 del self._paths_by_key[key]
 
-    def _apply(self, decisions: list[Decision]) -> dict[Decision, Outcome]:
-        """Write what the decisions say; return how each transaction went."""
+    def _outcomes(
+        self, decisions: list[Decision], outcomes: list[Outcome]
+    ) -> dict[Decision, Outcome]:
+        """Log and count how each write went; report what was left alone."""
         writes = [d for d in decisions if d.transaction is not None]
-        outcomes = self._registry.apply_all([d.transaction for d in writes if d.transaction])
         for decision, outcome in zip(writes, outcomes, strict=True):
             self._log.applied(decision, outcome)
             result = "ok" if outcome.ok else "denied" if outcome.denied else "failed"
@@ -587,9 +678,18 @@ class Controller:
                 self._log.left_alone(decision)
         return dict(zip(writes, outcomes, strict=True))
 
-    def _save_state(self) -> None:
+    def _save_state(self, now: bool = False) -> None:
+        """Write the state file, at most every _SAVE_EVERY seconds unless ``now``: a storm of
+        rewrites must not rewrite a large file for each pass. What is not written yet is
+        written by the loop when the time comes, and at exit."""
         if self._state_file is None:
             return
+        due = self._saved_at + _SAVE_EVERY
+        if not now and time.monotonic() < due:
+            self._save_pending = True
+            return
+        self._save_pending = False
+        self._saved_at = time.monotonic()
         if self._reconciler is not None:
             self._state.engine = self._reconciler.engine_id
             self._state.managed = {

@@ -52,10 +52,14 @@ class ContainerIndex:
         self.unreachable = dict(unreachable or {})
         self._host_addresses = {_normal(a) for a in host_addresses}
         self.subnets = tuple(ipaddress.ip_network(s, strict=False) for s in subnets)
+        self._in_networks: dict[str, bool] = {}
         self.by_id: dict[str, Container] = {}
         self._by_address: dict[str, list[Container]] = defaultdict(list)
+        self._bindings: dict[tuple[str, int], list[PublishedPort]] = defaultdict(list)
         for container in containers:
             self.by_id[container.id] = container
+            for published in container.published:
+                self._bindings[(container.id, published.container_port)].append(published)
             for address in container.addresses:
                 self._by_address[_normal(address)].append(container)
 
@@ -64,16 +68,23 @@ class ContainerIndex:
         return set(self._by_address)
 
     def binding(self, container: Container, port: int, advertise_host: str) -> PublishedPort | None:
-        """The binding of another port of ``container`` (see choose_binding)."""
-        return choose_binding(container, port, advertise_host)
+        """The binding of ``port`` of ``container`` (see choose_binding)."""
+        return choose_binding(self._bindings.get((container.id, port), ()), advertise_host)
 
     def in_docker_network(self, address: str) -> bool:
         """Whether ``address`` lies in one of the engine's networks (a bridge gateway, say)."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+        if not self.subnets:
             return False
-        return any(ip.version == net.version and ip in net for net in self.subnets)
+        known = self._in_networks.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                known = False
+            else:
+                known = any(ip.version == net.version and ip in net for net in self.subnets)
+            self._in_networks[address] = known
+        return known
 
     def resolve(self, endpoint: Endpoint, advertise_host: str) -> Mapped | Unmapped:
         """Map a registered container endpoint to its published host endpoint, or say why not."""
@@ -89,7 +100,7 @@ class ContainerIndex:
             names = ", ".join(sorted(c.name for c in owners))
             return Unmapped(f"address {endpoint.host} belongs to several containers ({names})")
         container = owners[0]
-        binding = choose_binding(container, endpoint.port, advertise_host)
+        binding = self.binding(container, endpoint.port, advertise_host)
         if binding is None:
             bound = sorted({f"{b.host_ip}:{b.host_port}" for b in container.published
                             if b.container_port == endpoint.port})  # fmt: skip
@@ -110,8 +121,8 @@ class ContainerIndex:
         return Mapped(container, binding, Endpoint.of(host, binding.host_port))
 
 
-def choose_binding(container: Container, port: int, advertise_host: str) -> PublishedPort | None:
-    """The binding of ``port`` that other hosts can reach at the advertised address.
+def choose_binding(bindings: Iterable[PublishedPort], advertise_host: str) -> PublishedPort | None:
+    """Of one port's bindings, the one that other hosts can reach at the advertised address.
 
     A binding on one specific host address is advertised as is, unless that address is
     loopback or link-local (reachable from this host only). A binding on all addresses
@@ -121,9 +132,8 @@ def choose_binding(container: Container, port: int, advertise_host: str) -> Publ
     want_ipv6 = ":" in advertise_host
     candidates = [
         b
-        for b in container.published
-        if b.container_port == port
-        and (b.is_ipv6 == want_ipv6 if b.any_host_address else _reachable_elsewhere(b.host_ip))
+        for b in bindings
+        if (b.is_ipv6 == want_ipv6 if b.any_host_address else _reachable_elsewhere(b.host_ip))
     ]
     candidates.sort(key=lambda b: (b.any_host_address, b.host_port))
     return candidates[0] if candidates else None

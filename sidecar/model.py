@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -15,11 +16,7 @@ class Endpoint:
 
     @classmethod
     def of(cls, host: str, port: int) -> Endpoint:
-        try:
-            host = ipaddress.ip_address(host).compressed
-        except ValueError:
-            host = host.lower()
-        return cls(host, port)
+        return cls(_normal_host(host), port)
 
     @property
     def is_ipv6(self) -> bool:
@@ -27,6 +24,14 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _normal_host(host: str) -> str:
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return host.lower()
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class Container:
         return self.id[:12]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegistryNode:
     """A child of a ``providers`` path as read from ZooKeeper."""
 

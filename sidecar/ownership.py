@@ -10,6 +10,7 @@ tell, only endpoints claimed by a single session are rewritten.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
@@ -36,9 +37,7 @@ class Marker:
 
     def to_state(self) -> dict[str, str]:
         """Everything, for the state file (instance markers live nowhere else)."""
-        doc = json.loads(self.encode())
-        doc["original_data"] = base64.b64encode(self.original_data).decode()
-        return {k: str(v) for k, v in doc.items()}
+        return _state_form(self)
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -52,6 +51,14 @@ class Marker:
             },
             separators=(",", ":"),
         ).encode()
+
+
+@functools.lru_cache(maxsize=65536)
+def _state_form(marker: Marker) -> dict[str, str]:
+    # Cached: the state file is written again and again with mostly the same markers.
+    doc = json.loads(marker.encode())
+    doc["original_data"] = base64.b64encode(marker.original_data).decode()
+    return {k: str(v) for k, v in doc.items()}
 
 
 def marker_from_state(doc: dict[str, str]) -> Marker | None:
@@ -69,6 +76,12 @@ def read_marker(data: bytes) -> Marker | None:
     """The marker in a node's data, or None for a node the sidecar did not write."""
     if not data.startswith(_PREFIX):
         return None
+    return _decode_marker(data)
+
+
+@functools.lru_cache(maxsize=65536)
+def _decode_marker(data: bytes) -> Marker | None:
+    # Cached: a pass looks at each of its nodes' markers several times.
     try:
         doc = json.loads(data)
         host, _, port = str(doc["container_endpoint"]).rpartition(":")

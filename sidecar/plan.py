@@ -97,9 +97,12 @@ class Scope:
     instances: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Decision:
-    """What happens to one registry node, why, and the transaction that does it."""
+    """What happens to one registry node, why, and the transaction that does it.
+
+    Compared and hashed by identity: a pass keys each decision's outcome by the decision.
+    """
 
     action: Action
     node: RegistryNode
@@ -168,9 +171,17 @@ def plan_providers(
 @dataclass(frozen=True)
 class _Parsed:
     endpoint: Endpoint
-    service: tuple[str, ...] | None  # what a newer registration of the same service shares
     url: urls.ProviderUrl | None = None
     instance: instances.Instance | None = None
+
+    @property
+    def service(self) -> tuple[str, ...] | None:
+        """What a newer registration of the same service shares (None: nothing, instances).
+        Computed only when asked: it decodes the whole name."""
+        if self.url is None:
+            return None
+        parameters = dict(self.url.parameters)
+        return (self.url.protocol, self.url.path, *(parameters.get(k, "") for k in _SERVICE_KEY))
 
 
 class _UrlKind:
@@ -183,9 +194,7 @@ class _UrlKind:
             return f"malformed node name: {exc}"
         if url.protocol not in KNOWN_PROTOCOLS:
             return f"unknown protocol {url.protocol!r}"
-        parameters = dict(url.parameters)
-        service = (url.protocol, url.path, *(parameters.get(k, "") for k in _SERVICE_KEY))
-        return _Parsed(url.endpoint, service, url=url)
+        return _Parsed(url.endpoint, url=url)
 
     def marker_of(self, node: RegistryNode) -> Marker | None:
         return read_marker(node.data)
@@ -215,7 +224,7 @@ class _InstanceKind:
             instance = instances.parse(name, data)
         except instances.MalformedInstance as exc:
             return f"not an instance this sidecar understands: {exc}"
-        return _Parsed(instance.endpoint, None, instance=instance)
+        return _Parsed(instance.endpoint, instance=instance)
 
     def marker_of(self, node: RegistryNode) -> Marker | None:
         remembered = self._remembered.get(node.name)
@@ -282,10 +291,18 @@ class _Planner:
             {n.name: n for n in scope.mirror} if me.mode is Mode.MIRROR else self.by_name
         )
         self.mirrored: set[str] = set()  # mirror names the originals call for
+        self.markers = {n.name: self.kind.marker_of(n) for n in scope.nodes}
+        # Our rewrites whose originals are gone, by container endpoint (see
+        # _same_service_rewrites).
+        self.rewrites_at: dict[Endpoint, list[tuple[RegistryNode, Marker]]] = {}
+        for node in scope.nodes:
+            marker = self.markers[node.name]
+            if marker is not None and marker.original not in self.by_name:
+                self.rewrites_at.setdefault(marker.container_endpoint, []).append((node, marker))
 
     def plan(self) -> list[Decision]:
-        ours = [n for n in self.scope.nodes if self.kind.marker_of(n) is not None]
-        originals = [n for n in self.scope.nodes if self.kind.marker_of(n) is None]
+        ours = [n for n in self.scope.nodes if self.markers[n.name] is not None]
+        originals = [n for n in self.scope.nodes if self.markers[n.name] is None]
         decisions = [self._registration(node) for node in originals]
         if self.me.mode is Mode.MIRROR:
             return decisions + [self._mirrored(node) for node in self.scope.mirror]
@@ -387,18 +404,12 @@ class _Planner:
     ) -> list[tuple[RegistryNode, Marker]]:
         """Our rewrites of other registrations of the same service on the same container
         endpoint whose originals are gone."""
-        if parsed.service is None:
+        candidates = self.rewrites_at.get(parsed.endpoint, ())
+        if not candidates or parsed.service is None:
             return []
         found = []
-        for node in self.scope.nodes:
-            marker = self.kind.marker_of(node)
-            if (
-                marker is None
-                or marker.engine != self.me.engine
-                or marker.container_endpoint != parsed.endpoint
-                or marker.original == original
-                or marker.original in self.by_name
-            ):
+        for node, marker in candidates:
+            if marker.engine != self.me.engine or marker.original == original:
                 continue
             earlier = self.kind.parse(marker.original, marker.original_data)
             if isinstance(earlier, _Parsed) and earlier.service == parsed.service:

@@ -41,7 +41,7 @@ class Managed:
 
 
 # Asking every server for its connections is not free: at most this often...
-_ORIGINS_MIN_INTERVAL = 0.2
+_ORIGINS_MIN_INTERVAL = 0.05
 # ...but origins older than this are not trusted for a decision: a session may have gone.
 _ORIGINS_MAX_AGE = 1.0
 
@@ -123,7 +123,15 @@ class Reconciler:
         """Read ``parents`` (and their mirrors) from ZooKeeper and decide every node."""
         parents = sorted(parents)
         mirrors = {p: m for p in parents if (m := self.mirror_of(p))}
-        read = self._registry.read_providers([*parents, *mirrors.values()], progress)
+        # Instance data changes in place (Curator updates it): never taken from a cache.
+        instance_paths = {
+            path
+            for path in [*parents, *mirrors.values()]
+            if self._root_of(self.source_of(path) or path) in self.services_roots
+        }
+        read = self._registry.read_providers(
+            [*parents, *mirrors.values()], progress, uncached=instance_paths
+        )
         scopes = [
             Scope(
                 parent,
@@ -135,8 +143,12 @@ class Reconciler:
             )
             for parent in parents
         ]
+        # Only endpoints of local containers can need a claim count; the paths that mention an
+        # address are read again when a container takes it.
+        local = self.containers.addresses()
         for scope in scopes:
-            self._set_claims(scope.parent, claims_in(scope))
+            claims = {e: s for e, s in claims_in(scope).items() if e.host in local}
+            self._set_claims(scope.parent, claims)
         owners = self._ownership(parents)
         me = Identity(session, self.engine_id, self.advertise_host, self.mode)
         return [d for scope in scopes for d in plan_providers(scope, self.containers, me, owners)]

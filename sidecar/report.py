@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -43,13 +44,17 @@ class DecisionLog:
             )
 
     def left_alone(self, decision: Decision) -> None:
+        if not decision.local:
+            # Other hosts' registrations are the normal case in a fleet: a debug line each
+            # pass at most, and nothing remembered per node (memory stays flat).
+            if self._log.is_enabled_for(logging.DEBUG):
+                self._log.debug("left alone", **_fields(decision))
+            return
         seen = self._left.setdefault(decision.node.parent, {})
         if seen.get(decision.node.name) == decision.reason:
             return
         seen[decision.node.name] = decision.reason
-        # Registrations of other hosts are the normal case in a fleet: not worth a line each.
-        emit = self._log.info if decision.local else self._log.debug
-        emit("left alone", **_fields(decision))
+        self._log.info("left alone", **_fields(decision))
 
     def not_readable(self, paths: set[str]) -> None:
         """Paths the credentials do not allow reading: reported once each."""
@@ -98,12 +103,10 @@ class DecisionLog:
     def docker_stale(self) -> None:
         self._log.warning("Docker Engine unreachable: making no changes until it answers again")
 
-    def resync(self, decisions: Sequence[Decision], seconds: float) -> None:
-        counts = Counter(str(d.action) for d in decisions)
-        foreign = sum(1 for d in decisions if d.action is Action.LEAVE and not d.local)
+    def resync(self, summary: Counter[str], seconds: float, scope: str) -> None:
         self._log.info(
-            "resync done", seconds=round(seconds, 3), registrations=len(decisions),
-            other_hosts=foreign, **counts,
+            "resync done", scope=scope, seconds=round(seconds, 3),
+            registrations=sum(v for k, v in summary.items() if k != "other_hosts"), **summary,
         )  # fmt: skip
 
     def info(self, event: str, **fields: Any) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -74,8 +73,7 @@ class StateFile:
             },
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
+        # Atomic (rename), not synced: what matters is surviving the process, not the host.
         with temporary.open("w") as out:
             json.dump(doc, out)
-            out.flush()
-            os.fsync(out.fileno())
         temporary.replace(self.path)

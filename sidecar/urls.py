@@ -8,6 +8,7 @@ host:port the way the original name spelled those characters.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ _PROTOCOL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 _LOWER_HEX_ESCAPE = re.compile(r"%(?:[0-9a-f][a-f]|[a-f][0-9a-f])")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_COMMON_FORM = re.compile(
+    r"(?P<protocol>[A-Za-z][A-Za-z0-9+.\-]*)%3A%2F%2F"
+    r"(?P<hostport>(?P<host>[A-Za-z0-9.\-]+)%3A(?P<port>[0-9]{1,5}))(?=%2F|%3F|$)"
+)
 # Every URL encoder in use leaves these alone, so they are written literally when unseen.
 _UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
@@ -37,7 +44,6 @@ class ProviderUrl:
     protocol: str
     endpoint: Endpoint
     host_port_span: tuple[int, int]
-    head_spellings: tuple[tuple[str, str], ...]
 
     @property
     def path(self) -> str:
@@ -52,15 +58,35 @@ class ProviderUrl:
 
     def with_endpoint(self, endpoint: Endpoint) -> str:
         """The raw node name with only the bytes of host:port replaced."""
-        spellings = dict(self.head_spellings)
+        spellings = _spellings(self.raw, self.host_port_span)
         upper = not _LOWER_HEX_ESCAPE.search(self.raw)
         encoded = "".join(_spell(ch, spellings, upper) for ch in str(endpoint))
         start, end = self.host_port_span
         return self.raw[:start] + encoded + self.raw[end:]
 
 
+@functools.lru_cache(maxsize=16384)
 def parse(raw: str) -> ProviderUrl:
-    """Parse a provider node name; raise MalformedName instead of guessing."""
+    """Parse a provider node name; raise MalformedName instead of guessing.
+
+    Cached: one pass parses each name for its claims and again for its plan, and a resync
+    sees the same names again.
+    """
+    fast = _COMMON_FORM.match(raw)
+    if fast is not None:
+        # The common spelling (Java's or Python's encoder, an IPv4 address or a host name):
+        # no need to decode character by character.
+        host, port_text = fast["host"], fast["port"]
+        if _CANONICAL_IPV4.fullmatch(host) and 0 < int(port_text) < 65536:
+            endpoint = Endpoint(host, int(port_text))  # already in Endpoint.of's form
+        else:
+            endpoint = Endpoint.of(*_split_host_port(f"{host}:{port_text}"))
+        return ProviderUrl(raw, fast["protocol"], endpoint, fast.span("hostport"))
+    return parse_slowly(raw)
+
+
+def parse_slowly(raw: str) -> ProviderUrl:
+    """parse() for any encoding: decodes the head character by character."""
     head, origins = _decode_head(raw)
     scheme_end = head.find("://")
     if scheme_end <= 0 or not _PROTOCOL.fullmatch(head[:scheme_end]):
@@ -68,17 +94,23 @@ def parse(raw: str) -> ProviderUrl:
     at = head.rfind("@", scheme_end + 3)
     host_port_start = at + 1 if at >= 0 else scheme_end + 3
     host, port = _split_host_port(head[host_port_start:])
-    # host:port shows best how this encoder spells ':' and digits; the scheme fills the gaps.
-    spellings: dict[str, str] = {}
-    for i in chain(range(host_port_start, len(head)), range(host_port_start)):
-        spellings.setdefault(head[i], raw[origins[i] : origins[i + 1]])
     return ProviderUrl(
         raw=raw,
         protocol=head[:scheme_end],
         endpoint=Endpoint.of(host, port),
         host_port_span=(origins[host_port_start], origins[len(head)]),
-        head_spellings=tuple(sorted(spellings.items())),
     )
+
+
+def _spellings(raw: str, span: tuple[int, int]) -> dict[str, str]:
+    """How this name spells each ASCII character of its head, preferring what host:port
+    itself shows (it shows best how the encoder spells ':' and digits)."""
+    head, origins = _decode_head(raw)
+    host_port_start = origins.index(span[0])
+    spellings: dict[str, str] = {}
+    for i in chain(range(host_port_start, len(head)), range(host_port_start)):
+        spellings.setdefault(head[i], raw[origins[i] : origins[i + 1]])
+    return spellings
 
 
 def _decode_head(raw: str) -> tuple[str, list[int]]:

@@ -76,6 +76,15 @@ class SidecarProcess:
                 f"sidecar never logged {name!r} x{count} in {timeout} s:\n{self.log_tail()}"
             ) from None
 
+    def logged(self, name: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Every log line named ``name``, once there are at least ``count`` of them.
+
+        A decision is logged after its write commits, so a change a test saw in the registry
+        may still be on its way to the log.
+        """
+        self.wait_for_event(name, count, timeout)
+        return self.events(name)
+
     def wait(self, timeout: float) -> int:
         """The exit code, once the process has ended by itself within ``timeout``."""
         assert self._process is not None

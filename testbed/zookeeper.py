@@ -28,7 +28,7 @@ CLASSPATH: tuple[str, ...] = (
     "/usr/share/java/slf4j-simple.jar",
 )
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-JVM_OPTIONS: tuple[str, ...] = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+JVM_OPTIONS: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 FOUR_LETTER_WORDS = "ruok,srvr,cons,stat,wchs,mntr,dump,conf"
 # The AdminServer runs on Jetty, which Debian's zookeeper package does not put on its path.
 ADMIN_CLASSPATH: tuple[str, ...] = tuple(
@@ -87,6 +87,7 @@ class ZooKeeperServer:
         java: str = JAVA,
         classpath: Sequence[str] = CLASSPATH,
         four_letter_words: str = FOUR_LETTER_WORDS,
+        heap: str = "256m",
     ) -> None:
         """Prepare (but do not start) a server.
 
@@ -107,6 +108,7 @@ class ZooKeeperServer:
         self.java = java
         self.classpath = tuple(classpath) + (ADMIN_CLASSPATH if admin_port is not None else ())
         self.four_letter_words = four_letter_words
+        self.heap = heap
         self._port = client_port
         self._admin_port = admin_port
         self._process: subprocess.Popen[bytes] | None = None
@@ -187,6 +189,7 @@ class ZooKeeperServer:
         self._write_config()
         argv = [
             self.java,
+            f"-Xmx{self.heap}",
             *JVM_OPTIONS,
             "-cp",
             ":".join(self.classpath),

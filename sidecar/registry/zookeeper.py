@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from sidecar.model import Check, Create, Delete, RegistryNode, Transaction
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
+_CACHED_PATHS = 2000
 _WAIT_SLICE = 0.25
 # Errors after which a transaction may or may not have been applied.
 _UNKNOWN_OUTCOME = frozenset(
@@ -79,6 +81,10 @@ class ZooKeeperRegistry:
         self._known_parents: set[str] = set()
         self._acl = CREATOR_ALL_ACL if digest else None
         self.denied: set[str] = set()  # what the last read was not allowed to read
+        # Per recently read path, the child version and the nodes of the last read: unchanged
+        # children are not read again (see _unknown). Bounded: a large registry is read once
+        # at start, while storms hit a few paths again and again.
+        self._cache: OrderedDict[str, tuple[int, dict[str, RegistryNode]]] = OrderedDict()
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
@@ -174,23 +180,31 @@ class ZooKeeperRegistry:
         return [f"{root}/{name}/providers" for name in self.list_children(root)]
 
     def read_providers(
-        self, parents: Iterable[str], progress: Callable[[str, int, int], None] | None = None
+        self,
+        parents: Iterable[str],
+        progress: Callable[[str, int, int], None] | None = None,
+        uncached: Collection[str] = (),
     ) -> dict[str, list[RegistryNode]]:
         """Every node under each path, read pipelined; watches set on each parent.
 
         A parent that does not exist yet maps to an empty list and gets an existence watch.
         Paths and nodes this session may not read are left out and listed in ``denied``.
         ``progress(phase, done, total)`` is told how a long read goes, every few seconds.
+        Children of ``uncached`` paths are always read: their data may change in place.
         """
         parents = list(parents)
         report = _Progress(progress)
         listings: dict[str, list[str]] = {}
+        versions: dict[str, int] = {}
+        nodes: dict[str, list[RegistryNode]] = {parent: [] for parent in parents}
         for parent, result in self._pipelined(
-            parents, lambda p: self._client.get_children_async(p, watch=self._watched)
+            parents,
+            lambda p: self._client.get_children_async(p, watch=self._watched, include_data=True),
         ):
             report("listing paths", len(listings), len(parents))
             if isinstance(result, NoNodeError):
                 listings[parent] = []
+                self._cache.pop(parent, None)
                 if self.owner_of(parent) is not None:  # created since: read it again
                     self._on_change(parent)
             elif isinstance(result, NoAuthError):
@@ -199,36 +213,99 @@ class ZooKeeperRegistry:
             elif isinstance(result, Exception):
                 raise result
             else:
-                listings[parent] = list(result)
-        paths = [f"{parent}/{name}" for parent in parents for name in listings[parent]]
-        nodes: dict[str, list[RegistryNode]] = {parent: [] for parent in parents}
-        for done, (path, result) in enumerate(self._pipelined(paths, self._client.get_async)):
-            report("reading registrations", done, len(paths))
+                children, stat = result
+                versions[parent] = stat.cversion
+                self._known_parents.add(parent)  # it exists: creating under it needs no check
+                if parent in uncached:
+                    listings[parent] = list(children)
+                else:
+                    listings[parent] = self._unknown(parent, children, stat.cversion, nodes[parent])
+        children = [(parent, name) for parent in parents for name in listings[parent]]
+
+        def get(child: tuple[str, str]) -> Any:
+            # Data that changes in place (instances) is watched: a change re-reads the path.
+            watch = self._watched if child[0] in uncached else None
+            return self._client.get_async(f"{child[0]}/{child[1]}", watch=watch)
+
+        for done, ((parent, name), result) in enumerate(self._pipelined(children, get)):
+            report("reading registrations", done, len(children))
             if isinstance(result, NoNodeError):
                 continue  # deleted since the listing; its parent's watch has fired
             if isinstance(result, NoAuthError):
-                self.denied.add(path)
+                self.denied.add(f"{parent}/{name}")
                 continue
             if isinstance(result, Exception):
                 raise result
             data, stat = result
-            parent, _, name = path.rpartition("/")
             nodes[parent].append(
                 RegistryNode(parent, name, data or b"", stat.ephemeralOwner, stat.version)
             )
+        for parent, version in versions.items():
+            if parent not in uncached:
+                self._cache[parent] = (version, {n.name: n for n in nodes[parent]})
+                self._cache.move_to_end(parent)
+        while len(self._cache) > _CACHED_PATHS:
+            self._cache.popitem(last=False)
         return nodes
+
+    def _unknown(
+        self, parent: str, children: list[str], cversion: int, known: list[RegistryNode]
+    ) -> list[str]:
+        """The children whose data must be read; the others are taken from the last read
+        (added to ``known``). The cache is trusted only if the parent's child version moved
+        by exactly the creates and deletes the two listings show: then no child was deleted
+        and created again under the same name in between."""
+        cached = self._cache.get(parent)
+        if cached is None:
+            return list(children)
+        old_version, old_nodes = cached
+        now = set(children)
+        if cversion - old_version != len(now.symmetric_difference(old_nodes)):
+            return list(children)
+        known.extend(old_nodes[name] for name in children if name in old_nodes)
+        return [name for name in children if name not in old_nodes]
 
     def apply_all(self, transactions: list[Transaction]) -> list[Outcome]:
         """Run each transaction as one ZooKeeper ``multi`` (all its ops or none), pipelined."""
-        outcomes = [
-            _outcome(result)
-            for _, result in self._pipelined(
-                list(range(len(transactions))), lambda i: self._commit(transactions[i])
-            )
-        ]
+        return self.finish(self.start(transactions))
+
+    def start(self, transactions: list[Transaction]) -> Writes:
+        """Send the transactions and return at once; finish() waits for their outcomes. The
+        caller may read and plan other paths in between."""
+        started = []
+        for transaction in transactions:
+            try:
+                started.append((transaction, self._commit(transaction)))
+            except Exception as exc:  # returned, not raised: finish() reports it
+                started.append((transaction, _Failed(exc)))
+        return Writes(started)
+
+    def finish(self, writes: Writes) -> list[Outcome]:
+        """The outcome of each transaction of ``writes``, in order."""
+        outcomes = [_outcome(result) for _, result in self._drain(writes.started)]
+        transactions = [transaction for transaction, _ in writes.started]
         if any(o.error == "NoNodeError" for o in outcomes):
             self._known_parents.clear()  # a parent may have been deleted: ensure it again
+        for transaction, outcome in zip(transactions, outcomes, strict=True):
+            if outcome.ok:
+                self._cache_applied(transaction)
         return outcomes
+
+    def _cache_applied(self, transaction: Transaction) -> None:
+        """Bring the cache of the touched paths to what the transaction made: the next read
+        of such a path then reads no data at all for the nodes the sidecar wrote."""
+        session = self.session_id
+        for op in transaction.ops:
+            parent, _, name = op.path.rpartition("/")
+            cached = self._cache.get(parent)
+            if cached is None or isinstance(op, Check):
+                continue
+            version, nodes = cached
+            if isinstance(op, Delete):
+                nodes.pop(name, None)
+            else:
+                nodes[name] = RegistryNode(parent, name, op.data, session, 0)
+            self._cache[parent] = (version + 1, nodes)
 
     def _commit(self, transaction: Transaction) -> Any:
         for op in transaction.ops:
@@ -288,7 +365,9 @@ class ZooKeeperRegistry:
     def _watched(self, event: WatchedEvent) -> None:
         # Kazoo also fires every watch with type NONE when a connection drops (and forgets
         # them); the reconnect marks everything dirty, and re-reading sets them again.
-        if event.type != EventType.NONE and event.path:
+        if event.type == EventType.CHANGED and event.path:
+            self._on_change(event.path.rpartition("/")[0])  # a node's data: re-read its path
+        elif event.type != EventType.NONE and event.path:
             self._on_change(event.path)
 
     def _state_changed(self, state: str) -> None:
@@ -298,6 +377,13 @@ class ZooKeeperRegistry:
             KazooState.LOST: Connection.LOST,
         }
         self._on_connection(mapping[state])
+
+
+@dataclass
+class Writes:
+    """Transactions sent and not yet waited for."""
+
+    started: list[tuple[Transaction, Any]]
 
 
 class _Progress:

@@ -8,6 +8,7 @@ as one more container, ``static``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import threading
@@ -38,8 +39,7 @@ class StaticMapping:
         if not self.ports:
             return None
         addresses = self.addresses or tuple(sorted(_non_loopback(default_addresses)))
-        published = tuple(PublishedPort(c, "", h) for c, h in self.ports)
-        return Container(STATIC_ID, "static mapping", "static", addresses, published)
+        return _pseudo_container(self.ports, addresses)
 
 
 def identity() -> str:
@@ -52,6 +52,13 @@ def configured(path: Path | None, ports: Iterable[str]) -> StaticMapping:
     if path is not None:
         return load(path, ports)
     return StaticMapping(parse_ports(ports))
+
+
+@functools.lru_cache(maxsize=4)
+def _pseudo_container(ports: tuple[tuple[int, int], ...], addresses: tuple[str, ...]) -> Container:
+    # Cached: asked for on every pass, and a large mapping has thousands of ports.
+    published = tuple(PublishedPort(c, "", h) for c, h in ports)
+    return Container(STATIC_ID, "static mapping", "static", addresses, published)
 
 
 def parse_ports(entries: Iterable[str]) -> tuple[tuple[int, int], ...]:

@@ -100,7 +100,7 @@ def test_sidecar_session_expiry_recreates_its_rewrites_and_touches_nothing_else(
     assert time.monotonic() - expired < 2.0
     assert sorted(children(registry, providers)) == sorted(["not-a-url", foreign, rewritten])
     assert {n: registry.get(f"{providers}/{n}")[1] for n in others} == others
-    assert [e["reason"] for e in sidecar.events("restore")] == [
+    assert [e["reason"] for e in sidecar.logged("restore")] == [
         "its container still serves; re-creating it"
     ]
 

@@ -73,7 +73,7 @@ def test_consumer_reaches_provider_through_rewritten_registration(
     [call] = calls
     assert call["address"] == f"127.0.0.1:{published_port(provider, '20880/tcp')}"
     assert call["reply"] == f"pong demo-provider {container_ip(provider)}:20880"
-    [line] = sidecar.events("rewrite")
+    [line] = sidecar.logged("rewrite")
     assert line["interface"] == INTERFACE
     assert line["original"] == f"{container_ip(provider)}:20880"
     assert line["rewritten"] == call["address"]
@@ -122,7 +122,7 @@ def test_rewrite_disappears_within_one_second_when_the_container_goes(
     gone_at = time.monotonic()
     wait_until(lambda: children(registry, providers) == [], 5, message="rewrite not removed")
     assert time.monotonic() - gone_at < 1.0
-    [line] = sidecar.events("remove")
+    [line] = sidecar.logged("remove")
     assert ("is paused" if how == "pause" else "no longer running") in line["reason"]
 
 
@@ -163,10 +163,10 @@ def test_restarted_sidecar_takes_over_without_duplicates(
     owners = {registry.get(f"{providers}/{name}")[1].ephemeralOwner for name in both}
     assert len(owners) == 1
     assert owners != {old_owner}
-    assert [e["reason"] for e in new.events("update")] == [
+    assert [e["reason"] for e in new.logged("update")] == [
         f"taking over from an earlier run (session 0x{old_owner:x})"
     ]
-    assert len(new.events("rewrite")) == 1
+    assert len(new.logged("rewrite")) == 1
 
 
 def test_unmappable_registrations_are_untouched_and_reported_once(

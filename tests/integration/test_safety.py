@@ -76,7 +76,7 @@ def test_docker_outage_changes_nothing_until_docker_is_back(
         15,
         message="did not catch up after Docker came back",
     )
-    assert sidecar.events("docker answering again")
+    assert sidecar.logged("docker answering again")
 
 
 # -- Never rewrite another host's provider ----------------------------------------------------
@@ -233,11 +233,11 @@ def test_provider_that_stops_serving_is_removed_and_restored(
     provider.kill(signal=signal.SIGUSR1)
     wait_for_line(provider, "not listening")
     wait_until(lambda: children(registry, providers) == [], 10, message="not removed")
-    removal = sidecar.events("remove")[0]
+    removal = sidecar.logged("remove")[0]
     expected = "is unhealthy" if signal_by == "healthcheck" else "probes failed"
     assert expected in removal["reason"]
 
     provider.kill(signal=signal.SIGUSR2)
     wait_until(lambda: children(registry, providers) == [rewritten], 10, message="not restored")
-    assert sidecar.events("restore")
+    assert sidecar.logged("restore")
     assert watch.lists()[-1] == [rewritten]

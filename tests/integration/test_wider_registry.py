@@ -94,7 +94,8 @@ def test_application_instance_and_both_protocols_are_mapped_port_by_port(
     assert json.loads(metadata["dubbo.metadata-service.url-params"])["port"] == str(dubbo_port)
     assert metadata["dubbo.metadata.revision"] == old["dubbo.metadata.revision"]
     assert after["registrationTimeUTC"] == before["registrationTimeUTC"]
-    [instance_line] = [e for e in sidecar.events("rewrite") if e["interface"] == "demo-provider"]
+    rewrites = sidecar.logged("rewrite", count=3)  # two URLs and the instance
+    [instance_line] = [e for e in rewrites if e["interface"] == "demo-provider"]
     assert "Dubbo 3.1+ consumers may take the port" in instance_line["reason"]
     assert pong("127.0.0.1", tri_port) == "pong demo-provider tri 50051"
 

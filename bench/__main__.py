@@ -1,0 +1,266 @@
+"""bench/run: every benchmark, as ratios against ZooKeeper's own speed measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
+
+from bench.workload import (
+    FIRST_PORT,
+    MAPPED_ADDRESS,
+    Consumer,
+    client,
+    create_all,
+    ensure_paths,
+    name,
+    rewritten,
+    start_sidecar,
+)
+from testbed.sidecar_process import SidecarProcess
+from testbed.zookeeper import ZooKeeperServer
+
+
+@dataclass
+class Row:
+    figure: str
+    value: float
+    baseline: float | None
+    unit: str
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.baseline if self.baseline else None
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def convergence(connect: str, work: Path, count: int, interfaces: int) -> list[Row]:
+    """Create ``count`` registrations at once; per registration, create -> seen by a consumer
+    (baseline: the original; with the sidecar: its rewrite)."""
+    results = {}
+    for label, root in (("baseline", "/conv-base"), ("sidecar", "/conv-side")):
+        load, watcher = client(connect), client(connect)
+        paths = [f"{root}/svc{i}/providers" for i in range(interfaces)]
+        ensure_paths(load, paths)
+        sidecar = None
+        if label == "sidecar":
+            sidecar = start_sidecar(work, connect, root, count)
+            sidecar.wait_for_event("resync done", timeout=60)
+        consumer = Consumer(watcher, paths)
+        nodes = [
+            f"{paths[i % interfaces]}/{name(MAPPED_ADDRESS, FIRST_PORT + i, f'svc{i % interfaces}')}"  # noqa: E501
+            for i in range(count)
+        ]
+        say(f"convergence ({label}): {count} registrations at once")
+        sent = create_all(load, nodes)
+        if label == "baseline":
+            expected = {n.rsplit("/", 1)[1]: n for n in nodes}
+        else:
+            expected = {rewritten(n.rsplit("/", 1)[1]): n for n in nodes}
+        seen = consumer.wait_for(set(expected), timeout=120)
+        results[label] = [seen[shown] - sent[path] for shown, path in expected.items()]
+        _close(sidecar, load, watcher)
+    base, side = results["baseline"], results["sidecar"]
+    return [
+        Row("convergence p50", percentile(side, 50) * 1000, percentile(base, 50) * 1000, "ms"),
+        Row("convergence p99", percentile(side, 99) * 1000, percentile(base, 99) * 1000, "ms"),
+    ]
+
+
+def storm(connect: str, work: Path, count: int, interfaces: int) -> list[Row]:
+    """``count`` registrations arriving together: until all are rewritten, against the time
+    ZooKeeper takes to accept the same creates pipelined."""
+    load = client(connect)
+    base_paths = [f"/storm-base/svc{i}/providers" for i in range(interfaces)]
+    ensure_paths(load, base_paths)
+    nodes = [f"{base_paths[i % interfaces]}/{name(MAPPED_ADDRESS, FIRST_PORT + i, f'svc{i}')}"
+             for i in range(count)]  # fmt: skip
+    say(f"storm (baseline): {count} pipelined creates")
+    started = time.perf_counter()
+    create_all(load, nodes)
+    baseline = time.perf_counter() - started
+
+    paths = [f"/storm-side/svc{i}/providers" for i in range(interfaces)]
+    ensure_paths(load, paths)
+    sidecar = start_sidecar(work, connect, "/storm-side", count)
+    sidecar.wait_for_event("resync done", timeout=60)
+    nodes = [f"{paths[i % interfaces]}/{name(MAPPED_ADDRESS, FIRST_PORT + i, f'svc{i}')}"
+             for i in range(count)]  # fmt: skip
+    say(f"storm (sidecar): {count} registrations, until all are rewritten")
+    started = time.perf_counter()
+    create_all(load, nodes)
+    # Done when the sidecar has committed every rewrite (its own counter, polled: a watching
+    # consumer would load ZooKeeper more than the baseline does).
+    metrics = sidecar.ops_url + "/metrics"
+    while _rewrites_done(metrics) < count:
+        time.sleep(0.02)
+    with_sidecar = time.perf_counter() - started
+    expected = {rewritten(n.rsplit("/", 1)[1]) for n in nodes}
+    present = {child for path in paths for child in load.get_children(path)}
+    assert expected <= present, f"{len(expected - present)} rewrites missing"
+    _close(sidecar, load)
+    return [Row("storm: all rewritten", with_sidecar, baseline, "s")]
+
+
+def cold_start(
+    work: Path, interfaces: int, per_interface: int, mapped: int, idle_seconds: float
+) -> tuple[list[Row], dict[str, float]]:
+    """A large registry already there: start to first full reconcile, against a pipelined
+    scan of the same tree; then the sidecar's memory and its CPU while idle."""
+    with ZooKeeperServer(work / "zk-cold", heap="1g") as server:
+        load = client(server.connect_string)
+        root = "/cold"
+        paths = [f"{root}/svc{i}/providers" for i in range(interfaces)]
+        say(f"cold start: populating {interfaces} interfaces, {interfaces * per_interface} nodes")
+        ensure_paths(load, paths)
+        total = interfaces * per_interface
+        every = total // mapped
+        nodes = []
+        for j in range(total):
+            interface = j % interfaces
+            if j % every == 0 and j // every < mapped:
+                host, port = MAPPED_ADDRESS, FIRST_PORT + j // every
+            else:
+                host, port = f"10.200.{j // 250 % 250}.{j % 250}", 20880
+            nodes.append(f"{paths[interface]}/{name(host, port, f'svc{interface}')}")
+        create_all(load, nodes)
+
+        say("cold start: pipelined scan (baseline)")
+        pipelined = _scan(server.connect_string, root, pipelined=True)
+        say("cold start: sequential scan (for contrast)")
+        naive = _scan(server.connect_string, root, pipelined=False)
+        say("cold start: the sidecar")
+        started = datetime.datetime.now(datetime.UTC)
+        sidecar = start_sidecar(work, server.connect_string, root, mapped)
+        done = sidecar.wait_for_event("resync done", timeout=600)
+        finished = datetime.datetime.fromisoformat(done["timestamp"])
+        cold = (finished - started).total_seconds()
+        rss_mb = _status(sidecar, "VmHWM") / 1024
+        say(f"cold start: {idle_seconds:.0f} s idle")
+        cpu_before = _cpu_seconds(sidecar)
+        time.sleep(idle_seconds)  # measuring idle CPU: nothing to synchronise with
+        idle_cpu = _cpu_seconds(sidecar) - cpu_before
+        watches = _watch_counts(server)
+        _close(sidecar, load)
+    rows = [
+        Row("cold start: first full reconcile", cold, pipelined, "s"),
+        Row("cold start: sequential scan (contrast)", naive, pipelined, "s"),
+    ]
+    extra = {"rss_mb": rss_mb, "idle_cpu_s": idle_cpu, **watches}
+    return rows, extra
+
+
+def _rewrites_done(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith('dubbo_sidecar_writes_total{action="rewrite",result="ok"}'):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _scan(connect: str, root: str, pipelined: bool) -> float:
+    zk = client(connect)
+    started = time.perf_counter()
+    interfaces = zk.get_children(root)
+    paths = [f"{root}/{i}/providers" for i in interfaces]
+    if pipelined:
+        listings = [(p, zk.get_children_async(p)) for p in paths]
+        children = [f"{p}/{c}" for p, r in listings for c in r.get(timeout=60)]
+        for request in [zk.get_async(c) for c in children]:
+            request.get(timeout=60)
+    else:
+        for path in paths:
+            for child in zk.get_children(path):
+                zk.get(f"{path}/{child}")
+    elapsed = time.perf_counter() - started
+    zk.stop()
+    zk.close()
+    return elapsed
+
+
+def _status(sidecar: SidecarProcess, field: str) -> float:
+    for line in Path(f"/proc/{sidecar.pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    raise KeyError(field)
+
+
+def _cpu_seconds(sidecar: SidecarProcess) -> float:
+    fields = Path(f"/proc/{sidecar.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _watch_counts(server: ZooKeeperServer) -> dict[str, float]:
+    # wchs counts only data and existence watches; mntr's zk_watch_count adds child watches.
+    counts = {"wchs": float("nan"), "all_watches": float("nan")}
+    for line in server.four_letter("wchs").splitlines():
+        if line.startswith("Total watches:"):
+            counts["wchs"] = float(line.rsplit(":", 1)[1])
+    for line in server.four_letter("mntr").splitlines():
+        if line.startswith("zk_watch_count"):
+            counts["all_watches"] = float(line.split()[1])
+    return counts
+
+
+def _close(sidecar: SidecarProcess | None, *clients: KazooClient) -> None:
+    if sidecar is not None:
+        sidecar.kill()
+    for zk in clients:
+        zk.stop()
+        zk.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to try the harness")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
+        work = Path(tmp)
+        rows: list[Row] = []
+        with ZooKeeperServer(work / "zk", heap="1g") as server:
+            rows += convergence(server.connect_string, work, 1000 // scale, 100 // scale)
+            rows += storm(server.connect_string, work, 10_000 // scale, 100 // scale)
+        cold_rows, extra = cold_start(
+            work, 20_000 // scale, 5, 1000 // scale, 60.0 / (6 if args.quick else 1)
+        )
+        rows += cold_rows
+    print(f"{'figure':42} {'value':>10} {'baseline':>10} {'ratio':>7}")
+    for row in rows:
+        baseline = f"{row.baseline:10.3f}" if row.baseline is not None else f"{'-':>10}"
+        ratio = f"{row.ratio:7.2f}" if row.ratio is not None else f"{'-':>7}"
+        print(f"{row.figure:42} {row.value:10.3f} {baseline} {ratio}  ({row.unit})")
+    print(f"{'peak RSS after cold start':42} {extra['rss_mb']:10.1f} {'-':>10} {'-':>7}  (MB)")
+    print(f"{'CPU while idle':42} {extra['idle_cpu_s']:10.3f} {'-':>10} {'-':>7}  (s)")
+    print(f"{'ZooKeeper watches held (wchs)':42} {extra['wchs']:10.0f} {'-':>10} {'-':>7}")
+    print(f"{'with child watches (mntr zk_watch_count)':42} {extra['all_watches']:10.0f}")
+    by_name = {r.figure: r for r in rows}
+    print(
+        "summary"
+        f" convergence_p99_ratio={by_name['convergence p99'].ratio:.2f}"
+        f" storm_ratio={by_name['storm: all rewritten'].ratio:.2f}"
+        f" coldstart_ratio={by_name['cold start: first full reconcile'].ratio:.2f}"
+        f" rss_mb={extra['rss_mb']:.1f}"
+        f" idle_cpu_s={extra['idle_cpu_s']:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

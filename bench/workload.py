@@ -1,0 +1,124 @@
+"""Registrations in bulk, a watching consumer, and the sidecar under a static mapping."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
+from kazoo.recipe.watchers import ChildrenWatch  # type: ignore[import-untyped,unused-ignore]
+
+from sidecar import urls
+from sidecar.model import Endpoint
+from testbed.dubbo_url import java_url_encode
+from testbed.sidecar_process import SidecarProcess
+
+# Registrations the sidecar can map: this address, ports from FIRST_PORT on, published (in
+# the static mapping) on HOST_PORT_OFFSET higher. No container needed: the figures are the
+# sidecar's and ZooKeeper's.
+MAPPED_ADDRESS = "10.98.0.1"
+FIRST_PORT = 20000
+HOST_PORT_OFFSET = 20000
+PIPELINE = 500
+
+
+def name(host: str, port: int, interface: str) -> str:
+    url = (
+        f"dubbo://{host}:{port}/{interface}?anyhost=true&application=bench&dubbo=2.0.2"
+        f"&interface={interface}&methods=a,b,c&side=provider&timestamp=1795889781982"
+    )
+    return java_url_encode(url)
+
+
+def rewritten(node_name: str) -> str:
+    endpoint = urls.parse(node_name).endpoint
+    return urls.parse(node_name).with_endpoint(
+        Endpoint("127.0.0.1", endpoint.port + HOST_PORT_OFFSET)
+    )
+
+
+def client(connect: str) -> KazooClient:
+    zk = KazooClient(hosts=connect, timeout=30.0)
+    zk.start(timeout=30)
+    return zk
+
+
+def create_all(zk: KazooClient, paths: Iterable[str], ephemeral: bool = True) -> dict[str, float]:
+    """Create the nodes pipelined; return when each create was sent (perf_counter)."""
+    sent: dict[str, float] = {}
+    pending = []
+    for path in paths:
+        sent[path] = time.perf_counter()
+        pending.append(zk.create_async(path, b"", ephemeral=ephemeral))
+        if len(pending) >= PIPELINE:
+            for request in pending[: PIPELINE // 2]:
+                request.get(timeout=60)
+            del pending[: PIPELINE // 2]
+    for request in pending:
+        request.get(timeout=60)
+    return sent
+
+
+def ensure_paths(zk: KazooClient, paths: Sequence[str]) -> None:
+    """Persistent parents, pipelined (creates of existing nodes are ignored)."""
+    prefixes = {
+        "/".join(p.split("/")[:depth]) for p in paths for depth in range(2, p.count("/") + 2)
+    }
+    for depth in sorted({p.count("/") for p in prefixes}):
+        pending = [zk.create_async(p, b"") for p in sorted(prefixes) if p.count("/") == depth]
+        for request in pending:
+            try:
+                request.get(timeout=60)
+            except Exception as exc:
+                if type(exc).__name__ != "NodeExistsError":
+                    raise
+
+
+class Consumer:
+    """A consumer's view: when each node name was first seen under the watched paths."""
+
+    def __init__(self, zk: KazooClient, paths: Iterable[str]) -> None:
+        self.first_seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        for path in paths:
+            ChildrenWatch(zk, path, self._seen)
+
+    def _seen(self, children: list[str]) -> None:
+        now = time.perf_counter()
+        with self._changed:
+            for child in children:
+                self.first_seen.setdefault(child, now)
+            self._changed.notify_all()
+
+    def wait_for(self, names: set[str], timeout: float) -> dict[str, float]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not names <= self.first_seen.keys():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    missing = len(names - self.first_seen.keys())
+                    raise TimeoutError(f"{missing} of {len(names)} names never seen")
+                self._changed.wait(remaining)
+            return {n: self.first_seen[n] for n in names}
+
+
+def start_sidecar(work: Path, connect: str, root: str, ports: int) -> SidecarProcess:
+    """The sidecar on ``root`` with a static mapping of ``ports`` ports and no Docker."""
+    mapping = work / f"ports-{root.strip('/')}.toml"
+    lines = [f'addresses = ["{MAPPED_ADDRESS}"]', "[ports]"]
+    lines += [f"{p} = {p + HOST_PORT_OFFSET}" for p in range(FIRST_PORT, FIRST_PORT + ports)]
+    mapping.write_text("\n".join(lines) + "\n")
+    return SidecarProcess(
+        work / f"sidecar-{root.strip('/')}.log",
+        [
+            *("--zookeeper", connect, "--root", root, "--services-root", f"{root}-services"),
+            *("--docker-url", "none", "--static-file", str(mapping), "--probe-seconds", "0"),
+            *("--advertise-host", "127.0.0.1", "--listen", "127.0.0.1:0"),
+            *("--state-file", str(work / f"state-{root.strip('/')}.json")),
+            *("--session-timeout", "30", "--log-level", os.environ.get("BENCH_LOG_LEVEL", "info")),
+        ],
+    ).start()
