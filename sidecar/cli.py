@@ -23,8 +23,9 @@ from sidecar.mapping import ContainerIndex
 from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from sidecar.report import DecisionLog, render_status, render_table
+from sidecar.scope import choose
 from sidecar.sources import static as static_source
-from sidecar.sources.docker import DockerEngine, DockerUnavailable
+from sidecar.sources.docker import DockerConfigError, DockerEngine, DockerUnavailable
 from sidecar.state import StateFileBusy
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -99,16 +100,27 @@ def main(argv: list[str] | None = None) -> int:
         configure(settings.log_format, settings.log_level)
         if command == "health":
             return _health(settings)
-        host = advertise.resolve(settings, os.environ)
+        host: advertise.AdvertiseHost | None = advertise.resolve(settings, os.environ)
     except ConfigError as exc:
         print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except advertise.AddressUnavailable as exc:
+        if command != "run":
+            structlog.get_logger("sidecar").error(f"{command} failed", problem=f"no advertised "
+                                                  f"address: {exc}")  # fmt: skip
+            return EXIT_FAILURE
+        host = None  # run waits for a source to answer
+        structlog.get_logger("sidecar").warning("advertise address unavailable", problem=str(exc))
     if command in ("plan", "status"):
+        assert host is not None
         try:
-            return (_plan if command == "plan" else _status)(settings, host.address)
+            return (_plan if command == "plan" else _status)(settings, host)
         except _Failed as exc:
             structlog.get_logger("sidecar").error(f"{command} failed", problem=str(exc))
             return EXIT_FAILURE
+        except DockerConfigError as exc:
+            print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     return _run(settings, host)
 
 
@@ -127,18 +139,20 @@ def _health(settings: Settings) -> int:
         return EXIT_FAILURE
 
 
-def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
+def _run(settings: Settings, host: advertise.AdvertiseHost | None) -> int:
     log = DecisionLog()
     log.info(
         "starting", version=__version__, zookeeper=settings.zookeeper, roots=list(settings.root),
-        docker=settings.docker_url, advertise_host=host.address, advertise_source=host.source,
+        docker=settings.docker_url or "from the environment", scope=settings.scope,
+        advertise_host=host.address if host else None,
+        advertise_source=host.source if host else None,
     )  # fmt: skip
     try:
-        controller = Controller(settings, host.address, log)
+        controller = Controller(settings, host, log, os.environ)
     except (StateFileBusy, OSError) as exc:  # OSError: the listen address is taken
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except static_source.StaticMappingError as exc:
+    except (static_source.StaticMappingError, DockerConfigError) as exc:
         print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     received: list[str] = []
@@ -161,7 +175,7 @@ def _run(settings: Settings, host: advertise.AdvertiseHost) -> int:
     return EXIT_OK
 
 
-def _plan(settings: Settings, advertise_host: str) -> int:
+def _plan(settings: Settings, advertise_host: advertise.AdvertiseHost) -> int:
     with _one_shot(settings, advertise_host) as reconciler:
         roots = (*settings.root, *settings.services_root)
         paths = [p for root in roots for p in reconciler.scope_paths(root)]
@@ -171,7 +185,7 @@ def _plan(settings: Settings, advertise_host: str) -> int:
     return EXIT_OK
 
 
-def _status(settings: Settings, advertise_host: str) -> int:
+def _status(settings: Settings, advertise_host: advertise.AdvertiseHost) -> int:
     with _one_shot(settings, advertise_host) as reconciler:
         rows = reconciler.managed_now()
     print(render_status(rows))
@@ -179,14 +193,16 @@ def _status(settings: Settings, advertise_host: str) -> int:
 
 
 @contextlib.contextmanager
-def _one_shot(settings: Settings, advertise_host: str) -> Iterator[Reconciler]:
+def _one_shot(settings: Settings, address: advertise.AdvertiseHost) -> Iterator[Reconciler]:
     """A connected reconciler over a snapshot of the sources, for ``plan`` and ``status``."""
     digest = settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None
     registry = ZooKeeperRegistry(
         settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
         digest=digest,
     )  # fmt: skip
-    engine = DockerEngine(settings.docker_url) if settings.docker_url != "none" else None
+    engine = (
+        DockerEngine(settings.docker_url, os.environ) if settings.docker_url != "none" else None
+    )
     try:
         static = static_source.configured(settings.static_file, settings.static_ports)
         engine_id = engine.engine_id() if engine else static_source.identity()
@@ -198,7 +214,7 @@ def _one_shot(settings: Settings, advertise_host: str) -> Iterator[Reconciler]:
             engine.close()
         raise _Failed(str(exc)) from None
     try:
-        reconciler = Reconciler(settings, registry, advertise_host, engine_id)
+        reconciler = Reconciler(settings, registry, address.address, engine_id, address.source)
         mapped = static.container(reconciler.interface_addresses())
         reconciler.containers = ContainerIndex(
             [*containers, *([mapped] if mapped else [])],
@@ -206,6 +222,14 @@ def _one_shot(settings: Settings, advertise_host: str) -> Iterator[Reconciler]:
             host_addresses=reconciler.interface_addresses(),
             gateways=gateways,
         )
+        if engine is not None:
+            chosen = choose(settings.scope, settings.container, containers,
+                            reconciler.interface_addresses())  # fmt: skip
+            if isinstance(chosen, str):
+                raise _Failed(f"per-app sidecar: {chosen}")
+            reconciler.scope = chosen
+        reconciler.read_peers()
+        reconciler.use_mirrors_if_asked()
         yield reconciler
     finally:
         registry.close()

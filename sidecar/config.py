@@ -94,11 +94,28 @@ class Settings(BaseSettings):
         metavar="PORT",
     )
     # Docker
-    docker_url: str = _setting(
-        "unix:///var/run/docker.sock",
+    docker_url: str | None = _setting(
+        None,
         "Docker",
-        "Docker Engine API (`unix://…`, `tcp://…`), or `none` to map with the static mapping only.",
+        "Docker Engine API (`unix://…`, `tcp://…`), or `none` to map with the static mapping "
+        "only. Unset: `DOCKER_HOST`, with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` as the "
+        "docker CLI reads them, else `unix:///var/run/docker.sock`.",
         metavar="URL",
+    )
+    # Scope
+    scope: Literal["auto", "host", "app"] = _setting(
+        "auto",
+        "Scope",
+        "`app`: only the container whose network namespace the sidecar shares (or "
+        "`--container`); `host`: every container of the engine except those a per-app sidecar "
+        "claims or that opt out; `auto`: `app` when the sidecar shares a container's network "
+        "namespace, else `host`.",
+    )
+    container: str | None = _setting(
+        None,
+        "Scope",
+        "Per-app: the container to serve, by name or ID, instead of detecting it.",
+        metavar="NAME|ID",
     )
     # Static mapping
     static_ports: Annotated[tuple[str, ...], NoDecode] = _setting(
@@ -119,10 +136,33 @@ class Settings(BaseSettings):
     advertise_host: str | None = _setting(
         None,
         "Advertising",
-        "Host address consumers use for ports published on all "
-        "addresses. Unset: `HOST_IP` from the environment, else the address of the route to "
-        "the first ZooKeeper server.",
+        "Host address consumers use for ports published on all addresses; short for "
+        "`--advertise-from value:ADDRESS`. Unset, and no `--advertise-from`: `HOST_IP` from "
+        "the environment, else the address of the route to the first ZooKeeper server.",
         metavar="ADDRESS",
+    )
+    advertise_from: Annotated[tuple[str, ...], NoDecode] = _setting(
+        (),
+        "Advertising",
+        "Where to find the advertised address, in order of preference (the first that "
+        "answers wins): `value:ADDRESS`, `env:VARIABLE`, `interface:NAME`, or `url:URL` (the "
+        "body of an HTTP GET, e.g. a cloud metadata endpoint). Read again every "
+        "`--advertise-refresh-seconds`; a change re-points every managed registration.",
+        metavar="SOURCE",
+    )
+    advertise_refresh_seconds: float = _setting(
+        60.0,
+        "Advertising",
+        "How often the `--advertise-from` sources are read again, seconds.",
+        ge=1,
+        le=86400,
+    )
+    advertise_timeout: float = _setting(
+        2.0,
+        "Advertising",
+        "Timeout of one `url:` source request, seconds.",
+        gt=0,
+        le=60,
     )
     host_address: Annotated[tuple[str, ...], NoDecode] = _setting(
         (),
@@ -230,7 +270,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"invalid server '{text}' (expected host:port)")
         return value
 
-    @field_validator("root", "services_root", "host_address", "static_ports", mode="before")
+    @field_validator(
+        "root", "services_root", "host_address", "static_ports", "advertise_from", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -267,8 +309,21 @@ class Settings(BaseSettings):
     def _no_state_file(cls, value: Any) -> Any:
         return None if value in ("", "none") else value
 
+    @field_validator("advertise_from")
+    @classmethod
+    def _advertise_from(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            check_address_source(source)
+        return value
+
     @model_validator(mode="after")
     def _mirror_needs_one_root(self) -> Settings:
+        if self.advertise_host and self.advertise_from:
+            raise ValueError("give --advertise-host or --advertise-from, not both")
+        if self.container and self.scope == "host":
+            raise ValueError(
+                "--container names the app of a per-app sidecar: not with --scope host"
+            )
         if self.docker_url == "none" and not (self.static_ports or self.static_file):
             raise ValueError("with --docker-url none, give --static-ports or --static-file")
         if len(set(self.root) | set(self.services_root)) != len(self.root) + len(
@@ -301,8 +356,10 @@ class Settings(BaseSettings):
 
     @field_validator("docker_url")
     @classmethod
-    def _docker_url(cls, value: str) -> str:
-        if value != "none" and not re.fullmatch(r"(unix|tcp|http|https|ssh|npipe)://.+", value):
+    def _docker_url(cls, value: str | None) -> str | None:
+        if value in (None, "none"):
+            return value
+        if not re.fullmatch(r"(unix|tcp|http|https|ssh|npipe)://.+", value):
             raise ValueError(f"'{value}' is not a Docker URL (unix:///path or tcp://host:port)")
         return value
 
@@ -347,6 +404,27 @@ def servers(connect_string: str) -> list[tuple[str, int]]:
         port = int(port_text) if port_text.isdigit() else (2181 if not port_text else -1)
         found.append((host, port))
     return found
+
+
+ADDRESS_SOURCES = ("value", "env", "interface", "url")
+
+
+def check_address_source(source: str) -> tuple[str, str]:
+    """``kind:argument`` of one ``--advertise-from`` entry; raise ValueError if invalid."""
+    kind, sep, argument = source.partition(":")
+    if not sep or kind not in ADDRESS_SOURCES or not argument:
+        raise ValueError(
+            f"'{source}' is not value:ADDRESS, env:VARIABLE, interface:NAME or url:URL"
+        )
+    if kind == "value" and not _valid_host(argument.strip("[]")):
+        raise ValueError(f"'{source}': {argument!r} is neither an IP address nor a host name")
+    if kind == "env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", argument):
+        raise ValueError(f"'{source}': {argument!r} is not an environment variable name")
+    if kind == "interface" and not re.fullmatch(r"[^\s/:]{1,15}", argument):
+        raise ValueError(f"'{source}': {argument!r} is not an interface name")
+    if kind == "url" and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", argument):
+        raise ValueError(f"'{source}': {argument!r} is not an http:// or https:// URL")
+    return kind, argument
 
 
 def _check_absolute(path: str) -> None:

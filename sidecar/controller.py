@@ -7,21 +7,21 @@ nothing, and a periodic full resync catches anything else.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
+from sidecar import advertise
 from sidecar.config import Settings, servers
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Container, Endpoint, RegistryNode
+from sidecar.model import Container, Delete, Endpoint, RegistryNode, Transaction
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.server import OpsServer
-from sidecar.ownership import LEASE_ROOT, marker_from_state
+from sidecar.ownership import marker_from_state
 from sidecar.plan import Action, Decision, Remembered
 from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import (
@@ -32,7 +32,9 @@ from sidecar.registry.zookeeper import (
     ZooKeeperRegistry,
 )
 from sidecar.report import DecisionLog
+from sidecar.scope import DeploymentScope, choose, lease_data
 from sidecar.sources import static as static_source
+from sidecar.sources.address import AddressWatch
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
 from sidecar.sources.probe import Prober
 from sidecar.sources.static import STATIC_ID
@@ -49,6 +51,9 @@ _CHUNK = 2000
 _SCOPED_CHUNK = 20
 _PROGRESS_EVERY = 5.0
 _SAVE_EVERY = 2.0
+# How long a per-app sidecar holds its lease before it takes its container's rewrites over
+# from the per-host sidecar: time for that one to see the lease and let go.
+_SETTLE = 2.0
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Work:
 
     full: bool = False
     local: bool = False  # the paths that concern this host's containers and rewrites
+    address: bool = False  # the advertised address changed
     all_containers: bool = False
     lease: bool = False
     roots: set[str] = field(default_factory=set)
@@ -68,6 +74,7 @@ class Work:
         return (
             self.full
             or self.local
+            or self.address
             or self.all_containers
             or self.lease
             or bool(self.roots or self.paths or self.containers or self.addresses)
@@ -80,14 +87,14 @@ class DirtyScopes:
     def __init__(self, roots: tuple[str, ...], source_of: Callable[[str], str | None]) -> None:
         self._roots = set(roots)
         self._source_of = source_of
-        self.lease_path = ""
+        self.lease_paths: set[str] = set()  # the lease parent (children) and our own lease
         self._work = Work()
         self._stopping = False
         self._wake = threading.Condition()
 
     def path_changed(self, path: str) -> None:
         with self._wake:
-            if path == self.lease_path:
+            if path in self.lease_paths:
                 self._work.lease = True
             elif path in self._roots:
                 self._work.roots.add(path)
@@ -98,6 +105,11 @@ class DirtyScopes:
     def container_changed(self, container_id: str) -> None:
         with self._wake:
             self._work.containers.add(container_id)
+            self._wake.notify()
+
+    def address_changed(self) -> None:
+        with self._wake:
+            self._work.address = True
             self._wake.notify()
 
     def endpoint_changed(self, endpoint: Endpoint) -> None:
@@ -141,10 +153,20 @@ class DirtyScopes:
 class Controller:
     """Runs the sidecar: keeps every provider registration under the roots reconciled."""
 
-    def __init__(self, settings: Settings, advertise_host: str, log: DecisionLog) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        address: advertise.AdvertiseHost | None,
+        log: DecisionLog,
+        environ: Mapping[str, str],
+    ) -> None:
+        """``address`` None: no configured source answered yet; the sidecar waits for one."""
         self._settings = settings
         self._roots = (*settings.root, *settings.services_root)
-        self._advertise_host = advertise_host
+        self._address = address
+        self._address_lock = threading.Lock()
+        self._new_address: advertise.AdvertiseHost | None = None
+        self._address_problem = "" if address else "no configured source answered yet"
         self._log = log
         self._stopping = threading.Event()
         self._state_file = StateFile(settings.state_file) if settings.state_file else None
@@ -172,7 +194,13 @@ class Controller:
             stopping=self._stopping,
             digest=settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None,
         )
-        self._engine = DockerEngine(settings.docker_url) if settings.docker_url != "none" else None
+        self._engine = (
+            DockerEngine(settings.docker_url, environ) if settings.docker_url != "none" else None
+        )
+        self._scope_decided = False
+        self._scope_waiting = ""
+        self._settle_at: float | None = None
+        self._lease_path = ""
         self._static = static_source.configured(settings.static_file, settings.static_ports)
         self._static_watch = (
             static_source.StaticWatch(
@@ -186,9 +214,6 @@ class Controller:
         self._indexed: tuple[object, ...] = ()
         self._gateways: list[str] = []
         self._holding_lease = False
-        self._lease_data = json.dumps(
-            {"host": socket.gethostname(), "pid": os.getpid(), "advertise_host": advertise_host}
-        ).encode()
         self._docker_subscribed = threading.Event()
         self._docker_fresh = False
         self._known_paths: dict[str, set[str]] = {root: set() for root in self._roots}
@@ -216,8 +241,13 @@ class Controller:
         self._saved_at = float("-inf")
         self._save_pending = False
         self._counted: dict[str, tuple[int, int]] = {}  # path -> (managed, refused)
-        probing = settings.probe_seconds > 0 and settings.mode == "replace"
+        probing = settings.probe_seconds > 0
         self._prober = Prober(settings.probe_seconds, dirty.endpoint_changed) if probing else None
+        self._address_watch = (
+            AddressWatch(settings, environ, address, self._address_found, self._address_lost)
+            if address is None or advertise.changes_over_time(settings)
+            else None
+        )
 
     # -- callbacks from the sources: record and return --------------------------------------
 
@@ -239,6 +269,15 @@ class Controller:
         self._log.connection("docker", "lost", problem=problem)
         self._dirty.wake()
 
+    def _address_found(self, found: advertise.AdvertiseHost) -> None:
+        with self._address_lock:
+            self._new_address = found
+        self._dirty.address_changed()
+
+    def _address_lost(self, problem: str) -> None:
+        # The last address known stays advertised: a metadata service blip changes nothing.
+        self._log.connection("advertise address", "unavailable", problem=problem)
+
     def _source_of(self, path: str) -> str | None:
         return self._reconciler.source_of(path) if self._reconciler else None
 
@@ -251,8 +290,12 @@ class Controller:
             self._docker_subscribed.is_set() and self._docker_fresh
         ):
             reasons.append("Docker Engine not reachable")
+        if self._address is None:
+            reasons.append(f"no advertised address: {self._address_problem}")
+        if self._scope_waiting:
+            reasons.append(f"per-app sidecar waiting: {self._scope_waiting}")
         if not self._holding_lease:
-            reasons.append("not holding the engine's lease (starting, or standing by)")
+            reasons.append("not holding its lease (starting, or standing by)")
         elif not self._reconciled_once:
             reasons.append("first reconcile not done")
         return reasons
@@ -280,8 +323,10 @@ class Controller:
             if stop.is_set():
                 return
             self._reconciler = reconciler = Reconciler(
-                self._settings, self._registry, self._advertise_host, engine_id
+                self._settings, self._registry, "", engine_id
             )
+            if self._address is not None:
+                reconciler.set_address(self._address.address, self._address.source)
             if self._state.engine == engine_id:
                 for path, (data, saved) in self._state.managed.items():
                     parent, _, name = path.rpartition("/")
@@ -289,8 +334,8 @@ class Controller:
                     if marker is not None:
                         node = RegistryNode(parent, name, data, 0, 0)
                         reconciler.managed.setdefault(parent, {})[name] = Remembered(node, marker)
-            self._dirty.lease_path = f"{LEASE_ROOT}/{engine_id}"
-            for source in (self._watch, self._static_watch):
+            self._dirty.lease_paths = {reconciler.lease_parent}
+            for source in (self._watch, self._static_watch, self._address_watch):
                 if source is not None:
                     source.start()
             if self._watch is None:
@@ -320,9 +365,8 @@ class Controller:
 
     def _shut_down(self) -> None:
         """Release everything; each step on its own, so one failure skips no other."""
-        steps: list[Callable[[], None]] = [
-            source.stop for source in (self._watch, self._static_watch) if source is not None
-        ]
+        sources = (self._watch, self._static_watch, self._address_watch)
+        steps: list[Callable[[], None]] = [s.stop for s in sources if s is not None]
         if self._save_pending:
             steps.append(lambda: self._save_state(now=True))
         if self._engine is not None:
@@ -345,6 +389,8 @@ class Controller:
 
     def _wait_time(self, next_resync: float) -> float:
         deadlines = [next_resync, *(at for at, _ in self._retry.values())]
+        if self._settle_at is not None:
+            deadlines.append(self._settle_at)
         if self._save_pending:
             deadlines.append(self._saved_at + _SAVE_EVERY)
         return max(0.0, min(deadlines) - time.monotonic())
@@ -368,8 +414,16 @@ class Controller:
         """One reconcile pass over the dirty scopes."""
         self._add_due_retries(work)
         work.paths |= {p for host in work.addresses for p in self._paths_by_key.get(host, ())}
+        self._take_address(reconciler, work)
+        if self._address is None:
+            return  # everything is read once an address is found
         if not self._refresh_containers(reconciler, work):
             return
+        if not self._decide_scope(reconciler, work):
+            return
+        if reconciler.use_mirrors_if_asked():
+            self._log.info("mirror paths now read", reason="a container's label asks for mirror")
+            work.full = True
         if not self._registry.connected:
             return  # the reconnect marks everything dirty
         session = self._registry.session_id
@@ -378,6 +432,10 @@ class Controller:
             self._note_session(session)
             if not self._hold_lease(reconciler, session, work):
                 return
+            if self._settle_at is not None and time.monotonic() >= self._settle_at:
+                self._settle_at = None
+                reconciler.scope = replace(reconciler.scope, settled=True)
+                work.local = True  # take this container's rewrites over from the per-host one
             if work.full:
                 reconciler.refresh_host_addresses()
             paths, known = self._paths_to_read(reconciler, work)
@@ -480,16 +538,75 @@ class Controller:
         self._state.password = self._registry.session_password
         self._save_state(now=True)
 
+    def _take_address(self, reconciler: Reconciler, work: Work) -> None:
+        """Adopt a newly found advertised address; a change re-points every managed
+        registration (each in one transaction) and is logged once, here."""
+        with self._address_lock:
+            found, self._new_address = self._new_address, None
+        if found is None:
+            return
+        before, self._address = self._address, found
+        reconciler.set_address(found.address, found.source)
+        if before is None:
+            self._log.info("advertised address found", address=found.address, source=found.source)
+            work.full = True
+        elif before.address != found.address:
+            self._log.info(
+                "advertised address changed", before=before.address, address=found.address,
+                source=found.source,
+            )  # fmt: skip
+            work.local = True
+
+    def _decide_scope(self, reconciler: Reconciler, work: Work) -> bool:
+        """Find which containers this sidecar serves (see scope.py); False while a per-app
+        sidecar has not found its container yet. A named container is looked for again on
+        every pass (it may be re-created); a detected one is found once."""
+        if self._scope_decided and (self._engine is None or not self._settings.container):
+            return True
+        if self._engine is None:
+            self._adopt_scope(reconciler, DeploymentScope(), work)  # this namespace's mapping
+            return True
+        choice = choose(
+            self._settings.scope, self._settings.container, list(self._containers.values()),
+            reconciler.interface_addresses(),
+        )  # fmt: skip
+        if isinstance(choice, str):
+            if self._scope_decided:
+                return True  # keep serving the container last found: it may come back
+            if choice != self._scope_waiting:
+                self._log.connection("scope", "waiting", problem=choice)
+            self._scope_waiting = choice
+            return False
+        self._scope_waiting = ""
+        if not self._scope_decided or choice.app != reconciler.scope.app:
+            self._adopt_scope(reconciler, choice, work)
+        return True
+
+    def _adopt_scope(self, reconciler: Reconciler, choice: DeploymentScope, work: Work) -> None:
+        """Serve ``choice`` from now on, under its own lease (giving up the previous one)."""
+        previous = self._lease_path if self._holding_lease else ""
+        reconciler.scope = replace(choice, peers=reconciler.scope.peers, settled=not choice.app)
+        self._lease_path = f"{reconciler.lease_parent}/{reconciler.scope.lease_name}"
+        self._dirty.lease_paths = {reconciler.lease_parent, self._lease_path}
+        self._log.info("scope", scope=choice.describe(), lease=self._lease_path)
+        if previous and self._registry.connected:
+            self._registry.apply_all([Transaction((Delete(previous, -1),))])
+        self._holding_lease = False
+        self._scope_decided = True
+        work.lease = work.full = True
+
     def _hold_lease(self, reconciler: Reconciler, session: int, work: Work) -> bool:
-        """Only the lease holder reconciles an engine's containers.
+        """Only the lease holder reconciles its scope.
 
         The lease is free, ours, or held by a session this sidecar may take it from: its own
         earlier session (from the state file), or one the servers say is gone (a sidecar
         killed without a state file). Otherwise another live sidecar holds it: stand by.
+        Peers' leases are read here too: they say which containers per-app sidecars claim.
         """
-        path = self._dirty.lease_path
+        path = self._lease_path
         if self._holding_lease and not work.lease:
             return True
+        reconciler.read_peers()
         owner = self._registry.owner_of(path)
         if owner != session:
             take_from = None
@@ -498,13 +615,17 @@ class Controller:
             ):
                 take_from = owner
             if owner is None or take_from is not None:
-                self._registry.acquire(path, self._lease_data, take_from)
+                about = {"host": socket.gethostname(), "pid": str(os.getpid()),
+                         "advertise_host": reconciler.advertise_host}  # fmt: skip
+                self._registry.acquire(path, lease_data(reconciler.scope, **about), take_from)
                 owner = self._registry.owner_of(path)
         holding = owner == session
         if holding and not self._holding_lease:
             self._log.connection("lease", "held", lease=path, session=f"0x{session:x}")
             self._retry.pop(_LEASE, None)
             work.full = True  # everything that waited while standing by
+            if reconciler.scope.app and not reconciler.scope.settled:
+                self._settle_at = time.monotonic() + _SETTLE
         elif not holding:
             holder = (self._registry.read_data(path) or b"").decode(errors="replace")
             self._log.connection(

@@ -7,16 +7,23 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from sidecar import labels
 from sidecar.model import Container, Endpoint, PublishedPort
 
 
 @dataclass(frozen=True)
 class Mapped:
-    """The endpoint is a published port of a local container."""
+    """The endpoint is a published port of a local container.
+
+    ``by_label`` names the labels that chose the advertised endpoint; ``mode`` is the
+    container's mode label, if any.
+    """
 
     container: Container
     binding: PublishedPort
     advertised: Endpoint
+    by_label: tuple[str, ...] = ()
+    mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Unmapped:
     container: Container | None = None
     local: bool = True
     suspended: bool = False
+    opted_out: bool = False  # by its labels (or labels the sidecar cannot follow)
 
 
 class ContainerIndex:
@@ -71,6 +79,18 @@ class ContainerIndex:
         """The binding of ``port`` of ``container`` (see choose_binding)."""
         return choose_binding(self._bindings.get((container.id, port), ()), advertise_host)
 
+    def external_port(self, container: Container, port: int, advertise_host: str) -> int | None:
+        """The port consumers dial for ``port`` of ``container``: its label, else its binding's
+        host port (None when the port is not published)."""
+        try:
+            wanted = labels.parse(container.labels)
+        except labels.InvalidLabels:
+            return None
+        binding = self.binding(container, port, wanted.advertise_host or advertise_host)
+        if binding is None:
+            return None
+        return wanted.external_port(port) or binding.host_port
+
     def in_docker_network(self, address: str) -> bool:
         """Whether ``address`` lies in one of the engine's networks (a bridge gateway, say)."""
         if not self.subnets:
@@ -100,6 +120,13 @@ class ContainerIndex:
             names = ", ".join(sorted(c.name for c in owners))
             return Unmapped(f"address {endpoint.host} belongs to several containers ({names})")
         container = owners[0]
+        try:
+            wanted = labels.parse(container.labels)
+        except labels.InvalidLabels as exc:
+            return Unmapped(f"{exc}: left alone", container, opted_out=True)
+        if not wanted.enabled:
+            return Unmapped(f"opted out by label {labels.ENABLE}=false", container, opted_out=True)
+        advertise_host = wanted.advertise_host or advertise_host
         binding = self.binding(container, endpoint.port, advertise_host)
         if binding is None:
             bound = sorted({f"{b.host_ip}:{b.host_port}" for b in container.published
@@ -117,8 +144,17 @@ class ContainerIndex:
         if endpoint in self.unreachable:
             reason = f"container {container.name} {self.unreachable[endpoint]}"
             return Unmapped(reason, container, suspended=True)
+        by_label = []
         host = advertise_host if binding.any_host_address else binding.host_ip
-        return Mapped(container, binding, Endpoint.of(host, binding.host_port))
+        if wanted.advertise_host:
+            # A host named on the container beats the binding's: a NAT or balancer in front.
+            host = wanted.advertise_host
+            by_label.append(labels.ADVERTISE_HOST)
+        port = wanted.external_port(endpoint.port)
+        if port is not None:
+            by_label.append(f"{labels.PORT}{endpoint.port}")
+        advertised = Endpoint.of(host, port or binding.host_port)
+        return Mapped(container, binding, advertised, tuple(by_label), wanted.mode)
 
 
 def choose_binding(bindings: Iterable[PublishedPort], advertise_host: str) -> PublishedPort | None:

@@ -62,6 +62,7 @@ class Container:
     addresses: tuple[str, ...] = ()
     published: tuple[PublishedPort, ...] = ()
     not_serving: str = ""  # why a container that still exists cannot serve: paused, unhealthy
+    labels: tuple[tuple[str, str], ...] = ()  # the sidecar's labels only (see labels.py)
 
     @property
     def short_id(self) -> str:

@@ -18,8 +18,6 @@ from dataclasses import dataclass, replace
 from sidecar.model import Endpoint, Origin, RegistryNode
 
 TAG = "dubbo-nat-sidecar"
-# One ephemeral node per engine: whichever sidecar session owns it reconciles that engine.
-LEASE_ROOT = "/dubbo-nat-sidecar/leases"
 _PREFIX = b'{"' + TAG.encode() + b'":'
 
 

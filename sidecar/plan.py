@@ -9,11 +9,11 @@ path (URL node names) or an application's instance path (Curator JSON).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import unquote
 
-from sidecar import instances, urls
+from sidecar import instances, labels, urls
 from sidecar.mapping import ContainerIndex, Mapped, Unmapped
 from sidecar.model import (
     Check,
@@ -26,6 +26,7 @@ from sidecar.model import (
     Transaction,
 )
 from sidecar.ownership import Marker, Ownership, read_marker
+from sidecar.scope import DeploymentScope, Lease
 
 # Protocols whose provider URLs carry a TCP endpoint that consumers dial.
 KNOWN_PROTOCOLS = frozenset(
@@ -59,7 +60,8 @@ class Mode(StrEnum):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is planning: the sidecar's ZooKeeper session, its Docker engine, its advertised host.
+    """Who is planning: the sidecar's ZooKeeper session, its Docker engine, its advertised host
+    (and where that came from), its default mode and its deployment scope.
 
     ``session`` is None for an observer (``plan``), which counts every node of its engine's
     sidecar as managed instead of taking it over.
@@ -69,6 +71,8 @@ class Identity:
     engine: str
     advertise_host: str
     mode: Mode = Mode.REPLACE
+    scope: DeploymentScope = field(default_factory=DeploymentScope)
+    advertise_source: str = "--advertise-host"
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Decision:
     suspended: bool = False  # removed while its container does not serve; restored after
     marker: Marker | None = None  # what the node it creates or keeps is a rewrite of
     refused: bool = False  # left alone because its session is not provably this host's
+    decided_by: str = ""  # the scope, labels and address source behind the decision
 
     @property
     def interface(self) -> str:
@@ -239,8 +244,7 @@ class _InstanceKind:
         container = found.container
 
         def host_port(port: int) -> int | None:
-            binding = containers.binding(container, port, advertise_host)
-            return binding.host_port if binding else None
+            return containers.external_port(container, port, advertise_host)
 
         name, data, unmapped = instances.rewrite(parsed.instance, found.advertised, host_port)
         notes = []
@@ -285,11 +289,7 @@ class _Planner:
         self.owners = owners
         self.kind = _kind(scope)
         self.by_name = {node.name: node for node in scope.nodes}
-        # Where rewritten nodes live: the same path (replace) or the mirror path.
-        self.target_parent = scope.mirror_parent if me.mode is Mode.MIRROR else scope.parent
-        self.targets: Mapping[str, RegistryNode] = (
-            {n.name: n for n in scope.mirror} if me.mode is Mode.MIRROR else self.by_name
-        )
+        self.mirror_by_name = {node.name: node for node in scope.mirror}
         self.mirrored: set[str] = set()  # mirror names the originals call for
         self.markers = {n.name: self.kind.marker_of(n) for n in scope.nodes}
         # Our rewrites whose originals are gone, by container endpoint (see
@@ -304,8 +304,6 @@ class _Planner:
         ours = [n for n in self.scope.nodes if self.markers[n.name] is not None]
         originals = [n for n in self.scope.nodes if self.markers[n.name] is None]
         decisions = [self._registration(node) for node in originals]
-        if self.me.mode is Mode.MIRROR:
-            return decisions + [self._mirrored(node) for node in self.scope.mirror]
         superseded = {
             op.path: d.node.name
             for d in decisions
@@ -323,7 +321,40 @@ class _Planner:
         decisions += [
             self._vanished(r) for r in self.scope.remembered if r.node.name not in present
         ]
-        return decisions
+        return decisions + [self._mirrored(node) for node in self.scope.mirror]
+
+    def _targets(self, mode: Mode) -> tuple[str | None, Mapping[str, RegistryNode]]:
+        """Where rewritten nodes of this mode live: the same path, or the mirror path."""
+        if mode is Mode.MIRROR:
+            return self.scope.mirror_parent, self.mirror_by_name
+        return self.scope.parent, self.by_name
+
+    def _decided_by(self, found: Mapped | Unmapped) -> str:
+        parts = [self.me.scope.describe()]
+        if isinstance(found, Mapped):
+            if labels.ADVERTISE_HOST not in found.by_label:
+                binding = found.binding
+                parts.append(
+                    f"address from {self.me.advertise_source}"
+                    if binding.any_host_address
+                    else f"binding on {binding.host_ip}"
+                )
+            parts += [f"label {name}" for name in found.by_label]
+            if found.mode:
+                parts.append(f"label {labels.MODE}={found.mode}")
+        elif found.opted_out:
+            parts.append("labels")
+        return ", ".join(parts)
+
+    def _excluded(self, container: Container | None) -> str | None:
+        """Why a container is another sidecar's, or outside this one's scope (None: ours)."""
+        return self.me.scope.excludes(container.id) if container is not None else None
+
+    def _live_peer(self, node: RegistryNode) -> Lease | None:
+        """The engine's other live sidecar that owns ``node``, if any."""
+        if node.owner in (0, self.me.session):
+            return None
+        return self.me.scope.holder(node.owner)
 
     # -- original registrations --------------------------------------------------------------
 
@@ -332,12 +363,26 @@ class _Planner:
         if isinstance(parsed, str):
             return Decision(Action.LEAVE, node, parsed)
         found = self.containers.resolve(parsed.endpoint, self.me.advertise_host)
+        excluded = self._excluded(found.container)
+        if excluded is not None:
+            return Decision(
+                Action.LEAVE, node, excluded, parsed.endpoint, container=found.container,
+                local=not self.me.scope.app, decided_by=self.me.scope.describe(),
+            )  # fmt: skip
         if isinstance(found, Unmapped):
             return Decision(
                 Action.LEAVE, node, found.reason, parsed.endpoint, container=found.container,
-                local=found.local,
+                local=found.local, decided_by=self._decided_by(found) if found.local else "",
             )  # fmt: skip
-        base = Decision(Action.LEAVE, node, "", parsed.endpoint, found.advertised, found.container)
+        base = Decision(Action.LEAVE, node, "", parsed.endpoint, found.advertised, found.container,
+                        decided_by=self._decided_by(found))  # fmt: skip
+        mode = Mode(found.mode) if found.mode else self.me.mode
+        target_parent, targets = self._targets(mode)
+        if target_parent is None:
+            return _decide(
+                base, Action.LEAVE, f"label {labels.MODE}=mirror: no mirror root for this path "
+                "(mirror mode needs exactly one --root and one --services-root)",
+            )  # fmt: skip
         target_name, content, notes = self.kind.target(
             parsed, found, self.containers, self.me.advertise_host
         )
@@ -347,19 +392,19 @@ class _Planner:
         )  # fmt: skip
         data = self.kind.data(marker, content)
         base = replace(base, marker=marker)
-        target = self.targets.get(target_name)
-        ours = target is not None and self._is_ours(target, node.name, found.container.id)
+        target = targets.get(target_name)
+        ours = target is not None and self._is_ours(target, node.name, found.container.id, mode)
         refusal = self.owners.refusal(node, parsed.endpoint)
         if refusal is not None:
             left = replace(_decide(base, Action.LEAVE, refusal), refused=True)
-            if ours and self.me.mode is Mode.MIRROR:
+            if ours and mode is Mode.MIRROR:
                 # Proof is missing for now, not disproof: keep what was proven before.
                 self.mirrored.add(target_name)
                 left = _decide(base, Action.KEEP, f"mirror kept as it was: {refusal}")
             return replace(left, provisional=self.owners.unproven(node))
-        create = Create(f"{self.target_parent}/{target_name}", data)
+        create = Create(f"{target_parent}/{target_name}", data)
         reason = _published_reason(found) + (f"; {notes}" if notes else "")
-        if self.me.mode is Mode.MIRROR:
+        if mode is Mode.MIRROR:
             self.mirrored.add(target_name)
             if target is None:
                 return _decide(base, Action.REWRITE, f"mirrored: {reason}", create)
@@ -435,7 +480,27 @@ class _Planner:
                 Action.LEAVE, node, f"rewritten by the sidecar of {marker.engine}",
                 marker.container_endpoint, local=False,
             )  # fmt: skip
+        elsewhere = self._elsewhere(node, marker)
+        if elsewhere is not None:
+            return elsewhere
         base, found = self._still_mapped(node, marker)
+        if isinstance(found, Unmapped) and found.opted_out:
+            if marker.original in self.by_name:
+                return _decide(
+                    base, Action.REMOVE, f"{found.reason}; its original is registered again",
+                    Delete(node.path, node.version),
+                )  # fmt: skip
+            # Removing it would unregister the provider: its original went with the swap.
+            reason = (
+                f"{found.reason}; the rewrite stays until its container stops (the original "
+                "cannot be handed back to the provider's session)"
+            )
+            if self.me.session in (None, node.owner):
+                return _decide(base, Action.KEEP, reason)
+            return _decide(
+                base, Action.UPDATE, f"taking over from an earlier run: {reason}",
+                Delete(node.path, node.version), Create(node.path, node.data),
+            )  # fmt: skip
         if isinstance(found, Unmapped):
             removal = _decide(base, Action.REMOVE, found.reason, Delete(node.path, node.version))
             return replace(removal, suspended=found.suspended)
@@ -478,13 +543,16 @@ class _Planner:
         elif not self.kind.same(node.data, data):
             reason = "a published port changed"
         else:
-            reason = f"taking over from an earlier run (session 0x{node.owner:x})"
+            reason = self._taking_over(node)
         create = Create(f"{node.parent}/{wanted}", data)
         return _decide(base, Action.UPDATE, reason, Delete(node.path, node.version), create)
 
     def _vanished(self, remembered: Remembered) -> Decision:
         """Replace mode: a rewrite this sidecar made that is no longer in the registry."""
         node, marker = remembered.node, remembered.marker
+        excluded = self.me.scope.excludes(marker.container)
+        if excluded is not None:
+            return Decision(Action.FORGET, node, excluded, marker.container_endpoint)
         base, found = self._still_mapped(node, marker)
         if isinstance(found, Unmapped):
             if found.suspended:
@@ -511,6 +579,9 @@ class _Planner:
         marker = read_marker(node.data) if not self.scope.instances else self._mirror_marker(node)
         if marker is None or marker.engine != self.me.engine:
             return Decision(Action.LEAVE, node, "not mirrored by this host's sidecar", local=False)
+        elsewhere = self._elsewhere(node, marker)
+        if elsewhere is not None:
+            return elsewhere
         base = Decision(Action.KEEP, node, "", marker.container_endpoint, marker=marker)
         if node.name not in self.mirrored:
             reason = (
@@ -526,7 +597,7 @@ class _Planner:
                 f"mirror managed by this host's sidecar (session 0x{node.owner:x})",
             )
         return _decide(
-            base, Action.UPDATE, f"taking over from an earlier run (session 0x{node.owner:x})",
+            base, Action.UPDATE, self._taking_over(node),
             Delete(node.path, node.version), Create(node.path, node.data),
         )  # fmt: skip
 
@@ -540,6 +611,25 @@ class _Planner:
             return Marker(node.name, Endpoint("0.0.0.0", 1), "", self.me.engine)
         return None
 
+    def _taking_over(self, node: RegistryNode) -> str:
+        peer = self._live_peer(node)
+        if peer is not None:
+            return f"taking over from {peer.describe()}"
+        return f"taking over from an earlier run (session 0x{node.owner:x})"
+
+    def _elsewhere(self, node: RegistryNode, marker: Marker) -> Decision | None:
+        """Leave alone a node of this engine that another of its sidecars manages."""
+        excluded = self.me.scope.excludes(marker.container) if marker.container else None
+        peer = self._live_peer(node)
+        if excluded is None and peer is not None and not self.me.scope.may_take_from(peer):
+            excluded = f"managed by {peer.describe()}"
+        if excluded is None:
+            return None
+        return Decision(
+            Action.LEAVE, node, excluded, marker.container_endpoint,
+            local=not self.me.scope.app, decided_by=self.me.scope.describe(),
+        )  # fmt: skip
+
     def _still_mapped(
         self, node: RegistryNode, marker: Marker
     ) -> tuple[Decision, Mapped | Unmapped]:
@@ -551,16 +641,18 @@ class _Planner:
         if isinstance(found, Mapped):
             if found.container.id != marker.container:
                 return base, Unmapped(f"address now belongs to container {found.container.name}")
-            return replace(base, advertised=found.advertised, container=found.container), found
+            decided = self._decided_by(found)
+            return replace(base, advertised=found.advertised, container=found.container,
+                           decided_by=decided), found  # fmt: skip
         if marker.container not in self.containers.by_id:
             return base, Unmapped(f"container {marker.container[:12]} is no longer running")
         return replace(base, container=found.container or gone), found
 
-    def _is_ours(self, node: RegistryNode, original: str, container: str) -> bool:
+    def _is_ours(self, node: RegistryNode, original: str, container: str, mode: Mode) -> bool:
         """Whether ``node`` is this engine's rewrite of ``original`` served by ``container``."""
         marker = (
             self._mirror_marker(node)
-            if self.scope.instances and self.me.mode is Mode.MIRROR
+            if self.scope.instances and mode is Mode.MIRROR
             else self.kind.marker_of(node)
         )
         return (

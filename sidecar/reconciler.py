@@ -12,10 +12,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from sidecar import labels
 from sidecar.config import Settings, servers
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Create, Endpoint, Origin, RegistryNode
-from sidecar.ownership import LEASE_ROOT, LocalAddresses, Marker, Ownership, read_marker
+from sidecar.ownership import LocalAddresses, Marker, Ownership, read_marker
 from sidecar.plan import (
     Action,
     Decision,
@@ -28,16 +29,20 @@ from sidecar.plan import (
 )
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
+from sidecar.scope import LEASE_ROOT, DeploymentScope, peers_from
 from sidecar.sources.host import interface_addresses
 
 
 @dataclass(frozen=True)
 class Managed:
-    """A node the engine's sidecar wrote; ``active``: owned by the lease holder's session."""
+    """A node one of the engine's sidecars wrote: ``managed_by`` names the live sidecar whose
+    session owns it ("" if none: an earlier run's, to be taken over); ``decided_by`` what
+    decided it, when it is in this sidecar's scope."""
 
     node: RegistryNode
     marker: Marker | None
-    active: bool
+    managed_by: str
+    decided_by: str = ""
 
 
 # Asking every server for its connections is not free: at most this often...
@@ -50,17 +55,29 @@ class Reconciler:
     """Reads and plans providers and instance paths; keeps what a plan needs across passes."""
 
     def __init__(
-        self, settings: Settings, registry: ZooKeeperRegistry, advertise_host: str, engine_id: str
+        self,
+        settings: Settings,
+        registry: ZooKeeperRegistry,
+        advertise_host: str,
+        engine_id: str,
+        advertise_source: str = "--advertise-host",
     ) -> None:
         self.mode = Mode(settings.mode)
         self.roots = settings.root
         self.services_roots = settings.services_root
-        # Mirror mode: each root's counterpart (configuration allows one root of each kind).
-        self._mirrors = dict(zip(settings.root, [settings.mirror_root], strict=False)) | dict(
-            zip(settings.services_root, [settings.mirror_services_root], strict=False)
-        )
+        # Each root's mirror counterpart: only with one root of each kind.
+        self._mirrors: dict[str, str] = {}
+        if len(settings.root) == 1 and len(settings.services_root) <= 1:
+            self._mirrors = {settings.root[0]: settings.mirror_root} | dict(
+                zip(settings.services_root, [settings.mirror_services_root], strict=False)
+            )
+        # Mirror paths are read once mirror mode is the default or a container asks for it.
+        self.mirrors_in_use = self.mode is Mode.MIRROR
         self.advertise_host = advertise_host
+        self.advertise_source = advertise_source
         self.engine_id = engine_id
+        self.lease_parent = f"{LEASE_ROOT}/{engine_id}"
+        self.scope = DeploymentScope()
         self.containers = ContainerIndex(())
         # This sidecar's rewritten nodes per path, as last written or seen.
         self.managed: dict[str, dict[str, Remembered]] = {}
@@ -68,7 +85,8 @@ class Reconciler:
         self._origins_source = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
         self._origins: dict[int, Origin] | None = None
         self._origins_at = float("-inf")
-        self._host_addresses = set(settings.host_address) | {advertise_host}
+        self._configured_host_addresses = set(settings.host_address)
+        self._host_addresses = self._configured_host_addresses | {advertise_host}
         self._servers = [host for host, _ in servers(settings.zookeeper)]
         self._interface_addresses: set[str] = set()
         self._local_servers: frozenset[str] = frozenset()
@@ -77,20 +95,46 @@ class Reconciler:
         self._claims: dict[Endpoint, Counter[int]] = {}
 
     def mirror_of(self, parent: str) -> str | None:
-        """The mirror root's counterpart of a path (mirror mode only)."""
-        if self.mode is not Mode.MIRROR:
+        """The mirror root's counterpart of a path (once mirrors are in use)."""
+        if not self.mirrors_in_use:
             return None
-        root = self._root_of(parent)
-        return self._mirrors[root] + parent.removeprefix(root) if root else None
+        return self._mirror_path(parent)
 
     def source_of(self, path: str) -> str | None:
         """The path a mirror path mirrors, or None for any other path."""
-        if self.mode is not Mode.MIRROR:
+        if not self.mirrors_in_use:
             return None
         for root, mirror in self._mirrors.items():
             if path.startswith(mirror + "/"):
                 return root + path.removeprefix(mirror)
         return None
+
+    def set_address(self, address: str, source: str) -> None:
+        """A new advertised address (the sessions of this host may come from it too)."""
+        self.advertise_host, self.advertise_source = address, source
+        self._host_addresses = self._configured_host_addresses | {address}
+
+    def use_mirrors_if_asked(self) -> bool:
+        """Start reading mirror paths once a container of this scope asks for mirror mode;
+        True if that just happened (everything must be read again). Never stops: mirrors
+        written earlier must still be followed."""
+        if self.mirrors_in_use:
+            return False
+        for container in self.containers.by_id.values():
+            try:
+                asked = labels.parse(container.labels).mode == "mirror"
+            except labels.InvalidLabels:
+                continue
+            if asked and self.scope.excludes(container.id) is None:
+                self.mirrors_in_use = True
+                return True
+        return False
+
+    def read_peers(self) -> None:
+        """Read which other sidecars of this engine are alive (their leases)."""
+        nodes = self._registry.read_providers([self.lease_parent])[self.lease_parent]
+        leases = {node.name: (node.owner, node.data) for node in nodes}
+        self.scope = replace(self.scope, peers=peers_from(leases, self.scope.lease_name))
 
     def refresh_host_addresses(self) -> None:
         """Read this host's addresses again, and which ZooKeeper servers run on it."""
@@ -150,14 +194,29 @@ class Reconciler:
             claims = {e: s for e, s in claims_in(scope).items() if e.host in local}
             self._set_claims(scope.parent, claims)
         owners = self._ownership(parents)
-        me = Identity(session, self.engine_id, self.advertise_host, self.mode)
+        if self._unknown_owners(scopes, session):
+            self.read_peers()  # before taking over a node, know whether its owner is alive
+        me = Identity(
+            session, self.engine_id, self.advertise_host, self.mode, self.scope,
+            self.advertise_source,
+        )  # fmt: skip
         return [d for scope in scopes for d in plan_providers(scope, self.containers, me, owners)]
+
+    def _unknown_owners(self, scopes: Iterable[Scope], session: int | None) -> bool:
+        """Whether any of this engine's rewritten nodes is owned by a session that is neither
+        this sidecar's nor a known peer's (an earlier run's, or a peer not yet seen)."""
+        known = {0, session, *self.scope.peers}
+        for scope in scopes:
+            for node in (*scope.nodes, *scope.mirror):
+                if node.owner not in known:
+                    marker = read_marker(node.data)
+                    if marker is not None and marker.engine == self.engine_id:
+                        return True
+        return False
 
     def intend(self, decisions: Iterable[Decision]) -> bool:
         """Write ahead: remember the nodes these decisions are about to create, so that a
         crash between the write and its confirmation loses nothing. True if that changed."""
-        if self.mode is Mode.MIRROR:
-            return False
         changed = False
         for d in decisions:
             created = _created(d) if d.action.writes else None
@@ -171,11 +230,11 @@ class Reconciler:
         self, decisions: Iterable[Decision], outcomes: Mapping[Decision, Outcome], session: int
     ) -> bool:
         """Update what this sidecar manages from a pass's results; True if that changed."""
-        if self.mode is Mode.MIRROR:
-            return False  # mirrors are derived from the originals, never restored from memory
         before = {p: dict(nodes) for p, nodes in self.managed.items()}
         planned: dict[str, dict[str, Remembered]] = {}
         for d in decisions:
+            if self.source_of(d.node.parent) is not None:
+                continue  # mirrors are derived from their originals, never restored from memory
             previous = before.get(d.node.parent, {})
             now = planned.setdefault(d.node.parent, {})
             outcome = outcomes.get(d)
@@ -214,20 +273,35 @@ class Reconciler:
         }
 
     def managed_now(self) -> list[Managed]:
-        """The registrations this engine's sidecar manages, read from the live registry."""
-        holder = self._registry.owner_of(f"{LEASE_ROOT}/{self.engine_id}")
+        """The registrations this engine's sidecars manage, read from the live registry."""
+        nodes = self._registry.read_providers([self.lease_parent])[self.lease_parent]
+        leases = peers_from({n.name: (n.owner, n.data) for n in nodes}, own_lease="")
         roots = (*self.roots, *self.services_roots)
-        paths = [p for root in roots for p in self.scope_paths(root)]
-        paths = [self.mirror_of(p) or p for p in paths]
-        rows = []
-        for parent, nodes in sorted(self._registry.read_providers(paths).items()):
-            instance_path = self._root_of(self.source_of(parent) or parent) in self.services_roots
+        sources = [p for root in roots for p in self.scope_paths(root)]
+        mirrors = {m: p for p in sources if (m := self._mirror_path(p))}
+        found = []
+        for parent, nodes in sorted(self._registry.read_providers([*sources, *mirrors]).items()):
+            source = mirrors.get(parent, parent)
+            instance_path = self._root_of(source) in self.services_roots
             for node in nodes:
                 marker = read_marker(node.data)
                 ours = marker is not None and marker.engine == self.engine_id
-                if ours or (instance_path and holder is not None and node.owner == holder):
-                    rows.append(Managed(node, marker, node.owner == holder))
-        return rows
+                if ours or (instance_path and node.owner in leases):
+                    lease = leases.get(node.owner)
+                    found.append((source, node, marker, lease.describe() if lease else ""))
+        # What decided each: the planner's view, for the nodes this sidecar's scope covers.
+        decided = {
+            d.node.path: d.decided_by
+            for d in self.plan(sorted({source for source, *_ in found}), session=None)
+        }
+        return [
+            Managed(node, marker, managed_by, decided.get(node.path, ""))
+            for _, node, marker, managed_by in found
+        ]
+
+    def _mirror_path(self, parent: str) -> str | None:
+        root = self._root_of(parent)
+        return self._mirrors[root] + parent.removeprefix(root) if root in self._mirrors else None
 
     def _root_of(self, path: str) -> str | None:
         for root in (*self.roots, *self.services_roots):

@@ -121,7 +121,9 @@ class DecisionLog:
 
 def render_table(decisions: Iterable[Decision]) -> str:
     """The ``plan`` output: one row per registration, what would happen and why."""
-    header = ("ACTION", "INTERFACE", "REGISTERED", "ADVERTISED", "CONTAINER", "REASON")
+    header = (
+        "ACTION", "INTERFACE", "REGISTERED", "ADVERTISED", "CONTAINER", "DECIDED BY", "REASON"
+    )  # fmt: skip
     rows = [header]
     for d in sorted(decisions, key=lambda d: (d.interface, d.node.name)):
         rows.append(
@@ -131,6 +133,7 @@ def render_table(decisions: Iterable[Decision]) -> str:
                 _endpoint(d.original) if d.action is not Action.REMOVE else _current(d),
                 _endpoint(d.advertised) if d.action is not Action.REMOVE else "-",
                 d.container.name if d.container else "-",
+                d.decided_by or "-",
                 d.reason,
             )
         )
@@ -139,7 +142,9 @@ def render_table(decisions: Iterable[Decision]) -> str:
 
 def render_status(rows: Iterable[Managed]) -> str:
     """The ``status`` output: the registrations the sidecar manages, from the live registry."""
-    table = [("INTERFACE", "ADVERTISED", "CONTAINER ENDPOINT", "CONTAINER", "SESSION", "STATE")]
+    table = [
+        ("INTERFACE", "ADVERTISED", "CONTAINER ENDPOINT", "CONTAINER", "DECIDED BY", "MANAGED BY")
+    ]
     for row in rows:
         marker = row.marker
         table.append(
@@ -148,8 +153,10 @@ def render_status(rows: Iterable[Managed]) -> str:
                 _node_endpoint(row.node.name),
                 str(marker.container_endpoint) if marker else "-",
                 marker.container[:12] if marker else "-",
-                f"0x{row.node.owner:x}",
-                "active" if row.active else "earlier session (taken over soon)",
+                row.decided_by or "-",
+                row.managed_by
+                or f"no live sidecar: session 0x{row.node.owner:x} of an earlier run "
+                "(taken over soon)",
             )
         )
     return _columns(table)
@@ -178,6 +185,7 @@ def _fields(decision: Decision) -> dict[str, str]:
         else _endpoint(decision.advertised),
         "container": decision.container.name if decision.container else "-",
         "reason": decision.reason,
+        "decided_by": decision.decided_by or "-",
         "node": decision.node.path,
     }
 

@@ -19,7 +19,7 @@ from docker.models.containers import Container
 
 from testbed.polling import wait_until
 
-LABEL = "dubbo-nat-sidecar.testbed"
+LABEL = "dubbo-nat-sidecar-testbed"
 """Label key put on every container, network and image the harness creates (value ``"1"``)."""
 LABELS: dict[str, str] = {LABEL: "1"}
 RUN_LABEL = f"{LABEL}.run"

@@ -18,7 +18,7 @@ from docker.models.containers import Container
 from testbed.engine import LABEL, LABELS
 from testbed.polling import wait_until
 
-RUNTIME_IMAGE = "dubbo-nat-sidecar-testbed/runtime:1"
+RUNTIME_IMAGE = "dubbo-nat-sidecar-testbed/runtime:2"
 DUBBO_PORT = 20880
 TESTBED_DIR = Path(__file__).resolve().parent
 """The ``testbed`` package directory; its parent goes on ``PYTHONPATH`` inside containers."""

@@ -6,13 +6,15 @@ The engine is only read, never changed. Events only report which container to lo
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import docker
 import docker.errors
+import docker.utils
 import requests
 
+from sidecar import labels
 from sidecar.model import Container, PublishedPort
 
 # Docker actions after which a container's addresses, bindings or health may differ.
@@ -21,6 +23,7 @@ CONTAINER_ACTIONS = (
     "health_status", "rename",
 )  # fmt: skip
 NETWORK_ACTIONS = ("connect", "disconnect")
+_LOCAL_SOCKET = "unix:///var/run/docker.sock"
 _MIN_BACKOFF = 0.25
 _MAX_BACKOFF = 8.0
 
@@ -29,20 +32,43 @@ class DockerUnavailable(Exception):
     """The Docker Engine did not answer; the message says how."""
 
 
-class DockerEngine:
-    """A read-only client of one Docker Engine."""
+class DockerConfigError(ValueError):
+    """The settings to reach the Docker Engine are unusable; the message says which."""
 
-    def __init__(self, url: str, timeout: int = 5) -> None:
-        self._url = url
+
+class DockerEngine:
+    """A read-only client of one Docker Engine.
+
+    ``url`` None means what the docker CLI would use: ``DOCKER_HOST`` (with
+    ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``), else the local socket. Raises
+    DockerConfigError when the TLS files are missing.
+    """
+
+    def __init__(self, url: str | None, environ: Mapping[str, str], timeout: int = 5) -> None:
+        settings = dict(environ)
+        if url is not None:
+            settings["DOCKER_HOST"] = url
+        try:
+            kwargs = docker.utils.kwargs_from_env(environment=settings)
+        except docker.errors.TLSParameterError as exc:
+            raise DockerConfigError(f"Docker TLS: {_describe(exc)}") from None
+        self._url = str(kwargs.setdefault("base_url", _LOCAL_SOCKET))
+        if not self._url.startswith(("tcp://", "https://")):
+            kwargs.pop("tls", None)  # TLS settings concern remote engines only
+        self._kwargs = kwargs
         self._timeout = timeout
         self._client: docker.APIClient | None = None
+
+    @property
+    def url(self) -> str:
+        return self._url
 
     @property
     def _api(self) -> docker.APIClient:
         # Created on first use: with version="auto" the constructor already asks the daemon.
         if self._client is None:
-            self._client = docker.APIClient(base_url=self._url, version="auto",
-                                            timeout=self._timeout)  # fmt: skip
+            kind = _TlsClient if "tls" in self._kwargs else docker.APIClient
+            self._client = kind(version="auto", timeout=self._timeout, **self._kwargs)
         return self._client
 
     def engine_id(self) -> str:
@@ -107,6 +133,13 @@ class DockerEngine:
             return request()
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             raise DockerUnavailable(f"Docker Engine at {self._url}: {_describe(exc)}") from exc
+
+
+class _TlsClient(docker.APIClient):
+    """A client whose CA is the engine's own: requests would let REQUESTS_CA_BUNDLE (set in
+    many images) replace it. The constructor already connects, hence a fixed attribute."""
+
+    trust_env = property(lambda self: False, lambda self, value: None)
 
 
 class EventSubscription:
@@ -208,6 +241,7 @@ def to_container(doc: dict[str, Any]) -> Container:
     state = doc.get("State") or {}
     health = (state.get("Health") or {}).get("Status")
     not_serving = "paused" if state.get("Paused") else "unhealthy" if health == "unhealthy" else ""
+    container_labels = ((doc.get("Config") or {}).get("Labels") or {}).items()
     return Container(
         id=str(doc["Id"]),
         name=str(doc.get("Name") or doc["Id"][:12]).lstrip("/"),
@@ -215,6 +249,7 @@ def to_container(doc: dict[str, Any]) -> Container:
         addresses=addresses,
         published=published,
         not_serving=not_serving,
+        labels=labels.normal(container_labels),
     )
 
 

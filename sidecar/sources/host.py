@@ -1,13 +1,41 @@
-"""This host's own addresses, read from /proc: connections from here reach ZooKeeper from them."""
+"""This network namespace's own addresses, read from /proc and the kernel: connections from
+here reach ZooKeeper from them, and they tell which container's namespace this is."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import itertools
+import socket
+import struct
 from pathlib import Path
 
 _FIB_TRIE = Path("/proc/net/fib_trie")
 _IF_INET6 = Path("/proc/net/if_inet6")
+_SIOCGIFADDR = 0x8915
+
+
+def addresses_of(interface: str) -> list[str]:
+    """The addresses of one named interface: its IPv4 address first, then global IPv6 ones."""
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            request = struct.pack("256s", interface.encode()[:15])
+            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, request)
+            found.append(socket.inet_ntoa(answer[20:24]))
+        except OSError:
+            pass  # no such interface, or no IPv4 address on it
+    try:
+        lines = _IF_INET6.read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 6 and fields[5] == interface:
+            ip = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+            if not (ip.is_link_local or ip.is_loopback):
+                found.append(ip.compressed)
+    return found
 
 
 def interface_addresses() -> set[str]:

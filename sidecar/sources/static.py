@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar import labels
 from sidecar.model import Container, PublishedPort
 
 STATIC_ID = "static"
@@ -33,13 +34,14 @@ class StaticMapping:
 
     ports: tuple[tuple[int, int], ...] = ()
     addresses: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
 
     def container(self, default_addresses: Iterable[str]) -> Container | None:
         """The pseudo-container the planner maps through, or None for an empty mapping."""
         if not self.ports:
             return None
         addresses = self.addresses or tuple(sorted(_non_loopback(default_addresses)))
-        return _pseudo_container(self.ports, addresses)
+        return _pseudo_container(self.ports, addresses, self.labels)
 
 
 def identity() -> str:
@@ -55,10 +57,16 @@ def configured(path: Path | None, ports: Iterable[str]) -> StaticMapping:
 
 
 @functools.lru_cache(maxsize=4)
-def _pseudo_container(ports: tuple[tuple[int, int], ...], addresses: tuple[str, ...]) -> Container:
+def _pseudo_container(
+    ports: tuple[tuple[int, int], ...],
+    addresses: tuple[str, ...],
+    container_labels: tuple[tuple[str, str], ...],
+) -> Container:
     # Cached: asked for on every pass, and a large mapping has thousands of ports.
     published = tuple(PublishedPort(c, "", h) for c, h in ports)
-    return Container(STATIC_ID, "static mapping", "static", addresses, published)
+    return Container(
+        STATIC_ID, "static mapping", "static", addresses, published, labels=container_labels
+    )
 
 
 def parse_ports(entries: Iterable[str]) -> tuple[tuple[int, int], ...]:
@@ -78,7 +86,7 @@ def load(path: Path, extra_ports: Iterable[str] = ()) -> StaticMapping:
         doc = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise StaticMappingError(f"static mapping {path}: {exc}") from None
-    unknown = set(doc) - {"ports", "addresses"}
+    unknown = set(doc) - {"ports", "addresses", "labels"}
     if unknown:
         raise StaticMappingError(f"static mapping {path}: unknown key {sorted(unknown)[0]!r}")
     table = doc.get("ports", {})
@@ -88,9 +96,21 @@ def load(path: Path, extra_ports: Iterable[str] = ()) -> StaticMapping:
     addresses = doc.get("addresses", [])
     if not isinstance(addresses, list) or not all(_is_ip(a) for a in addresses):
         raise StaticMappingError(f"static mapping {path}: addresses must be a list of IPs")
+    label_table = doc.get("labels", {})
+    if not isinstance(label_table, dict) or any(
+        isinstance(v, (dict, list)) for v in label_table.values()
+    ):
+        raise StaticMappingError(f"static mapping {path}: [labels] must map names to values")
+    for key in label_table:
+        if not key.startswith(labels.PREFIX):
+            raise StaticMappingError(f"static mapping {path}: label {key!r} lacks the prefix "
+                                     f"{labels.PREFIX!r}")  # fmt: skip
+    # Bad label values are reported per pass, like a container's, rather than refusing the file.
+    found_labels = labels.normal((k, str(v).lower() if isinstance(v, bool) else str(v))
+                                 for k, v in label_table.items())  # fmt: skip
     ports = dict(parse_ports(entries))
     ports.update(parse_ports(extra_ports))
-    return StaticMapping(tuple(sorted(ports.items())), tuple(addresses))
+    return StaticMapping(tuple(sorted(ports.items())), tuple(addresses), found_labels)
 
 
 class StaticWatch:

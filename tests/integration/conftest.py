@@ -3,16 +3,13 @@ root per test, provider containers and sidecar processes that are always cleaned
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import docker.errors
 import pytest
-import requests
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
@@ -22,6 +19,8 @@ from testbed.engine import RUN_LABEL, DockerEngine, ensure_docker_engine, remove
 from testbed.images import run_python, wait_for_line
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
+
+from .helpers import removed_at_end
 
 INTERFACE = "com.example.DemoService"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +109,6 @@ def start_provider(
 ) -> Iterator[Callable[..., Container]]:
     """Start ``testbed/provider.py`` in a container publishing 20880 on a random host port;
     returns once it has registered under this test's root."""
-    started: list[Container] = []
 
     def start(
         *extra_args: str,
@@ -122,6 +120,7 @@ def start_provider(
         network: str | None = None,
         network_mode: str | None = None,
         wait: bool = True,
+        labels: dict[str, str] | None = None,
     ) -> Container:
         """``on``: another Docker Engine; ``connect``: ZooKeeper as seen from the container;
         the rest as in ``testbed.images.run_python``; ``wait``: until it has registered."""
@@ -135,7 +134,7 @@ def start_provider(
                 *("--session-timeout", "4", *extra_args),
             ],
             name_prefix="testbed-provider",
-            labels={RUN_LABEL: run_id},
+            labels={RUN_LABEL: run_id, **(labels or {})},
             publish_all=publish_all,
             healthcheck=healthcheck,
             ports=ports,
@@ -147,13 +146,8 @@ def start_provider(
             wait_for_line(container, "registered ", timeout=30)
         return container
 
-    try:
+    with removed_at_end() as started:
         yield start
-    finally:
-        for container in started:
-            # A test's own engine may be gone already; it removes its containers itself.
-            with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
-                container.remove(force=True)
 
 
 @pytest.fixture
@@ -169,15 +163,21 @@ def start_sidecar(
         ready: bool = True,
         connect: str | None = None,
         docker_url: str | None = None,
+        advertise_host: str | None = "127.0.0.1",
+        env: dict[str, str] | None = None,
     ) -> SidecarProcess:
-        """``connect``/``docker_url``: another ZooKeeper or Docker Engine than the defaults."""
+        """``connect``/``docker_url``: another ZooKeeper or Docker Engine than the defaults
+        (``docker_url=""``: none given, the environment decides); ``advertise_host`` None:
+        none given; ``env``: extra environment."""
         args = [
             *("--zookeeper", connect or zookeeper.connect_string, "--root", root),
-            *("--docker-url", docker_url or engine.url, "--advertise-host", "127.0.0.1"),
+            *(() if docker_url == "" else ("--docker-url", docker_url or engine.url)),
+            *(("--advertise-host", advertise_host) if advertise_host else ()),
             *("--session-timeout", "10", "--log-level", "debug", "--listen", "127.0.0.1:0"),
             *("--state-file", str(tmp_path / f"state-{len(started)}.json"), *extra_args),
         ]
-        sidecar = SidecarProcess(tmp_path / f"sidecar-{len(started)}.log", args).start()
+        log = tmp_path / f"sidecar-{len(started)}.log"
+        sidecar = SidecarProcess(log, args, env=env).start()
         started.append(sidecar)
         if ready:
             sidecar.wait_for_event("resync done")

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import docker.errors
+import requests
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
@@ -30,3 +38,37 @@ def rewritten_name(provider: Container) -> str:
     """That name as the sidecar should rewrite it: 127.0.0.1 and the published 20880."""
     port = published_port(provider, "20880/tcp")
     return urls.parse(original_name(provider)).with_endpoint(Endpoint("127.0.0.1", port))
+
+
+def owner(registry: KazooClient, path: str) -> int:
+    """The session owning the node at ``path``."""
+    return int(registry.get(path)[1].ephemeralOwner)
+
+
+def pong(host: str, port: int) -> str:
+    """The testbed provider's answer to one ping at ``host:port``."""
+    with socket.create_connection((host, port), timeout=3) as conn:
+        conn.sendall(b"ping\n")
+        return conn.makefile("rb").readline().decode().strip()
+
+
+def get(url: str) -> tuple[int, str]:
+    """Status and body of a GET (an HTTP error status is an answer too)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@contextlib.contextmanager
+def removed_at_end() -> Iterator[list[Container]]:
+    """A list to put started containers in; each is removed when the block ends (a test's
+    own engine may be gone already: it removes its containers itself)."""
+    started: list[Container] = []
+    try:
+        yield started
+    finally:
+        for container in started:
+            with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+                container.remove(force=True)

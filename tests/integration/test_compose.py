@@ -57,14 +57,16 @@ def compose_env(engine: DockerEngine, zookeeper: ZooKeeperServer) -> dict[str, s
     }
 
 
-@pytest.mark.parametrize("example", ["per-app", "per-host"])
+@pytest.mark.parametrize(
+    "example",
+    ["per-app/docker-compose.yml", "per-host/docker-compose.yml",
+     "per-host/docker-compose.socket-proxy.yml"],
+)  # fmt: skip
 def test_examples_are_valid_compose_files(example: str, compose_env: dict[str, str]) -> None:
     """`docker-compose config` accepts each example with its variables set."""
-    done = compose(
-        "config", "--quiet", env=compose_env, files=[COMPOSE / example / "docker-compose.yml"]
-    )
+    done = compose("config", "--quiet", env=compose_env, files=[COMPOSE / example])
     assert done.returncode == 0, done.stderr
-    assert (COMPOSE / example / "README.md").exists()
+    assert (COMPOSE / example).with_name("README.md").exists()
 
 
 @pytest.fixture
@@ -99,8 +101,8 @@ def test_per_app_example_runs_end_to_end(
     root: str,
 ) -> None:
     """`docker-compose up` of the per-app example with locally built images: the app
-    registers its container address, its sidecar (in the app's network namespace) rewrites
-    it to HOST_IP and the published port."""
+    registers its container address, its sidecar (in the app's network namespace, finding
+    its app by itself) rewrites it to HOST_IP and the published port."""
     done = compose("up", "-d", env=compose_env, files=per_app_project)
     assert done.returncode == 0, done.stderr
     project = compose_env["COMPOSE_PROJECT_NAME"]
@@ -120,3 +122,5 @@ def test_per_app_example_runs_end_to_end(
     except TimeoutError:
         logs = compose("logs", "--no-color", env=compose_env, files=per_app_project)
         pytest.fail(f"not rewritten:\n{logs.stdout[-4000:]}")
+    logs = compose("logs", "--no-color", "dubbo-sidecar", env=compose_env, files=per_app_project)
+    assert f'"scope": "per-app sidecar of {app.name}"' in logs.stdout

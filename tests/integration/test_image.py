@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterator
 
-import docker.errors
 import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient
@@ -15,7 +13,7 @@ from testbed.engine import LABELS, RUN_LABEL, DockerEngine
 from testbed.polling import free_port, wait_until
 from testbed.zookeeper import ZooKeeperServer
 
-from .helpers import children, rewritten_name
+from .helpers import children, removed_at_end, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -46,7 +44,6 @@ def test_image_is_small_non_root_and_without_build_tools(engine: DockerEngine, i
 def sidecar_container(
     engine: DockerEngine, image: str, zookeeper: ZooKeeperServer, root: str, run_id: str
 ) -> Iterator[Callable[[], Container]]:
-    started: list[Container] = []
 
     def start() -> Container:
         socket_path = engine.url.removeprefix("unix://")
@@ -64,12 +61,8 @@ def sidecar_container(
         started.append(container)
         return container
 
-    try:
+    with removed_at_end() as started:
         yield start
-    finally:
-        for container in started:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
 
 
 def test_image_rewrites_a_registration_and_turns_healthy(
@@ -88,7 +81,10 @@ def test_image_rewrites_a_registration_and_turns_healthy(
         assert sidecar.status == "running", sidecar.logs().decode()[-2000:]
         return children(registry, providers) == [rewritten_name(provider)]
 
-    wait_until(rewritten, 30, message="the image did not rewrite the registration")
+    try:
+        wait_until(rewritten, 30, message="the image did not rewrite the registration")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; its log:\n{sidecar.logs().decode()[-3000:]}") from None
 
     def healthy() -> bool:
         sidecar.reload()

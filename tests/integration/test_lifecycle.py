@@ -22,7 +22,7 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, expire_session
 
 from .conftest import INTERFACE
-from .helpers import children, rewritten_name
+from .helpers import children, owner, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -35,10 +35,6 @@ def provider_session(provider: Container, count: int = 1) -> tuple[int, bytes]:
 def saved_session(state_file: Path) -> tuple[int, bytes]:
     state = json.loads(state_file.read_text())
     return int(state["session_id"]), bytes.fromhex(state["password"])
-
-
-def owner(registry: KazooClient, path: str) -> int:
-    return int(registry.get(path)[1].ephemeralOwner)
 
 
 def test_provider_session_expiry_keeps_exactly_one_rewrite(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -19,17 +17,9 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children, rewritten_name
+from .helpers import children, get, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def metric(text: str, name: str) -> float:
@@ -89,9 +79,9 @@ def test_status_lists_what_this_hosts_sidecar_manages(
     start_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """`status` reads the live registry and lists the managed registration, its container
-    endpoint and container, and that the running sidecar's session owns it."""
+    endpoint and container, what decided it, and the running sidecar that owns it."""
     provider = start_provider()
-    start_sidecar()
+    sidecar = start_sidecar()
     wait_until(lambda: children(registry, providers) == [rewritten_name(provider)], 5,
                message="not rewritten")  # fmt: skip
     done = subprocess.run(
@@ -109,4 +99,7 @@ def test_status_lists_what_this_hosts_sidecar_manages(
         f"{container_ip(provider)}:20880",
         provider.id[:12],
     ]
-    assert row.endswith("active")
+    assert row.endswith(
+        f"per-host, address from --advertise-host  the per-host sidecar (session "
+        f"0x{sidecar.session:x})"
+    )

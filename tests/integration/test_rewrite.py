@@ -222,7 +222,8 @@ def test_plan_prints_the_rewrite_and_writes_nothing(
     registry: KazooClient,
     start_provider: Callable[..., Container],
 ) -> None:
-    """`plan` shows the mapping it would apply and why, and leaves the registry as it was."""
+    """`plan` shows the mapping it would apply, what decided it and why, and leaves the
+    registry as it was."""
     provider = start_provider()
     registry.create(f"{providers}/garbage", b"x", ephemeral=True)
     before = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
@@ -236,7 +237,7 @@ def test_plan_prints_the_rewrite_and_writes_nothing(
     assert done.returncode == 0, done.stderr
     header, *rows = done.stdout.splitlines()
     assert header.split() == ["ACTION", "INTERFACE", "REGISTERED", "ADVERTISED", "CONTAINER",
-                              "REASON"]  # fmt: skip
+                              "DECIDED", "BY", "REASON"]  # fmt: skip
     port = published_port(provider, "20880/tcp")
     assert sorted(row.split()[:5] for row in rows) == sorted(
         [
@@ -245,6 +246,8 @@ def test_plan_prints_the_rewrite_and_writes_nothing(
              provider.name],
         ]
     )  # fmt: skip
+    [rewrite] = [row for row in rows if row.startswith("rewrite")]
+    assert " per-host, address from --advertise-host  container " in rewrite
     after = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
     assert after == before
 

@@ -5,7 +5,6 @@ hosts without a Docker socket."""
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,16 +30,10 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children, registered
+from .helpers import children, pong, registered
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 SIDECAR = Path(sidecar.__file__).parent  # mounted into containers that run the sidecar
-
-
-def pong(host: str, port: int) -> str:
-    with socket.create_connection((host, port), timeout=3) as conn:
-        conn.sendall(b"ping\n")
-        return conn.makefile("rb").readline().decode().strip()
 
 
 # -- Dubbo 3 application-level instances, several protocols -----------------------------------
@@ -333,8 +326,11 @@ def test_static_mapping_in_the_apps_namespace_without_docker(
     try:
         original = registered(provider)[0].rsplit("/", 1)[1]
         at = urls.parse(original).with_endpoint
-        wait_until(lambda: children(registry, providers) == [at(Endpoint("127.0.0.1", port))],
-                   10, message=f"not rewritten: {container_output(sidecar)[-2000:]}")  # fmt: skip
+        try:
+            wait_until(lambda: children(registry, providers) == [at(Endpoint("127.0.0.1", port))],
+                       10, message="not rewritten")  # fmt: skip
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; its log:\n{container_output(sidecar)[-2000:]}") from None
         mapping.write_text(f"[ports]\n20880 = {port + 1}\n")
         wait_until(lambda: children(registry, providers) == [at(Endpoint("127.0.0.1", port + 1))],
                    10, message="the changed mapping was not picked up")  # fmt: skip

@@ -23,12 +23,15 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults() -> None:
-    """With nothing configured: local ZooKeeper, /dubbo, the local Docker socket, 60 s resync."""
+    """With nothing configured: local ZooKeeper, /dubbo, Docker as the docker CLI finds it,
+    the scope detected, 60 s resync."""
     settings = load_settings({})
     assert settings.zookeeper == "127.0.0.1:2181"
     assert settings.root == ("/dubbo",)
-    assert settings.docker_url == "unix:///var/run/docker.sock"
+    assert settings.docker_url is None
+    assert settings.scope == "auto"
     assert settings.advertise_host is None
+    assert settings.advertise_from == ()
     assert settings.resync_seconds == 60
 
 
@@ -68,6 +71,15 @@ def test_roots_from_environment_are_comma_separated(monkeypatch: pytest.MonkeyPa
         ({"advertise_host": "not a host"}, "advertise_host: 'not a host' is neither"),
         ({"resync_seconds": 0}, "resync_seconds: Input should be greater than or equal to 1"),
         ({"docker_url": "/var/run/docker.sock"}, "docker_url: '/var/run/docker.sock' is not"),
+        ({"advertise_from": "dns:x"}, "advertise_from: 'dns:x' is not value:ADDRESS"),
+        ({"advertise_from": "url:ftp://x/"}, "advertise_from: 'url:ftp://x/': 'ftp://x/' is not"),
+        ({"advertise_from": "env:1X"}, "advertise_from: 'env:1X': '1X' is not an environment"),
+        (
+            {"advertise_from": "env:IP", "advertise_host": "10.0.0.1"},
+            "settings: give --advertise-host or --advertise-from, not both",
+        ),
+        ({"scope": "host", "container": "shop"}, "settings: --container names the app"),
+        ({"scope": "pod"}, "scope: Input should be 'auto', 'host' or 'app'"),
     ],
 )
 def test_invalid_values_are_named_in_one_line(overrides: dict[str, object], message: str) -> None:
@@ -128,3 +140,24 @@ def test_readme_documents_every_setting() -> None:
         assert f"`{name}`" in reference, name
     known = {f"--{n.replace('_', '-')}" for n in Settings.model_fields} | {"--config"}
     assert set(re.findall(r"`(--[a-z-]+)`", reference)) <= known
+
+
+def test_advertise_sources_are_tried_in_order_of_preference() -> None:
+    """The first source that answers wins; the decision names it; a source that does not
+    answer says why, and when none answers every reason is given."""
+    settings = load_settings(
+        {"advertise_from": "env:PUBLIC_IP,interface:no-such-if0,interface:lo,value:10.0.0.9"}
+    )
+    assert advertise.resolve(settings, {"PUBLIC_IP": " 203.0.113.5\n"}) == advertise.AdvertiseHost(
+        "203.0.113.5", "env:PUBLIC_IP"
+    )
+    assert advertise.resolve(settings, {}) == advertise.AdvertiseHost("127.0.0.1", "interface:lo")
+    nothing = load_settings({"advertise_from": "env:PUBLIC_IP,interface:no-such-if0"})
+    with pytest.raises(advertise.AddressUnavailable) as raised:
+        advertise.resolve(nothing, {"PUBLIC_IP": "not an address!"})
+    assert str(raised.value) == (
+        "env:PUBLIC_IP: 'not an address!' is not an address; "
+        "interface:no-such-if0: interface no-such-if0 has no address (or does not exist)"
+    )
+    assert not advertise.changes_over_time(load_settings({"advertise_host": "10.0.0.1"}))
+    assert advertise.changes_over_time(settings)

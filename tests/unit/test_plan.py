@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from sidecar.mapping import ContainerIndex
 from sidecar.model import (
     Check,
-    Container,
     Create,
     Delete,
     Endpoint,
@@ -19,86 +18,22 @@ from sidecar.model import (
     RegistryNode,
 )
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
-from sidecar.plan import Action, Decision, Identity, Mode, Remembered, Scope, claims_in
+from sidecar.plan import Action, Decision, Identity, Mode, Scope, claims_in
 from sidecar.plan import plan_providers as plan_scope
-from testbed.dubbo_url import java_url_encode
-
-PROVIDERS = "/dubbo/com.example.DemoService/providers"
-ENGINE = "ENGINE-A"
-ME = Identity(session=0x1001, engine=ENGINE, advertise_host="192.0.2.10")
-PROVIDER_SESSION = 0x2002
-
-
-def url_name(host: str, port: int = 20880, protocol: str = "dubbo", **extra: str) -> str:
-    params = {"application": "demo", "interface": "com.example.DemoService", "side": "provider"}
-    params.update(extra)
-    query = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-    shown = f"[{host}]" if ":" in host else host
-    return java_url_encode(f"{protocol}://{shown}:{port}/com.example.DemoService?{query}")
-
-
-TRUSTING = Ownership(None, LocalAddresses(frozenset()), {})
-
-
-def plan_providers(
-    nodes: list[RegistryNode],
-    index: ContainerIndex,
-    me: Identity,
-    remembered: list[RegistryNode] | None = None,
-    owners: Ownership = TRUSTING,
-) -> list[Decision]:
-    """The planner on one providers path; ownership unproven and uncontested unless given."""
-    memory = [Remembered(n, m) for n in remembered or [] if (m := read_marker(n.data))]
-    return plan_scope(Scope(PROVIDERS, nodes, memory), index, me, owners)
-
-
-def registration(name: str, owner: int = PROVIDER_SESSION, data: bytes = b"") -> RegistryNode:
-    return RegistryNode(PROVIDERS, name, data, owner, 0)
-
-
-def container(
-    cid: str = "c1" * 32,
-    address: str = "172.17.0.5",
-    bindings: tuple[PublishedPort, ...] = (PublishedPort(20880, "0.0.0.0", 32768),),
-    name: str = "provider",
-) -> Container:
-    return Container(cid, name, "bridge", (address,), bindings)
-
-
-def apply(nodes: list[RegistryNode], decisions: list[Decision], session: int) -> list[RegistryNode]:
-    """What ZooKeeper holds after the decisions' transactions ran, each all-or-nothing."""
-    state = {n.path: n for n in nodes}
-    for decision in decisions:
-        if decision.transaction is None:
-            continue
-        after = dict(state)
-        for op in decision.transaction.ops:
-            match op:
-                case Check(path=path, version=version) | Delete(path=path, version=version):
-                    assert after[path].version == version
-                    if isinstance(op, Delete):
-                        del after[path]
-                case Create(path=path, data=data):
-                    assert path not in after
-                    parent, _, name = path.rpartition("/")
-                    after[path] = RegistryNode(parent, name, data, session, 0)
-        state = after
-    return sorted(state.values(), key=lambda n: n.name)
-
-
-def converge(
-    nodes: list[RegistryNode], index: ContainerIndex, me: Identity = ME
-) -> list[RegistryNode]:
-    """Plan and apply once, then check that a second pass has nothing left to write."""
-    after = apply(nodes, plan_providers(nodes, index, me), me.session or 0)
-    second = plan_providers(after, index, me)
-    assert [d for d in second if d.action.writes] == []
-    return after
-
-
-def only(decisions: list[Decision]) -> Decision:
-    assert len(decisions) == 1
-    return decisions[0]
+from tests.unit.scenarios import (
+    ENGINE,
+    ME,
+    PROVIDER_SESSION,
+    PROVIDERS,
+    TRUSTING,
+    apply,
+    container,
+    converge,
+    only,
+    plan_providers,
+    registration,
+    url_name,
+)
 
 
 def test_published_container_port_is_rewritten_in_one_transaction() -> None:
