@@ -154,8 +154,15 @@ def cold_start(
         rss_mb = _status(sidecar, "VmHWM") / 1024
         say(f"cold start: {idle_seconds:.0f} s idle")
         cpu_before = _cpu_seconds(sidecar)
+        events_before = len(sidecar.events())
         time.sleep(idle_seconds)  # measuring idle CPU: nothing to synchronise with
         idle_cpu = _cpu_seconds(sidecar) - cpu_before
+        # What ran meanwhile: a reconnect (a loaded machine) costs a full resync.
+        during = sidecar.events()[events_before:]
+        say("while idle: " + (", ".join(
+            f"{e['event']}{' ' + e['scope'] if 'scope' in e else ''}" for e in during
+            if e["event"].startswith(("zookeeper", "resync done"))
+        ) or "nothing"))  # fmt: skip
         watches = _watch_counts(server)
         _close(sidecar, load)
     rows = [

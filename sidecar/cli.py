@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", parents=[common], help="reconcile continuously")
     commands.add_parser("plan", parents=[common], help="print what run would do, change nothing")
     commands.add_parser(
-        "status", parents=[common], help="print the registrations this host's sidecar manages"
+        "status", parents=[common], help="print the registrations this engine's sidecars manage"
     )
     commands.add_parser(
         "health", parents=[common], help="exit 0 if the running sidecar's /healthz answers"

@@ -48,7 +48,7 @@ _RETRY_FIRST = 0.05
 _RETRY_MAX = 5.0
 # Paths read and planned at a time: bounds memory on large registries.
 _CHUNK = 2000
-_SCOPED_CHUNK = 20
+_SCOPED_CHUNK = 20  # an event's paths: small chunks start writing sooner
 _PROGRESS_EVERY = 5.0
 _SAVE_EVERY = 2.0
 # How long a per-app sidecar holds its lease before it takes its container's rewrites over
@@ -238,6 +238,9 @@ class Controller:
             [(host, port)] = servers(settings.listen)
             self._ops = OpsServer(host.strip("[]"), port, self.metrics, self.not_ready)
         self._reconciled_once = False
+        # When a full pass last began while connected, and when the connection last dropped.
+        self._full_pass_began = float("-inf")
+        self._disconnected_at = float("-inf")
         self._saved_at = float("-inf")
         self._save_pending = False
         self._counted: dict[str, tuple[int, int]] = {}  # path -> (managed, refused)
@@ -252,11 +255,15 @@ class Controller:
     # -- callbacks from the sources: record and return --------------------------------------
 
     def _connection_changed(self, state: Connection) -> None:
-        """ZooKeeper state listener: after any reconnect, watches are gone; read everything."""
+        """ZooKeeper state listener: after any reconnect, watches are gone (kazoo drops them
+        with the connection); read everything, unless a full pass already began on this
+        connection (the client says connected a moment before this listener runs)."""
         session = f"0x{self._registry.session_id:x}" if state is Connection.CONNECTED else None
         self._log.connection("zookeeper", state.value, session=session)
         self.metrics.connected.labels("zookeeper").set(state is Connection.CONNECTED)
-        if state is Connection.CONNECTED:
+        if state is not Connection.CONNECTED:
+            self._disconnected_at = time.monotonic()
+        elif self._full_pass_began <= self._disconnected_at:
             self._dirty.everything(containers_too=False)
 
     def _docker_subscribed_now(self) -> None:
@@ -426,6 +433,8 @@ class Controller:
             work.full = True
         if not self._registry.connected:
             return  # the reconnect marks everything dirty
+        if work.full:
+            self._full_pass_began = time.monotonic()
         session = self._registry.session_id
         started = time.monotonic()
         try:
@@ -439,7 +448,8 @@ class Controller:
             if work.full:
                 reconciler.refresh_host_addresses()
             paths, known = self._paths_to_read(reconciler, work)
-            summary = self._reconcile(reconciler, sorted(paths), session, work.full)
+            bulk = work.full or work.local
+            summary = self._reconcile(reconciler, sorted(paths), session, bulk)
             self._log.not_readable(self._registry.take_denied())
         except Interrupted:
             raise
@@ -462,14 +472,15 @@ class Controller:
             self._log.resync(summary, seconds, "full" if work.full else "local")
 
     def _reconcile(
-        self, reconciler: Reconciler, paths: list[str], session: int, full: bool
+        self, reconciler: Reconciler, paths: list[str], session: int, bulk: bool
     ) -> Counter[str]:
         """Read, plan and write ``paths`` a chunk at a time (memory stays bounded, a stop is
         honoured between chunks); return how many decisions of each kind were made. One
-        chunk's writes are in flight while the next chunk is read and planned."""
+        chunk's writes are in flight while the next chunk is read and planned. ``bulk``
+        (a resync): large chunks, and progress lines."""
         summary: Counter[str] = Counter()
         reported = time.monotonic()
-        size = _CHUNK if full else _SCOPED_CHUNK
+        size = _CHUNK if bulk else _SCOPED_CHUNK
         in_flight: tuple[list[str], list[Decision], Writes] | None = None
         for start in range(0, len(paths), size):
             if self._stopping.is_set():
@@ -482,7 +493,7 @@ class Controller:
             if in_flight is not None:
                 self._settle(reconciler, *in_flight, session, summary)
             in_flight = (chunk, decisions, writes)
-            if full and time.monotonic() - reported > _PROGRESS_EVERY:
+            if bulk and time.monotonic() - reported > _PROGRESS_EVERY:
                 reported = time.monotonic()
                 self._log.progress("reconciling paths", start + size, len(paths))
         if in_flight is not None:

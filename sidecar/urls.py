@@ -65,7 +65,7 @@ class ProviderUrl:
         return self.raw[:start] + encoded + self.raw[end:]
 
 
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=8192)
 def parse(raw: str) -> ProviderUrl:
     """Parse a provider node name; raise MalformedName instead of guessing.
 

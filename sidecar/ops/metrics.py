@@ -38,7 +38,7 @@ class Metrics:
         )
         self.lease = Gauge(
             "dubbo_sidecar_lease_held",
-            "1 while this sidecar holds its engine's lease (0: standing by)",
+            "1 while this sidecar holds its lease (0: standing by)",
             registry=self.registry,
         )
         self.reconcile = Histogram(

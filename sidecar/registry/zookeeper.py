@@ -26,6 +26,9 @@ from sidecar.model import Check, Create, Delete, RegistryNode, Transaction
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
+# Operations per multi when several transactions travel together (well below jute.maxbuffer:
+# an operation carries one node name and its data, about a kilobyte).
+_BATCH_OPS = 64
 _CACHED_PATHS = 2000
 _WAIT_SLICE = 0.25
 # Errors after which a transaction may or may not have been applied.
@@ -269,21 +272,32 @@ class ZooKeeperRegistry:
         """Run each transaction as one ZooKeeper ``multi`` (all its ops or none), pipelined."""
         return self.finish(self.start(transactions))
 
-    def start(self, transactions: list[Transaction]) -> Writes:
+    def start(self, transactions: list[Transaction], batched: bool = True) -> Writes:
         """Send the transactions and return at once; finish() waits for their outcomes. The
-        caller may read and plan other paths in between."""
+        caller may read and plan other paths in between.
+
+        Several transactions travel in one ``multi`` (all of them or none): a storm of
+        rewrites costs a fraction of the requests. If a batch fails, its transactions are
+        sent again one by one, so each gets its own outcome.
+        """
         started = []
-        for transaction in transactions:
+        for batch in _batches(transactions) if batched else ([t] for t in transactions):
             try:
-                started.append((transaction, self._commit(transaction)))
+                started.append((batch, self._commit(batch)))
             except Exception as exc:  # returned, not raised: finish() reports it
-                started.append((transaction, _Failed(exc)))
+                started.append((batch, _Failed(exc)))
         return Writes(started)
 
     def finish(self, writes: Writes) -> list[Outcome]:
         """The outcome of each transaction of ``writes``, in order."""
-        outcomes = [_outcome(result) for _, result in self._drain(writes.started)]
-        transactions = [transaction for transaction, _ in writes.started]
+        outcomes: list[Outcome] = []
+        for batch, result in self._drain(writes.started):
+            outcome = _outcome(result)
+            if outcome.ok or outcome.unknown or len(batch) == 1:
+                outcomes += [outcome] * len(batch)
+            else:
+                outcomes += self.finish(self.start(batch, batched=False))
+        transactions = [t for batch, _ in writes.started for t in batch]
         if any(o.error == "NoNodeError" for o in outcomes):
             self._known_parents.clear()  # a parent may have been deleted: ensure it again
         for transaction, outcome in zip(transactions, outcomes, strict=True):
@@ -307,12 +321,13 @@ class ZooKeeperRegistry:
                 nodes[name] = RegistryNode(parent, name, op.data, session, 0)
             self._cache[parent] = (version + 1, nodes)
 
-    def _commit(self, transaction: Transaction) -> Any:
-        for op in transaction.ops:
+    def _commit(self, transactions: list[Transaction]) -> Any:
+        ops = [op for transaction in transactions for op in transaction.ops]
+        for op in ops:
             if isinstance(op, Create):
                 self._ensure_parent(op.path)
         request = self._client.transaction()
-        for op in transaction.ops:
+        for op in ops:
             match op:
                 case Create(path=path, data=data):
                     request.create(path, data, acl=self._acl, ephemeral=True)
@@ -383,7 +398,7 @@ class ZooKeeperRegistry:
 class Writes:
     """Transactions sent and not yet waited for."""
 
-    started: list[tuple[Transaction, Any]]
+    started: list[tuple[list[Transaction], Any]]
 
 
 class _Progress:
@@ -409,6 +424,19 @@ class _Failed:
 
     def get(self, timeout: float | None = None) -> Any:
         raise self._error
+
+
+def _batches(transactions: list[Transaction]) -> Iterable[list[Transaction]]:
+    batch: list[Transaction] = []
+    size = 0
+    for transaction in transactions:
+        if batch and size + len(transaction.ops) > _BATCH_OPS:
+            yield batch
+            batch, size = [], 0
+        batch.append(transaction)
+        size += len(transaction.ops)
+    if batch:
+        yield batch
 
 
 def _outcome(result: Any) -> Outcome:
