@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         except _Failed as exc:
             structlog.get_logger("sidecar").error(f"{command} failed", problem=str(exc))
             return EXIT_FAILURE
-        except DockerConfigError as exc:
+        except (static_source.StaticMappingError, DockerConfigError) as exc:
             print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     return _run(settings, host)
@@ -176,25 +176,31 @@ def _run(settings: Settings, host: advertise.AdvertiseHost | None) -> int:
 
 
 def _plan(settings: Settings, advertise_host: advertise.AdvertiseHost) -> int:
-    with _one_shot(settings, advertise_host) as reconciler:
+    with _one_shot(settings, advertise_host) as (reconciler, registry):
         roots = (*settings.root, *settings.services_root)
         paths = [p for root in roots for p in reconciler.scope_paths(root)]
         log = DecisionLog()
         decisions = reconciler.plan(paths, session=None, progress=log.progress)
+        denied = registry.take_denied()
     print(render_table(decisions))
+    for path in sorted(denied):
+        print(f"not authorised to read, left alone: {path}")
     return EXIT_OK
 
 
 def _status(settings: Settings, advertise_host: advertise.AdvertiseHost) -> int:
-    with _one_shot(settings, advertise_host) as reconciler:
+    with _one_shot(settings, advertise_host) as (reconciler, _):
         rows = reconciler.managed_now()
     print(render_status(rows))
     return EXIT_OK
 
 
 @contextlib.contextmanager
-def _one_shot(settings: Settings, address: advertise.AdvertiseHost) -> Iterator[Reconciler]:
+def _one_shot(
+    settings: Settings, address: advertise.AdvertiseHost
+) -> Iterator[tuple[Reconciler, ZooKeeperRegistry]]:
     """A connected reconciler over a snapshot of the sources, for ``plan`` and ``status``."""
+    static = static_source.configured(settings.static_file, settings.static_ports)
     digest = settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None
     registry = ZooKeeperRegistry(
         settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
@@ -204,12 +210,11 @@ def _one_shot(settings: Settings, address: advertise.AdvertiseHost) -> Iterator[
         DockerEngine(settings.docker_url, os.environ) if settings.docker_url != "none" else None
     )
     try:
-        static = static_source.configured(settings.static_file, settings.static_ports)
         engine_id = engine.engine_id() if engine else static_source.identity()
         containers = engine.running_containers() if engine else []
         subnets, gateways = engine.networks() if engine else ([], [])
         registry.connect(settings.connect_timeout)
-    except (DockerUnavailable, ConnectionError, static_source.StaticMappingError) as exc:
+    except (DockerUnavailable, ConnectionError) as exc:
         if engine is not None:
             engine.close()
         raise _Failed(str(exc)) from None
@@ -230,7 +235,7 @@ def _one_shot(settings: Settings, address: advertise.AdvertiseHost) -> Iterator[
             reconciler.scope = chosen
         reconciler.read_peers()
         reconciler.use_mirrors_if_asked()
-        yield reconciler
+        yield reconciler, registry
     finally:
         registry.close()
         if engine is not None:

@@ -190,7 +190,11 @@ class Settings(BaseSettings):
         metavar="PATH",
     )
     resync_seconds: float = _setting(
-        60.0, "Reconciliation", "Period of the full resync, seconds.", ge=1, le=86400
+        60.0,
+        "Reconciliation",
+        "Period of the resync (local paths and a slice of the rest), seconds.",
+        ge=1,
+        le=86400,
     )
     probe_seconds: float = _setting(
         10.0,

@@ -2,7 +2,8 @@
 
 Watch and event callbacks only record a scope (a providers path, a root, a container) and
 wake the loop. The loop re-reads exactly those scopes, so a missed or repeated event costs
-nothing, and a periodic full resync catches anything else.
+nothing. A full resync at start and after each reconnect, and a periodic one spread over
+_SWEEP_RESYNCS resyncs, catch anything else.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ _SAVE_EVERY = 2.0
 # How long a per-app sidecar holds its lease before it takes its container's rewrites over
 # from the per-host sidecar: time for that one to see the lease and let go.
 _SETTLE = 2.0
+
+# Each periodic resync re-reads this host's paths and one slice of all the others, so the whole
+# registry is re-read once every this many resyncs without a pass that re-reads all at once
+# (which at 100,000 nodes would delay every event behind it by seconds).
+_SWEEP_RESYNCS = 60
 
 
 @dataclass
@@ -125,9 +131,11 @@ class DirtyScopes:
             self._wake.notify()
 
     def periodic(self) -> None:
-        """The periodic resync: containers and every path that concerns them."""
+        """The periodic resync: containers, every path that concerns them, the roots' listings
+        and the next slice of the sweep over all paths."""
         with self._wake:
             self._work.local = True
+            self._work.roots |= self._roots
             self._work.all_containers = True
             self._work.lease = True
             self._wake.notify()
@@ -217,6 +225,7 @@ class Controller:
         self._docker_subscribed = threading.Event()
         self._docker_fresh = False
         self._known_paths: dict[str, set[str]] = {root: set() for root in self._roots}
+        self._swept_up_to = 0  # where the next slice of the periodic sweep begins
         # Which providers paths mention an address or container, so a container event
         # re-reads only those paths.
         self._paths_by_key: dict[str, set[str]] = defaultdict(set)
@@ -495,7 +504,7 @@ class Controller:
             in_flight = (chunk, decisions, writes)
             if bulk and time.monotonic() - reported > _PROGRESS_EVERY:
                 reported = time.monotonic()
-                self._log.progress("reconciling paths", start + size, len(paths))
+                self._log.progress("reconciling paths", min(start + size, len(paths)), len(paths))
         if in_flight is not None:
             self._settle(reconciler, *in_flight, session, summary)
         return summary
@@ -627,7 +636,8 @@ class Controller:
                 take_from = owner
             if owner is None or take_from is not None:
                 about = {"host": socket.gethostname(), "pid": str(os.getpid()),
-                         "advertise_host": reconciler.advertise_host}  # fmt: skip
+                         "advertise_host": reconciler.advertise_host,
+                         "advertise_source": reconciler.advertise_source}  # fmt: skip
                 self._registry.acquire(path, lease_data(reconciler.scope, **about), take_from)
                 owner = self._registry.owner_of(path)
         holding = owner == session
@@ -752,7 +762,13 @@ class Controller:
             local = {key for c in self._containers.values() for key in (c.id, *c.addresses)}
             local |= {STATIC_ID, *self._static_addresses(reconciler)}
             paths |= {path for key in local for path in self._paths_by_key.get(key, ())}
+            paths |= self._next_sweep_slice()
         return paths, known
+
+    def _next_sweep_slice(self) -> set[str]:
+        everything = sorted(path for paths in self._known_paths.values() for path in paths)
+        part, self._swept_up_to = sweep_slice(everything, self._swept_up_to)
+        return set(part)
 
     def _static_addresses(self, reconciler: Reconciler) -> set[str]:
         static = self._static.container(reconciler.interface_addresses())
@@ -864,3 +880,13 @@ class Controller:
         scopes |= {_LEASE} if work.lease else set()
         for scope in scopes:
             self._schedule_retry(scope)
+
+
+def sweep_slice(everything: list[str], start: int) -> tuple[list[str], int]:
+    """The next 1/_SWEEP_RESYNCS of ``everything`` from ``start`` on, wrapping past the end, and
+    where the one after begins; a registry that grows or shrinks meanwhile is still swept."""
+    if not everything:
+        return [], 0
+    start %= len(everything)
+    end = start + -(-len(everything) // _SWEEP_RESYNCS)
+    return everything[start:end] + everything[: max(0, end - len(everything))], end

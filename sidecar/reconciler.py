@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from sidecar import labels
@@ -29,7 +30,7 @@ from sidecar.plan import (
 )
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
-from sidecar.scope import LEASE_ROOT, DeploymentScope, peers_from
+from sidecar.scope import LEASE_ROOT, DeploymentScope, Lease, peers_from
 from sidecar.sources.host import interface_addresses
 
 
@@ -37,7 +38,7 @@ from sidecar.sources.host import interface_addresses
 class Managed:
     """A node one of the engine's sidecars wrote: ``managed_by`` names the live sidecar whose
     session owns it ("" if none: an earlier run's, to be taken over); ``decided_by`` what
-    decided it, when it is in this sidecar's scope."""
+    decided it, seen as that sidecar sees it (its scope, its address source)."""
 
     node: RegistryNode
     marker: Marker | None
@@ -280,6 +281,7 @@ class Reconciler:
         sources = [p for root in roots for p in self.scope_paths(root)]
         mirrors = {m: p for p in sources if (m := self._mirror_path(p))}
         found = []
+        nodes_by_lease: dict[Lease | None, dict[str, str]] = defaultdict(dict)  # node: source
         for parent, nodes in sorted(self._registry.read_providers([*sources, *mirrors]).items()):
             source = mirrors.get(parent, parent)
             instance_path = self._root_of(source) in self.services_roots
@@ -288,16 +290,30 @@ class Reconciler:
                 ours = marker is not None and marker.engine == self.engine_id
                 if ours or (instance_path and node.owner in leases):
                     lease = leases.get(node.owner)
-                    found.append((source, node, marker, lease.describe() if lease else ""))
-        # What decided each: the planner's view, for the nodes this sidecar's scope covers.
-        decided = {
-            d.node.path: d.decided_by
-            for d in self.plan(sorted({source for source, *_ in found}), session=None)
-        }
+                    found.append((node, marker, lease))
+                    nodes_by_lease[lease][node.path] = source
+        # What decided each: the planner's view from the sidecar that manages it.
+        decided: dict[str, str] = {}
+        for lease, managed in nodes_by_lease.items():
+            with self._seen_by(lease):
+                plan = self.plan(sorted(set(managed.values())), session=None)
+            decided |= {d.node.path: d.decided_by for d in plan if d.node.path in managed}
         return [
-            Managed(node, marker, managed_by, decided.get(node.path, ""))
-            for _, node, marker, managed_by in found
+            Managed(node, marker, lease.describe() if lease else "", decided.get(node.path, ""))
+            for node, marker, lease in found
         ]
+
+    @contextlib.contextmanager
+    def _seen_by(self, lease: Lease | None) -> Iterator[None]:
+        """Plan as the sidecar holding ``lease`` would (this one's own view for None)."""
+        own = self.scope, self.advertise_source
+        if lease is not None:
+            self.scope = DeploymentScope(app=lease.container, app_name=lease.container_name)
+            self.advertise_source = lease.advertise_source or self.advertise_source
+        try:
+            yield
+        finally:
+            self.scope, self.advertise_source = own
 
     def _mirror_path(self, parent: str) -> str | None:
         root = self._root_of(parent)

@@ -28,6 +28,7 @@ class Lease:
     name: str
     session: int
     container_name: str = ""
+    advertise_source: str = ""  # where its advertised address came from, as it said
 
     @property
     def container(self) -> str:
@@ -100,10 +101,12 @@ def peers_from(leases: Mapping[str, tuple[int, bytes]], own_lease: str) -> dict[
         if name == own_lease or not (name == HOST_LEASE or name.startswith(_APP_PREFIX)):
             continue
         try:
-            container_name = str(json.loads(data).get("container_name", ""))
+            about = json.loads(data)
+            container_name = str(about.get("container_name", ""))
+            advertise_source = str(about.get("advertise_source", ""))
         except (ValueError, AttributeError):
-            container_name = ""
-        found[session] = Lease(name, session, container_name)
+            container_name = advertise_source = ""
+        found[session] = Lease(name, session, container_name, advertise_source)
     return found
 
 

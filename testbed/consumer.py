@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,18 +120,27 @@ class ProvidersWatch:
     """
 
     def __init__(self, client: KazooClient, path: str) -> None:
-        self.seen: list[list[str]] = []
+        self._seen: list[tuple[float, list[str]]] = []
         self._lock = threading.Lock()
         client.ensure_path(path)
         ChildrenWatch(client, path, self._record)
 
     def _record(self, children: list[str]) -> None:
         with self._lock:
-            self.seen.append(sorted(children))
+            self._seen.append((time.monotonic(), sorted(children)))
 
     def lists(self) -> list[list[str]]:
         with self._lock:
-            return list(self.seen)
+            return [children for _, children in self._seen]
+
+    def seconds_until(self, wanted: list[str]) -> float:
+        """From the first notification after the watch was set (the change that triggered it)
+        to the first time the consumer was shown exactly ``wanted``: how long a change took to
+        settle, as consumers see it (0 if it had settled before the watch read the list)."""
+        with self._lock:
+            seen = list(self._seen)
+        settled = next(at for at, children in seen[1:] if children == sorted(wanted))
+        return settled - seen[1][0]
 
 
 def run_as_group(

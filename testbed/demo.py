@@ -127,7 +127,11 @@ def main() -> int:
                     f"({rewrite['reason']})")  # fmt: skip
                 say(f"registration now: {registered(client)[0][:110]}...")
                 say("the same consumer:")
-                say(remote_consumer(zk.connect_string, engine.bridge_subnet()))
+                after = remote_consumer(zk.connect_string, engine.bridge_subnet())
+                say(after)
+                if not after.startswith("OK"):
+                    print(f"\nThe demo failed. The sidecar's last lines:\n{sidecar.log_tail()}")
+                    return 1
 
                 step(5, "Stopping the provider container")
                 provider.stop(timeout=10)

@@ -100,9 +100,9 @@ class SidecarProcess:
         """The ZooKeeper session it logged most recently."""
         return int(self.wait_for_event("zookeeper connected")["session"], 16)
 
-    def terminate(self, timeout: float = 10.0) -> int:
-        """SIGTERM, then wait for the exit code."""
-        return self._signal_and_wait(signal.SIGTERM, timeout)
+    def terminate(self, timeout: float = 10.0, sig: signal.Signals = signal.SIGTERM) -> int:
+        """SIGTERM (or ``sig``), then wait for the exit code."""
+        return self._signal_and_wait(sig, timeout)
 
     def kill(self) -> int:
         return self._signal_and_wait(signal.SIGKILL, 10.0)

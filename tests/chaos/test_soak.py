@@ -131,9 +131,10 @@ class Lab:
             for extra in present - names - untouchable:
                 problems.append(f"stale {urls.parse(extra).endpoint} under {path}")
             for name in names & present:
-                endpoint = urls.parse(name).endpoint
-                if not answers(endpoint):
-                    problems.append(f"{endpoint} does not answer")
+                url = urls.parse(name)
+                application = dict(url.parameters)["application"]
+                if not answers(url.endpoint, application):
+                    problems.append(f"{url.endpoint} does not answer as {application}")
         for path, stat in self.untouchable.items():
             now = self.observer.exists(path)
             if now is None or (now.czxid, now.mzxid) != stat:
@@ -141,11 +142,12 @@ class Lab:
         return problems
 
 
-def answers(endpoint: Endpoint) -> bool:
+def answers(endpoint: Endpoint, application: str) -> bool:
+    """Whether the endpoint is reached and it is that application's provider answering."""
     try:
         with socket.create_connection((endpoint.host, endpoint.port), timeout=2) as conn:
             conn.sendall(b"ping\n")
-            return conn.makefile("rb").readline().startswith(b"pong ")
+            return conn.makefile("rb").readline().startswith(f"pong {application} ".encode())
     except OSError:
         return False
 

@@ -61,6 +61,13 @@ def get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def metric(text: str, name: str) -> float:
+    """The value of a metric in Prometheus text (summed over its label sets)."""
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)]
+    assert values, f"{name} not exported"
+    return sum(values)
+
+
 @contextlib.contextmanager
 def removed_at_end() -> Iterator[list[Container]]:
     """A list to put started containers in; each is removed when the block ends (a test's

@@ -17,15 +17,9 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children, get, rewritten_name
+from .helpers import children, get, metric, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-def metric(text: str, name: str) -> float:
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)]
-    assert values, f"{name} not exported"
-    return sum(values)
 
 
 def test_health_readiness_and_metrics(

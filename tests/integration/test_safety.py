@@ -3,8 +3,10 @@ mirror mode, and providers that stop serving while their container keeps running
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -26,7 +28,7 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer, client_from
 
 from .conftest import INTERFACE
-from .helpers import children, original_name, rewritten_name
+from .helpers import children, get, metric, original_name, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -54,7 +56,8 @@ def test_docker_outage_changes_nothing_until_docker_is_back(
     start_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """While the Docker Engine is down the sidecar keeps the rewrites it has, rewrites nothing
-    new, and says so; when the engine is back it reconnects, lists again and catches up."""
+    new, and says so in its log and readiness; when the engine is back it reconnects, lists
+    again and catches up."""
     provider = start_provider(on=own_engine)
     sidecar = start_sidecar("--resync-seconds", "1", docker_url=own_engine.url)
     rewritten = rewritten_name(provider)
@@ -68,6 +71,10 @@ def test_docker_outage_changes_nothing_until_docker_is_back(
     sidecar.wait_for_event("pass skipped", count=len(sidecar.events("pass skipped")) + 2)
     assert children(registry, providers) == sorted([rewritten, late])
     assert sidecar.events("Docker Engine unreachable: making no changes until it answers again")
+    status, body = get(f"{sidecar.ops_url}/readyz")
+    assert (status, json.loads(body)["reasons"]) == (503, ["Docker Engine not reachable"])
+    _, text = get(f"{sidecar.ops_url}/metrics")
+    assert metric(text, 'dubbo_sidecar_connected{system="docker"}') == 0
 
     own_engine.start_again()
     late_rewritten = urls.parse(late).with_endpoint(Endpoint("127.0.0.1", host_port))
@@ -77,6 +84,7 @@ def test_docker_outage_changes_nothing_until_docker_is_back(
         message="did not catch up after Docker came back",
     )
     assert sidecar.logged("docker answering again")
+    assert get(f"{sidecar.ops_url}/readyz")[0] == 200
 
 
 # -- Never rewrite another host's provider ----------------------------------------------------
@@ -108,7 +116,8 @@ def test_same_endpoint_from_another_host_is_left_alone(
     """A second session, connecting from 127.0.0.2 (another host, as the server sees it),
     registers the same container ip:port. With proof (cons or AdminServer) the local
     registration is rewritten and the foreign one left alone; without proof both are refused
-    as ambiguous. Either way the foreign node is untouched and the refusal is reported."""
+    as ambiguous. Either way the foreign node is untouched and the refusal is reported: in
+    the log, in `plan` and in the refused-registrations metric."""
     how, server = zookeeper_telling
     providers = f"{root}/{INTERFACE}/providers"
     provider = start_provider(connect=f"{engine.bridge_gateway()}:{server.port}")
@@ -127,14 +136,28 @@ def test_same_endpoint_from_another_host_is_left_alone(
         wait_until(lambda: children(client, providers) == expected, 5, message="unexpected")
         assert client.get(f"{providers}/{foreign_name}")[1] == foreign_before
         reasons = [e["reason"] for e in sidecar.events("left alone") if e["level"] == "info"]
+        planned = subprocess.run(
+            [sys.executable, "-m", "sidecar", "plan", "--zookeeper", server.connect_string,
+             "--root", root, "--docker-url", engine.url, "--advertise-host", "127.0.0.1",
+             *admin],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert planned.returncode == 0, planned.stderr
+        plan_rows = [row for row in planned.stdout.splitlines() if row.startswith("leave")]
+        _, text = get(f"{sidecar.ops_url}/metrics")
         if how == "neither":
             assert len(reasons) == 2
             assert all("registered by 2 ZooKeeper sessions" in r for r in reasons)
+            assert len([r for r in plan_rows if "registered by 2 ZooKeeper sessions" in r]) == 2
+            assert metric(text, "dubbo_sidecar_registrations_refused") == 2
         else:
             [reason] = reasons
             assert reason.endswith(
                 "from 127.0.0.2 (as server 127.0.0.1 sees it), not from this host"
             )
+            [row] = plan_rows
+            assert row.endswith("not from this host")
+            assert metric(text, "dubbo_sidecar_registrations_refused") == 1
     finally:
         other_host.stop()
         other_host.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,9 @@ def test_per_app_sidecars_manage_only_their_app_and_one_stopping_spares_the_othe
 
 
 def test_a_per_app_sidecar_takes_its_app_over_from_the_per_host_one_without_a_gap(
+    zookeeper: ZooKeeperServer,
+    engine: DockerEngine,
+    root: str,
     providers: str,
     registry: KazooClient,
     start_provider: Callable[..., Container],
@@ -117,7 +122,8 @@ def test_a_per_app_sidecar_takes_its_app_over_from_the_per_host_one_without_a_ga
 ) -> None:
     """A per-host sidecar manages two apps; a per-app sidecar started for one of them
     (--container) takes that app's rewrite over into its own session in one transaction,
-    the per-host one lets go of it without a fight and keeps the other app."""
+    the per-host one lets go of it without a fight and keeps the other app. `status`, run
+    anywhere on the host, says which sidecar and which address source decided each."""
     shop, stock = start_provider(), start_provider()
     host = start_sidecar()
     both = sorted([rewritten_name(shop), rewritten_name(stock)])
@@ -125,7 +131,8 @@ def test_a_per_app_sidecar_takes_its_app_over_from_the_per_host_one_without_a_ga
     watch = ProvidersWatch(registry, providers)
     shop_path = f"{providers}/{rewritten_name(shop)}"
 
-    app = start_sidecar("--container", shop.name)
+    app = start_sidecar("--container", shop.name, "--advertise-from", "env:PUBLIC_IP",
+                        advertise_host=None, env={"PUBLIC_IP": "127.0.0.1"})  # fmt: skip
     wait_until(lambda: owner(registry, shop_path) == app.session, 15,
                message="the per-app sidecar did not take its app over")  # fmt: skip
     assert owner(registry, f"{providers}/{rewritten_name(stock)}") == host.session
@@ -138,3 +145,18 @@ def test_a_per_app_sidecar_takes_its_app_over_from_the_per_host_one_without_a_ga
     assert [e for e in host.events() if e["event"] in DECISIONS and e["container"] == shop.name
             and e["timestamp"] > taken["timestamp"]] == []  # fmt: skip
     assert app.events("scope")[0]["scope"] == f"per-app sidecar of {shop.name}"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "status", "--zookeeper", zookeeper.connect_string,
+         "--root", root, "--docker-url", engine.url, "--advertise-host", "127.0.0.1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {row.split()[3]: " ".join(row.split()) for row in done.stdout.splitlines()[1:]}
+    assert rows[shop.id[:12]].endswith(
+        f"per-app sidecar of {shop.name}, address from env:PUBLIC_IP the per-app sidecar of "
+        f"{shop.name} (session 0x{app.session:x})"
+    )
+    assert rows[stock.id[:12]].endswith(
+        f"per-host, address from --advertise-host the per-host sidecar (session 0x{host.session:x})"
+    )

@@ -5,6 +5,9 @@ hosts without a Docker socket."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ from kazoo.security import make_digest_acl
 import sidecar
 from sidecar import urls
 from sidecar.model import Endpoint
+from sidecar.sources.host import interface_addresses
 from testbed import sidecar_main
 from testbed.consumer import run_as_group
 from testbed.dubbo_url import java_url_encode
@@ -30,7 +34,7 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children, pong, registered
+from .helpers import children, pong, registered, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 SIDECAR = Path(sidecar.__file__).parent  # mounted into containers that run the sidecar
@@ -136,6 +140,14 @@ def dual_stack_network(engine: DockerEngine, run_id: str) -> Iterator[Network]:
         network.remove()
 
 
+def two_free_ports() -> tuple[int, int]:
+    """Two different host ports, free right now (both held while the second is chosen)."""
+    with socket.socket(socket.AF_INET) as first, socket.socket(socket.AF_INET6) as second:
+        first.bind(("0.0.0.0", 0))
+        second.bind(("::", 0))
+        return int(first.getsockname()[1]), int(second.getsockname()[1])
+
+
 def test_ipv6_registration_is_rewritten_to_an_ipv6_advertised_host(
     tmp_path: Path,
     engine: DockerEngine,
@@ -145,12 +157,15 @@ def test_ipv6_registration_is_rewritten_to_an_ipv6_advertised_host(
     start_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """A provider on a user-defined dual-stack network registers its IPv6 address
-    (bracketed in the URL); with ::1 advertised it becomes [::1]:<published port>, which a
-    consumer that cannot reach the container networks calls successfully."""
+    (bracketed in the URL), its port published on different host ports for IPv4 and IPv6;
+    with ::1 advertised it becomes [::1]:<the IPv6 binding's port>, which a consumer that
+    cannot reach the container networks calls successfully."""
+    ipv4_port, ipv6_port = two_free_ports()
     with ZooKeeperServer(tmp_path / "zk6", bind="::") as server:
         provider = start_provider(
             "--listen", "::", connect=f"[fd00:db8:231::1]:{server.port}",
-            network=dual_stack_network.name,
+            network=dual_stack_network.name, publish_all=False,
+            ports={"20880/tcp": [("0.0.0.0", ipv4_port), ("::", ipv6_port)]},
         )  # fmt: skip
         ipv6 = provider.attrs["NetworkSettings"]["Networks"][dual_stack_network.name][
             "GlobalIPv6Address"
@@ -159,6 +174,7 @@ def test_ipv6_registration_is_rewritten_to_an_ipv6_advertised_host(
         assert f"%5B{ipv6.replace(':', '%3A')}%5D" in path
         start_sidecar("--advertise-host", "::1", connect=server.connect_string)
         port = published_port(provider, "20880/tcp", ipv6=True)
+        assert (published_port(provider, "20880/tcp"), port) == (ipv4_port, ipv6_port)
         rewritten = urls.parse(path.rsplit("/", 1)[1]).with_endpoint(Endpoint("::1", port))
         client = KazooClient(hosts=server.connect_string)
         client.start(timeout=15)
@@ -244,8 +260,8 @@ def test_digest_protected_registry(
 ) -> None:
     """Providers registering with credentials (CREATOR_ALL): without credentials the
     sidecar cannot read and says so; with them it rewrites, the new node carries the same
-    digest ACL, and the password appears in no output. A node under a path another user
-    owns (readable, not writable) is reported and left untouched."""
+    digest ACL, and the password appears in no output, `plan`'s included. A node under a
+    path another user owns (readable, not writable) is reported and left untouched."""
     provider = start_provider("--auth", "shop:s3cret-pw")
     blind = start_sidecar()
     blind.wait_for_event("not authorised to read; left alone")
@@ -281,6 +297,20 @@ def test_digest_protected_registry(
         sidecar.wait_for_event("rewrite refused: not authorised; left alone")
         assert other.get(f"{guarded}/{local}")[1] == guarded_before
         assert "s3cret-pw" not in sidecar.log_path.read_text()
+
+        def plan(*extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "sidecar", "plan", "--zookeeper",
+                 zookeeper.connect_string, "--root", root, "--docker-url", engine.url,
+                 "--advertise-host", "127.0.0.1", *extra],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+
+        blind_plan, planned = plan(), plan("--zookeeper-auth", "shop:s3cret-pw")
+        assert f"not authorised to read, left alone: {root}\n" in blind_plan.stdout
+        assert planned.returncode == 0, planned.stderr
+        assert "not authorised" not in planned.stdout
+        assert "s3cret-pw" not in planned.stdout + planned.stderr
     finally:
         owner.stop()
         owner.close()
@@ -336,3 +366,27 @@ def test_static_mapping_in_the_apps_namespace_without_docker(
                    10, message="the changed mapping was not picked up")  # fmt: skip
     finally:
         sidecar.remove(force=True)
+
+
+def test_docker_and_a_static_mapping_from_the_environment_together(
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """A per-host sidecar reading Docker and given a static mapping in its environment
+    (DUBBO_SIDECAR_STATIC_PORTS): the container's registration is mapped by its Docker
+    binding, a process of the host's own network namespace by the static mapping."""
+    provider = start_provider()
+    own = min(a for a in interface_addresses() if "." in a and not a.startswith("127."))
+    host_process = java_url_encode(
+        f"dubbo://{own}:20990/{INTERFACE}?application=on-the-host&side=provider"
+    )
+    registry.create(f"{providers}/{host_process}", b"", ephemeral=True)
+
+    start_sidecar(env={"DUBBO_SIDECAR_STATIC_PORTS": "20990:30990"})
+    expected = sorted([
+        rewritten_name(provider),
+        urls.parse(host_process).with_endpoint(Endpoint("127.0.0.1", 30990)),
+    ])  # fmt: skip
+    wait_until(lambda: children(registry, providers) == expected, 5, message="not both mapped")
