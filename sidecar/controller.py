@@ -2,7 +2,7 @@
 
 Watch and event callbacks only record a scope (a providers path, a root, a container) and
 wake the loop. The loop re-reads exactly those scopes, so a missed or repeated event costs
-nothing. A full resync at start and after each reconnect, and a periodic one spread over
+nothing. A full resync at start and after each reconnect, and a periodic sweep spread over
 _SWEEP_RESYNCS resyncs, catch anything else.
 """
 
@@ -56,9 +56,10 @@ _SAVE_EVERY = 2.0
 # from the per-host sidecar: time for that one to see the lease and let go.
 _SETTLE = 2.0
 
-# Each periodic resync re-reads this host's paths and one slice of all the others, so the whole
-# registry is re-read once every this many resyncs without a pass that re-reads all at once
-# (which at 100,000 nodes would delay every event behind it by seconds).
+# Each periodic resync re-reads this host's paths and checks one slice of all the others (one
+# `exists` each: did its children move since the last read?), re-reading those that did. The
+# whole registry is checked once every this many resyncs, and no pass re-reads it all at once
+# (at 100,000 nodes that would hold every event back by seconds).
 _SWEEP_RESYNCS = 60
 
 
@@ -762,7 +763,7 @@ class Controller:
             local = {key for c in self._containers.values() for key in (c.id, *c.addresses)}
             local |= {STATIC_ID, *self._static_addresses(reconciler)}
             paths |= {path for key in local for path in self._paths_by_key.get(key, ())}
-            paths |= self._next_sweep_slice()
+            paths |= self._registry.changed_since_read(self._next_sweep_slice())
         return paths, known
 
     def _next_sweep_slice(self) -> set[str]:

@@ -88,6 +88,9 @@ class ZooKeeperRegistry:
         # children are not read again (see _unknown). Bounded: a large registry is read once
         # at start, while storms hit a few paths again and again.
         self._cache: OrderedDict[str, tuple[int, dict[str, RegistryNode]]] = OrderedDict()
+        # Per path ever read (not bounded: an int per path), its child version then: the
+        # periodic sweep re-reads only paths whose children moved without a watch saying so.
+        self._child_versions: dict[str, int] = {}
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
@@ -208,6 +211,7 @@ class ZooKeeperRegistry:
             if isinstance(result, NoNodeError):
                 listings[parent] = []
                 self._cache.pop(parent, None)
+                self._child_versions.pop(parent, None)
                 if self.owner_of(parent) is not None:  # created since: read it again
                     self._on_change(parent)
             elif isinstance(result, NoAuthError):
@@ -222,6 +226,7 @@ class ZooKeeperRegistry:
                 if parent in uncached:
                     listings[parent] = list(children)
                 else:
+                    self._child_versions[parent] = stat.cversion
                     listings[parent] = self._unknown(parent, children, stat.cversion, nodes[parent])
         children = [(parent, name) for parent in parents for name in listings[parent]]
 
@@ -250,6 +255,18 @@ class ZooKeeperRegistry:
         while len(self._cache) > _CACHED_PATHS:
             self._cache.popitem(last=False)
         return nodes
+
+    def changed_since_read(self, parents: Iterable[str]) -> set[str]:
+        """Of ``parents``, those whose children changed since the last read, those never read
+        (or read uncached) and those that cannot be checked now: one pipelined ``exists``
+        each, no listing, no data."""
+        parents = list(parents)
+        changed = set()
+        for parent, result in self._pipelined(parents, self._client.exists_async):
+            known = self._child_versions.get(parent)
+            if isinstance(result, Exception) or result is None or result.cversion != known:
+                changed.add(parent)
+        return changed
 
     def _unknown(
         self, parent: str, children: list[str], cversion: int, known: list[RegistryNode]
@@ -311,6 +328,8 @@ class ZooKeeperRegistry:
         session = self.session_id
         for op in transaction.ops:
             parent, _, name = op.path.rpartition("/")
+            if parent in self._child_versions and not isinstance(op, Check):
+                self._child_versions[parent] += 1
             cached = self._cache.get(parent)
             if cached is None or isinstance(op, Check):
                 continue
