@@ -29,6 +29,7 @@ from sidecar.registry.zookeeper import (
     Connection,
     Interrupted,
     Outcome,
+    Progress,
     Writes,
     ZooKeeperRegistry,
 )
@@ -50,7 +51,6 @@ _RETRY_MAX = 5.0
 # Paths read and planned at a time: bounds memory on large registries.
 _CHUNK = 2000
 _SCOPED_CHUNK = 20  # an event's paths: small chunks start writing sooner
-_PROGRESS_EVERY = 5.0
 _SAVE_EVERY = 2.0
 # How long a per-app sidecar holds its lease before it takes its container's rewrites over
 # from the per-host sidecar: time for that one to see the lease and let go.
@@ -489,7 +489,7 @@ class Controller:
         chunk's writes are in flight while the next chunk is read and planned. ``bulk``
         (a resync): large chunks, and progress lines."""
         summary: Counter[str] = Counter()
-        reported = time.monotonic()
+        progress = Progress(self._log.progress if bulk else None)
         size = _CHUNK if bulk else _SCOPED_CHUNK
         in_flight: tuple[list[str], list[Decision], Writes] | None = None
         for start in range(0, len(paths), size):
@@ -503,9 +503,7 @@ class Controller:
             if in_flight is not None:
                 self._settle(reconciler, *in_flight, session, summary)
             in_flight = (chunk, decisions, writes)
-            if bulk and time.monotonic() - reported > _PROGRESS_EVERY:
-                reported = time.monotonic()
-                self._log.progress("reconciling paths", min(start + size, len(paths)), len(paths))
+            progress("reconciling paths", min(start + size, len(paths)), len(paths))
         if in_flight is not None:
             self._settle(reconciler, *in_flight, session, summary)
         return summary

@@ -199,7 +199,7 @@ class ZooKeeperRegistry:
         Children of ``uncached`` paths are always read: their data may change in place.
         """
         parents = list(parents)
-        report = _Progress(progress)
+        report = Progress(progress)
         listings: dict[str, list[str]] = {}
         versions: dict[str, int] = {}
         nodes: dict[str, list[RegistryNode]] = {parent: [] for parent in parents}
@@ -420,18 +420,23 @@ class Writes:
     started: list[tuple[list[Transaction], Any]]
 
 
-class _Progress:
-    """Calls ``progress`` at most every few seconds (never for reads that finish quickly)."""
+class Progress:
+    """Passes progress on at most every few seconds (never for work that finishes quickly)."""
 
     EVERY = 5.0
 
-    def __init__(self, progress: Callable[[str, int, int], None] | None) -> None:
+    def __init__(
+        self,
+        progress: Callable[[str, int, int], None] | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._progress = progress
-        self._next = time.monotonic() + self.EVERY
+        self._clock = clock
+        self._next = clock() + self.EVERY
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        if self._progress is not None and time.monotonic() >= self._next:
-            self._next = time.monotonic() + self.EVERY
+        if self._progress is not None and self._clock() >= self._next:
+            self._next = self._clock() + self.EVERY
             self._progress(phase, done, total)
 
 

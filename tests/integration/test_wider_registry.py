@@ -333,8 +333,8 @@ def test_static_mapping_in_the_apps_namespace_without_docker(
 ) -> None:
     """The Kubernetes pod pattern: the sidecar runs in the provider's network namespace
     (container:<id>) with no Docker socket, HOST_IP from the environment and a static
-    mapping file; it rewrites the registration, and follows an edit of the file without a
-    restart."""
+    mapping file; it rewrites the registration, and follows edits of the file without a
+    restart: a changed port, then a label giving an external port (a NAT in front)."""
     provider = start_provider()
     port = published_port(provider, "20880/tcp")
     mapping = tmp_path / "mapping" / "ports.toml"
@@ -364,6 +364,11 @@ def test_static_mapping_in_the_apps_namespace_without_docker(
         mapping.write_text(f"[ports]\n20880 = {port + 1}\n")
         wait_until(lambda: children(registry, providers) == [at(Endpoint("127.0.0.1", port + 1))],
                    10, message="the changed mapping was not picked up")  # fmt: skip
+        mapping.write_text(
+            f'[ports]\n20880 = {port + 1}\n[labels]\n"dubbo-nat-sidecar.port.20880" = "40443"\n'
+        )
+        wait_until(lambda: children(registry, providers) == [at(Endpoint("127.0.0.1", 40443))],
+                   10, message="the label in the changed file was not followed")  # fmt: skip
     finally:
         sidecar.remove(force=True)
 
