@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -59,6 +61,18 @@ def get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+def one_shot(
+    command: str, connect: str, root: str, docker_url: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``dubbo-sidecar plan`` or ``status`` run once on this registry and engine, advertising
+    127.0.0.1; its output, whatever its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", command, "--zookeeper", connect, "--root", root,
+         "--docker-url", docker_url, "--advertise-host", "127.0.0.1", *extra],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
 
 
 def metric(text: str, name: str) -> float:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest
@@ -17,7 +15,7 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children, get, metric, rewritten_name
+from .helpers import children, get, metric, one_shot, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -78,11 +76,7 @@ def test_status_lists_what_this_hosts_sidecar_manages(
     sidecar = start_sidecar()
     wait_until(lambda: children(registry, providers) == [rewritten_name(provider)], 5,
                message="not rewritten")  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "sidecar", "status", "--zookeeper", zookeeper.connect_string,
-         "--root", root, "--docker-url", engine.url, "--advertise-host", "127.0.0.1"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = one_shot("status", zookeeper.connect_string, root, engine.url)
     assert done.returncode == 0, done.stderr
     header, *rows = done.stdout.splitlines()
     assert header.split()[:4] == ["INTERFACE", "ADVERTISED", "CONTAINER", "ENDPOINT"]

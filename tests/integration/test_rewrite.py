@@ -4,8 +4,6 @@ reachable for a consumer that cannot reach container addresses, and disappears w
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
@@ -25,7 +23,7 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children, original_name, rewritten_name
+from .helpers import children, one_shot, original_name, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -231,11 +229,7 @@ def test_plan_prints_the_rewrite_and_writes_nothing(
     registry.create(f"{providers}/garbage", b"x", ephemeral=True)
     before = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
 
-    done = subprocess.run(
-        [sys.executable, "-m", "sidecar", "plan", "--zookeeper", zookeeper.connect_string,
-         "--root", root, "--docker-url", engine.url, "--advertise-host", "127.0.0.1"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = one_shot("plan", zookeeper.connect_string, root, engine.url)
 
     assert done.returncode == 0, done.stderr
     header, *rows = done.stdout.splitlines()

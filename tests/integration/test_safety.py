@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -28,7 +27,7 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer, client_from
 
 from .conftest import INTERFACE
-from .helpers import children, get, metric, original_name, rewritten_name
+from .helpers import children, get, metric, one_shot, original_name, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -136,12 +135,7 @@ def test_same_endpoint_from_another_host_is_left_alone(
         wait_until(lambda: children(client, providers) == expected, 5, message="unexpected")
         assert client.get(f"{providers}/{foreign_name}")[1] == foreign_before
         reasons = [e["reason"] for e in sidecar.events("left alone") if e["level"] == "info"]
-        planned = subprocess.run(
-            [sys.executable, "-m", "sidecar", "plan", "--zookeeper", server.connect_string,
-             "--root", root, "--docker-url", engine.url, "--advertise-host", "127.0.0.1",
-             *admin],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        planned = one_shot("plan", server.connect_string, root, engine.url, *admin)
         assert planned.returncode == 0, planned.stderr
         plan_rows = [row for row in planned.stdout.splitlines() if row.startswith("leave")]
         _, text = get(f"{sidecar.ops_url}/metrics")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
-from .helpers import children, owner, pong, removed_at_end, rewritten_name
+from .helpers import children, one_shot, owner, pong, removed_at_end, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 SIDECAR = Path(sidecar.__file__).parent
@@ -146,11 +144,7 @@ def test_a_per_app_sidecar_takes_its_app_over_from_the_per_host_one_without_a_ga
             and e["timestamp"] > taken["timestamp"]] == []  # fmt: skip
     assert app.events("scope")[0]["scope"] == f"per-app sidecar of {shop.name}"
 
-    done = subprocess.run(
-        [sys.executable, "-m", "sidecar", "status", "--zookeeper", zookeeper.connect_string,
-         "--root", root, "--docker-url", engine.url, "--advertise-host", "127.0.0.1"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = one_shot("status", zookeeper.connect_string, root, engine.url)
     assert done.returncode == 0, done.stderr
     rows = {row.split()[3]: " ".join(row.split()) for row in done.stdout.splitlines()[1:]}
     assert rows[shop.id[:12]].endswith(

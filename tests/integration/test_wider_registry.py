@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,7 +32,7 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children, pong, registered, rewritten_name
+from .helpers import children, one_shot, pong, registered, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 SIDECAR = Path(sidecar.__file__).parent  # mounted into containers that run the sidecar
@@ -298,15 +296,9 @@ def test_digest_protected_registry(
         assert other.get(f"{guarded}/{local}")[1] == guarded_before
         assert "s3cret-pw" not in sidecar.log_path.read_text()
 
-        def plan(*extra: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "sidecar", "plan", "--zookeeper",
-                 zookeeper.connect_string, "--root", root, "--docker-url", engine.url,
-                 "--advertise-host", "127.0.0.1", *extra],
-                capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-
-        blind_plan, planned = plan(), plan("--zookeeper-auth", "shop:s3cret-pw")
+        blind_plan = one_shot("plan", zookeeper.connect_string, root, engine.url)
+        planned = one_shot("plan", zookeeper.connect_string, root, engine.url,
+                           "--zookeeper-auth", "shop:s3cret-pw")  # fmt: skip
         assert f"not authorised to read, left alone: {root}\n" in blind_plan.stdout
         assert planned.returncode == 0, planned.stderr
         assert "not authorised" not in planned.stdout
