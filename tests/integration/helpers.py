@@ -8,17 +8,20 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import docker.errors
 import requests
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
+import sidecar
 from sidecar import urls
 from sidecar.model import Endpoint
-from testbed.engine import published_port
-from testbed.images import output_lines, wait_for_line
+from testbed import sidecar_main
+from testbed.engine import RUN_LABEL, DockerEngine, published_port
+from testbed.images import output_lines, run_python, wait_for_line
 
 
 def children(registry: KazooClient, path: str) -> list[str]:
@@ -61,6 +64,33 @@ def get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+SIDECAR_SOURCE = Path(sidecar.__file__).parent  # mounted into containers that run the sidecar
+
+
+def sidecar_beside(
+    engine: DockerEngine,
+    app: Container,
+    args: Sequence[str],
+    run_id: str,
+    volumes: Mapping[str, str] | None = None,
+) -> Container:
+    """``dubbo-sidecar run args`` from this checkout in a container sharing ``app``'s network
+    namespace (compose's ``network_mode: service:app``, a Kubernetes pod), HOST_IP 127.0.0.1;
+    ``volumes`` mounted at the same paths."""
+    mounts = {**(volumes or {}), str(SIDECAR_SOURCE): str(SIDECAR_SOURCE)}
+    return run_python(
+        engine.client,
+        Path(sidecar_main.__file__),
+        ["run", *args],
+        name_prefix="testbed-sidecar",
+        publish_all=False,
+        network_mode=f"container:{app.id}",
+        env={"HOST_IP": "127.0.0.1"},
+        labels={RUN_LABEL: run_id},
+        volumes=mounts,
+    )
 
 
 def one_shot(

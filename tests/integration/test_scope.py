@@ -5,26 +5,22 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
-import sidecar
-from testbed import sidecar_main
 from testbed.consumer import ProvidersWatch
-from testbed.engine import RUN_LABEL, DockerEngine, published_port
-from testbed.images import container_output, run_python
+from testbed.engine import DockerEngine, published_port
+from testbed.images import container_output
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
-from .helpers import children, one_shot, owner, pong, removed_at_end, rewritten_name
+from .helpers import children, one_shot, owner, pong, removed_at_end, rewritten_name, sidecar_beside
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-SIDECAR = Path(sidecar.__file__).parent
 DECISIONS = ("rewrite", "update", "restore", "remove", "drop-original")
 
 
@@ -56,18 +52,12 @@ def app_sidecar(
     socket_path = engine.url.removeprefix("unix://")
 
     def start(app: Container, *extra: str) -> Container:
-        container = run_python(
-            engine.client,
-            Path(sidecar_main.__file__),
-            ["run", "--zookeeper", f"{engine.bridge_gateway()}:{zookeeper.port}",
-             "--root", root, "--docker-url", f"unix://{socket_path}", "--log-format", "json",
+        container = sidecar_beside(
+            engine, app,
+            ["--zookeeper", f"{engine.bridge_gateway()}:{zookeeper.port}", "--root", root,
+             "--docker-url", f"unix://{socket_path}", "--log-format", "json",
              "--state-file", "", "--listen", "", "--session-timeout", "10", *extra],
-            name_prefix="testbed-sidecar",
-            publish_all=False,
-            network_mode=f"container:{app.id}",
-            env={"HOST_IP": "127.0.0.1"},
-            labels={RUN_LABEL: run_id},
-            volumes={socket_path: socket_path, str(SIDECAR): str(SIDECAR)},
+            run_id, volumes={socket_path: socket_path},
         )  # fmt: skip
         started.append(container)
         return container

@@ -17,25 +17,22 @@ from docker.models.networks import Network
 from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl
 
-import sidecar
 from sidecar import urls
 from sidecar.model import Endpoint
 from sidecar.sources.host import interface_addresses
-from testbed import sidecar_main
 from testbed.consumer import run_as_group
 from testbed.dubbo_url import java_url_encode
 from testbed.engine import LABELS, RUN_LABEL, DockerEngine, container_ip, published_port
 from testbed.firewall import unreachable_for_group
-from testbed.images import container_output, run_python, wait_for_line
+from testbed.images import container_output, wait_for_line
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children, one_shot, pong, registered, rewritten_name
+from .helpers import children, one_shot, pong, registered, rewritten_name, sidecar_beside
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-SIDECAR = Path(sidecar.__file__).parent  # mounted into containers that run the sidecar
 
 
 # -- Dubbo 3 application-level instances, several protocols -----------------------------------
@@ -332,18 +329,12 @@ def test_static_mapping_in_the_apps_namespace_without_docker(
     mapping = tmp_path / "mapping" / "ports.toml"
     mapping.parent.mkdir()
     mapping.write_text(f"[ports]\n20880 = {port}\n")
-    sidecar = run_python(
-        engine.client,
-        Path(sidecar_main.__file__),
-        ["run", "--zookeeper", f"{engine.bridge_gateway()}:{zookeeper.port}", "--root", root,
+    sidecar = sidecar_beside(
+        engine, provider,
+        ["--zookeeper", f"{engine.bridge_gateway()}:{zookeeper.port}", "--root", root,
          "--docker-url", "none", "--static-file", str(mapping), "--log-format", "json",
          "--state-file", "/tmp/state.json"],
-        name_prefix="testbed-sidecar",
-        publish_all=False,
-        network_mode=f"container:{provider.id}",
-        env={"HOST_IP": "127.0.0.1"},
-        labels={RUN_LABEL: run_id},
-        volumes={str(mapping.parent): str(mapping.parent), str(SIDECAR): str(SIDECAR)},
+        run_id, volumes={str(mapping.parent): str(mapping.parent)},
     )  # fmt: skip
     try:
         original = registered(provider)[0].rsplit("/", 1)[1]
