@@ -84,13 +84,13 @@ class ZooKeeperRegistry:
         self._known_parents: set[str] = set()
         self._acl = CREATOR_ALL_ACL if digest else None
         self.denied: set[str] = set()  # what the last read was not allowed to read
-        # Per recently read path, the child version and the nodes of the last read: unchanged
-        # children are not read again (see _unknown). Bounded: a large registry is read once
-        # at start, while storms hit a few paths again and again.
-        self._cache: OrderedDict[str, tuple[int, dict[str, RegistryNode]]] = OrderedDict()
-        # Per path ever read (not bounded: an int per path), its child version then: the
-        # periodic sweep re-reads only paths whose children moved without a watch saying so.
+        # Per path read, its child version at the last read (an int per path, not bounded):
+        # the periodic sweep re-reads only paths whose children moved without a watch saying
+        # so. Per recently read path, the nodes of that read: unchanged children are not read
+        # again (see _unknown). Bounded: a large registry is read once at start, while storms
+        # hit a few paths again and again.
         self._child_versions: dict[str, int] = {}
+        self._cache: OrderedDict[str, dict[str, RegistryNode]] = OrderedDict()
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
@@ -226,7 +226,6 @@ class ZooKeeperRegistry:
                 if parent in uncached:
                     listings[parent] = list(children)
                 else:
-                    self._child_versions[parent] = stat.cversion
                     listings[parent] = self._unknown(parent, children, stat.cversion, nodes[parent])
         children = [(parent, name) for parent in parents for name in listings[parent]]
 
@@ -250,7 +249,8 @@ class ZooKeeperRegistry:
             )
         for parent, version in versions.items():
             if parent not in uncached:
-                self._cache[parent] = (version, {n.name: n for n in nodes[parent]})
+                self._child_versions[parent] = version
+                self._cache[parent] = {n.name: n for n in nodes[parent]}
                 self._cache.move_to_end(parent)
         while len(self._cache) > _CACHED_PATHS:
             self._cache.popitem(last=False)
@@ -275,10 +275,9 @@ class ZooKeeperRegistry:
         (added to ``known``). The cache is trusted only if the parent's child version moved
         by exactly the creates and deletes the two listings show: then no child was deleted
         and created again under the same name in between."""
-        cached = self._cache.get(parent)
-        if cached is None:
+        old_version, old_nodes = self._child_versions.get(parent), self._cache.get(parent)
+        if old_version is None or old_nodes is None:
             return list(children)
-        old_version, old_nodes = cached
         now = set(children)
         if cversion - old_version != len(now.symmetric_difference(old_nodes)):
             return list(children)
@@ -328,17 +327,16 @@ class ZooKeeperRegistry:
         session = self.session_id
         for op in transaction.ops:
             parent, _, name = op.path.rpartition("/")
-            if parent in self._child_versions and not isinstance(op, Check):
-                self._child_versions[parent] += 1
-            cached = self._cache.get(parent)
-            if cached is None or isinstance(op, Check):
+            if isinstance(op, Check) or parent not in self._child_versions:
                 continue
-            version, nodes = cached
+            self._child_versions[parent] += 1
+            nodes = self._cache.get(parent)
+            if nodes is None:
+                continue
             if isinstance(op, Delete):
                 nodes.pop(name, None)
             else:
                 nodes[name] = RegistryNode(parent, name, op.data, session, 0)
-            self._cache[parent] = (version + 1, nodes)
 
     def _commit(self, transactions: list[Transaction]) -> Any:
         ops = [op for transaction in transactions for op in transaction.ops]
