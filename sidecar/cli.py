@@ -15,8 +15,8 @@ from typing import Any, Literal, NoReturn, get_args, get_origin
 
 import structlog
 
-from sidecar import __version__, advertise
-from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings, servers
+from sidecar import __version__
+from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from sidecar.controller import Controller
 from sidecar.logs import configure
 from sidecar.mapping import ContainerIndex
@@ -24,9 +24,11 @@ from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from sidecar.report import DecisionLog, render_status, render_table
 from sidecar.scope import choose
+from sidecar.sources import address as advertise
 from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerConfigError, DockerEngine, DockerUnavailable
 from sidecar.state import StateFileBusy
+from sidecar.syntax import servers
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 PROG = "dubbo-sidecar"

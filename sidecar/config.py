@@ -17,10 +17,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from sidecar.sources.static import parse_ports
+from sidecar.syntax import parse_port, servers, valid_host
 
 ENV_PREFIX = "DUBBO_SIDECAR_"
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?")
 _PATH_SEGMENT = re.compile(r"[^/\x00]+")
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config", default=None)
 
@@ -252,7 +251,7 @@ class Settings(BaseSettings):
     def _listen(cls, value: str) -> str:
         if value:
             [(host, port)] = servers(value.replace("/", "_"))
-            if not _valid_host(host.strip("[]")) or not 0 <= port < 65536 or ":" not in value:
+            if not valid_host(host.strip("[]")) or not 0 <= port < 65536 or ":" not in value:
                 raise ValueError(f"'{value}' is not HOST:PORT")
         return value
 
@@ -270,7 +269,7 @@ class Settings(BaseSettings):
         if slash and not all(_PATH_SEGMENT.fullmatch(s) for s in chroot.split("/")):
             raise ValueError(f"invalid chroot '/{chroot}'")
         for text, (host, port) in zip(value.split("/")[0].split(","), servers(value), strict=True):
-            if not _valid_host(host) or not 0 < port < 65536:
+            if not valid_host(host) or not 0 < port < 65536:
                 raise ValueError(f"invalid server '{text}' (expected host:port)")
         return value
 
@@ -348,14 +347,19 @@ class Settings(BaseSettings):
         if value is None:
             return None
         host = value.strip("[]")
-        if not _valid_host(host):
+        if not valid_host(host):
             raise ValueError(f"'{value}' is neither an IP address nor a host name")
         return host
 
     @field_validator("static_ports")
     @classmethod
     def _static_ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_ports(value)
+        for entry in value:
+            container, sep, host = entry.partition(":")
+            if not sep:
+                raise ValueError(f"'{entry}' is not CONTAINER_PORT:HOST_PORT")
+            parse_port(container.strip())
+            parse_port(host.strip())
         return value
 
     @field_validator("docker_url")
@@ -394,22 +398,6 @@ def _one_line(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def servers(connect_string: str) -> list[tuple[str, int]]:
-    """The (host, port) of each server in a ZooKeeper connect string; port -1 if unreadable."""
-    found = []
-    for host_port in connect_string.partition("/")[0].split(","):
-        if host_port.startswith("["):
-            host, _, rest = host_port[1:].partition("]")
-            port_text = rest.removeprefix(":")
-        elif host_port.count(":") == 1:
-            host, _, port_text = host_port.partition(":")
-        else:
-            host, port_text = host_port, ""
-        port = int(port_text) if port_text.isdigit() else (2181 if not port_text else -1)
-        found.append((host, port))
-    return found
-
-
 ADDRESS_SOURCES = ("value", "env", "interface", "url")
 
 
@@ -420,7 +408,7 @@ def check_address_source(source: str) -> tuple[str, str]:
         raise ValueError(
             f"'{source}' is not value:ADDRESS, env:VARIABLE, interface:NAME or url:URL"
         )
-    if kind == "value" and not _valid_host(argument.strip("[]")):
+    if kind == "value" and not valid_host(argument.strip("[]")):
         raise ValueError(f"'{source}': {argument!r} is neither an IP address nor a host name")
     if kind == "env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", argument):
         raise ValueError(f"'{source}': {argument!r} is not an environment variable name")
@@ -435,11 +423,3 @@ def _check_absolute(path: str) -> None:
     segments = path.split("/")
     if segments[0] != "" or not all(_PATH_SEGMENT.fullmatch(s) for s in segments[1:]):
         raise ValueError(f"invalid path '{path}' (expected an absolute path like /dubbo)")
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return bool(_HOST.fullmatch(host)) and len(host) <= 253
-    return True

@@ -16,31 +16,31 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from sidecar import advertise
-from sidecar.config import Settings, servers
+from sidecar.config import Settings
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Container, Delete, Endpoint, RegistryNode, Transaction
+from sidecar.model import STATIC_ID, Container, Delete, Endpoint, RegistryNode, Transaction
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.server import OpsServer
 from sidecar.ownership import marker_from_state
 from sidecar.plan import Action, Decision, Remembered
+from sidecar.progress import Progress
 from sidecar.reconciler import Reconciler
 from sidecar.registry.zookeeper import (
     Connection,
     Interrupted,
     Outcome,
-    Progress,
     Writes,
     ZooKeeperRegistry,
 )
 from sidecar.report import DecisionLog
 from sidecar.scope import DeploymentScope, choose, lease_data
+from sidecar.sources import address as advertise
 from sidecar.sources import static as static_source
 from sidecar.sources.address import AddressWatch
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
 from sidecar.sources.probe import Prober
-from sidecar.sources.static import STATIC_ID
 from sidecar.state import State, StateFile
+from sidecar.syntax import servers
 
 # Retry keys besides paths: the whole registry, the container list, the lease.
 _EVERYTHING = "*"

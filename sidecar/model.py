@@ -6,6 +6,9 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 
+# The pseudo-container of the static mapping (ports mapped without Docker).
+STATIC_ID = "static"
+
 
 @dataclass(frozen=True, order=True)
 class Endpoint:

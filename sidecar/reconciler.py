@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from sidecar import labels
-from sidecar.config import Settings, servers
+from sidecar.config import Settings
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Create, Endpoint, Origin, RegistryNode
 from sidecar.ownership import LocalAddresses, Marker, Ownership, read_marker
@@ -32,6 +32,7 @@ from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
 from sidecar.scope import LEASE_ROOT, DeploymentScope, Lease, peers_from
 from sidecar.sources.host import interface_addresses
+from sidecar.syntax import servers
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sidecar.model import Container
-from sidecar.sources.static import STATIC_ID
+from sidecar.model import STATIC_ID, Container
 
 LEASE_ROOT = "/dubbo-nat-sidecar/leases"
 HOST_LEASE = "host"

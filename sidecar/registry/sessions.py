@@ -14,8 +14,8 @@ import socket
 import time
 import urllib.request
 
-from sidecar.config import servers
 from sidecar.model import Origin
+from sidecar.syntax import servers
 
 _CONS_LINE = re.compile(r"^\s*/(?P<address>.+):\d+\[\d+\]\((?P<stats>.*)\)\s*$")
 _SESSION = re.compile(r"(?:^|,)sid=0x(?P<sid>[0-9a-fA-F]+)(?:,|$)")

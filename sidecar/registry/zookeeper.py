@@ -9,7 +9,6 @@ Everything kazoo returns is turned into typed values here.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from kazoo.retry import KazooRetry
 from kazoo.security import CREATOR_ALL_ACL
 
 from sidecar.model import Check, Create, Delete, RegistryNode, Transaction
+from sidecar.progress import Progress
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
@@ -416,26 +416,6 @@ class Writes:
     """Transactions sent and not yet waited for."""
 
     started: list[tuple[list[Transaction], Any]]
-
-
-class Progress:
-    """Passes progress on at most every few seconds (never for work that finishes quickly)."""
-
-    EVERY = 5.0
-
-    def __init__(
-        self,
-        progress: Callable[[str, int, int], None] | None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._progress = progress
-        self._clock = clock
-        self._next = clock() + self.EVERY
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if self._progress is not None and self._clock() >= self._next:
-            self._next = self._clock() + self.EVERY
-            self._progress(phase, done, total)
 
 
 class _Failed:

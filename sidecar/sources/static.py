@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar import labels
-from sidecar.model import Container, PublishedPort
+from sidecar.model import STATIC_ID, Container, PublishedPort
 
-STATIC_ID = "static"
 _CHECK_EVERY = 1.0
 
 

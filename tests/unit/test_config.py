@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import advertise
 from sidecar.cli import main
 from sidecar.config import ConfigError, Settings, load_settings
+from sidecar.sources import address as advertise
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.registry.zookeeper import Progress
+from sidecar.progress import Progress
 
 
 class Clock:
