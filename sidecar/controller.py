@@ -33,7 +33,7 @@ from sidecar.registry.zookeeper import (
     ZooKeeperRegistry,
 )
 from sidecar.report import DecisionLog
-from sidecar.scope import DeploymentScope, choose, lease_data
+from sidecar.scope import Scope, choose, lease_data
 from sidecar.sources import address as advertise
 from sidecar.sources import static as static_source
 from sidecar.sources.address import AddressWatch
@@ -583,7 +583,7 @@ class Controller:
         if self._scope_decided and (self._engine is None or not self._settings.container):
             return True
         if self._engine is None:
-            self._adopt_scope(reconciler, DeploymentScope(), work)  # this namespace's mapping
+            self._adopt_scope(reconciler, Scope(), work)  # this namespace's mapping
             return True
         choice = choose(
             self._settings.scope, self._settings.container, list(self._containers.values()),
@@ -601,7 +601,7 @@ class Controller:
             self._adopt_scope(reconciler, choice, work)
         return True
 
-    def _adopt_scope(self, reconciler: Reconciler, choice: DeploymentScope, work: Work) -> None:
+    def _adopt_scope(self, reconciler: Reconciler, choice: Scope, work: Work) -> None:
         """Serve ``choice`` from now on, under its own lease (giving up the previous one)."""
         previous = self._lease_path if self._holding_lease else ""
         reconciler.scope = replace(choice, peers=reconciler.scope.peers, settled=not choice.app)

@@ -23,14 +23,14 @@ from sidecar.plan import (
     Decision,
     Identity,
     Mode,
+    PathView,
     Remembered,
-    Scope,
     claims_in,
-    plan_providers,
+    plan_path,
 )
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
-from sidecar.scope import LEASE_ROOT, DeploymentScope, Lease, peers_from
+from sidecar.scope import LEASE_ROOT, Lease, Scope, peers_from
 from sidecar.sources.host import interface_addresses
 from sidecar.syntax import servers
 
@@ -79,7 +79,7 @@ class Reconciler:
         self.advertise_source = advertise_source
         self.engine_id = engine_id
         self.lease_parent = f"{LEASE_ROOT}/{engine_id}"
-        self.scope = DeploymentScope()
+        self.scope = Scope()
         self.containers = ContainerIndex(())
         # This sidecar's rewritten nodes per path, as last written or seen.
         self.managed: dict[str, dict[str, Remembered]] = {}
@@ -179,7 +179,7 @@ class Reconciler:
             [*parents, *mirrors.values()], progress, uncached=instance_paths
         )
         scopes = [
-            Scope(
+            PathView(
                 parent,
                 read[parent],
                 remembered=list(self.managed.get(parent, {}).values()),
@@ -202,9 +202,9 @@ class Reconciler:
             session, self.engine_id, self.advertise_host, self.mode, self.scope,
             self.advertise_source,
         )  # fmt: skip
-        return [d for scope in scopes for d in plan_providers(scope, self.containers, me, owners)]
+        return [d for scope in scopes for d in plan_path(scope, self.containers, me, owners)]
 
-    def _unknown_owners(self, scopes: Iterable[Scope], session: int | None) -> bool:
+    def _unknown_owners(self, scopes: Iterable[PathView], session: int | None) -> bool:
         """Whether any of this engine's rewritten nodes is owned by a session that is neither
         this sidecar's nor a known peer's (an earlier run's, or a peer not yet seen)."""
         known = {0, session, *self.scope.peers}
@@ -309,7 +309,7 @@ class Reconciler:
         """Plan as the sidecar holding ``lease`` would (this one's own view for None)."""
         own = self.scope, self.advertise_source
         if lease is not None:
-            self.scope = DeploymentScope(app=lease.container, app_name=lease.container_name)
+            self.scope = Scope(app=lease.container, app_name=lease.container_name)
             self.advertise_source = lease.advertise_source or self.advertise_source
         try:
             yield

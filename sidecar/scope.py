@@ -44,7 +44,7 @@ class Lease:
 
 
 @dataclass(frozen=True)
-class DeploymentScope:
+class Scope:
     """What this sidecar manages, and the engine's other live sidecars (by session).
 
     ``app`` is the served container's id for a per-app sidecar, "" for the per-host one.
@@ -87,7 +87,7 @@ class DeploymentScope:
         return bool(self.app) and not lease.container and self.settled
 
 
-def lease_data(scope: DeploymentScope, **about: str) -> bytes:
+def lease_data(scope: Scope, **about: str) -> bytes:
     """What a lease node says about its holder (for people reading the registry, and peers)."""
     return json.dumps({"scope": scope.describe(), "container_name": scope.app_name, **about},
                       separators=(",", ":")).encode()  # fmt: skip
@@ -137,11 +137,11 @@ def _joins(container: Container, owner: Container) -> bool:
 
 def choose(
     kind: str, named: str | None, containers: Sequence[Container], own_addresses: Iterable[str]
-) -> DeploymentScope | str:
+) -> Scope | str:
     """The scope the settings ask for, given the running containers; a string says what
     it waits for. ``kind`` is ``auto``, ``host`` or ``app``; ``named`` the ``--container``."""
     if kind == "host":
-        return DeploymentScope()
+        return Scope()
     if named:
         found = [c for c in containers if named in (c.name, c.id) or c.id.startswith(named)]
         if not found:
@@ -154,10 +154,10 @@ def choose(
             if not owners:
                 return f"{target}, whose network namespace {named} shares, is not running"
             app = owners[0]
-        return DeploymentScope(app=app.id, app_name=app.name)
+        return Scope(app=app.id, app_name=app.name)
     app_found = app_in_namespace([c for c in containers if c.id != STATIC_ID], own_addresses)
     if app_found is not None:
-        return DeploymentScope(app=app_found.id, app_name=app_found.name)
+        return Scope(app=app_found.id, app_name=app_found.name)
     if kind == "app":
         return "no container shares this sidecar's network namespace"
-    return DeploymentScope()
+    return Scope()

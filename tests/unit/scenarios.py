@@ -12,8 +12,8 @@ from sidecar.model import (
     RegistryNode,
 )
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
-from sidecar.plan import Decision, Identity, Remembered, Scope
-from sidecar.plan import plan_providers as plan_scope
+from sidecar.plan import Decision, Identity, PathView, Remembered
+from sidecar.plan import plan_path as plan_scope
 from testbed.dubbo_url import java_url_encode
 
 PROVIDERS = "/dubbo/com.example.DemoService/providers"
@@ -42,7 +42,7 @@ def plan_providers(
 ) -> list[Decision]:
     """The planner on one providers path; ownership unproven and uncontested unless given."""
     memory = [Remembered(n, m) for n in remembered or [] if (m := read_marker(n.data))]
-    return plan_scope(Scope(PROVIDERS, nodes, memory), index, me, owners)
+    return plan_scope(PathView(PROVIDERS, nodes, memory), index, me, owners)
 
 
 def registration(name: str, owner: int = PROVIDER_SESSION, data: bytes = b"") -> RegistryNode:

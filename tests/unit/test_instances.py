@@ -10,7 +10,8 @@ from sidecar import instances
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Container, Create, Delete, Endpoint, PublishedPort, RegistryNode
 from sidecar.ownership import LocalAddresses, Ownership
-from sidecar.plan import Action, Identity, Remembered, Scope, plan_providers
+from sidecar.plan import Action, Identity, PathView, Remembered
+from sidecar.plan import plan_path as plan_providers
 
 APP = "/services/shop-provider"
 ME = Identity(session=0x1001, engine="ENGINE-A", advertise_host="192.0.2.10")
@@ -122,7 +123,7 @@ def test_instance_is_swapped_atomically_with_the_port_override_warning() -> None
     second pass with the rewrite remembered keeps it."""
     original = RegistryNode(APP, "172.17.0.5:20880", as_bytes(instance_json()), 0x2002, 0)
     index = ContainerIndex([provider_container()])
-    scope = Scope(APP, [original], instances=True)
+    scope = PathView(APP, [original], instances=True)
 
     [decision] = plan_providers(scope, index, ME, TRUSTING)
 
@@ -136,7 +137,7 @@ def test_instance_is_swapped_atomically_with_the_port_override_warning() -> None
     assert "register-mode=interface" in decision.reason
     assert decision.marker is not None
     written = RegistryNode(APP, "192.0.2.10:32768", create.data, ME.session or 0, 0)
-    again = Scope(APP, [written], [Remembered(written, decision.marker)], instances=True)
+    again = PathView(APP, [written], [Remembered(written, decision.marker)], instances=True)
     [second] = plan_providers(again, index, ME, TRUSTING)
     assert second.action is Action.KEEP
 
@@ -148,14 +149,14 @@ def test_same_port_on_the_host_gives_no_warning_and_vanished_instance_is_restore
                      (PublishedPort(20880, "0.0.0.0", 20880),))  # fmt: skip
     original = RegistryNode(APP, "172.17.0.5:20880", as_bytes(instance_json()), 0x2002, 0)
     index = ContainerIndex([same])
-    [decision] = plan_providers(Scope(APP, [original], instances=True), index, ME, TRUSTING)
+    [decision] = plan_providers(PathView(APP, [original], instances=True), index, ME, TRUSTING)
     assert "Dubbo 3.1+" not in decision.reason
     assert decision.marker is not None
     assert decision.transaction is not None
     create = decision.transaction.ops[-1]
     assert isinstance(create, Create)
     written = RegistryNode(APP, "192.0.2.10:20880", create.data, 0x0999, 0)
-    lost = Scope(APP, [], [Remembered(written, decision.marker)], instances=True)
+    lost = PathView(APP, [], [Remembered(written, decision.marker)], instances=True)
     [restore] = plan_providers(lost, index, ME, TRUSTING)
     assert restore.action is Action.RESTORE
     assert restore.transaction is not None

@@ -18,8 +18,8 @@ from sidecar.model import (
     RegistryNode,
 )
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
-from sidecar.plan import Action, Decision, Identity, Mode, Scope, claims_in
-from sidecar.plan import plan_providers as plan_scope
+from sidecar.plan import Action, Decision, Identity, Mode, PathView, claims_in
+from sidecar.plan import plan_path as plan_scope
 from tests.unit.scenarios import (
     ENGINE,
     ME,
@@ -316,7 +316,7 @@ MIRROR = "/dubbo-external/com.example.DemoService/providers"
 def plan_mirror(
     nodes: list[RegistryNode], mirror: list[RegistryNode], index: ContainerIndex
 ) -> list[Decision]:
-    return plan_scope(Scope(PROVIDERS, nodes, (), MIRROR, mirror), index, MIRROR_ME, TRUSTING)
+    return plan_scope(PathView(PROVIDERS, nodes, (), MIRROR, mirror), index, MIRROR_ME, TRUSTING)
 
 
 def test_mirror_mode_writes_under_the_mirror_root_and_leaves_the_original() -> None:
@@ -406,7 +406,7 @@ def test_claims_count_owners_and_the_provider_sessions_recorded_in_rewrites() ->
     index = ContainerIndex([container()])
     rewritten = converge([registration(url_name("172.17.0.5"))], index)
     nodes = [*rewritten, registration("garbage"), registration(url_name("10.0.0.9"), owner=7)]
-    assert claims_in(Scope(PROVIDERS, nodes)) == {
+    assert claims_in(PathView(PROVIDERS, nodes)) == {
         Endpoint("10.0.0.9", 20880): {7},
         Endpoint("172.17.0.5", 20880): {PROVIDER_SESSION},
     }
@@ -421,7 +421,9 @@ def test_another_hosts_registration_of_a_rewritten_endpoint_is_refused_without_p
     replica = registration(url_name("172.17.0.5", application="replica"), owner=0x9009)
     persistent = registration(url_name("172.17.0.5", application="persistent"), owner=0)
     registry = [*rewritten, replica, persistent]
-    unproven = Ownership(None, LocalAddresses(frozenset()), claims_in(Scope(PROVIDERS, registry)))
+    unproven = Ownership(
+        None, LocalAddresses(frozenset()), claims_in(PathView(PROVIDERS, registry))
+    )
     decisions = plan_providers(registry, index, ME, owners=unproven)
     assert [d for d in decisions if d.action.writes] == []
     assert {d.node.name: d.action for d in decisions}[rewritten[0].name] is Action.KEEP
@@ -470,7 +472,7 @@ def test_mirror_is_kept_while_proof_is_missing_for_a_moment() -> None:
     mirrored = apply([], plan_mirror([original], [], index), ME.session or 0)
     unknown = Ownership({}, LocalAddresses(frozenset({"172.17.0.5"})), {})
     decisions = plan_scope(
-        Scope(PROVIDERS, [original], (), MIRROR, mirrored), index, MIRROR_ME, unknown
+        PathView(PROVIDERS, [original], (), MIRROR, mirrored), index, MIRROR_ME, unknown
     )
     assert [d.action for d in decisions] == [Action.KEEP, Action.KEEP]
     assert decisions[0].provisional

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Create, Delete, PublishedPort, RegistryNode
-from sidecar.plan import Action, Mode, Scope
-from sidecar.plan import plan_providers as plan_scope
-from sidecar.scope import DeploymentScope, Lease
+from sidecar.plan import Action, Mode, PathView
+from sidecar.plan import plan_path as plan_scope
+from sidecar.scope import Lease, Scope
 from tests.unit.scenarios import (
     ME,
     PROVIDERS,
@@ -97,7 +97,7 @@ def test_opting_out_after_a_rewrite_never_unregisters_the_provider() -> None:
 def test_per_host_sidecar_leaves_containers_a_per_app_sidecar_claims() -> None:
     """A container claimed by a per-app sidecar's lease: its original and its rewrite (owned
     by that sidecar) are left alone by the per-host sidecar."""
-    me = replace(ME, scope=DeploymentScope(peers={APP_PEER.session: APP_PEER}))
+    me = replace(ME, scope=Scope(peers={APP_PEER.session: APP_PEER}))
     index = ContainerIndex([container()])
     original = only(plan_providers([registration(ORIGINAL)], index, me))
     assert (original.action, original.reason) == (
@@ -112,7 +112,7 @@ def test_per_host_sidecar_leaves_containers_a_per_app_sidecar_claims() -> None:
 def test_per_host_sidecar_never_takes_over_from_a_live_peer() -> None:
     """A rewrite owned by another live sidecar of the engine is left to it, even for a
     container no lease claims (a per-app sidecar whose container was replaced)."""
-    me = replace(ME, scope=DeploymentScope(peers={APP_PEER.session: APP_PEER}))
+    me = replace(ME, scope=Scope(peers={APP_PEER.session: APP_PEER}))
     other = container(cid="d4" * 32)
     after = rewritten_by(APP_PEER.session)
     moved = [replace(n, data=n.data.replace(APP.encode(), other.id.encode())) for n in after]
@@ -123,7 +123,7 @@ def test_per_host_sidecar_never_takes_over_from_a_live_peer() -> None:
 
 def test_per_app_sidecar_manages_only_its_container() -> None:
     """Registrations of other containers are outside a per-app sidecar's scope."""
-    me = replace(ME, scope=DeploymentScope(app="d4" * 32, app_name="other"))
+    me = replace(ME, scope=Scope(app="d4" * 32, app_name="other"))
     decision = only(plan_providers([registration(ORIGINAL)], ContainerIndex([container()]), me))
     assert decision.action is Action.LEAVE
     assert decision.reason == "outside this sidecar's scope (it serves other)"
@@ -135,7 +135,7 @@ def test_per_app_sidecar_takes_its_container_over_from_the_per_host_one_once_set
     session in one transaction, but only after the per-host one had time to see the claim."""
     after = rewritten_by(HOST_PEER.session)
     index = ContainerIndex([container()])
-    app = DeploymentScope(app=APP, app_name="provider", peers={HOST_PEER.session: HOST_PEER})
+    app = Scope(app=APP, app_name="provider", peers={HOST_PEER.session: HOST_PEER})
     waiting = only(plan_providers(after, index, replace(ME, scope=replace(app, settled=False))))
     assert waiting.action is Action.LEAVE
     settled = only(plan_providers(after, index, replace(ME, scope=app)))
@@ -154,7 +154,7 @@ def test_mirror_label_mirrors_one_container_while_others_are_replaced() -> None:
                          bindings=(PublishedPort(20880, "0.0.0.0", 32769),))  # fmt: skip
     nodes = [registration(ORIGINAL), registration(url_name("172.17.0.6"))]
     decisions = plan_scope(
-        Scope(PROVIDERS, nodes, (), mirror_path, ()),
+        PathView(PROVIDERS, nodes, (), mirror_path, ()),
         ContainerIndex([mirrored, replaced]),
         ME,
         TRUSTING,

@@ -1,0 +1,71 @@
+"""The planner (pure): registry nodes + local containers -> the decision for every node.
+
+``run`` applies the transactions of these decisions, ``plan`` prints them: both come from here.
+In replace mode a rewritten node takes the original's place; in mirror mode it is written
+under the mirror root and the original stays. A path is either an interface's ``providers``
+path (URL node names) or an application's instance path (Curator JSON).
+
+    decisions.py  the inputs and outputs: Identity, PathView, Decision, Action
+    kinds.py      URL nodes versus instance nodes: parsing, targets, markers
+    context.py    what one pass over one path knows, and the questions decisions ask
+    originals.py  providers' own registrations: rewrite, mirror or leave
+    rewrites.py   the sidecar's own nodes: keep, update, remove, restore
+"""
+
+from __future__ import annotations
+
+from sidecar.mapping import ContainerIndex
+from sidecar.model import Delete
+from sidecar.ownership import Ownership
+from sidecar.plan.context import PlanContext
+from sidecar.plan.decisions import (
+    Action,
+    Decision,
+    Identity,
+    Mode,
+    PathView,
+    Remembered,
+    interface_of,
+)
+from sidecar.plan.kinds import KNOWN_PROTOCOLS, claims_in
+from sidecar.plan.originals import plan_original
+from sidecar.plan.rewrites import plan_mirrored, plan_rewritten, plan_vanished
+
+__all__ = [
+    "KNOWN_PROTOCOLS",
+    "Action",
+    "Decision",
+    "Identity",
+    "Mode",
+    "PathView",
+    "Remembered",
+    "claims_in",
+    "interface_of",
+    "plan_path",
+]
+
+
+def plan_path(
+    view: PathView, containers: ContainerIndex, me: Identity, owners: Ownership
+) -> list[Decision]:
+    """Decide every node of one path; applying the result twice changes nothing."""
+    ctx = PlanContext(view, containers, me, owners)
+    ours = [n for n in view.nodes if ctx.markers[n.name] is not None]
+    originals = [n for n in view.nodes if ctx.markers[n.name] is None]
+    decisions = [plan_original(ctx, node) for node in originals]
+    superseded = {
+        op.path: d.node.name
+        for d in decisions
+        if d.action is Action.REWRITE and d.transaction
+        for op in d.transaction.ops[1:]
+        if isinstance(op, Delete)
+    }
+    for node in ours:
+        if node.path in superseded:
+            reason = f"superseded by the rewrite of {superseded[node.path][:80]}"
+            decisions.append(Decision(Action.FORGET, node, reason))
+        else:
+            decisions.append(plan_rewritten(ctx, node))
+    present = {n.name for n in view.nodes}
+    decisions += [plan_vanished(ctx, r) for r in view.remembered if r.node.name not in present]
+    return decisions + [plan_mirrored(ctx, node) for node in view.mirror]

@@ -1,0 +1,141 @@
+"""What differs between the two kinds of registration: provider URL nodes (the name carries
+everything) and application-level instance nodes (Curator JSON in the data)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sidecar import instances, urls
+from sidecar.mapping import ContainerIndex, Mapped
+from sidecar.model import Endpoint, RegistryNode
+from sidecar.ownership import Marker, read_marker
+from sidecar.plan.decisions import PathView, Remembered
+
+# Protocols whose provider URLs carry a TCP endpoint that consumers dial.
+KNOWN_PROTOCOLS = frozenset(
+    {"dubbo", "tri", "triple", "rest", "grpc", "hessian", "http", "https", "rmi", "webservice",
+     "thrift"}
+)  # fmt: skip
+# Parameters that, with the protocol, tell one exported service from another on one endpoint.
+_SERVICE_KEY = ("interface", "group", "version")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    endpoint: Endpoint
+    url: urls.ProviderUrl | None = None
+    instance: instances.Instance | None = None
+
+    @property
+    def service(self) -> tuple[str, ...] | None:
+        """What a newer registration of the same service shares (None: nothing, instances).
+        Computed only when asked: it decodes the whole name."""
+        if self.url is None:
+            return None
+        parameters = dict(self.url.parameters)
+        return (self.url.protocol, self.url.path, *(parameters.get(k, "") for k in _SERVICE_KEY))
+
+
+class UrlKind:
+    """Provider URL nodes: the name carries everything, the data is the sidecar's marker."""
+
+    def parse(self, name: str, data: bytes) -> Parsed | str:
+        try:
+            url = urls.parse(name)
+        except urls.MalformedName as exc:
+            return f"malformed node name: {exc}"
+        if url.protocol not in KNOWN_PROTOCOLS:
+            return f"unknown protocol {url.protocol!r}"
+        return Parsed(url.endpoint, url=url)
+
+    def marker_of(self, node: RegistryNode) -> Marker | None:
+        return read_marker(node.data)
+
+    def target(
+        self, parsed: Parsed, found: Mapped, containers: ContainerIndex, advertise_host: str
+    ) -> tuple[str, bytes | None, str]:
+        assert parsed.url is not None
+        return parsed.url.with_endpoint(found.advertised), None, ""
+
+    def data(self, marker: Marker, content: bytes | None) -> bytes:
+        return marker.encode()
+
+    def same(self, existing: bytes, wanted: bytes) -> bool:
+        """Consumers read only the name: the data (the marker) never needs rewriting."""
+        return True
+
+
+class InstanceKind:
+    """Instance nodes: name and data both carry the address; markers are remembered only."""
+
+    def __init__(self, remembered: Iterable[Remembered]) -> None:
+        self._remembered = {r.node.name: r for r in remembered}
+
+    def parse(self, name: str, data: bytes) -> Parsed | str:
+        try:
+            instance = instances.parse(name, data)
+        except instances.MalformedInstance as exc:
+            return f"not an instance this sidecar understands: {exc}"
+        return Parsed(instance.endpoint, instance=instance)
+
+    def marker_of(self, node: RegistryNode) -> Marker | None:
+        remembered = self._remembered.get(node.name)
+        if remembered is not None and remembered.node.data == node.data:
+            return remembered.marker
+        return None
+
+    def target(
+        self, parsed: Parsed, found: Mapped, containers: ContainerIndex, advertise_host: str
+    ) -> tuple[str, bytes | None, str]:
+        assert parsed.instance is not None
+        container = found.container
+
+        def host_port(port: int) -> int | None:
+            return containers.external_port(container, port, advertise_host)
+
+        name, data, unmapped = instances.rewrite(parsed.instance, found.advertised, host_port)
+        notes = []
+        if unmapped:
+            notes.append(
+                f"ports {', '.join(map(str, unmapped))} are not published: left as they are"
+            )
+        if found.advertised.port != parsed.endpoint.port:
+            notes.append(
+                f"Dubbo 3.1+ consumers may take the port from the provider's metadata "
+                f"({parsed.endpoint.port}), not {found.advertised.port}: publish the same port "
+                f"number on the host (-p {parsed.endpoint.port}:{parsed.endpoint.port}), or "
+                "register interface-level only (register-mode=interface), or set "
+                "FORCE_INTERFACE on consumers"
+            )
+        return name, data, "; ".join(notes)
+
+    def data(self, marker: Marker, content: bytes | None) -> bytes:
+        assert content is not None
+        return content
+
+    def same(self, existing: bytes, wanted: bytes) -> bool:
+        return existing == wanted
+
+
+def kind_of(view: PathView) -> UrlKind | InstanceKind:
+    return InstanceKind(view.remembered) if view.instances else UrlKind()
+
+
+Kind = UrlKind | InstanceKind
+
+
+def claims_in(view: PathView) -> dict[Endpoint, set[int]]:
+    """The sessions registering each endpoint: owners of original registrations, and the
+    provider sessions recorded for rewritten nodes (their originals are gone)."""
+    kind = kind_of(view)
+    claims: dict[Endpoint, set[int]] = {}
+    for node in view.nodes:
+        marker = kind.marker_of(node)
+        if marker is not None:
+            claims.setdefault(marker.container_endpoint, set()).add(marker.provider_session)
+            continue
+        parsed = kind.parse(node.name, node.data)
+        if isinstance(parsed, Parsed):
+            claims.setdefault(parsed.endpoint, set()).add(node.owner)
+    return claims
