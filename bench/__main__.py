@@ -61,7 +61,7 @@ def convergence(connect: str, work: Path, count: int, interfaces: int) -> list[R
         sidecar = None
         if label == "sidecar":
             sidecar = start_sidecar(work, connect, root, count)
-            sidecar.wait_for_event("resync done", timeout=60)
+            sidecar.wait_for_event("resync_done", timeout=60)
         consumer = Consumer(watcher, paths)
         nodes = [
             f"{paths[i % interfaces]}/{name(MAPPED_ADDRESS, FIRST_PORT + i, f'svc{i % interfaces}')}"  # noqa: E501
@@ -99,7 +99,7 @@ def storm(connect: str, work: Path, count: int, interfaces: int) -> list[Row]:
     paths = [f"/storm-side/svc{i}/providers" for i in range(interfaces)]
     ensure_paths(load, paths)
     sidecar = start_sidecar(work, connect, "/storm-side", count)
-    sidecar.wait_for_event("resync done", timeout=60)
+    sidecar.wait_for_event("resync_done", timeout=60)
     nodes = [f"{paths[i % interfaces]}/{name(MAPPED_ADDRESS, FIRST_PORT + i, f'svc{i}')}"
              for i in range(count)]  # fmt: skip
     say(f"storm (sidecar): {count} registrations, until all are rewritten")
@@ -148,7 +148,7 @@ def cold_start(
         say("cold start: the sidecar")
         started = datetime.datetime.now(datetime.UTC)
         sidecar = start_sidecar(work, server.connect_string, root, mapped)
-        done = sidecar.wait_for_event("resync done", timeout=600)
+        done = sidecar.wait_for_event("resync_done", timeout=600)
         finished = datetime.datetime.fromisoformat(done["timestamp"])
         cold = (finished - started).total_seconds()
         rss_mb = _status(sidecar, "VmHWM") / 1024
@@ -161,7 +161,7 @@ def cold_start(
         during = sidecar.events()[events_before:]
         say("while idle: " + (", ".join(
             f"{e['event']}{' ' + e['scope'] if 'scope' in e else ''}" for e in during
-            if e["event"].startswith(("zookeeper", "resync done"))
+            if e["event"].startswith(("zookeeper", "resync_done"))
         ) or "nothing"))  # fmt: skip
         watches = _watch_counts(server)
         _close(sidecar, load)

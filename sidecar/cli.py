@@ -1,15 +1,14 @@
-"""Command line: ``run`` (the daemon) and ``plan`` (dry run); exit 2 on invalid configuration."""
+"""Command line: ``run`` (the daemon), ``plan`` (dry run), ``status``, ``health``; exit 2 on
+invalid configuration, 0 only when asked to stop."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
 
@@ -17,16 +16,13 @@ import structlog
 
 from sidecar import __version__
 from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from sidecar.controller import Controller
 from sidecar.logs import configure
-from sidecar.mapping import ContainerIndex
-from sidecar.reconciler import Reconciler
-from sidecar.registry.zookeeper import ZooKeeperRegistry
-from sidecar.report import DecisionLog, render_status, render_table
-from sidecar.scope import choose
+from sidecar.loop.wiring import Unreachable, assemble, plan_once, status_once
+from sidecar.report.events import Events
+from sidecar.report.tables import render_status, render_table
 from sidecar.sources import address as advertise
 from sidecar.sources import static as static_source
-from sidecar.sources.docker import DockerConfigError, DockerEngine, DockerUnavailable
+from sidecar.sources.docker import DockerConfigError
 from sidecar.state import StateFileBusy
 from sidecar.syntax import servers
 
@@ -108,21 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except advertise.AddressUnavailable as exc:
         if command != "run":
-            structlog.get_logger("sidecar").error(f"{command} failed", problem=f"no advertised "
-                                                  f"address: {exc}")  # fmt: skip
+            structlog.get_logger("sidecar").error(
+                "command_failed", command=command, problem=f"no advertised address: {exc}"
+            )
             return EXIT_FAILURE
         host = None  # run waits for a source to answer
-        structlog.get_logger("sidecar").warning("advertise address unavailable", problem=str(exc))
+        structlog.get_logger("sidecar").warning("advertise_address_unavailable", problem=str(exc))
     if command in ("plan", "status"):
         assert host is not None
-        try:
-            return (_plan if command == "plan" else _status)(settings, host)
-        except _Failed as exc:
-            structlog.get_logger("sidecar").error(f"{command} failed", problem=str(exc))
-            return EXIT_FAILURE
-        except (static_source.StaticMappingError, DockerConfigError) as exc:
-            print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+        return _one_shot(command, settings, host)
     return _run(settings, host)
 
 
@@ -142,15 +132,15 @@ def _health(settings: Settings) -> int:
 
 
 def _run(settings: Settings, host: advertise.AdvertiseHost | None) -> int:
-    log = DecisionLog()
-    log.info(
+    events = Events()
+    events.info(
         "starting", version=__version__, zookeeper=settings.zookeeper, roots=list(settings.root),
         docker=settings.docker_url or "from the environment", scope=settings.scope,
         advertise_host=host.address if host else None,
         advertise_source=host.source if host else None,
     )  # fmt: skip
     try:
-        controller = Controller(settings, host, log, os.environ)
+        loop = assemble(settings, host, events, os.environ)
     except (StateFileBusy, OSError) as exc:  # OSError: the listen address is taken
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -163,89 +153,39 @@ def _run(settings: Settings, host: advertise.AdvertiseHost | None) -> int:
         # Runs on the main thread, which only waits for the loop's thread below and so holds
         # none of the loop's locks. No logging: a write could re-enter one in progress.
         received.append(signal.Signals(signum).name)
-        controller.stop()
+        loop.stop()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    loop = threading.Thread(target=controller.run, name="reconcile")
-    loop.start()
-    while loop.is_alive():
-        loop.join(timeout=1.0)
+    thread = threading.Thread(target=loop.run, name="reconcile")
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=1.0)
     # Unless asked otherwise the ZooKeeper session stays open: rewritten nodes live until it
     # times out, so a sidecar restarted within the session timeout resumes it with no gap.
-    log.info("stopped", signal=received[0] if received else None)
-    return EXIT_OK
+    events.info("stopped", signal=received[0] if received else None)
+    # Exit 0 only when asked to stop: a loop that ended by itself is a failure to restart.
+    return EXIT_OK if received else EXIT_FAILURE
 
 
-def _plan(settings: Settings, advertise_host: advertise.AdvertiseHost) -> int:
-    with _one_shot(settings, advertise_host) as (reconciler, registry):
-        roots = (*settings.root, *settings.services_root)
-        paths = [p for root in roots for p in reconciler.scope_paths(root)]
-        log = DecisionLog()
-        decisions = reconciler.plan(paths, session=None, progress=log.progress)
-        denied = registry.take_denied()
-    print(render_table(decisions))
-    for path in sorted(denied):
-        print(f"not authorised to read, left alone: {path}")
-    return EXIT_OK
-
-
-def _status(settings: Settings, advertise_host: advertise.AdvertiseHost) -> int:
-    with _one_shot(settings, advertise_host) as (reconciler, _):
-        rows = reconciler.managed_now()
-    print(render_status(rows))
-    return EXIT_OK
-
-
-@contextlib.contextmanager
-def _one_shot(
-    settings: Settings, address: advertise.AdvertiseHost
-) -> Iterator[tuple[Reconciler, ZooKeeperRegistry]]:
-    """A connected reconciler over a snapshot of the sources, for ``plan`` and ``status``."""
-    static = static_source.configured(settings.static_file, settings.static_ports)
-    digest = settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None
-    registry = ZooKeeperRegistry(
-        settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
-        digest=digest,
-    )  # fmt: skip
-    engine = (
-        DockerEngine(settings.docker_url, os.environ) if settings.docker_url != "none" else None
-    )
+def _one_shot(command: str, settings: Settings, host: advertise.AdvertiseHost) -> int:
+    """``plan`` or ``status``: one pass of the loop, written nowhere, printed."""
+    events = Events(decisions=False)  # the table says what it decided
     try:
-        engine_id = engine.engine_id() if engine else static_source.identity()
-        containers = engine.running_containers() if engine else []
-        subnets, gateways = engine.networks() if engine else ([], [])
-        registry.connect(settings.connect_timeout)
-    except (DockerUnavailable, ConnectionError) as exc:
-        if engine is not None:
-            engine.close()
-        raise _Failed(str(exc)) from None
-    try:
-        reconciler = Reconciler(settings, registry, address.address, engine_id, address.source)
-        mapped = static.container(reconciler.interface_addresses())
-        reconciler.containers = ContainerIndex(
-            [*containers, *([mapped] if mapped else [])],
-            subnets=subnets,
-            host_addresses=reconciler.interface_addresses(),
-            gateways=gateways,
-        )
-        if engine is not None:
-            chosen = choose(settings.scope, settings.container, containers,
-                            reconciler.interface_addresses())  # fmt: skip
-            if isinstance(chosen, str):
-                raise _Failed(f"per-app sidecar: {chosen}")
-            reconciler.scope = chosen
-        reconciler.read_peers()
-        reconciler.use_mirrors_if_asked()
-        yield reconciler, registry
-    finally:
-        registry.close()
-        if engine is not None:
-            engine.close()
-
-
-class _Failed(Exception):
-    """A one-shot command could not reach what it needs."""
+        if command == "plan":
+            decisions, unreadable = plan_once(settings, host, events, os.environ)
+            print(render_table(decisions))
+            for path in sorted(unreadable):
+                print(f"not authorised to read, left alone: {path}")
+        else:
+            print(render_status(status_once(settings, host, events, os.environ)))
+    except Unreachable as exc:
+        events.error("command_failed", command=command, problem=str(exc))
+        return EXIT_FAILURE
+    except (static_source.StaticMappingError, DockerConfigError) as exc:
+        print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
 
 
 def _env_path(name: str) -> Path | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass, field
+from enum import Enum, StrEnum
 
 # The pseudo-container of the static mapping (ports mapped without Docker).
 STATIC_ID = "static"
@@ -127,3 +128,42 @@ class Transaction:
     """Operations that ZooKeeper applies all together or not at all (one ``multi``)."""
 
     ops: tuple[Op, ...] = field(default_factory=tuple)
+
+
+class Connection(Enum):
+    """The state of the sidecar's ZooKeeper connection, as its client reports it."""
+
+    CONNECTED = "connected"
+    SUSPENDED = "suspended"  # disconnected; the session may still live
+    LOST = "lost"  # the session is gone
+
+
+class Outcome(StrEnum):
+    """How one transaction went."""
+
+    APPLIED = "ok"
+    FAILED = "failed"  # not applied: try again
+    UNKNOWN = "unknown"  # the connection went during the write: perhaps applied
+    DENIED = "denied"  # not authorised: left alone, not retried
+    DRY_RUN = "dry-run"  # a registry that refuses writes (plan, status) was asked
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """A transaction's outcome, and the error behind it (empty when applied)."""
+
+    outcome: Outcome
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.APPLIED
+
+    @property
+    def maybe_applied(self) -> bool:
+        """Applied, or perhaps applied: what was written must be remembered."""
+        return self.outcome in (Outcome.APPLIED, Outcome.UNKNOWN)
+
+    @property
+    def retry(self) -> bool:
+        return self.outcome in (Outcome.FAILED, Outcome.UNKNOWN)

@@ -93,12 +93,12 @@ class SidecarProcess:
     @property
     def ops_url(self) -> str:
         """Where its operations listener answers (it logs the address at start)."""
-        return "http://" + str(self.wait_for_event("operations listener")["address"])
+        return "http://" + str(self.wait_for_event("ops_listening")["address"])
 
     @property
     def session(self) -> int:
         """The ZooKeeper session it logged most recently."""
-        return int(self.wait_for_event("zookeeper connected")["session"], 16)
+        return int(self.wait_for_event("zookeeper_connected")["session"], 16)
 
     def terminate(self, timeout: float = 10.0, sig: signal.Signals = signal.SIGTERM) -> int:
         """SIGTERM (or ``sig``), then wait for the exit code."""

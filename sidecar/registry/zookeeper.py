@@ -9,57 +9,47 @@ Everything kazoo returns is turned into typed values here.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any, TypeVar
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError, RolledBackError
+from kazoo.exceptions import (
+    ConnectionLoss,
+    NoAuthError,
+    NodeExistsError,
+    NoNodeError,
+    OperationTimeoutError,
+    RolledBackError,
+    SessionExpiredError,
+)
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import CREATOR_ALL_ACL
 
-from sidecar.model import Check, Create, Delete, RegistryNode, Transaction
+from sidecar.model import (
+    Check,
+    Connection,
+    Create,
+    Delete,
+    Outcome,
+    RegistryNode,
+    Transaction,
+    WriteResult,
+)
 from sidecar.progress import Progress
+from sidecar.registry.cache import ReadCache
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
 # Operations per multi when several transactions travel together (well below jute.maxbuffer:
 # an operation carries one node name and its data, about a kilobyte).
 _BATCH_OPS = 64
-_CACHED_PATHS = 2000
 _WAIT_SLICE = 0.25
-# Errors after which a transaction may or may not have been applied.
-_UNKNOWN_OUTCOME = frozenset(
-    {"ConnectionLoss", "SessionExpiredError", "OperationTimeoutError", "Interrupted"}
-)
 K = TypeVar("K")
 
 
 class Interrupted(Exception):
     """The sidecar is stopping; the request's result is no longer awaited."""
-
-
-class Connection(Enum):
-    CONNECTED = "connected"
-    SUSPENDED = "suspended"
-    LOST = "lost"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a transaction went: ``error`` names the first failing operation's problem."""
-
-    ok: bool
-    error: str = ""
-    denied: bool = False
-
-    @property
-    def unknown(self) -> bool:
-        """Whether the transaction may have been applied although no success was seen."""
-        return not self.ok and self.error in _UNKNOWN_OUTCOME
 
 
 class ZooKeeperRegistry:
@@ -84,13 +74,7 @@ class ZooKeeperRegistry:
         self._known_parents: set[str] = set()
         self._acl = CREATOR_ALL_ACL if digest else None
         self.denied: set[str] = set()  # what the last read was not allowed to read
-        # Per path read, its child version at the last read (an int per path, not bounded):
-        # the periodic sweep re-reads only paths whose children moved without a watch saying
-        # so. Per recently read path, the nodes of that read: unchanged children are not read
-        # again (see _unknown). Bounded: a large registry is read once at start, while storms
-        # hit a few paths again and again.
-        self._child_versions: dict[str, int] = {}
-        self._cache: OrderedDict[str, dict[str, RegistryNode]] = OrderedDict()
+        self._cache = ReadCache()
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
@@ -185,7 +169,7 @@ class ZooKeeperRegistry:
         """The ``providers`` path of every interface under a registry root (watching the root)."""
         return [f"{root}/{name}/providers" for name in self.list_children(root)]
 
-    def read_providers(
+    def read_paths(
         self,
         parents: Iterable[str],
         progress: Callable[[str, int, int], None] | None = None,
@@ -200,33 +184,8 @@ class ZooKeeperRegistry:
         """
         parents = list(parents)
         report = Progress(progress)
-        listings: dict[str, list[str]] = {}
-        versions: dict[str, int] = {}
         nodes: dict[str, list[RegistryNode]] = {parent: [] for parent in parents}
-        for parent, result in self._pipelined(
-            parents,
-            lambda p: self._client.get_children_async(p, watch=self._watched, include_data=True),
-        ):
-            report("listing paths", len(listings), len(parents))
-            if isinstance(result, NoNodeError):
-                listings[parent] = []
-                self._cache.pop(parent, None)
-                self._child_versions.pop(parent, None)
-                if self.owner_of(parent) is not None:  # created since: read it again
-                    self._on_change(parent)
-            elif isinstance(result, NoAuthError):
-                listings[parent] = []
-                self.denied.add(parent)
-            elif isinstance(result, Exception):
-                raise result
-            else:
-                children, stat = result
-                versions[parent] = stat.cversion
-                self._known_parents.add(parent)  # it exists: creating under it needs no check
-                if parent in uncached:
-                    listings[parent] = list(children)
-                else:
-                    listings[parent] = self._unknown(parent, children, stat.cversion, nodes[parent])
+        listings, versions = self._list(parents, uncached, nodes, report)
         children = [(parent, name) for parent in parents for name in listings[parent]]
 
         def get(child: tuple[str, str]) -> Any:
@@ -249,12 +208,45 @@ class ZooKeeperRegistry:
             )
         for parent, version in versions.items():
             if parent not in uncached:
-                self._child_versions[parent] = version
-                self._cache[parent] = {n.name: n for n in nodes[parent]}
-                self._cache.move_to_end(parent)
-        while len(self._cache) > _CACHED_PATHS:
-            self._cache.popitem(last=False)
+                self._cache.store(parent, version, nodes[parent])
         return nodes
+
+    def _list(
+        self,
+        parents: list[str],
+        uncached: Collection[str],
+        nodes: dict[str, list[RegistryNode]],
+        report: Progress,
+    ) -> tuple[dict[str, list[str]], dict[str, int]]:
+        """List each parent (watched): the children whose data must be read (the cache gives
+        the others, added to ``nodes``), and each parent's child version."""
+        listings: dict[str, list[str]] = {}
+        versions: dict[str, int] = {}
+        for parent, result in self._pipelined(
+            parents,
+            lambda p: self._client.get_children_async(p, watch=self._watched, include_data=True),
+        ):
+            report("listing paths", len(listings), len(parents))
+            if isinstance(result, NoNodeError):
+                listings[parent] = []
+                self._cache.drop(parent)
+                if self.owner_of(parent) is not None:  # created since: read it again
+                    self._on_change(parent)
+            elif isinstance(result, NoAuthError):
+                listings[parent] = []
+                self.denied.add(parent)
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                children, stat = result
+                versions[parent] = stat.cversion
+                self._known_parents.add(parent)  # it exists: creating under it needs no check
+                listings[parent] = (
+                    list(children)
+                    if parent in uncached
+                    else self._cache.unknown(parent, children, stat.cversion, nodes[parent])
+                )
+        return listings, versions
 
     def changed_since_read(self, parents: Iterable[str]) -> set[str]:
         """Of ``parents``, those whose children changed since the last read, those never read
@@ -263,34 +255,24 @@ class ZooKeeperRegistry:
         parents = list(parents)
         changed = set()
         for parent, result in self._pipelined(parents, self._client.exists_async):
-            known = self._child_versions.get(parent)
+            known = self._cache.version(parent)
             if isinstance(result, Exception) or result is None or result.cversion != known:
                 changed.add(parent)
         return changed
 
-    def _unknown(
-        self, parent: str, children: list[str], cversion: int, known: list[RegistryNode]
-    ) -> list[str]:
-        """The children whose data must be read; the others are taken from the last read
-        (added to ``known``). The cache is trusted only if the parent's child version moved
-        by exactly the creates and deletes the two listings show: then no child was deleted
-        and created again under the same name in between."""
-        old_version, old_nodes = self._child_versions.get(parent), self._cache.get(parent)
-        if old_version is None or old_nodes is None:
-            return list(children)
-        now = set(children)
-        if cversion - old_version != len(now.symmetric_difference(old_nodes)):
-            return list(children)
-        known.extend(old_nodes[name] for name in children if name in old_nodes)
-        return [name for name in children if name not in old_nodes]
-
-    def apply_all(self, transactions: list[Transaction]) -> list[Outcome]:
+    def apply_all(self, transactions: list[Transaction]) -> list[WriteResult]:
         """Run each transaction as one ZooKeeper ``multi`` (all its ops or none), pipelined."""
-        return self.finish(self.start(transactions))
+        return self.start(transactions)()
 
-    def start(self, transactions: list[Transaction], batched: bool = True) -> Writes:
-        """Send the transactions and return at once; finish() waits for their outcomes. The
-        caller may read and plan other paths in between.
+    def release(self, path: str) -> None:
+        """Delete ``path`` (this session's lease it gives up); absent already is fine."""
+        self.apply_all([Transaction((Delete(path, -1),))])
+
+    def start(
+        self, transactions: list[Transaction], batched: bool = True
+    ) -> Callable[[], list[WriteResult]]:
+        """Send the transactions and return at once: calling the result waits for each
+        transaction's outcome, in order. The caller may read and plan other paths in between.
 
         Several transactions travel in one ``multi`` (all of them or none): a storm of
         rewrites costs a fraction of the requests. If a batch fails, its transactions are
@@ -300,43 +282,26 @@ class ZooKeeperRegistry:
         for batch in _batches(transactions) if batched else ([t] for t in transactions):
             try:
                 started.append((batch, self._commit(batch)))
-            except Exception as exc:  # returned, not raised: finish() reports it
+            except Exception as exc:  # returned, not raised: the outcome reports it
                 started.append((batch, _Failed(exc)))
-        return Writes(started)
+        return lambda: self._finish(started)
 
-    def finish(self, writes: Writes) -> list[Outcome]:
-        """The outcome of each transaction of ``writes``, in order."""
-        outcomes: list[Outcome] = []
-        for batch, result in self._drain(writes.started):
-            outcome = _outcome(result)
-            if outcome.ok or outcome.unknown or len(batch) == 1:
-                outcomes += [outcome] * len(batch)
+    def _finish(self, started: list[tuple[list[Transaction], Any]]) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        for batch, result in self._drain(started):
+            cause = _cause(result)
+            outcome = _outcome(cause)
+            if isinstance(cause, NoNodeError):
+                self._known_parents.clear()  # a parent may have been deleted: ensure it again
+            if outcome.outcome in (Outcome.APPLIED, Outcome.UNKNOWN) or len(batch) == 1:
+                results += [outcome] * len(batch)
             else:
-                outcomes += self.finish(self.start(batch, batched=False))
-        transactions = [t for batch, _ in writes.started for t in batch]
-        if any(o.error == "NoNodeError" for o in outcomes):
-            self._known_parents.clear()  # a parent may have been deleted: ensure it again
-        for transaction, outcome in zip(transactions, outcomes, strict=True):
+                results += self.start(batch, batched=False)()
+        transactions = [t for batch, _ in started for t in batch]
+        for transaction, outcome in zip(transactions, results, strict=True):
             if outcome.ok:
-                self._cache_applied(transaction)
-        return outcomes
-
-    def _cache_applied(self, transaction: Transaction) -> None:
-        """Bring the cache of the touched paths to what the transaction made: the next read
-        of such a path then reads no data at all for the nodes the sidecar wrote."""
-        session = self.session_id
-        for op in transaction.ops:
-            parent, _, name = op.path.rpartition("/")
-            if isinstance(op, Check) or parent not in self._child_versions:
-                continue
-            self._child_versions[parent] += 1
-            nodes = self._cache.get(parent)
-            if nodes is None:
-                continue
-            if isinstance(op, Delete):
-                nodes.pop(name, None)
-            else:
-                nodes[name] = RegistryNode(parent, name, op.data, session, 0)
+                self._cache.applied(transaction, self.session_id)
+        return results
 
     def _commit(self, transactions: list[Transaction]) -> Any:
         ops = [op for transaction in transactions for op in transaction.ops]
@@ -411,13 +376,6 @@ class ZooKeeperRegistry:
         self._on_connection(mapping[state])
 
 
-@dataclass
-class Writes:
-    """Transactions sent and not yet waited for."""
-
-    started: list[tuple[list[Transaction], Any]]
-
-
 class _Failed:
     """A request that failed before it was sent; ``get`` raises its error."""
 
@@ -441,11 +399,28 @@ def _batches(transactions: list[Transaction]) -> Iterable[list[Transaction]]:
         yield batch
 
 
-def _outcome(result: Any) -> Outcome:
+def _cause(result: Any) -> Exception | None:
+    """The error behind a multi's result (None: applied); the first failing operation's,
+    not the roll-backs of the others."""
     if isinstance(result, Exception):
-        return Outcome(False, type(result).__name__, denied=isinstance(result, NoAuthError))
+        return result
     failures = [r for r in result if isinstance(r, Exception)]
     if not failures:
-        return Outcome(True)
-    cause = next((r for r in failures if not isinstance(r, RolledBackError)), failures[0])
-    return Outcome(False, type(cause).__name__, denied=isinstance(cause, NoAuthError))
+        return None
+    return next((r for r in failures if not isinstance(r, RolledBackError)), failures[0])
+
+
+# Errors after which a transaction may or may not have been applied.
+_UNKNOWN = (ConnectionLoss, SessionExpiredError, OperationTimeoutError, Interrupted)
+
+
+def _outcome(cause: Exception | None) -> WriteResult:
+    if cause is None:
+        return WriteResult(Outcome.APPLIED)
+    if isinstance(cause, NoAuthError):
+        outcome = Outcome.DENIED
+    elif isinstance(cause, _UNKNOWN):
+        outcome = Outcome.UNKNOWN
+    else:
+        outcome = Outcome.FAILED
+    return WriteResult(outcome, type(cause).__name__)

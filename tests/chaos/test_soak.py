@@ -80,7 +80,7 @@ class Lab:
                 *("--listen", "127.0.0.1:0"),
             ],
         ).start()
-        self.sidecar.wait_for_event("resync done", timeout=60)
+        self.sidecar.wait_for_event("resync_done", timeout=60)
 
     # -- providers ----------------------------------------------------------------------------
 

@@ -180,7 +180,7 @@ def start_sidecar(
         sidecar = SidecarProcess(log, args, env=env).start()
         started.append(sidecar)
         if ready:
-            sidecar.wait_for_event("resync done")
+            sidecar.wait_for_event("resync_done")
         return sidecar
 
     try:

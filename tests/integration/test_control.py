@@ -62,7 +62,7 @@ def test_labels_steer_single_containers(
     assert rewrites[mirrored.name]["decided_by"] == (
         f"per-host, address from --advertise-host, label {PREFIX}mode=mirror"
     )
-    left = {e["container"]: e["reason"] for e in sidecar.events("left alone")}
+    left = {e["container"]: e["reason"] for e in sidecar.events("left_alone")}
     assert left[opted_out.name] == f"opted out by label {PREFIX}enable=false"
     assert left[typo.name] == f"label {PREFIX}port.20880: 'http' is not a port: left alone"
 
@@ -93,7 +93,7 @@ def test_the_advertised_address_follows_a_metadata_url(
         assert update["decided_by"] == f"per-host, address from url:{metadata.url}"
         seen = metadata.gets()
         wait_until(lambda: metadata.gets() >= seen + 2, 10, message="not read again")
-        [changed] = sidecar.events("advertised address changed")
+        [changed] = sidecar.events("address_changed")
         assert (changed["before"], changed["address"]) == ("127.0.0.1", "127.0.0.2")
         assert all(len(names) == 1 for names in watch.lists())
         port = published_port(provider, "20880/tcp")
@@ -115,7 +115,7 @@ def test_a_metadata_service_down_at_start_and_asking_for_a_session_token(
         sidecar = start_sidecar(
             "--advertise-from", f"url:{metadata.url}", advertise_host=None, ready=False
         )
-        problem = sidecar.wait_for_event("advertise address unavailable")
+        problem = sidecar.wait_for_event("advertise_address_unavailable")
         assert problem["problem"] == f"url:{metadata.url}: HTTP 500"
 
         def waiting() -> bool:
@@ -131,4 +131,4 @@ def test_a_metadata_service_down_at_start_and_asking_for_a_session_token(
         wait_until(lambda: children(registry, providers) == [at(provider, "127.0.0.1")], 10,
                    message="not rewritten once the metadata service answered")  # fmt: skip
         assert "PUT /latest/api/token" in metadata.requests
-        assert sidecar.events("advertised address found")
+        assert sidecar.events("address_found")

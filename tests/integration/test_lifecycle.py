@@ -122,7 +122,7 @@ def test_killed_sidecar_resumes_its_session_and_consumers_see_no_gap(
     second = start_sidecar("--state-file", str(state_file))
 
     assert second.session == session
-    assert second.events("session resumed")
+    assert second.events("session_resumed")
     assert owner(registry, f"{providers}/{rewritten}") == session
     assert all(seen == [rewritten] for seen in watch.lists())
     assert not [e for e in second.events() if e["event"] in ("rewrite", "update", "restore")]

@@ -24,7 +24,7 @@ def test_the_sweep_rereads_only_paths_whose_children_moved_unseen(
     sidecar = ZooKeeperRegistry(zookeeper.connect_string, 10, lambda _: None, lambda _: None)
     sidecar.connect(15)
     try:
-        sidecar.read_providers([quiet, moved, written])
+        sidecar.read_paths([quiet, moved, written])
         registry.create(f"{moved}/x", b"")
         sidecar.apply_all([Transaction((Create(f"{written}/y", b""),))])
         gone = f"{root}/gone/providers"

@@ -187,11 +187,11 @@ def test_unmappable_registrations_are_untouched_and_reported_once(
     before = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
 
     sidecar = start_sidecar("--resync-seconds", "1")
-    sidecar.wait_for_event("resync done", count=3)
+    sidecar.wait_for_event("resync_done", count=3)
 
     after = {n: registry.get(f"{providers}/{n}") for n in children(registry, providers)}
     assert after == before
-    reported = [e for e in sidecar.events("left alone") if e["level"] == "info"]
+    reported = [e for e in sidecar.events("left_alone") if e["level"] == "info"]
     reasons = sorted(e["reason"] for e in reported)
     assert reasons == sorted(
         [
@@ -298,7 +298,7 @@ def test_second_sidecar_on_the_same_engine_stands_by_until_the_first_is_gone(
     path = f"{providers}/{rewritten}"
 
     second = start_sidecar(ready=False)
-    second.wait_for_event("lease held by another sidecar: standing by")
+    second.wait_for_event("lease_standing_by")
     assert registry.get(path)[1].ephemeralOwner == first.session
     assert not [e for e in second.events() if e["event"] in ("rewrite", "update", "remove")]
 
@@ -306,4 +306,4 @@ def test_second_sidecar_on_the_same_engine_stands_by_until_the_first_is_gone(
     wait_until(lambda: registry.get(path)[1].ephemeralOwner == second.session, 10,
                message="the second sidecar did not take over")  # fmt: skip
     assert children(registry, providers) == [rewritten]
-    assert second.events("lease held")
+    assert second.events("lease_held")

@@ -65,11 +65,11 @@ def test_docker_outage_changes_nothing_until_docker_is_back(
     wait_until(lambda: children(registry, providers) == [rewritten], 5, message="not rewritten")
 
     own_engine.halt()
-    sidecar.wait_for_event("docker lost")
+    sidecar.wait_for_event("docker_lost")
     registry.create(f"{providers}/{late}", b"", ephemeral=True)
-    sidecar.wait_for_event("pass skipped", count=len(sidecar.events("pass skipped")) + 2)
+    sidecar.wait_for_event("pass_skipped", count=len(sidecar.events("pass_skipped")) + 2)
     assert children(registry, providers) == sorted([rewritten, late])
-    assert sidecar.events("Docker Engine unreachable: making no changes until it answers again")
+    assert sidecar.events("docker_stale")
     status, body = get(f"{sidecar.ops_url}/readyz")
     assert (status, json.loads(body)["reasons"]) == (503, ["Docker Engine not reachable"])
     _, text = get(f"{sidecar.ops_url}/metrics")
@@ -82,7 +82,7 @@ def test_docker_outage_changes_nothing_until_docker_is_back(
         15,
         message="did not catch up after Docker came back",
     )
-    assert sidecar.logged("docker answering again")
+    assert sidecar.logged("docker_answering")
     assert get(f"{sidecar.ops_url}/readyz")[0] == 200
 
 
@@ -134,7 +134,7 @@ def test_same_endpoint_from_another_host_is_left_alone(
             expected = sorted([rewritten_name(provider), foreign_name])
         wait_until(lambda: children(client, providers) == expected, 5, message="unexpected")
         assert client.get(f"{providers}/{foreign_name}")[1] == foreign_before
-        reasons = [e["reason"] for e in sidecar.events("left alone") if e["level"] == "info"]
+        reasons = [e["reason"] for e in sidecar.events("left_alone") if e["level"] == "info"]
         planned = one_shot("plan", server.connect_string, root, engine.url, *admin)
         assert planned.returncode == 0, planned.stderr
         plan_rows = [row for row in planned.stdout.splitlines() if row.startswith("leave")]

@@ -35,7 +35,7 @@ def log_lines(container: Container) -> list[dict[str, Any]]:
 def session_of(container: Container) -> int:
     def connected() -> int | None:
         for line in log_lines(container):
-            if line.get("event") == "zookeeper connected":
+            if line.get("event") == "zookeeper_connected":
                 return int(line["session"], 16)
         return None
 
@@ -94,7 +94,7 @@ def test_per_app_sidecars_manage_only_their_app_and_one_stopping_spares_the_othe
     assert pong("127.0.0.1", published_port(stock)).startswith("pong ")
     for running, app in ((shop_sidecar, shop), (stock_sidecar, stock)):
         lines = log_lines(running)
-        [scope] = [line for line in lines if line.get("event") == "scope"]
+        [scope] = [line for line in lines if line.get("event") == "scope_chosen"]
         assert scope["scope"] == f"per-app sidecar of {app.name}"
         assert {line["container"] for line in lines if line.get("event") in DECISIONS} == {app.name}
 
@@ -128,11 +128,11 @@ def test_a_per_app_sidecar_takes_its_app_over_from_the_per_host_one_without_a_ga
     [taken] = app.logged("update")
     assert taken["reason"] == f"taking over from the per-host sidecar (session 0x{host.session:x})"
     claimed = f"managed by the per-app sidecar of {shop.name} (session 0x{app.session:x})"
-    wait_until(lambda: any(e["reason"] == claimed for e in host.events("left alone")), 5,
+    wait_until(lambda: any(e["reason"] == claimed for e in host.events("left_alone")), 5,
                message="the per-host sidecar did not report the claim")  # fmt: skip
     assert [e for e in host.events() if e["event"] in DECISIONS and e["container"] == shop.name
             and e["timestamp"] > taken["timestamp"]] == []  # fmt: skip
-    assert app.events("scope")[0]["scope"] == f"per-app sidecar of {shop.name}"
+    assert app.events("scope_chosen")[0]["scope"] == f"per-app sidecar of {shop.name}"
 
     done = one_shot("status", zookeeper.connect_string, root, engine.url)
     assert done.returncode == 0, done.stderr

@@ -107,7 +107,7 @@ def test_unpublished_second_protocol_is_left_and_reported(
     )
     wait_until(lambda: children(registry, providers) == sorted([rewritten, tri_name]), 5,
                message="not mapped")  # fmt: skip
-    reasons = [e["reason"] for e in sidecar.events("left alone") if e["level"] == "info"]
+    reasons = [e["reason"] for e in sidecar.events("left_alone") if e["level"] == "info"]
     assert reasons == [f"port 50051 of container {provider.name} is not published"]
 
 
@@ -233,7 +233,7 @@ def test_networks_namespace_sharing_and_host_networking(
     assert pong("127.0.0.1", published_port(pause, "20880/tcp")).startswith("pong member ")
     [host_path] = registered(host_networked)
     assert host_path.rsplit("/", 1)[1] in children(registry, providers)
-    reasons = {e["reason"] for e in sidecar.events("left alone") if e["level"] == "info"}
+    reasons = {e["reason"] for e in sidecar.events("left_alone") if e["level"] == "info"}
     assert (
         "registered with an address of this host (host networking or DUBBO_IP_TO_REGISTRY): "
         "nothing to rewrite" in reasons
@@ -259,7 +259,7 @@ def test_digest_protected_registry(
     path another user owns (readable, not writable) is reported and left untouched."""
     provider = start_provider("--auth", "shop:s3cret-pw")
     blind = start_sidecar()
-    blind.wait_for_event("not authorised to read; left alone")
+    blind.wait_for_event("path_not_readable")
 
     owner = KazooClient(hosts=zookeeper.connect_string, auth_data=[("digest", "shop:s3cret-pw")])
     owner.start(timeout=15)
@@ -289,7 +289,7 @@ def test_digest_protected_registry(
         assert [(a.id.scheme, a.id.id.split(":")[0], a.perms) for a in acl] == [
             ("digest", "shop", 31)
         ]
-        sidecar.wait_for_event("rewrite refused: not authorised; left alone")
+        sidecar.wait_for_event("write_denied")
         assert other.get(f"{guarded}/{local}")[1] == guarded_before
         assert "s3cret-pw" not in sidecar.log_path.read_text()
 

@@ -1,0 +1,164 @@
+"""The container inventory: what the engine runs, the static mapping, the probes' verdicts and
+this network namespace's addresses, as one ContainerIndex for the planner. Owned by the loop
+thread; the engine is read here and only here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sidecar.loop.seams import Engine
+from sidecar.mapping import ContainerIndex
+from sidecar.model import STATIC_ID, Container
+from sidecar.report.events import Events
+from sidecar.sources import static as static_source
+from sidecar.sources.docker import DockerUnavailable
+from sidecar.sources.probe import Prober
+
+
+@dataclass
+class Refreshed:
+    """What a refresh found: the keys (container ids, addresses) whose paths must be read
+    again, and whether everything must (a new network: addresses unknown before may now be
+    this host's)."""
+
+    keys: set[str] = field(default_factory=set)
+    everything: bool = False
+    listed: bool = False  # every container was listed again
+
+
+class Inventory:
+    """The containers this host runs, as the planner sees them."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        static: static_source.StaticMapping,
+        static_file: Path | None,
+        static_ports: tuple[str, ...],
+        prober: Prober | None,
+        host_addresses: Callable[[], set[str]],
+        events: Events,
+    ) -> None:
+        self.engine = engine
+        self._static = static
+        self._static_file = static_file
+        self._static_ports = static_ports
+        self._prober = prober
+        self._host_addresses = host_addresses
+        self._events = events
+        self.containers: dict[str, Container] = {}
+        self.subscribed = engine is None  # Docker's event stream is live (or no Docker)
+        self.fresh = engine is None  # the listing can be trusted
+        self.interface_addresses: set[str] = host_addresses()
+        self._subnets: list[str] = []
+        self._gateways: list[str] = []
+        self._indexed: tuple[object, ...] = ()
+        self.index = ContainerIndex(())
+
+    def docker_event(self, problem: str) -> None:
+        """The event stream became live ("") or was lost (why)."""
+        self.subscribed = not problem
+        if problem:
+            self._events.connection("docker", "lost", problem=problem)
+
+    def refresh_host_addresses(self) -> None:
+        self.interface_addresses = self._host_addresses()
+
+    def static_container(self) -> Container | None:
+        return self._static.container(self.interface_addresses)
+
+    def local_keys(self) -> set[str]:
+        """Every key that concerns this host: its containers and their addresses, and the
+        static mapping's."""
+        keys = {key for c in self.containers.values() for key in (c.id, *c.addresses)}
+        static = self.static_container()
+        return keys | {STATIC_ID, *(static.addresses if static else ())}
+
+    def refresh(self, all_containers: bool, changed: set[str], static: bool) -> Refreshed | None:
+        """Bring the view up to date; None while Docker's event stream is down (everything is
+        read again once it is back). Raises DockerUnavailable when Docker does not answer."""
+        found = Refreshed()
+        if static or all_containers:
+            found.keys |= self._reload_static()
+        if self.engine is not None:
+            docker = self._refresh_docker(self.engine, all_containers, changed)
+            if docker is None:
+                return None
+            found.keys |= docker.keys
+            found.everything, found.listed = docker.everything, docker.listed
+        self._reindex()
+        return found
+
+    def _reindex(self) -> None:
+        static = self.static_container()
+        unreachable = self._prober.unreachable() if self._prober else {}
+        view = (
+            tuple(self.containers.values()), static, tuple(sorted(unreachable.items())),
+            tuple(self._subnets), tuple(sorted(self.interface_addresses)), tuple(self._gateways),
+        )  # fmt: skip
+        if view != self._indexed:
+            # Rebuilt only when something changed: a large static mapping makes it costly.
+            self._indexed = view
+            containers = [*view[0], *([static] if static else [])]
+            self.index = ContainerIndex(
+                containers, unreachable, self._subnets, self.interface_addresses, self._gateways
+            )
+
+    def _reload_static(self) -> set[str]:
+        if self._static_file is None:
+            return set()
+        try:
+            mapping = static_source.configured(self._static_file, self._static_ports)
+        except static_source.StaticMappingError as exc:
+            self._events.connection("static_mapping", "unchanged", problem=str(exc))
+            return set()
+        if mapping == self._static:
+            return set()
+        self._events.info("static_mapping_changed", ports=dict(mapping.ports))
+        self._static = mapping
+        return {STATIC_ID}
+
+    def _refresh_docker(
+        self, engine: Engine, all_containers: bool, changed: set[str]
+    ) -> Refreshed | None:
+        if not self.subscribed:
+            if self.fresh:
+                self.fresh = False
+                self._events.docker_stale()
+            self._events.debug("pass_skipped", reason="Docker Engine unreachable")
+            return None
+        found = Refreshed()
+        try:
+            if all_containers or not self.fresh:
+                listed = engine.running_containers()
+                subnets, self._gateways = engine.networks()
+                found.everything = bool(self._subnets) and subnets != self._subnets
+                self._subnets = subnets
+                found.keys = self._keys_of(set(self.containers) | {c.id for c in listed})
+                self.containers = {c.id: c for c in listed}
+                found.keys |= self._keys_of(set(self.containers))
+                self.fresh = found.listed = True
+            else:
+                for container_id in changed - {STATIC_ID}:
+                    self._events.debug("container_changed", container=container_id[:12])
+                    found.keys |= self._keys_of({container_id})
+                    current = engine.container(container_id)
+                    self.containers.pop(container_id, None)
+                    if current is not None:
+                        self.containers[container_id] = current
+                    found.keys |= self._keys_of({container_id})
+        except DockerUnavailable as exc:
+            # The event stream may still be fine; list everything again once Docker answers.
+            self._events.connection("docker", "unavailable", problem=str(exc))
+            self.fresh = False
+            raise
+        self._events.recovered("docker")
+        return found
+
+    def _keys_of(self, container_ids: set[str]) -> set[str]:
+        keys = set(container_ids)
+        for container_id in container_ids & set(self.containers):
+            keys.update(self.containers[container_id].addresses)
+        return keys

@@ -1,0 +1,182 @@
+"""The loop: one thread that waits for dirty work, runs a reconcile pass over it, and repeats;
+a periodic resync every --resync-seconds; a graceful stop.
+
+The loop thread owns every component of the pass. Other threads only mark work dirty (see
+dirty.py) or read what the loop publishes: ``readiness`` (a tuple of reasons) and the
+metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sidecar.loop.dirty import Dirty, Work
+from sidecar.loop.reconcile import Parts, Reconciler
+from sidecar.loop.retries import FIRST, MAX, Whole
+from sidecar.loop.seams import Engine, Registry, Source
+from sidecar.ops.server import OpsServer
+from sidecar.registry.zookeeper import Interrupted
+from sidecar.report.events import Events
+from sidecar.sources.address import AdvertiseHost
+from sidecar.sources.docker import DockerUnavailable
+from sidecar.sources.static import identity as static_identity
+
+
+@dataclass
+class Runtime:
+    """What the loop starts and stops around its passes."""
+
+    registry: Registry
+    engine: Engine | None
+    dirty: Dirty
+    events: Events
+    sources: list[Source]
+    ops: OpsServer | None
+    resync_seconds: float
+    close_session_on_exit: bool
+    resuming: int  # the session the state file names (0: none)
+    stopping: threading.Event  # set once asked to stop (the registry stops waiting too)
+    # Builds the pass's parts once the engine's identity is known (see wiring.py).
+    parts_for: Callable[[str, threading.Event], Parts]
+
+
+class Loop:
+    """Runs the sidecar: keeps every provider registration under the roots reconciled."""
+
+    def __init__(self, runtime: Runtime, address: AdvertiseHost | None) -> None:
+        """``address`` None: no configured source answered yet; the sidecar waits for one."""
+        self._rt = runtime
+        self._address = address
+        self._stopping = runtime.stopping
+        self.reconciler: Reconciler | None = None
+        self.readiness: tuple[str, ...] = ("starting",)
+
+    def stop(self) -> None:
+        """Ask the loop to return soon: requests in flight are abandoned."""
+        self._stopping.set()
+        self._rt.dirty.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        """Connect, then reconcile until stop() is called."""
+        rt = self._rt
+        resuming = f"0x{rt.resuming:x}" if rt.resuming else None
+        rt.events.connection("zookeeper", "connecting", resuming=resuming)
+        if rt.ops is not None:
+            rt.ops.start()
+            rt.events.info("ops_listening", address=f"{rt.ops.host}:{rt.ops.port}")
+        rt.registry.connect_in_background()
+        try:
+            engine_id = self._wait_for_engine_id()
+            if self.stopping:
+                return
+            self.reconciler = Reconciler(rt.parts_for(engine_id, self._stopping), self._address)
+            for source in rt.sources:
+                source.start()
+            if rt.engine is None:
+                rt.dirty.everything()  # no Docker subscription to wait for
+            self._loop(self.reconciler)
+        finally:
+            self._shut_down()
+
+    def _loop(self, reconciler: Reconciler) -> None:
+        parts = reconciler.parts
+        rt = self._rt
+        next_resync = time.monotonic() + rt.resync_seconds
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= next_resync:
+                rt.dirty.periodic()
+                next_resync = now + rt.resync_seconds
+            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline(),
+                           parts.persistence.due())  # fmt: skip
+            work = rt.dirty.take(timeout=max(0.0, deadline - time.monotonic()))
+            if self.stopping:
+                return
+            if parts.persistence.pending:
+                parts.persistence.save(parts.memory, parts.engine_id)
+            rt.dirty.watch_leases(parts.lease.watched_paths())
+            try:
+                reconciler.absorb(work)
+                reconciler.run_pass(work)
+            except Interrupted:
+                return
+            except Exception:
+                # A bug, not an outage: say where, and try everything again after a while.
+                rt.events.exception("pass_crashed")
+                parts.retries.schedule(Whole.EVERYTHING)
+            self.readiness = self._not_ready(reconciler)
+
+    def _not_ready(self, reconciler: Reconciler) -> tuple[str, ...]:
+        """Why the sidecar is not ready (empty when it is)."""
+        parts = reconciler.parts
+        inventory, lease = parts.inventory, parts.lease
+        reasons = []
+        if inventory.engine is not None and not (inventory.subscribed and inventory.fresh):
+            reasons.append("Docker Engine not reachable")
+        if reconciler.address is None:
+            reasons.append("no advertised address: no configured source answered yet")
+        if lease.waiting:
+            reasons.append(f"per-app sidecar waiting: {lease.waiting}")
+        if not lease.holding:
+            reasons.append("not holding its lease (starting, or standing by)")
+        elif not reconciler.reconciled_once:
+            reasons.append("first reconcile not done")
+        return tuple(reasons)
+
+    def not_ready(self) -> list[str]:
+        """For /readyz: why the sidecar is not ready (empty when it is). Called from the ops
+        threads: reads the registry's connection state and what the loop published."""
+        reasons = [] if self._rt.registry.connected else ["not connected to ZooKeeper"]
+        return reasons + list(self.readiness)
+
+    def _wait_for_engine_id(self) -> str:
+        """The identity this sidecar's markers and lease carry: the Docker engine's, or with
+        no Docker, this host's (a pod's)."""
+        engine = self._rt.engine
+        if engine is None:
+            return static_identity()
+        delay = FIRST
+        while not self.stopping:
+            try:
+                return engine.engine_id()
+            except DockerUnavailable as exc:
+                self._rt.events.connection("docker", "unavailable", problem=str(exc))
+                self._stopping.wait(delay)
+                delay = min(delay * 2, MAX)
+        return ""
+
+    def _shut_down(self) -> None:
+        """Release everything; each step on its own, so one failure skips no other."""
+        rt = self._rt
+        steps: list[Callable[[], None]] = [s.stop for s in rt.sources]
+        parts = self.reconciler.parts if self.reconciler else None
+        if parts is not None and parts.persistence.pending:
+            steps.append(lambda: parts.persistence.save(parts.memory, parts.engine_id, now=True))
+        if rt.engine is not None:
+            steps.append(rt.engine.close)
+        if rt.ops is not None:
+            steps.append(rt.ops.stop)
+        if rt.close_session_on_exit:
+            steps.append(rt.registry.close)
+            if parts is not None:
+                steps.append(
+                    lambda: parts.persistence.forget_session(parts.memory, parts.engine_id)
+                )
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # shutting down anyway: report and go on
+                rt.events.connection("shutdown", "step_failed", problem=f"{step}: {exc}")
+
+    def absorb_and_pass(self, work: Work) -> None:
+        """One pass of this very loop over ``work`` (plan and status run exactly this)."""
+        assert self.reconciler is not None
+        self.reconciler.absorb(work)
+        self.reconciler.run_pass(work)

@@ -1,0 +1,146 @@
+"""What the sidecar remembers between passes: the rewrites it manages, and which sessions
+claim each endpoint anywhere in the registry. Owned by the loop thread."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+
+from sidecar.model import Create, Endpoint, RegistryNode, WriteResult
+from sidecar.plan import Action, Decision, Remembered
+
+
+class Memory:
+    """Managed rewrites per path (as last written or seen) and endpoint claims."""
+
+    def __init__(self) -> None:
+        self.managed: dict[str, dict[str, Remembered]] = {}
+        self._claims_by_path: dict[str, dict[Endpoint, set[int]]] = {}
+        self._claims: dict[Endpoint, Counter[int]] = {}
+
+    def remembered(self, parent: str) -> list[Remembered]:
+        return list(self.managed.get(parent, {}).values())
+
+    def restore(self, remembered: Iterable[Remembered]) -> None:
+        """Rewrites an earlier run managed (from the state file)."""
+        for entry in remembered:
+            self.managed.setdefault(entry.node.parent, {})[entry.node.name] = entry
+
+    def intend(self, decisions: Iterable[Decision]) -> bool:
+        """Write ahead: remember the nodes these decisions are about to create, so that a
+        crash between the write and its confirmation loses nothing. True if that changed."""
+        changed = False
+        for d in decisions:
+            created = _created(d) if d.action.writes else None
+            if created is not None:
+                nodes = self.managed.setdefault(created.node.parent, {})
+                changed |= created.node.name not in nodes
+                nodes.setdefault(created.node.name, created)
+        return changed
+
+    def remember(
+        self,
+        decisions: Iterable[Decision],
+        results: Mapping[Decision, WriteResult],
+        session: int,
+        is_mirror: Callable[[str], bool],
+    ) -> bool:
+        """Update what this sidecar manages from a pass's results; True if that changed.
+        ``is_mirror`` tells mirror paths, which are derived from their originals and never
+        restored from memory."""
+        before = {p: dict(nodes) for p, nodes in self.managed.items()}
+        planned: dict[str, dict[str, Remembered]] = {}
+        for d in decisions:
+            if is_mirror(d.node.parent):
+                continue
+            now = planned.setdefault(d.node.parent, {})
+            _remember_one(d, results.get(d), before.get(d.node.parent, {}), now, session)
+        for parent, nodes in planned.items():
+            if nodes:
+                self.managed[parent] = nodes
+            else:
+                self.managed.pop(parent, None)
+        return self.managed != before
+
+    def endpoints(self) -> set[Endpoint]:
+        """The container endpoints behind this sidecar's rewrites (what the prober checks)."""
+        return {
+            r.marker.container_endpoint for nodes in self.managed.values() for r in nodes.values()
+        }
+
+    def forget(self, parent: str) -> None:
+        """A path that no longer exists."""
+        self.managed.pop(parent, None)
+        self.set_claims(parent, {})
+
+    def set_claims(self, parent: str, claims: dict[Endpoint, set[int]]) -> None:
+        """The sessions that register each endpoint in ``parent``, as just read."""
+        for endpoint, sessions in self._claims_by_path.pop(parent, {}).items():
+            counter = self._claims[endpoint]
+            counter.subtract(sessions)
+            for session in sessions:
+                if counter[session] <= 0:
+                    del counter[session]
+            if not counter:
+                del self._claims[endpoint]
+        if claims:
+            self._claims_by_path[parent] = claims
+            for endpoint, sessions in claims.items():
+                self._claims.setdefault(endpoint, Counter()).update(sessions)
+
+    @property
+    def claims(self) -> Mapping[Endpoint, Counter[int]]:
+        """Per endpoint, the sessions that register it anywhere (with how many paths)."""
+        return self._claims
+
+    def sessions_claiming(self, parents: Iterable[str], hosts: set[str]) -> set[int]:
+        """The sessions registering, in ``parents``, an endpoint on one of ``hosts``."""
+        return {
+            session
+            for parent in parents
+            for endpoint, sessions in self._claims_by_path.get(parent, {}).items()
+            if endpoint.host in hosts
+            for session in sessions
+        }
+
+
+def _remember_one(
+    d: Decision,
+    result: WriteResult | None,
+    previous: dict[str, Remembered],
+    now: dict[str, Remembered],
+    session: int,
+) -> None:
+    """What one decision leaves this sidecar managing in its path."""
+    if d.action is Action.KEEP and d.rewritten_path and d.marker is not None:
+        now[d.node.name] = Remembered(d.node, d.marker)
+    elif d.action is Action.HOLD or (d.action is Action.REMOVE and d.suspended):
+        if d.node.name in previous:
+            now[d.node.name] = previous[d.node.name]
+        elif d.marker is not None:
+            now[d.node.name] = Remembered(d.node, d.marker)
+    elif not d.action.writes:
+        return
+    elif result is None or result.maybe_applied:
+        # Applied, or perhaps applied: remember the result (later passes forget it if it never
+        # appeared and its original is back).
+        created = _created(d)
+        if created is not None:
+            now[created.node.name] = replace(created, node=replace(created.node, owner=session))
+        if result is not None and not result.ok and d.node.name in previous:
+            now[d.node.name] = previous[d.node.name]
+    elif d.node.name in previous:
+        now[d.node.name] = previous[d.node.name]  # not applied: still to do
+
+
+def _created(decision: Decision) -> Remembered | None:
+    """The node a decision creates in its own path, with its marker."""
+    path = decision.rewritten_path
+    if path is None or decision.transaction is None or decision.marker is None:
+        return None
+    data = next(op.data for op in decision.transaction.ops if isinstance(op, Create))
+    parent, _, name = path.rpartition("/")
+    if parent != decision.node.parent:
+        return None
+    return Remembered(RegistryNode(parent, name, data, 0, 0), decision.marker)

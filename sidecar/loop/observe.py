@@ -1,0 +1,177 @@
+"""The observe step: only I/O. Reads the dirty paths (and their mirrors) from the registry and
+asks the servers where sessions connect from, as far as the planner needs it."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sidecar.loop.memory import Memory
+from sidecar.loop.paths import Roots
+from sidecar.loop.seams import Origins, Registry
+from sidecar.mapping import ContainerIndex
+from sidecar.model import Origin
+from sidecar.ownership import LocalAddresses, Ownership, read_marker
+from sidecar.plan import PathView, claims_in
+
+# Asking every server for its connections is not free: at most this often...
+_ORIGINS_MIN_INTERVAL = 0.05
+# ...but origins older than this are not trusted for a decision: a session may have gone.
+_ORIGINS_MAX_AGE = 1.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the planner needs of some paths: what each holds, and who may be proven local.
+    ``strangers``: some rewritten node of this engine is owned by a session that is neither
+    this sidecar's nor a known peer's (read the leases before taking it over)."""
+
+    views: list[PathView]
+    ownership: Ownership
+    strangers: bool
+
+
+class Observer:
+    """Reads paths and session origins; keeps the origins it fetched for a moment."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        origins: Origins,
+        roots: Roots,
+        servers: list[str],
+        configured_host_addresses: Iterable[str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._origins_source = origins
+        self._roots = roots
+        self._servers = servers
+        self._configured = frozenset(configured_host_addresses)
+        self._clock = clock
+        self._origins: dict[int, Origin] | None = None
+        self._origins_at = float("-inf")
+        self._local_servers: frozenset[str] = frozenset()
+
+    def refresh_host(self, interface_addresses: set[str]) -> None:
+        """Which ZooKeeper servers run on this host (they resolve to its addresses)."""
+        self._local_servers = frozenset(
+            s for s in self._servers if _resolves_to(s, interface_addresses)
+        )
+
+    def session_gone(self, session: int) -> bool:
+        """Whether the servers say ``session`` is not connected (False if they do not tell)."""
+        self._fetch_origins(max_age=0.0)
+        return self._origins is not None and session not in self._origins
+
+    def observe(
+        self,
+        parents: list[str],
+        memory: Memory,
+        containers: ContainerIndex,
+        interface_addresses: set[str],
+        host_addresses: set[str],
+        known_sessions: set[int],
+        engine: str,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> Observation:
+        """Read ``parents`` and what proving their owners takes. ``host_addresses``: the
+        advertised host and configured ones; ``known_sessions``: this sidecar's and its
+        peers'."""
+        views = self.read(parents, memory, progress)
+        # Only endpoints of local containers can need a claim count; the paths that mention
+        # an address are read again when a container takes it.
+        local = containers.addresses()
+        for view in views:
+            claims = {e: s for e, s in claims_in(view).items() if e.host in local}
+            memory.set_claims(view.parent, claims)
+        needed = memory.sessions_claiming(parents, local)
+        if needed:
+            unknown = self._origins is not None and bool(needed - set(self._origins) - {0})
+            self._fetch_origins(max_age=0.0 if unknown else _ORIGINS_MAX_AGE)
+        ownership = self._ownership(memory, containers, interface_addresses, host_addresses)
+        return Observation(views, ownership, _strangers(views, known_sessions, engine))
+
+    def read(
+        self,
+        parents: list[str],
+        memory: Memory,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> list[PathView]:
+        """What the registry holds under ``parents`` (and their mirrors), as the planner sees
+        it, with the rewrites this sidecar remembers there."""
+        mirrors = {p: m for p in parents if (m := self._roots.mirror_of(p))}
+        every = [*parents, *mirrors.values()]
+        # Instance data changes in place (Curator updates it): never taken from a cache.
+        instance_paths = {path for path in every if self._roots.holds_instances(path)}
+        read = self._registry.read_paths(every, progress, uncached=instance_paths)
+        return [
+            PathView(
+                parent,
+                read[parent],
+                remembered=memory.remembered(parent),
+                mirror_parent=mirrors.get(parent),
+                mirror=read.get(mirrors.get(parent, ""), []),
+                instances=self._roots.holds_instances(parent),
+            )
+            for parent in parents
+        ]
+
+    def _ownership(
+        self,
+        memory: Memory,
+        containers: ContainerIndex,
+        interface_addresses: set[str],
+        host_addresses: set[str],
+    ) -> Ownership:
+        anywhere = {
+            address
+            for address in interface_addresses
+            if not _is_loopback(address) and not containers.in_docker_network(address)
+        }
+        # A server at a Docker gateway runs on this host too, even when the sidecar runs in a
+        # container and cannot see the host's interfaces.
+        gateway_servers = {s for s in self._servers if s.strip("[]") in containers.gateways}
+        local = LocalAddresses(
+            anywhere=frozenset(anywhere | host_addresses | self._configured),
+            near=frozenset(interface_addresses | containers.addresses()),
+            local_servers=self._local_servers | gateway_servers,
+        )
+        return Ownership(self._origins, local, memory.claims)
+
+    def _fetch_origins(self, max_age: float) -> None:
+        now = self._clock()
+        age = now - self._origins_at
+        if age > max_age and age >= _ORIGINS_MIN_INTERVAL:
+            self._origins = self._origins_source.fetch()
+            self._origins_at = now
+
+
+def _strangers(views: Iterable[PathView], known_sessions: set[int], engine: str) -> bool:
+    known = {0, *known_sessions}
+    for view in views:
+        for node in (*view.nodes, *view.mirror):
+            if node.owner not in known:
+                marker = read_marker(node.data)
+                if marker is not None and marker.engine == engine:
+                    return True
+    return False
+
+
+def _resolves_to(host: str, addresses: set[str]) -> bool:
+    """Whether ``host`` names this machine (loopback, or one of its addresses)."""
+    try:
+        resolved = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return any(_is_loopback(a) or a in addresses for a in resolved)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,385 @@
+"""One reconcile pass over the dirty work: sources' reports absorbed, containers refreshed,
+scope and lease settled, then observe -> plan -> apply a chunk of paths at a time.
+
+Runs on the loop thread only; every component it drives is owned by that thread.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sidecar.loop.apply import Applier, Results
+from sidecar.loop.dirty import Work
+from sidecar.loop.inventory import Inventory
+from sidecar.loop.lease import LeaseKeeper
+from sidecar.loop.memory import Memory
+from sidecar.loop.observe import Observer
+from sidecar.loop.paths import PathIndex, Roots
+from sidecar.loop.persistence import Persistence
+from sidecar.loop.retries import Retries, Whole
+from sidecar.loop.seams import Registry
+from sidecar.model import Connection
+from sidecar.ops.metrics import Metrics
+from sidecar.plan import Decision, Identity, Mode, plan_path
+from sidecar.progress import Progress
+from sidecar.registry.zookeeper import Interrupted
+from sidecar.report.events import Events
+from sidecar.sources.address import AdvertiseHost
+from sidecar.sources.docker import DockerUnavailable
+from sidecar.sources.probe import Prober
+
+# Paths read and planned at a time: bounds memory on large registries.
+CHUNK = 2000
+SCOPED_CHUNK = 20  # an event's paths: small chunks start writing sooner
+
+
+@dataclass
+class Parts:
+    """What a pass drives, built once the engine's identity is known (see wiring.py)."""
+
+    engine_id: str
+    mode: Mode
+    registry: Registry
+    roots: Roots
+    index: PathIndex
+    memory: Memory
+    inventory: Inventory
+    lease: LeaseKeeper
+    observer: Observer
+    applier: Applier
+    persistence: Persistence
+    retries: Retries
+    events: Events
+    metrics: Metrics
+    prober: Prober | None
+    stopping: Callable[[], bool]
+    observing: bool = False  # plan and status: decide as an observer, hold no lease
+
+
+class Reconciler:
+    """Runs passes; remembers between them only what its parts hold."""
+
+    def __init__(self, parts: Parts, address: AdvertiseHost | None) -> None:
+        self.parts = parts
+        self.address = address
+        self.reconciled_once = False
+        self.decided: list[Decision] = []  # an observer's decisions (plan)
+        self.unreadable: set[str] = set()  # paths the credentials do not allow reading
+        self._full_pass_began = float("-inf")
+        self._disconnected_at = float("-inf")
+        self._plan_failed: set[str] = set()  # paths to plan again later
+
+    # -- what the sources reported ----------------------------------------------------------
+
+    def absorb(self, work: Work) -> None:
+        """Log and act on the sources' reports: connection changes, Docker's event stream,
+        a new advertised address; and add the retries that are due."""
+        p = self.parts
+        for state, at in work.connection:
+            connected = state is Connection.CONNECTED
+            session = f"0x{p.registry.session_id:x}" if connected else None
+            p.events.connection("zookeeper", state.value, session=session)
+            p.metrics.connected.labels("zookeeper").set(connected)
+            if not connected:
+                self._disconnected_at = at
+            elif self._full_pass_began <= self._disconnected_at:
+                # After a reconnect the watches are gone (kazoo drops them with the
+                # connection): read everything, unless a full pass began on this connection.
+                work.full = work.lease = True
+        for problem in work.docker:
+            p.inventory.docker_event(problem)
+            if problem:
+                p.metrics.connected.labels("docker").set(0)
+        if work.address_problem:
+            # The last address known stays advertised: a metadata service blip changes nothing.
+            p.events.connection("advertise_address", "unavailable", problem=work.address_problem)
+        if work.new_address is not None:
+            self._take_address(work.new_address, work)
+        for key in p.retries.take_due():
+            _add(work, key, p.roots.all)
+        work.paths |= p.index.paths_of(work.addresses)
+
+    def _take_address(self, found: AdvertiseHost, work: Work) -> None:
+        """Adopt a newly found advertised address; a change re-points every managed
+        registration (each in one transaction) and is logged once, here."""
+        before, self.address = self.address, found
+        if before is None:
+            self.parts.events.info("address_found", address=found.address, source=found.source)
+            work.full = True
+        elif before.address != found.address:
+            self.parts.events.info(
+                "address_changed", before=before.address, address=found.address,
+                source=found.source,
+            )  # fmt: skip
+            work.local = True
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    def run_pass(self, work: Work) -> None:
+        """One reconcile pass over the dirty work (absorb it first)."""
+        p = self.parts
+        if self.address is None:
+            return  # everything is read once an address is found
+        if not self._refresh_containers(work):
+            return
+        has_engine = p.inventory.engine is not None
+        containers = list(p.inventory.containers.values()) if has_engine else None
+        if not p.lease.decide_scope(containers, p.inventory.interface_addresses, work):
+            return
+        if p.roots.use_mirrors_if_asked(p.inventory.index.by_id.values(), p.lease.scope):
+            p.events.info("mirrors_in_use", reason="a container's label asks for mirror mode")
+            work.full = True
+        if not p.registry.connected:
+            return  # the reconnect marks everything dirty
+        if work.full:
+            self._full_pass_began = time.monotonic()
+        started = time.monotonic()
+        try:
+            summary, count = self._reconcile_work(work)
+        except Interrupted:
+            raise
+        except Exception as exc:  # connection loss, no permission: try these scopes again
+            p.events.connection("zookeeper", "pass_failed", problem=f"{type(exc).__name__} {exc}")
+            self._requeue(work)
+            return
+        if summary is None:
+            return
+        p.events.recovered("zookeeper")
+        for root in work.roots:
+            p.retries.succeeded(root)
+        if work.full:
+            p.retries.succeeded(Whole.EVERYTHING)
+        self._finish_pass(work, summary, count, time.monotonic() - started)
+
+    def _refresh_containers(self, work: Work) -> bool:
+        p = self.parts
+        try:
+            refreshed = p.inventory.refresh(work.all_containers, work.containers, work.static)
+        except DockerUnavailable:
+            p.retries.schedule(Whole.CONTAINERS)
+            self._requeue(work)
+            return False
+        if refreshed is None:
+            return False
+        if refreshed.listed:
+            p.retries.succeeded(Whole.CONTAINERS)
+        if p.inventory.engine is not None:
+            p.metrics.connected.labels("docker").set(1)
+        work.paths |= p.index.paths_of(refreshed.keys)
+        work.full |= refreshed.everything
+        return True
+
+    def _reconcile_work(self, work: Work) -> tuple[Counter[str] | None, int]:
+        """The lease, then the paths this work concerns; None while standing by."""
+        p = self.parts
+        session = p.registry.session_id
+        if p.observing:
+            p.lease.observe()
+        else:
+            if p.persistence.note_session(
+                session, p.registry.session_password, p.memory, p.engine_id
+            ):
+                p.events.connection("session", "resumed", session=f"0x{session:x}")
+            if not p.lease.hold(session, work, self._about(), p.observer.session_gone, p.retries):
+                return None, 0
+            if p.lease.settle_if_due():
+                work.local = True  # take this container's rewrites over from the per-host one
+        if work.full:
+            p.inventory.refresh_host_addresses()
+            p.observer.refresh_host(p.inventory.interface_addresses)
+        paths, listed = self._paths_to_read(work)
+        bulk = work.full or work.local
+        summary = self._reconcile(sorted(paths), None if p.observing else session, bulk)
+        denied = p.registry.take_denied()
+        self.unreadable |= denied
+        p.events.not_readable(denied)
+        for gone in p.index.commit(listed):
+            p.memory.forget(gone)
+            p.applier.forget([gone])
+        return summary, len(paths)
+
+    def _about(self) -> dict[str, str]:
+        """What this sidecar's lease says about it."""
+        assert self.address is not None
+        return {"host": socket.gethostname(), "pid": str(os.getpid()),
+                "advertise_host": self.address.address,
+                "advertise_source": self.address.source}  # fmt: skip
+
+    def _finish_pass(self, work: Work, summary: Counter[str], count: int, seconds: float) -> None:
+        p = self.parts
+        p.events.debug("pass_done", full=work.full, local=work.local, paths=count,
+                       seconds=round(seconds, 4))  # fmt: skip
+        p.metrics.reconciled(seconds, work.full)
+        self.reconciled_once |= work.full
+        if p.prober is not None:
+            p.prober.watch(p.memory.endpoints())
+        if work.full or work.local:
+            p.events.resync(summary, seconds, "full" if work.full else "local")
+
+    def _paths_to_read(self, work: Work) -> tuple[set[str], dict[str, set[str]]]:
+        """The paths this pass reads, and each re-listed root's current paths (taken as known
+        only once the pass has succeeded)."""
+        p = self.parts
+        roots = set(p.roots.all) if work.full else work.roots
+        paths = set(work.paths)
+        listed: dict[str, set[str]] = {}
+        for root in roots:
+            current = set(self._scope_paths(root))
+            listed[root] = current
+            paths |= current if work.full else current - p.index.known[root]
+        # Paths holding remembered rewrites are read too: those may have to be re-created.
+        if work.full or work.local:
+            paths |= set(p.memory.managed)
+        if work.local:
+            paths |= p.index.paths_of(p.inventory.local_keys())
+            paths |= p.registry.changed_since_read(p.index.next_sweep_slice())
+        return paths, listed
+
+    def _scope_paths(self, root: str) -> list[str]:
+        """The paths to plan under a root: ``providers`` paths, or applications' paths."""
+        registry = self.parts.registry
+        if root in self.parts.roots.services_roots:
+            return [f"{root}/{app}" for app in registry.list_children(root)]
+        return registry.providers_paths(root)
+
+    def all_paths(self) -> list[str]:
+        """Every path to plan under every root (plan and status read them all)."""
+        return [path for root in self.parts.roots.all for path in self._scope_paths(root)]
+
+    # -- observe -> plan -> apply, a chunk at a time -----------------------------------------
+
+    def _reconcile(self, paths: list[str], session: int | None, bulk: bool) -> Counter[str]:
+        """Read, plan and write ``paths`` a chunk at a time (memory stays bounded, a stop is
+        honoured between chunks); return how many decisions of each kind were made. One
+        chunk's writes are in flight while the next chunk is read and planned. ``bulk``
+        (a resync): large chunks, and progress lines."""
+        p = self.parts
+        summary: Counter[str] = Counter()
+        progress = Progress(p.events.progress if bulk else None)
+        size = CHUNK if bulk else SCOPED_CHUNK
+        in_flight: tuple[list[str], list[Decision], Callable[[], Results]] | None = None
+        for start in range(0, len(paths), size):
+            if p.stopping():
+                raise Interrupted
+            chunk = paths[start : start + size]
+            decisions = self.plan(chunk, session)
+            if p.memory.intend(decisions):
+                p.persistence.save(p.memory, p.engine_id)
+            pending = p.applier.start(decisions)
+            if in_flight is not None:
+                self._settle(*in_flight, session, summary)
+            in_flight = (chunk, decisions, pending)
+            progress("reconciling paths", min(start + size, len(paths)), len(paths))
+        if in_flight is not None:
+            self._settle(*in_flight, session, summary)
+        return summary
+
+    def plan(
+        self, paths: list[str], session: int | None, me: Identity | None = None
+    ) -> list[Decision]:
+        """Observe ``paths`` and decide every node in them (as ``me``, by default this
+        sidecar). A path whose planning fails is reported with its traceback and tried again
+        later: it never holds back the others."""
+        p = self.parts
+        known = {session or 0, *p.lease.scope.peers}
+        seen = p.observer.observe(
+            paths, p.memory, p.inventory.index, p.inventory.interface_addresses,
+            {self.address.address} if self.address else set(), known, p.engine_id,
+        )  # fmt: skip
+        if seen.strangers:
+            p.lease.read_peers()  # before taking over a node, know whether its owner is alive
+        me = me or self.identity(session)
+        decisions: list[Decision] = []
+        for view in seen.views:
+            try:
+                decisions += plan_path(view, p.inventory.index, me, seen.ownership)
+            except Exception:
+                p.events.exception("plan_failed", node=view.parent)
+                self._plan_failed.add(view.parent)
+        return decisions
+
+    def identity(self, session: int | None) -> Identity:
+        """Who plans now: the session, the engine, the address and its source, the scope."""
+        assert self.address is not None
+        p = self.parts
+        return Identity(session, p.engine_id, self.address.address, p.mode, p.lease.scope,
+                        self.address.source)  # fmt: skip
+
+    def _settle(
+        self,
+        chunk: list[str],
+        decisions: list[Decision],
+        pending: Callable[[], Results],
+        session: int | None,
+        summary: Counter[str],
+    ) -> None:
+        """Wait for a chunk's writes, then remember and count what its decisions did."""
+        p = self.parts
+        results = pending()
+        self._index_paths(decisions)
+        again = {d.node.parent for d in decisions if d.provisional} | {
+            d.node.parent for d, r in results.items() if r.retry
+        }
+        again |= self._plan_failed.intersection(chunk)
+        self._plan_failed.difference_update(chunk)
+        for path in chunk:
+            if path in again:
+                p.retries.schedule(path)
+            else:
+                p.retries.succeeded(path)
+        if p.observing:
+            self.decided += decisions
+        elif p.memory.remember(decisions, results, session or 0, p.roots.is_mirror):
+            p.persistence.save(p.memory, p.engine_id)
+        summary.update(str(d.action) for d in decisions)
+        summary["other_hosts"] += sum(1 for d in decisions if not d.local)
+
+    def _index_paths(self, decisions: list[Decision]) -> None:
+        """Remember which addresses and containers each path mentions: those that are or may
+        become this host's (a local container's, or in one of its Docker networks). Other
+        addresses can never be this host's containers; leaving them out keeps memory flat."""
+        p = self.parts
+        containers = p.inventory.index
+        local = containers.addresses()
+        keys_by_path: dict[str, set[str]] = {}
+        names_by_path: dict[str, set[str]] = {}
+        for d in decisions:
+            keys = keys_by_path.setdefault(d.node.parent, set())
+            names_by_path.setdefault(d.node.parent, set()).add(d.node.name)
+            host = d.original.host if d.original else None
+            if host and (host in local or containers.in_docker_network(host)):
+                keys.add(host)
+            if d.container:
+                keys.add(d.container.id)
+        for path, keys in keys_by_path.items():
+            p.index.index(path, keys)
+            p.events.forget_missing(path, names_by_path[path])
+
+    def _requeue(self, work: Work) -> None:
+        """Read these scopes again later."""
+        p = self.parts
+        for path in work.paths | work.roots:
+            p.retries.schedule(path)
+        if work.full:
+            p.retries.schedule(Whole.EVERYTHING)
+        if work.lease:
+            p.retries.schedule(Whole.LEASE)
+
+
+def _add(work: Work, key: Whole | str, roots: tuple[str, ...]) -> None:
+    """Put a scope that is due again into the work."""
+    if key is Whole.EVERYTHING:
+        work.full = True
+    elif key is Whole.CONTAINERS:
+        work.all_containers = True
+    elif key is Whole.LEASE:
+        work.lease = True
+    elif key in roots:
+        work.roots.add(key)
+    else:
+        work.paths.add(key)

@@ -1,0 +1,57 @@
+"""Retries with backoff: a scope that failed is read again later, later each time it fails
+again, and at once after it succeeds. Owned by the loop thread."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import Enum
+
+FIRST = 0.05
+MAX = 5.0
+
+
+class Whole(Enum):
+    """Scopes other than one path."""
+
+    EVERYTHING = "everything"  # a full resync
+    CONTAINERS = "containers"  # the container listing
+    LEASE = "lease"
+
+
+RetryKey = Whole | str  # a str is a path (a root or a providers/instance path)
+
+
+class Retries:
+    """When each failed scope is due again, and how long its last wait was."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._due: dict[RetryKey, tuple[float, float]] = {}  # key -> (due at, last delay)
+
+    def schedule(self, key: RetryKey) -> None:
+        """Try ``key`` again later, twice as late as the last time (up to MAX)."""
+        _, delay = self._due.get(key, (0.0, FIRST / 2))
+        delay = min(delay * 2, MAX)
+        self._due[key] = (self._clock() + delay, delay)
+
+    def succeeded(self, key: RetryKey) -> None:
+        self._due.pop(key, None)
+
+    def take_due(self) -> list[RetryKey]:
+        """The keys due now. Each keeps its delay, so that another failure backs off
+        further; only succeeded() forgets it."""
+        now = self._clock()
+        due = [key for key, (at, _) in self._due.items() if at <= now]
+        for key in due:
+            self._due[key] = (float("inf"), self._due[key][1])
+        return due
+
+    def next_due(self) -> float:
+        """When the earliest retry is due (infinity if none)."""
+        return min((at for at, _ in self._due.values()), default=float("inf"))
+
+    def delay(self, key: RetryKey) -> float | None:
+        """The last wait scheduled for ``key`` (None: not failing)."""
+        entry = self._due.get(key)
+        return entry[1] if entry else None

@@ -1,0 +1,84 @@
+"""Where the loop meets the outside world: the registry, the servers' session origins and the
+container engine, as typed protocols. ZooKeeper (sidecar/registry/) and Docker
+(sidecar/sources/docker.py) implement them; fast tests of the loop use in-memory twins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from typing import Protocol
+
+from sidecar.model import Container, Origin, RegistryNode, Transaction, WriteResult
+
+
+class Registry(Protocol):
+    """A ZooKeeper session and the reads and writes the loop needs. Reads set watches whose
+    callbacks only report the path; writes are ``multi`` transactions."""
+
+    @property
+    def session_id(self) -> int: ...
+
+    @property
+    def session_password(self) -> bytes: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def connect(self, timeout: float) -> None: ...
+
+    def connect_in_background(self) -> None: ...
+
+    def close(self, timeout: float = 1.0) -> None: ...
+
+    def list_children(self, path: str) -> list[str]: ...
+
+    def providers_paths(self, root: str) -> list[str]: ...
+
+    def read_paths(
+        self,
+        parents: Iterable[str],
+        progress: Callable[[str, int, int], None] | None = None,
+        uncached: Collection[str] = (),
+    ) -> dict[str, list[RegistryNode]]: ...
+
+    def changed_since_read(self, parents: Iterable[str]) -> set[str]: ...
+
+    def owner_of(self, path: str) -> int | None: ...
+
+    def read_data(self, path: str) -> bytes | None: ...
+
+    def acquire(self, path: str, data: bytes, take_from: int | None = None) -> bool: ...
+
+    def release(self, path: str) -> None: ...
+
+    def start(self, transactions: list[Transaction]) -> Callable[[], list[WriteResult]]: ...
+
+    def take_denied(self) -> set[str]: ...
+
+
+class Origins(Protocol):
+    """Where each ZooKeeper session connects from, as the servers tell (None: they do not)."""
+
+    def fetch(self) -> dict[int, Origin] | None: ...
+
+
+class Engine(Protocol):
+    """The container engine, read only. Raises sources.docker.DockerUnavailable when it does
+    not answer."""
+
+    def engine_id(self) -> str: ...
+
+    def running_containers(self) -> list[Container]: ...
+
+    def container(self, container_id: str) -> Container | None: ...
+
+    def networks(self) -> tuple[list[str], list[str]]: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """A thread that watches something and only marks work dirty."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...

@@ -1,0 +1,47 @@
+"""``status``: the registrations this engine's sidecars manage, read from the live registry,
+and what decided each as the sidecar that manages it sees it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+
+from sidecar.loop.reconcile import Reconciler
+from sidecar.ownership import read_marker
+from sidecar.report.tables import Managed
+from sidecar.scope import Lease, Scope, peers_from
+
+
+def managed_now(reconciler: Reconciler) -> list[Managed]:
+    """Every node this engine's sidecars wrote, with the live sidecar owning it."""
+    p = reconciler.parts
+    lease_nodes = p.registry.read_paths([p.lease.lease_parent])[p.lease.lease_parent]
+    leases = peers_from({n.name: (n.owner, n.data) for n in lease_nodes}, own_lease="")
+    sources = reconciler.all_paths()
+    mirrors = {m: path for path in sources if (m := p.roots.mirror_path(path))}
+    found = []
+    nodes_by_lease: dict[Lease | None, dict[str, str]] = defaultdict(dict)  # node: source
+    for parent, nodes in sorted(p.registry.read_paths([*sources, *mirrors]).items()):
+        source = mirrors.get(parent, parent)
+        instance_path = p.roots.root_of(source) in p.roots.services_roots
+        for node in nodes:
+            marker = read_marker(node.data)
+            ours = marker is not None and marker.engine == p.engine_id
+            if ours or (instance_path and node.owner in leases):
+                lease = leases.get(node.owner)
+                found.append((node, marker, lease))
+                nodes_by_lease[lease][node.path] = source
+    # What decided each: the planner's view from the sidecar that manages it.
+    decided: dict[str, str] = {}
+    for lease, managed in nodes_by_lease.items():
+        me = reconciler.identity(None)
+        if lease is not None:
+            scope = Scope(app=lease.container, app_name=lease.container_name)
+            me = replace(me, scope=scope, advertise_source=lease.advertise_source or
+                         me.advertise_source)  # fmt: skip
+        plan = reconciler.plan(sorted(set(managed.values())), None, me)
+        decided |= {d.node.path: d.decided_by for d in plan if d.node.path in managed}
+    return [
+        Managed(node, marker, lease.describe() if lease else "", decided.get(node.path, ""))
+        for node, marker, lease in found
+    ]

@@ -1,0 +1,206 @@
+"""One assembly: every component built from the settings, for ``run`` (the loop, forever) and
+for ``plan`` and ``status`` (one pass of that same loop against a registry that refuses
+writes)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+
+from sidecar.config import Settings
+from sidecar.loop.apply import Applier
+from sidecar.loop.dirty import Dirty, Work
+from sidecar.loop.inventory import Inventory
+from sidecar.loop.lease import LeaseKeeper
+from sidecar.loop.loop import Loop, Runtime
+from sidecar.loop.memory import Memory
+from sidecar.loop.observe import Observer
+from sidecar.loop.paths import PathIndex, Roots
+from sidecar.loop.persistence import Persistence
+from sidecar.loop.reconcile import Parts, Reconciler
+from sidecar.loop.retries import Retries
+from sidecar.loop.seams import Engine, Origins, Registry, Source
+from sidecar.loop.status import managed_now
+from sidecar.ops.metrics import Metrics
+from sidecar.ops.server import OpsServer
+from sidecar.plan import Decision, Mode
+from sidecar.registry.readonly import ReadOnlyRegistry
+from sidecar.registry.sessions import SessionOrigins
+from sidecar.registry.zookeeper import ZooKeeperRegistry
+from sidecar.report.events import Events
+from sidecar.report.tables import Managed
+from sidecar.sources import static as static_source
+from sidecar.sources.address import AddressWatch, AdvertiseHost, changes_over_time
+from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
+from sidecar.sources.host import interface_addresses
+from sidecar.sources.probe import Prober
+from sidecar.syntax import servers
+
+
+class Unreachable(Exception):
+    """A one-shot command could not reach what it needs (ZooKeeper, Docker, its app)."""
+
+
+def assemble(
+    settings: Settings, address: AdvertiseHost | None, events: Events, environ: Mapping[str, str]
+) -> Loop:
+    """The daemon. Raises StateFileBusy, OSError (the listen address), StaticMappingError and
+    DockerConfigError."""
+    static = static_source.configured(settings.static_file, settings.static_ports)
+    persistence = Persistence(settings.state_file, events)
+    roots = Roots(settings)
+    dirty = Dirty(roots.all, roots.source_of)
+    stopping = threading.Event()
+    registry = ZooKeeperRegistry(
+        settings.zookeeper, settings.session_timeout, on_change=dirty.path_changed,
+        on_connection=dirty.connection_changed, resume=persistence.resume(), stopping=stopping,
+        digest=_digest(settings),
+    )  # fmt: skip
+    engine = _engine(settings, environ)
+    metrics = Metrics()
+    prober = (
+        Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
+    )
+    sources: list[Source] = []
+    if engine is not None:
+        sources.append(DockerWatch(engine, dirty.container_changed, dirty.docker_subscribed,
+                                   dirty.docker_lost))  # fmt: skip
+    if settings.static_file is not None:
+        sources.append(static_source.StaticWatch(settings.static_file, dirty.static_changed))
+    if address is None or changes_over_time(settings):
+        watch = AddressWatch(settings, environ, address, dirty.address_found,
+                             dirty.address_unavailable)  # fmt: skip
+        sources.append(watch)
+    if prober is not None:
+        sources.append(prober)
+
+    def not_ready() -> list[str]:
+        return loop.not_ready()
+
+    ops = None
+    if settings.listen:
+        [(host, port)] = servers(settings.listen)
+        ops = OpsServer(host.strip("[]"), port, metrics, not_ready)
+
+    def parts_for(engine_id: str, stop: threading.Event) -> Parts:
+        origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
+        parts = build_parts(
+            settings, engine_id, registry, origins, engine, static, roots, persistence, events,
+            metrics, prober, stop.is_set,
+        )  # fmt: skip
+        parts.memory.restore(persistence.remembered(engine_id))
+        return parts
+
+    runtime = Runtime(
+        registry, engine, dirty, events, sources, ops, settings.resync_seconds,
+        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for,
+    )  # fmt: skip
+    loop = Loop(runtime, address)
+    return loop
+
+
+def plan_once(
+    settings: Settings, address: AdvertiseHost, events: Events, environ: Mapping[str, str]
+) -> tuple[list[Decision], set[str]]:
+    """``plan``: the decisions one pass of the loop makes, written nowhere, and the paths it
+    was not allowed to read. Raises Unreachable, StaticMappingError and DockerConfigError."""
+    with _OnePass(settings, address, events, environ) as reconciler:
+        return reconciler.decided, reconciler.unreadable
+
+
+def status_once(
+    settings: Settings, address: AdvertiseHost, events: Events, environ: Mapping[str, str]
+) -> list[Managed]:
+    """``status``: the registrations this engine's sidecars manage, from the live registry."""
+    with _OnePass(settings, address, events, environ) as reconciler:
+        return managed_now(reconciler)
+
+
+class _OnePass:
+    """One full pass of the loop as an observer: connected, read, planned, nothing written."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        address: AdvertiseHost,
+        events: Events,
+        environ: Mapping[str, str],
+    ) -> None:
+        self._static = static_source.configured(settings.static_file, settings.static_ports)
+        self._registry = ReadOnlyRegistry(
+            settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
+            digest=_digest(settings),
+        )  # fmt: skip
+        self._engine = _engine(settings, environ)
+        self._settings = settings
+        self._address = address
+        self._events = events
+
+    def __enter__(self) -> Reconciler:
+        engine = self._engine
+        try:
+            engine_id = engine.engine_id() if engine else static_source.identity()
+            self._registry.connect(self._settings.connect_timeout)
+        except (DockerUnavailable, ConnectionError) as exc:
+            self.__exit__()
+            raise Unreachable(str(exc)) from None
+        settings = self._settings
+        origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
+        parts = build_parts(
+            settings, engine_id, self._registry, origins, engine, self._static, Roots(settings),
+            Persistence(None, self._events), self._events, Metrics(), None, lambda: False,
+        )  # fmt: skip
+        parts.observing = True
+        parts.inventory.subscribed = True  # no event stream: the listing is all there is
+        reconciler = Reconciler(parts, self._address)
+        try:
+            reconciler.run_pass(Work(full=True, lease=True, all_containers=True))
+        except DockerUnavailable as exc:
+            self.__exit__()
+            raise Unreachable(str(exc)) from None
+        if parts.lease.waiting:
+            self.__exit__()
+            raise Unreachable(f"per-app sidecar: {parts.lease.waiting}")
+        return reconciler
+
+    def __exit__(self, *_: object) -> None:
+        self._registry.close()
+        if self._engine is not None:
+            self._engine.close()
+
+
+def build_parts(
+    settings: Settings,
+    engine_id: str,
+    registry: Registry,
+    origins: Origins,
+    engine: Engine | None,
+    static: static_source.StaticMapping,
+    roots: Roots,
+    persistence: Persistence,
+    events: Events,
+    metrics: Metrics,
+    prober: Prober | None,
+    stopping: Callable[[], bool],
+    host_addresses: Callable[[], set[str]] = interface_addresses,
+) -> Parts:
+    """The parts of a pass, from the settings and the seams (real or in-memory twins)."""
+    inventory = Inventory(engine, static, settings.static_file, settings.static_ports, prober,
+                          host_addresses, events)  # fmt: skip
+    lease = LeaseKeeper(settings.scope, settings.container, engine_id, registry, events, metrics,
+                        persistence.earlier_session)  # fmt: skip
+    server_hosts = [host for host, _ in servers(settings.zookeeper)]
+    observer = Observer(registry, origins, roots, server_hosts, settings.host_address)
+    return Parts(
+        engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
+        inventory, lease, observer, Applier(registry, events, metrics), persistence, Retries(),
+        events, metrics, prober, stopping,
+    )  # fmt: skip
+
+
+def _engine(settings: Settings, environ: Mapping[str, str]) -> DockerEngine | None:
+    return DockerEngine(settings.docker_url, environ) if settings.docker_url != "none" else None
+
+
+def _digest(settings: Settings) -> str | None:
+    return settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None

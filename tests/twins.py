@@ -1,0 +1,258 @@
+"""In-memory twins of the loop's seams (sidecar/loop/seams.py): a registry with sessions,
+ephemeral owners, versions, one-shot watches and atomic transactions; a container engine that
+can go away; servers that tell where sessions connect from. For fast tests of the loop itself;
+behaviour that is ZooKeeper's or Docker's own is tested against the real ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+
+from sidecar.model import (
+    Check,
+    Connection,
+    Container,
+    Create,
+    Delete,
+    Origin,
+    Outcome,
+    RegistryNode,
+    Transaction,
+    WriteResult,
+)
+from sidecar.sources.docker import DockerUnavailable
+
+
+@dataclass
+class _Node:
+    data: bytes
+    owner: int
+    version: int = 0
+    cversion: int = 0
+
+
+@dataclass
+class MemoryRegistry:
+    """A ZooKeeper tree in a dict. ``session`` is the sidecar's; other sessions are just ids."""
+
+    session: int = 0x5000
+    connected: bool = True
+    on_change: Callable[[str], None] = lambda _: None
+    on_connection: Callable[[Connection], None] = lambda _: None
+    nodes: dict[str, _Node] = field(default_factory=dict)
+    failing_reads: int = 0  # the next this many reads raise, as a lost connection does
+    requests: int = 0  # requests received, as the servers would count them
+    _child_watches: set[str] = field(default_factory=set)
+    _data_watches: set[str] = field(default_factory=set)
+    _read_cversions: dict[str, int] = field(default_factory=dict)
+
+    # -- what tests do to it ----------------------------------------------------------------
+
+    def put(self, path: str, data: bytes = b"", owner: int = 0x2002) -> None:
+        """Create ``path`` (and its parents) as another client would."""
+        self._ensure(path.rpartition("/")[0])
+        self._create(path, data, owner)
+
+    def remove(self, path: str) -> None:
+        self._delete(path)
+
+    def expire(self, session: int) -> None:
+        """End ``session``: its ephemeral nodes go."""
+        for path in [p for p, n in self.nodes.items() if n.owner == session]:
+            self._delete(path)
+
+    def children(self, path: str) -> list[str]:
+        prefix = path + "/"
+        return sorted(p[len(prefix) :] for p in self.nodes if p.startswith(prefix)
+                      and "/" not in p[len(prefix) :])  # fmt: skip
+
+    # -- the Registry protocol ---------------------------------------------------------------
+
+    @property
+    def session_id(self) -> int:
+        return self.session
+
+    @property
+    def session_password(self) -> bytes:
+        return b"\x01" * 16
+
+    def connect(self, timeout: float) -> None:
+        self.connected = True
+
+    def connect_in_background(self) -> None:
+        self.connected = True
+        self.on_connection(Connection.CONNECTED)
+
+    def close(self, timeout: float = 1.0) -> None:
+        self.expire(self.session)
+
+    def list_children(self, path: str) -> list[str]:
+        self._read()
+        self._child_watches.add(path)
+        return self.children(path) if path in self.nodes else []
+
+    def providers_paths(self, root: str) -> list[str]:
+        return [f"{root}/{name}/providers" for name in self.list_children(root)]
+
+    def read_paths(
+        self,
+        parents: Iterable[str],
+        progress: Callable[[str, int, int], None] | None = None,
+        uncached: Collection[str] = (),
+    ) -> dict[str, list[RegistryNode]]:
+        found: dict[str, list[RegistryNode]] = {}
+        for parent in parents:
+            self._read()
+            self._child_watches.add(parent)
+            node = self.nodes.get(parent)
+            self._read_cversions[parent] = node.cversion if node else -1
+            found[parent] = []
+            for name in self.children(parent) if node else []:
+                child = self.nodes[f"{parent}/{name}"]
+                if parent in uncached:
+                    self._data_watches.add(f"{parent}/{name}")
+                found[parent].append(
+                    RegistryNode(parent, name, child.data, child.owner, child.version)
+                )
+        return found
+
+    def changed_since_read(self, parents: Iterable[str]) -> set[str]:
+        changed = set()
+        for parent in parents:
+            self.requests += 1
+            node = self.nodes.get(parent)
+            if node is None or self._read_cversions.get(parent) != node.cversion:
+                changed.add(parent)
+        return changed
+
+    def owner_of(self, path: str) -> int | None:
+        self._read()
+        self._data_watches.add(path)
+        node = self.nodes.get(path)
+        return node.owner if node else None
+
+    def read_data(self, path: str) -> bytes | None:
+        self._read()
+        node = self.nodes.get(path)
+        return node.data if node else None
+
+    def acquire(self, path: str, data: bytes, take_from: int | None = None) -> bool:
+        self.requests += 1
+        self._ensure(path.rpartition("/")[0])
+        holder = self.nodes.get(path)
+        if holder is None:
+            self._create(path, data, self.session)
+        elif take_from is not None and holder.owner == take_from:
+            self._delete(path)
+            self._create(path, data, self.session)
+        return self.nodes[path].owner == self.session
+
+    def release(self, path: str) -> None:
+        if path in self.nodes:
+            self._delete(path)
+
+    def start(self, transactions: list[Transaction]) -> Callable[[], list[WriteResult]]:
+        results = [self._apply(t) for t in transactions]
+        return lambda: results
+
+    def take_denied(self) -> set[str]:
+        return set()
+
+    # -- inside ---------------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        self.requests += 1
+        if self.failing_reads:
+            self.failing_reads -= 1
+            raise ConnectionError("connection lost (twin)")
+
+    def _apply(self, transaction: Transaction) -> WriteResult:
+        self.requests += 1
+        if not self.connected:
+            return WriteResult(Outcome.UNKNOWN, "ConnectionLoss")
+        for op in transaction.ops:  # check everything first: all or nothing
+            node = self.nodes.get(op.path)
+            if isinstance(op, Create) and node is not None:
+                return WriteResult(Outcome.FAILED, "NodeExistsError")
+            if isinstance(op, (Delete, Check)) and (
+                node is None or op.version not in (-1, node.version)
+            ):
+                return WriteResult(Outcome.FAILED, "BadVersionError")
+        for op in transaction.ops:
+            if isinstance(op, Create):
+                self._ensure(op.path.rpartition("/")[0])
+                self._create(op.path, op.data, self.session)
+            elif isinstance(op, Delete):
+                self._delete(op.path)
+        return WriteResult(Outcome.APPLIED)
+
+    def _ensure(self, path: str) -> None:
+        if not path or path in self.nodes:
+            return
+        self._ensure(path.rpartition("/")[0])
+        self._create(path, b"", 0)
+
+    def _create(self, path: str, data: bytes, owner: int) -> None:
+        self.nodes[path] = _Node(data, owner)
+        self._children_changed(path.rpartition("/")[0])
+        self._fire(self._data_watches, path, path)
+
+    def _delete(self, path: str) -> None:
+        for child in self.children(path):
+            self._delete(f"{path}/{child}")
+        del self.nodes[path]
+        self._children_changed(path.rpartition("/")[0])
+        self._fire(self._data_watches, path, path)
+
+    def _children_changed(self, parent: str) -> None:
+        if parent in self.nodes:
+            self.nodes[parent].cversion += 1
+        self._fire(self._child_watches, parent, parent)
+
+    def _fire(self, watches: set[str], path: str, reported: str) -> None:
+        if path in watches:
+            watches.discard(path)
+            self.on_change(reported)
+
+
+@dataclass
+class MemoryEngine:
+    """A container engine with a fixed identity; ``down`` makes every call fail."""
+
+    containers: dict[str, Container] = field(default_factory=dict)
+    down: bool = False
+    subnets: list[str] = field(default_factory=lambda: ["172.17.0.0/16"])
+    gateways: list[str] = field(default_factory=lambda: ["172.17.0.1"])
+
+    def engine_id(self) -> str:
+        self._check()
+        return "TWIN@host"
+
+    def running_containers(self) -> list[Container]:
+        self._check()
+        return list(self.containers.values())
+
+    def container(self, container_id: str) -> Container | None:
+        self._check()
+        return self.containers.get(container_id)
+
+    def networks(self) -> tuple[list[str], list[str]]:
+        self._check()
+        return list(self.subnets), list(self.gateways)
+
+    def close(self) -> None:
+        return
+
+    def _check(self) -> None:
+        if self.down:
+            raise DockerUnavailable("Docker Engine at twin: connection refused")
+
+
+@dataclass
+class FixedOrigins:
+    """Servers that say each session connects from where this dict says."""
+
+    origins: dict[int, Origin] | None = field(default_factory=dict)
+
+    def fetch(self) -> dict[int, Origin] | None:
+        return None if self.origins is None else dict(self.origins)

@@ -1,0 +1,265 @@
+"""The loop itself, on in-memory twins of the registry and the engine: retries and backoff,
+lease stand-by and takeover, the sweep, address changes, a Docker outage, and plan == run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from structlog.testing import capture_logs
+
+from sidecar import urls
+from sidecar.config import Settings, load_settings
+from sidecar.loop import reconcile
+from sidecar.loop.dirty import Work
+from sidecar.loop.paths import SWEEP_RESYNCS, Roots
+from sidecar.loop.persistence import Persistence
+from sidecar.loop.reconcile import Reconciler
+from sidecar.loop.retries import FIRST, Retries, Whole
+from sidecar.loop.wiring import build_parts
+from sidecar.model import Container, Endpoint, Origin, PublishedPort
+from sidecar.ops.metrics import Metrics
+from sidecar.report.events import Events
+from sidecar.sources.address import AdvertiseHost
+from sidecar.sources.static import StaticMapping
+from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
+from tests.unit.scenarios import url_name
+
+PROVIDERS = "/dubbo/com.example.DemoService/providers"
+SHOP = Container(
+    "c1" * 32, "shop-1", "bridge", ("172.17.0.5",), (PublishedPort(20880, "0.0.0.0", 32768),)
+)
+ORIGINAL = url_name("172.17.0.5")
+ADDRESS = AdvertiseHost("192.0.2.10", "--advertise-host")
+
+
+def rewritten(host: str = "192.0.2.10", port: int = 32768) -> str:
+    return urls.parse(ORIGINAL).with_endpoint(Endpoint(host, port))
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Harness:
+    """A reconciler over twins, driven one pass at a time."""
+
+    registry: MemoryRegistry = field(default_factory=MemoryRegistry)
+    engine: MemoryEngine = field(default_factory=lambda: MemoryEngine({SHOP.id: SHOP}))
+    origins: FixedOrigins = field(default_factory=lambda: FixedOrigins(None))
+    clock: Clock = field(default_factory=Clock)
+    observing: bool = False
+
+    def __post_init__(self) -> None:
+        self.settings = _settings()
+        events = Events()
+        parts = build_parts(
+            self.settings, "TWIN@host", self.registry, self.origins, self.engine,
+            StaticMapping(), Roots(self.settings), Persistence(None, events), events,
+            Metrics(), None, lambda: False, host_addresses=lambda: {"192.0.2.10", "127.0.0.1"},
+        )  # fmt: skip
+        parts.retries = Retries(self.clock)
+        parts.observing = self.observing
+        self.parts = parts
+        self.reconciler = Reconciler(parts, ADDRESS)
+
+    def run(self, work: Work) -> None:
+        self.reconciler.absorb(work)
+        self.reconciler.run_pass(work)
+
+    def start(self) -> None:
+        """The first pass: Docker's events subscribed, everything read."""
+        self.run(Work(full=True, lease=True, all_containers=True, docker=[""]))
+
+    def due(self) -> None:
+        """A pass over whatever retries are due (and nothing else)."""
+        self.run(Work())
+
+    def providers(self) -> list[str]:
+        return self.registry.children(PROVIDERS)
+
+
+def _settings() -> Settings:
+    return load_settings({"advertise_host": "192.0.2.10", "state_file": "", "listen": "",
+                          "probe_seconds": 0, "docker_url": "unix:///twin"})  # fmt: skip
+
+
+@pytest.fixture
+def twin() -> Iterator[Harness]:
+    harness = Harness()
+    harness.registry.put(f"{PROVIDERS}/{ORIGINAL}")
+    return harness
+
+
+def test_a_pass_rewrites_and_the_next_changes_nothing(twin: Harness) -> None:
+    """The first pass swaps the registration; a second full pass writes nothing."""
+    twin.start()
+    assert twin.providers() == [rewritten()]
+    writes = twin.registry.requests
+    with capture_logs() as logs:
+        twin.run(Work(full=True, lease=True, all_containers=True))
+    assert not [e for e in logs if e["event"] in ("rewrite", "update", "remove", "restore")]
+    assert twin.providers() == [rewritten()]
+    assert twin.registry.requests > writes  # it did read
+
+
+def test_a_failed_read_is_retried_later_each_time_then_cleared(twin: Harness) -> None:
+    """A pass that fails is retried after 0.05 s, then 0.1 s, ...; once it succeeds the
+    backoff is forgotten and the work is done."""
+    twin.registry.failing_reads = 3
+    with capture_logs() as logs:
+        twin.start()
+    assert [e["event"] for e in logs if e["event"] == "zookeeper_pass_failed"]
+    retries = twin.parts.retries
+    assert retries.delay(Whole.EVERYTHING) == FIRST
+    twin.due()  # not due yet: nothing happens
+    assert retries.delay(Whole.EVERYTHING) == FIRST
+    twin.clock.now += FIRST
+    twin.due()  # due: fails again, waits twice as long
+    assert retries.delay(Whole.EVERYTHING) == 2 * FIRST
+    assert twin.providers() == [ORIGINAL]
+    twin.clock.now += 2 * FIRST
+    twin.due()
+    assert twin.providers() == [rewritten()]
+    assert retries.delay(Whole.EVERYTHING) is None
+
+
+def test_a_held_lease_means_stand_by_until_its_session_is_gone(twin: Harness) -> None:
+    """Another live sidecar holds the lease: nothing is written; once its session ends the
+    lease is taken and the registration rewritten."""
+    lease = f"{twin.parts.lease.lease_parent}/host"
+    twin.registry.put(lease, b'{"scope":"per-host"}', owner=0x7777)
+    with capture_logs() as logs:
+        twin.start()
+    [standing] = [e for e in logs if e["event"] == "lease_standing_by"]
+    assert standing["lease"] == lease
+    assert twin.providers() == [ORIGINAL]
+    assert not twin.parts.lease.holding
+    twin.registry.expire(0x7777)
+    twin.run(Work(lease=True))
+    assert twin.parts.lease.holding
+    assert twin.registry.nodes[lease].owner == twin.registry.session
+    assert twin.providers() == [rewritten()]
+
+
+def test_a_lease_whose_session_the_servers_call_gone_is_taken_at_once() -> None:
+    """A sidecar killed without a state file leaves its lease to its session timeout; when
+    the servers say that session is not connected, the lease is taken over at once."""
+    twin = Harness(origins=FixedOrigins({}))
+    twin.registry.put(f"{PROVIDERS}/{ORIGINAL}", owner=0x2002)
+    twin.origins.origins = {0x2002: _origin("192.0.2.10")}
+    lease = f"{twin.parts.lease.lease_parent}/host"
+    twin.registry.put(lease, b"{}", owner=0x7777)
+    twin.start()
+    assert twin.registry.nodes[lease].owner == twin.registry.session
+    assert twin.providers() == [rewritten()]
+
+
+def test_the_periodic_sweep_checks_a_slice_of_all_paths_each_time() -> None:
+    """Each local resync checks 1/SWEEP_RESYNCS of the known paths; after SWEEP_RESYNCS of
+    them every path was checked exactly once."""
+    twin = Harness()
+    interfaces = [f"/dubbo/com.example.S{i:03}/providers" for i in range(120)]
+    for path in interfaces:
+        twin.registry.put(f"{path}/{url_name('10.9.9.9')}")
+    twin.start()
+    checked: list[str] = []
+    original = twin.registry.changed_since_read
+
+    def counting(parents: object) -> set[str]:
+        paths = list(parents)  # type: ignore[call-overload]
+        checked.extend(paths)
+        return original(paths)
+
+    twin.registry.changed_since_read = counting  # type: ignore[method-assign]
+    for _ in range(SWEEP_RESYNCS):
+        twin.run(Work(local=True))
+    assert sorted(checked) == sorted(interfaces)
+
+
+def test_an_address_change_repoints_every_rewrite(twin: Harness) -> None:
+    """A new advertised address re-points the managed registration, and is logged once."""
+    twin.start()
+    moved = AdvertiseHost("198.51.100.7", "--advertise-host")
+    with capture_logs() as logs:
+        twin.run(Work(new_address=moved))
+    [changed] = [e for e in logs if e["event"] == "address_changed"]
+    assert (changed["before"], changed["address"]) == ("192.0.2.10", "198.51.100.7")
+    assert twin.providers() == [rewritten("198.51.100.7")]
+
+
+def test_during_a_docker_outage_nothing_changes_then_it_catches_up(twin: Harness) -> None:
+    """While Docker does not answer, a container gone meanwhile is not acted on (its listing
+    cannot be trusted); the listing is retried with backoff, and once Docker answers the
+    stale rewrite is removed."""
+    twin.start()
+    twin.engine.down = True
+    del twin.engine.containers[SHOP.id]
+    twin.run(Work(all_containers=True))
+    assert twin.providers() == [rewritten()]
+    assert not twin.parts.inventory.fresh
+    assert twin.parts.retries.delay(Whole.CONTAINERS) == FIRST
+    twin.engine.down = False
+    twin.clock.now += FIRST
+    twin.due()
+    assert twin.providers() == []
+
+
+def test_plan_reports_exactly_the_decisions_run_then_makes() -> None:
+    """One observing pass (plan) and one running pass over the same registry decide the same
+    writes on the same nodes."""
+    decided = []
+    for observing in (True, False):
+        twin = Harness(observing=observing)
+        twin.registry.put(f"{PROVIDERS}/{ORIGINAL}")
+        twin.registry.put(f"{PROVIDERS}/{url_name('10.1.1.1')}")
+        with capture_logs() as logs:
+            twin.start()
+        if observing:
+            decided.append(
+                sorted(
+                    (str(d.action), d.node.path) for d in twin.reconciler.decided if d.action.writes
+                )
+            )
+        else:
+            decided.append(
+                sorted(
+                    (e["event"], e["node"])
+                    for e in logs
+                    if e["event"] in ("rewrite", "update", "remove", "restore")
+                )
+            )
+    assert decided[0] == decided[1] == [("rewrite", f"{PROVIDERS}/{ORIGINAL}")]
+
+
+def test_a_path_whose_planning_fails_holds_back_no_other(
+    twin: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error planning one path is logged with its traceback and retried; the
+    other paths are still rewritten in the same pass."""
+    other = "/dubbo/com.example.Other/providers"
+    twin.registry.put(f"{other}/{ORIGINAL}")
+    real = reconcile.plan_path
+
+    def failing(view, *args):  # type: ignore[no-untyped-def]
+        if view.parent == other:
+            raise RuntimeError("a bug")
+        return real(view, *args)
+
+    monkeypatch.setattr(reconcile, "plan_path", failing)
+    with capture_logs() as logs:
+        twin.start()
+    assert twin.providers() == [rewritten()]
+    [failed] = [e for e in logs if e["event"] == "plan_failed"]
+    assert failed["node"] == other
+    assert twin.parts.retries.delay(other) == FIRST
+
+
+def _origin(address: str) -> Origin:
+    return Origin(address, "127.0.0.1")
