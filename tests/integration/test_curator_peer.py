@@ -5,8 +5,7 @@ own Java CLI."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from kazoo.client import KazooClient
 
 from sidecar import instances
 from sidecar.model import Endpoint
-from testbed import curator
 from testbed.curator import CuratorPeer, PeerError, dubbo_metadata
 from testbed.engine import RUN_LABEL, DockerEngine, container_ip, published_port
 from testbed.polling import wait_until
@@ -32,12 +30,6 @@ CURATOR_FIELDS = ["name", "id", "address", "port", "sslPort", "payload", "regist
                   "serviceType", "uriSpec"]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def curator_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The peer, compiled once per test session."""
-    return curator.build(tmp_path_factory.mktemp("curator-classes"))
-
-
 @pytest.fixture
 def services(root: str) -> str:
     """An instance root of this test's own."""
@@ -46,36 +38,10 @@ def services(root: str) -> str:
 
 @pytest.fixture
 def start_peer(
-    engine: DockerEngine,
-    zookeeper: ZooKeeperServer,
-    curator_classes: Path,
-    services: str,
-    run_id: str,
-    tmp_path: Path,
-) -> Iterator[Callable[..., CuratorPeer]]:
-    """Start a peer in a container (``host=True``: on this host, as a consumer would run);
-    every peer started is closed at the end."""
-    started: list[CuratorPeer] = []
-
-    def start(host: bool = False) -> CuratorPeer:
-        stderr = tmp_path / f"peer-{len(started)}.stderr"
-        if host:
-            peer = CuratorPeer.on_host(
-                curator_classes, zookeeper.connect_string, base_path=services, stderr=stderr
-            )
-        else:
-            peer = CuratorPeer.in_container(
-                engine, curator_classes, f"{engine.bridge_gateway()}:{zookeeper.port}",
-                labels={RUN_LABEL: run_id}, base_path=services, stderr=stderr,
-            )  # fmt: skip
-        started.append(peer)
-        return peer
-
-    try:
-        yield start
-    finally:
-        for peer in started:
-            peer.close()
+    start_curator_peer: Callable[..., CuratorPeer], services: str
+) -> Callable[..., CuratorPeer]:
+    """A peer on this test's instance root (``host=True``: on this host)."""
+    return lambda host=False: start_curator_peer(base_path=services, host=host)
 
 
 def register_in_container(peer: CuratorPeer, revision: str = "rev-1") -> tuple[str, str]:
