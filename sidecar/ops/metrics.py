@@ -36,6 +36,11 @@ class Metrics:
             ["system"],
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "dubbo_sidecar_ready",
+            "1 while /readyz answers 200 (its reasons otherwise), computed at each scrape",
+            registry=self.registry,
+        )
         self.lease = Gauge(
             "dubbo_sidecar_lease_held",
             "1 while this sidecar holds its lease (0: standing by)",

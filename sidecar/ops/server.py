@@ -19,6 +19,8 @@ class OpsServer:
         self, host: str, port: int, metrics: Metrics, not_ready: Callable[[], list[str]]
     ) -> None:
         """``not_ready`` lists why the sidecar is not ready (empty: ready)."""
+        # The same answer as /readyz, so that an alert and a probe never disagree.
+        metrics.ready.set_function(lambda: 0.0 if not_ready() else 1.0)
         handler = _handler(metrics, not_ready)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True

@@ -13,8 +13,10 @@ import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
+from testbed import curator
 from testbed import provider as provider_script
 from testbed.base_image import build_sample_app, ensure_base_image, from_line
+from testbed.curator import CuratorPeer
 from testbed.engine import RUN_LABEL, DockerEngine, ensure_docker_engine, remove_labelled
 from testbed.images import run_python, wait_for_line
 from testbed.sidecar_process import SidecarProcess
@@ -189,3 +191,42 @@ def start_sidecar(
         for sidecar in started:
             if sidecar.running:
                 sidecar.kill()
+
+
+@pytest.fixture(scope="session")
+def curator_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Curator peer (testbed/java), compiled once per test session."""
+    return curator.build(tmp_path_factory.mktemp("curator-classes"))
+
+
+@pytest.fixture
+def start_curator_peer(
+    engine: DockerEngine,
+    zookeeper: ZooKeeperServer,
+    curator_classes: Path,
+    run_id: str,
+    tmp_path: Path,
+) -> Iterator[Callable[..., CuratorPeer]]:
+    """Start a Curator peer on ``base_path``: in a container publishing 20880 (``host=True``:
+    on this host, as a consumer elsewhere would run); every peer started is closed at the end."""
+    started: list[CuratorPeer] = []
+
+    def start(*, base_path: str, host: bool = False) -> CuratorPeer:
+        stderr = tmp_path / f"curator-peer-{len(started)}.stderr"
+        if host:
+            peer = CuratorPeer.on_host(
+                curator_classes, zookeeper.connect_string, base_path=base_path, stderr=stderr
+            )
+        else:
+            peer = CuratorPeer.in_container(
+                engine, curator_classes, f"{engine.bridge_gateway()}:{zookeeper.port}",
+                labels={RUN_LABEL: run_id}, base_path=base_path, stderr=stderr,
+            )  # fmt: skip
+        started.append(peer)
+        return peer
+
+    try:
+        yield start
+    finally:
+        for peer in started:
+            peer.close()

@@ -29,7 +29,8 @@ def test_health_readiness_and_metrics(
 ) -> None:
     """/healthz answers as soon as the process runs; /readyz says what is missing until the
     first reconcile is done; /metrics counts the rewrite, the managed registration and the
-    connections; the readiness turns false when ZooKeeper goes away."""
+    connections; the readiness (/readyz and dubbo_sidecar_ready) turns false when ZooKeeper
+    goes away."""
     provider = start_provider()
     sidecar = start_sidecar()
     base = sidecar.ops_url
@@ -45,6 +46,7 @@ def test_health_readiness_and_metrics(
     assert metric(text, 'dubbo_sidecar_connected{system="zookeeper"}') == 1
     assert metric(text, 'dubbo_sidecar_connected{system="docker"}') == 1
     assert metric(text, "dubbo_sidecar_lease_held") == 1
+    assert metric(text, "dubbo_sidecar_ready") == 1
     assert metric(text, "dubbo_sidecar_reconcile_duration_seconds_count") >= 1
     assert 0 <= metric(text, "dubbo_sidecar_seconds_since_last_reconcile") < 60
 
@@ -53,7 +55,9 @@ def test_health_readiness_and_metrics(
 
         def unready() -> bool:
             status, body = get(f"{base}/readyz")
-            return status == 503 and "not connected to ZooKeeper" in json.loads(body)["reasons"]
+            reasons = json.loads(body)["reasons"]
+            ready = metric(get(f"{base}/metrics")[1], "dubbo_sidecar_ready")
+            return status == 503 and "not connected to ZooKeeper" in reasons and ready == 0
 
         wait_until(unready, 20, message="/readyz stayed ready without ZooKeeper")
     finally:
