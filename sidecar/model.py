@@ -98,10 +98,20 @@ class Origin:
 
 @dataclass(frozen=True)
 class Create:
-    """Create an ephemeral node owned by the sidecar's session."""
+    """Create a node: ephemeral, owned by the sidecar's session, unless ``persistent``."""
 
     path: str
     data: bytes
+    persistent: bool = False
+
+
+@dataclass(frozen=True)
+class SetData:
+    """Replace a node's data, only if it is still the version that was planned against."""
+
+    path: str
+    data: bytes
+    version: int
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class Check:
     version: int
 
 
-Op = Create | Delete | Check
+Op = Create | SetData | Delete | Check
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from sidecar.model import (
-    Check,
     Connection,
     Container,
     Create,
@@ -17,6 +16,7 @@ from sidecar.model import (
     Origin,
     Outcome,
     RegistryNode,
+    SetData,
     Transaction,
     WriteResult,
 )
@@ -170,21 +170,39 @@ class MemoryRegistry:
         self.requests += 1
         if not self.connected:
             return WriteResult(Outcome.UNKNOWN, "ConnectionLoss")
-        for op in transaction.ops:  # check everything first: all or nothing
-            node = self.nodes.get(op.path)
-            if isinstance(op, Create) and node is not None:
-                return WriteResult(Outcome.FAILED, "NodeExistsError")
-            if isinstance(op, (Delete, Check)) and (
-                node is None or op.version not in (-1, node.version)
-            ):
-                return WriteResult(Outcome.FAILED, "BadVersionError")
+        problem = self._dry_run(transaction)
+        if problem:
+            return WriteResult(Outcome.FAILED, problem)
         for op in transaction.ops:
             if isinstance(op, Create):
                 self._ensure(op.path.rpartition("/")[0])
-                self._create(op.path, op.data, self.session)
+                self._create(op.path, op.data, 0 if op.persistent else self.session)
+            elif isinstance(op, SetData):
+                node = self.nodes[op.path]
+                node.data, node.version = op.data, node.version + 1
+                self._fire(self._data_watches, op.path, op.path.rpartition("/")[0])
             elif isinstance(op, Delete):
                 self._delete(op.path)
         return WriteResult(Outcome.APPLIED)
+
+    def _dry_run(self, transaction: Transaction) -> str:
+        """What the first failing operation would fail with, applied in order ("" if none)."""
+        versions = {path: node.version for path, node in self.nodes.items()}
+        for op in transaction.ops:
+            version = versions.get(op.path)
+            if isinstance(op, Create):
+                if version is not None:
+                    return "NodeExistsError"
+                versions[op.path] = 0
+            elif version is None:
+                return "NoNodeError"
+            elif op.version not in (-1, version):
+                return "BadVersionError"
+            elif isinstance(op, SetData):
+                versions[op.path] = version + 1
+            elif isinstance(op, Delete):
+                del versions[op.path]
+        return ""
 
     def _ensure(self, path: str) -> None:
         if not path or path in self.nodes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from sidecar.model import Check, Delete, RegistryNode, Transaction
+from sidecar.model import Check, Delete, RegistryNode, SetData, Transaction
 
 # Paths whose nodes are kept: a large registry is read once at start, while storms hit a few
 # paths again and again.
@@ -59,11 +59,18 @@ class ReadCache:
             parent, _, name = op.path.rpartition("/")
             if isinstance(op, Check) or parent not in self._child_versions:
                 continue
-            self._child_versions[parent] += 1
             nodes = self._nodes.get(parent)
+            if isinstance(op, SetData):
+                # Data changed in place: the children did not move, but what is cached for
+                # the node is stale (its version and owner are not known here).
+                if nodes is not None:
+                    nodes.pop(name, None)
+                continue
+            self._child_versions[parent] += 1
             if nodes is None:
                 continue
             if isinstance(op, Delete):
                 nodes.pop(name, None)
             else:
-                nodes[name] = RegistryNode(parent, name, op.data, session, 0)
+                owner = 0 if op.persistent else session
+                nodes[name] = RegistryNode(parent, name, op.data, owner, 0)

@@ -33,6 +33,7 @@ from sidecar.model import (
     Delete,
     Outcome,
     RegistryNode,
+    SetData,
     Transaction,
     WriteResult,
 )
@@ -311,8 +312,10 @@ class ZooKeeperRegistry:
         request = self._client.transaction()
         for op in ops:
             match op:
-                case Create(path=path, data=data):
-                    request.create(path, data, acl=self._acl, ephemeral=True)
+                case Create(path=path, data=data, persistent=persistent):
+                    request.create(path, data, acl=self._acl, ephemeral=not persistent)
+                case SetData(path=path, data=data, version=version):
+                    request.set_data(path, data, version)
                 case Delete(path=path, version=version):
                     request.delete(path, version=version)
                 case Check(path=path, version=version):
