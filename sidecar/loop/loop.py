@@ -94,13 +94,10 @@ class Loop:
             if now >= next_resync:
                 rt.dirty.periodic()
                 next_resync = now + rt.resync_seconds
-            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline(),
-                           parts.persistence.due())  # fmt: skip
+            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline())
             work = rt.dirty.take(timeout=max(0.0, deadline - time.monotonic()))
             if self.stopping:
                 return
-            if parts.persistence.pending:
-                parts.persistence.save(parts.memory, parts.engine_id)
             rt.dirty.watch_leases(parts.lease.watched_paths())
             try:
                 reconciler.absorb(work)
@@ -157,8 +154,6 @@ class Loop:
         rt = self._rt
         steps: list[Callable[[], None]] = [s.stop for s in rt.sources]
         parts = self.reconciler.parts if self.reconciler else None
-        if parts is not None and parts.persistence.pending:
-            steps.append(lambda: parts.persistence.save(parts.memory, parts.engine_id, now=True))
         if rt.engine is not None:
             steps.append(rt.engine.close)
         if rt.ops is not None:
@@ -166,9 +161,7 @@ class Loop:
         if rt.close_session_on_exit:
             steps.append(rt.registry.close)
             if parts is not None:
-                steps.append(
-                    lambda: parts.persistence.forget_session(parts.memory, parts.engine_id)
-                )
+                steps.append(parts.persistence.forget_session)
         for step in steps:
             try:
                 step()

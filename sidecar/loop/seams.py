@@ -38,6 +38,7 @@ class Registry(Protocol):
         parents: Iterable[str],
         progress: Callable[[str, int, int], None] | None = None,
         uncached: Collection[str] = (),
+        watch: bool = True,
     ) -> dict[str, list[RegistryNode]]: ...
 
     def changed_since_read(self, parents: Iterable[str]) -> set[str]: ...

@@ -10,9 +10,12 @@ path (URL node names) or an application's instance path (Curator JSON).
     context.py    what one pass over one path knows, and the questions decisions ask
     originals.py  providers' own registrations: rewrite, mirror or leave
     rewrites.py   the sidecar's own nodes: keep, update, remove, restore
+    recording.py  the record of each rewrite, written in the same transaction
 """
 
 from __future__ import annotations
+
+from collections.abc import Container
 
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Delete
@@ -29,6 +32,7 @@ from sidecar.plan.decisions import (
 )
 from sidecar.plan.kinds import KNOWN_PROTOCOLS, claims_in
 from sidecar.plan.originals import plan_original
+from sidecar.plan.recording import with_records
 from sidecar.plan.rewrites import plan_mirrored, plan_rewritten, plan_vanished
 
 __all__ = [
@@ -46,9 +50,15 @@ __all__ = [
 
 
 def plan_path(
-    view: PathView, containers: ContainerIndex, me: Identity, owners: Ownership
+    view: PathView,
+    containers: ContainerIndex,
+    me: Identity,
+    owners: Ownership,
+    recorded: Container[str] | None = None,
 ) -> list[Decision]:
-    """Decide every node of one path; applying the result twice changes nothing."""
+    """Decide every node of one path; applying the result twice changes nothing.
+    ``recorded``: the record paths that exist (None: decide without records; see
+    sidecar/records.py)."""
     ctx = PlanContext(view, containers, me, owners)
     ours = [n for n in view.nodes if ctx.markers[n.name] is not None]
     originals = [n for n in view.nodes if ctx.markers[n.name] is None]
@@ -68,4 +78,5 @@ def plan_path(
             decisions.append(plan_rewritten(ctx, node))
     present = {n.name for n in view.nodes}
     decisions += [plan_vanished(ctx, r) for r in view.remembered if r.node.name not in present]
-    return decisions + [plan_mirrored(ctx, node) for node in view.mirror]
+    decisions += [plan_mirrored(ctx, node) for node in view.mirror]
+    return decisions if recorded is None else with_records(decisions, ctx, recorded)

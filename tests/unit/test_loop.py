@@ -4,90 +4,19 @@ lease stand-by and takeover, the sweep, address changes, a Docker outage, and pl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar import urls
-from sidecar.config import Settings, load_settings
 from sidecar.loop import reconcile
 from sidecar.loop.dirty import Work
-from sidecar.loop.paths import SWEEP_RESYNCS, Roots
-from sidecar.loop.persistence import Persistence
-from sidecar.loop.reconcile import Reconciler
-from sidecar.loop.retries import FIRST, Retries, Whole
-from sidecar.loop.wiring import build_parts
-from sidecar.model import Container, Endpoint, Origin, PublishedPort
-from sidecar.ops.metrics import Metrics
-from sidecar.report.events import Events
+from sidecar.loop.paths import SWEEP_RESYNCS
+from sidecar.loop.retries import FIRST, Whole
+from sidecar.model import Origin
 from sidecar.sources.address import AdvertiseHost
-from sidecar.sources.static import StaticMapping
-from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
+from tests.twins import FixedOrigins
+from tests.unit.harness import ORIGINAL, PROVIDERS, SHOP, Harness, rewritten
 from tests.unit.scenarios import url_name
-
-PROVIDERS = "/dubbo/com.example.DemoService/providers"
-SHOP = Container(
-    "c1" * 32, "shop-1", "bridge", ("172.17.0.5",), (PublishedPort(20880, "0.0.0.0", 32768),)
-)
-ORIGINAL = url_name("172.17.0.5")
-ADDRESS = AdvertiseHost("192.0.2.10", "--advertise-host")
-
-
-def rewritten(host: str = "192.0.2.10", port: int = 32768) -> str:
-    return urls.parse(ORIGINAL).with_endpoint(Endpoint(host, port))
-
-
-@dataclass
-class Clock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Harness:
-    """A reconciler over twins, driven one pass at a time."""
-
-    registry: MemoryRegistry = field(default_factory=MemoryRegistry)
-    engine: MemoryEngine = field(default_factory=lambda: MemoryEngine({SHOP.id: SHOP}))
-    origins: FixedOrigins = field(default_factory=lambda: FixedOrigins(None))
-    clock: Clock = field(default_factory=Clock)
-    observing: bool = False
-
-    def __post_init__(self) -> None:
-        self.settings = _settings()
-        events = Events()
-        parts = build_parts(
-            self.settings, "TWIN@host", self.registry, self.origins, self.engine,
-            StaticMapping(), Roots(self.settings), Persistence(None, events), events,
-            Metrics(), None, lambda: False, host_addresses=lambda: {"192.0.2.10", "127.0.0.1"},
-        )  # fmt: skip
-        parts.retries = Retries(self.clock)
-        parts.observing = self.observing
-        self.parts = parts
-        self.reconciler = Reconciler(parts, ADDRESS)
-
-    def run(self, work: Work) -> None:
-        self.reconciler.absorb(work)
-        self.reconciler.run_pass(work)
-
-    def start(self) -> None:
-        """The first pass: Docker's events subscribed, everything read."""
-        self.run(Work(full=True, lease=True, all_containers=True, docker=[""]))
-
-    def due(self) -> None:
-        """A pass over whatever retries are due (and nothing else)."""
-        self.run(Work())
-
-    def providers(self) -> list[str]:
-        return self.registry.children(PROVIDERS)
-
-
-def _settings() -> Settings:
-    return load_settings({"advertise_host": "192.0.2.10", "state_file": "", "listen": "",
-                          "probe_seconds": 0, "docker_url": "unix:///twin"})  # fmt: skip
 
 
 @pytest.fixture
