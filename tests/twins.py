@@ -48,6 +48,7 @@ class MemoryRegistry:
 
     session: int = 0x5000
     connected: bool = True
+    alive: bool = True
     on_change: Callable[[str], None] = lambda _: None
     on_connection: Callable[[Connection], None] = lambda _: None
     tree: Tree = field(default_factory=Tree)

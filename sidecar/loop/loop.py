@@ -53,6 +53,7 @@ class Loop:
         self._stopping = runtime.stopping
         self.reconciler: Reconciler | None = None
         self.readiness: tuple[str, ...] = ("starting",)
+        self.ended = False  # run() returned (asked to stop, or not)
 
     def stop(self) -> None:
         """Ask the loop to return soon: requests in flight are abandoned."""
@@ -83,6 +84,7 @@ class Loop:
                 rt.dirty.everything()  # no Docker subscription to wait for
             self._loop(self.reconciler)
         finally:
+            self.ended = True
             self._shut_down()
 
     def _loop(self, reconciler: Reconciler) -> None:
@@ -132,6 +134,16 @@ class Loop:
         threads: reads the registry's connection state and what the loop published."""
         reasons = [] if self._rt.registry.connected else ["not connected to ZooKeeper"]
         return reasons + list(self.readiness)
+
+    def not_healthy(self) -> list[str]:
+        """For /healthz: what no longer runs and will not come back by itself (an orchestrator
+        should restart the process). Called from the ops threads."""
+        problems = []
+        if self.ended and not self.stopping:
+            problems.append("the reconcile loop has ended")
+        if not self._rt.registry.alive:
+            problems.append("the ZooKeeper client's connection thread has died")
+        return problems
 
     def _wait_for_engine_id(self) -> str:
         """The identity this sidecar's markers and lease carry: the Docker engine's, or with

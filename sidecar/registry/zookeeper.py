@@ -122,6 +122,13 @@ class ZooKeeperRegistry:
     def connected(self) -> bool:
         return bool(self._client.connected)
 
+    @property
+    def alive(self) -> bool:
+        """Whether the client's connection thread still runs (or was never started or was
+        stopped on purpose): when it dies, nothing ever connects again."""
+        routine = self._client._connection._connection_routine
+        return routine is None or routine.is_alive() or self._client._stopped.is_set()
+
     def take_denied(self) -> set[str]:
         """The paths reads were not allowed to read since the last call."""
         denied, self.denied = self.denied, set()
