@@ -43,8 +43,11 @@ class Capture:
         if found is None:
             raise CaptureError("transparent capture needs the iptables command, which is missing")
         self._iptables = found
-        if self._run("-N", CHAIN, check=False).returncode != 0:
-            self._run("-F", CHAIN)
+        created = self._run("-N", CHAIN, check=False)
+        if created.returncode != 0:
+            if "exists" not in created.stderr:
+                raise CaptureError(_failure("-N", created))
+            self._run("-F", CHAIN)  # left by a proxy that was killed
         self._run("-A", CHAIN, "-m", "mark", "--mark", str(MARK), "-j", "RETURN")
         for port in self.ports:
             self._run("-A", CHAIN, "-p", "tcp", "--dport", str(port), "-j", "REDIRECT",
@@ -68,12 +71,16 @@ class Capture:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise CaptureError(f"iptables could not run: {exc}") from None
         if check and done.returncode != 0:
-            detail = (done.stderr.strip().splitlines() or ["no message"])[0][:200]
-            raise CaptureError(
-                f"cannot install the capture rules (needs CAP_NET_ADMIN): iptables {args[0]} "
-                f"failed: {detail}"
-            )
+            raise CaptureError(_failure(args[0], done))
         return done
+
+
+def _failure(command: str, done: subprocess.CompletedProcess[str]) -> str:
+    detail = (done.stderr.strip().splitlines() or ["no message"])[0][:200]
+    return (
+        f"cannot install the capture rules (needs CAP_NET_ADMIN): iptables {command} failed: "
+        f"{detail}"
+    )
 
 
 def original_destination(sock: socket.socket) -> tuple[str, int] | None:

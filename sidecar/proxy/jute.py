@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import struct
 
-# jute.maxbuffer's default on servers and Java clients, plus the slack servers allow for
-# request headers: larger frames are rejected by ZooKeeper too.
-MAX_FRAME = 0xFFFFF + 1024
+# jute.maxbuffer's default on servers and Java clients, and the slack servers allow beyond it
+# for request headers: larger frames are rejected by ZooKeeper too.
+MAXBUFFER = 0xFFFFF
+SLACK = 1024
+MAX_FRAME = MAXBUFFER + SLACK
 
 # Opcodes (org.apache.zookeeper.ZooDefs.OpCode)
 CREATE = 1

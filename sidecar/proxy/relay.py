@@ -40,7 +40,8 @@ class ProxyServer:
 
     ``servers``: where to connect when a client dialled the proxy itself (tried in turn,
     starting at a different one for each connection); ``capture_ports``: ZooKeeper ports
-    redirected to the proxy (see ``capture``), each connection then going where it was going.
+    redirected to the proxy (see ``capture``), each connection then going where it was going;
+    ``jute_maxbuffer``: the servers' limit (a larger frame closes its connection).
     """
 
     def __init__(
@@ -52,13 +53,13 @@ class ProxyServer:
         servers: Sequence[tuple[str, int]] = (),
         services_roots: Sequence[str] = ("/services",),
         capture_ports: Sequence[int] = (),
-        max_frame: int = jute.MAX_FRAME,
+        jute_maxbuffer: int = jute.MAXBUFFER,
     ) -> None:
         self.mapper = mapper
         self.log = log
         self.servers = tuple(servers)
         self.names = Names(mapper, services_roots)
-        self.max_frame = max_frame
+        self.max_frame = jute_maxbuffer + jute.SLACK
         self._listen = listen
         self._capture_ports = tuple(capture_ports)
         self._capture: capture.Capture | None = None
