@@ -34,7 +34,8 @@ from .proxy_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 JAVA_CLASSPATH = ":".join(
-    f"/usr/share/java/{jar}.jar" for jar in ("zookeeper", "zookeeper-jute", "slf4j-api", "slf4j-nop")
+    f"/usr/share/java/{jar}.jar"
+    for jar in ("zookeeper", "zookeeper-jute", "slf4j-api", "slf4j-nop")
 )
 
 
