@@ -34,6 +34,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--static-ports", action="append", default=[], metavar="PORT:PORT")
     parser.add_argument("--address", action="append", default=[], help="the app's address")
     parser.add_argument("--docker-container", metavar="ID", help="map through this container")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning"), default="debug")
     return parser.parse_args(argv)
 
 
@@ -55,7 +56,7 @@ def containers(args: argparse.Namespace) -> list[Container]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logs.configure("json", "debug")
+    logs.configure("json", args.log_level)
     mapper = InventoryMapper()
     mapper.update(containers(args), args.advertise_host)
     [listen] = servers(args.listen)

@@ -10,6 +10,8 @@ from typing import Protocol
 from sidecar.mapping import ContainerIndex, Mapped
 from sidecar.model import Container, Endpoint
 
+_REMEMBERED = 4096
+
 
 @dataclass(frozen=True)
 class NotMapped:
@@ -67,6 +69,7 @@ class _Snapshot:
         serving = [dataclasses.replace(c, not_serving="") for c in containers]
         self.index = ContainerIndex(serving)
         self.advertise_host = advertise_host
+        self._resolved: dict[Endpoint, Endpoint | NotMapped | None] = {}
         self.reverse: dict[Endpoint, Endpoint] = {}
         for container in serving:
             ports = sorted({p.container_port for p in container.published})
@@ -79,6 +82,16 @@ class _Snapshot:
                         self.reverse.setdefault(found, own)
 
     def advertised(self, endpoint: Endpoint) -> Endpoint | NotMapped | None:
+        # Remembered per snapshot: the app asks about its own few endpoints on every request.
+        if endpoint in self._resolved:
+            return self._resolved[endpoint]
+        if len(self._resolved) >= _REMEMBERED:
+            self._resolved.clear()
+        found = self._resolve(endpoint)
+        self._resolved[endpoint] = found
+        return found
+
+    def _resolve(self, endpoint: Endpoint) -> Endpoint | NotMapped | None:
         found = self.index.resolve(endpoint, self.advertise_host)
         if isinstance(found, Mapped):
             return found.advertised

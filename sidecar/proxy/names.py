@@ -19,6 +19,7 @@ and nothing the app reads contradicts what it wrote.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ class Names:
         if isinstance(target, NotMapped):
             return Kept(path, endpoint, target.reason)
         parent = path.rpartition("/")[0]
-        name = url.with_endpoint(target) if url is not None else instances.node_name(target)
+        name = _published(url, target) if url is not None else instances.node_name(target)
         return Renamed(path, f"{parent}/{name}", endpoint, target, url is None)
 
     def data(self, renamed: Renamed, data: bytes | None) -> tuple[bytes | None, str]:
@@ -147,6 +148,12 @@ class Names:
         return url.with_endpoint(own) if url is not None else instances.node_name(own)
 
 
+@functools.lru_cache(maxsize=4096)
+def _published(url: urls.ProviderUrl, target: Endpoint) -> str:
+    # Cached: the app names its own few nodes again and again, and the swap is the costly part.
+    return url.with_endpoint(target)
+
+
 def _address_data(renamed: Renamed, data: bytes) -> bytes:
     """Data that spells the container's address (``ip`` or ``ip:port``) spells the published
     one; any other data stays."""
@@ -167,6 +174,8 @@ def _address_data(renamed: Renamed, data: bytes) -> bytes:
 
 
 def _same_address(text: str, host: str) -> bool:
+    if text == host:
+        return True
     try:
         return ipaddress.ip_address(text).compressed == host
     except ValueError:

@@ -78,10 +78,10 @@ class Rewriter:
         edit = handler(self, frame, xid, opcode, wait)
         for op, renamed, note in edit.renamed:
             self._remember(renamed)
-            log = self.log.info if opcode in _WRITES else self.log.debug
-            log("proxy_rewrite", op=op, node=renamed.asked, sent=renamed.sent,
-                original=str(renamed.endpoint), rewritten=str(renamed.advertised),
-                **({"note": note} if note else {}))  # fmt: skip
+            if opcode in _WRITES:  # a read of the app's own node is no decision worth a line
+                self.log.info("proxy_rewrite", op=op, node=renamed.asked, sent=renamed.sent,
+                              original=str(renamed.endpoint), rewritten=str(renamed.advertised),
+                              **({"note": note} if note else {}))  # fmt: skip
         for op, kept in edit.kept:
             log = self.log.warning if opcode in _WRITES else self.log.debug
             log("proxy_rewrite_skipped", op=op, node=kept.path, original=str(kept.endpoint),
