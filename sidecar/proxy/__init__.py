@@ -1,9 +1,9 @@
 """Proxy mode: the app's ZooKeeper traffic through its sidecar, registrations right from birth.
 
-``ProxyServer(listen, mapper, log, servers=…)`` relays each client connection to one
-ZooKeeper server and rewrites the app's own names in flight (``rewrite``, ``names``), given a
-``Mapper`` (``InventoryMapper`` over the app's containers); ``capture`` redirects the app's
-connections to it without any change to the app.
+``ProxyServer(listen, mapper, log, servers=…)`` (``relay``) relays each client connection to
+one ZooKeeper server (``connection``) and rewrites the app's own names in flight (``rewrite``,
+``names``, over the ``jute`` codec), given a ``Mapper`` (``InventoryMapper`` over the app's
+containers); with ``capture_ports`` it redirects the app's connections to itself (``capture``).
 """
 
 from sidecar.proxy.capture import CaptureError

@@ -57,6 +57,7 @@ class ProxyServer:
         self._rotation = itertools.count()
         self._numbers = itertools.count(1)
         self._connections: set[Connection] = set()
+        self._opening: set[asyncio.Task[None]] = set()  # upstream connections being made
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -114,8 +115,13 @@ class ProxyServer:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
+        for opening in list(self._opening):
+            opening.cancel()
         for connection in list(self._connections):
             connection.close("proxy stopped")
+            for transport in (connection.client, connection.upstream):
+                if transport is not None:
+                    transport.abort()
         await asyncio.sleep(0)  # the transports' own closing callbacks
         asyncio.get_running_loop().stop()
 
@@ -127,7 +133,9 @@ class ProxyServer:
         )
         self._connections.add(connection)
         targets = self._targets(transport.get_extra_info("socket"))
-        asyncio.get_running_loop().create_task(self._open_upstream(connection, targets))
+        opening = asyncio.get_running_loop().create_task(self._open_upstream(connection, targets))
+        self._opening.add(opening)
+        opening.add_done_callback(self._opening.discard)
         return connection
 
     def _targets(self, sock: socket.socket) -> list[tuple[str, int]]:
@@ -146,13 +154,15 @@ class ProxyServer:
         for host, port in targets:
             try:
                 sock = await self._connect(host, port)
+                if connection.closed:  # the client went away meanwhile
+                    sock.close()
+                    return
+                transport, _ = await loop.create_connection(
+                    lambda: UpstreamSide(connection), sock=sock
+                )
             except OSError as exc:
                 problems.append(f"{_format((host, port))}: {exc.strerror or exc or 'timed out'}")
                 continue
-            if connection.closed:  # the client went away meanwhile
-                sock.close()
-                return
-            transport, _ = await loop.create_connection(lambda: UpstreamSide(connection), sock=sock)
             connection.log = connection.rewriter.log = connection.log.bind(
                 upstream=_format((host, port))
             )
