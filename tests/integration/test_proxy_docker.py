@@ -4,6 +4,7 @@ the proxy or keeps its ZooKeeper address under transparent capture."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -70,29 +71,39 @@ def test_provider_in_a_container_registers_through_the_proxy(
     engine: DockerEngine,
     zookeeper: ZooKeeperServer,
     registry: KazooClient,
+    root: str,
     providers: str,
     pod: Container,
     start_provider: Callable[..., Container],
     start_proxy: Callable[..., ProxyProcess],
 ) -> None:
-    """The app dials the proxy at 127.0.0.1:2181 in its namespace: its registration appears
-    with the published port only, a consumer outside reaches it there, and stopping the
-    provider unregisters it (the provider's own delete, rewritten)."""
-    start_proxy("--listen", "127.0.0.1:2181",
+    """The app dials the proxy at 127.0.0.1:2181 in its namespace: its registration and its
+    Dubbo 3 instance appear with the published port only, a consumer outside reaches it
+    there, and stopping the provider unregisters both (the provider's own deletes)."""
+    services = f"{root}-services"
+    start_proxy("--listen", "127.0.0.1:2181", "--services-root", services,
                 "--zookeeper", f"{engine.bridge_gateway()}:{zookeeper.port}")  # fmt: skip
     listings = Listings(registry, providers)
     # Dialling loopback, the provider registers its own address as Dubbo does: the pod's.
     app = start_provider(
         "--application", "in-pod", "--host", pod.attrs["NetworkSettings"]["IPAddress"],
+        "--instance-root", services,
         publish_all=False, network_mode=f"container:{pod.id}", connect="127.0.0.1:2181",
     )  # fmt: skip
 
-    name = published_name(app, pod)
+    name, port = published_name(app, pod), published_port(pod, "20880/tcp")
     listings.wait_for(name)
     assert not any(original_name(app) in seen for seen in listings.all())
-    assert pong("127.0.0.1", published_port(pod, "20880/tcp")).startswith("pong in-pod ")
+    assert pong("127.0.0.1", port).startswith("pong in-pod ")
+    instance = json.loads(registry.get(f"{services}/in-pod/127.0.0.1:{port}")[0])
+    assert (instance["address"], instance["port"], instance["id"]) == (
+        "127.0.0.1",
+        port,
+        f"127.0.0.1:{port}",
+    )
     app.stop(timeout=10)
     wait_until(lambda: name not in children(registry, providers), 10, message="not removed")
+    assert children(registry, f"{services}/in-pod") == []
 
 
 def test_transparent_capture(
