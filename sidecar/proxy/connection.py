@@ -1,8 +1,8 @@
 """One client connection and its upstream connection: frames relayed in order, both ways.
 
 Callbacks of asyncio protocols drive it directly (no task per direction): bytes from the
-client are split into frames, rewritten and written upstream in one write per read; replies
-the same way back. A full write buffer on one side pauses reading on the other.
+client are split into frames, rewritten and written upstream a few frames per write; replies
+the same way back, one write per read. A full write buffer on one side pauses reading on the other.
 
 Requests that may name the app's endpoints before the mapping is known wait, in order
 (reading from the client pauses), for at most :data:`HOLD_SECONDS` per connection and never
@@ -26,6 +26,9 @@ from sidecar.proxy.rewrite import Rewriter
 
 HOLD_SECONDS = 5.0
 _READY_POLL = 0.02
+# Frames written upstream at once at most: a large burst of pipelined requests reaches the
+# server while the rest are still being rewritten, rather than after all of them.
+_BATCH = 32
 
 
 class Connection:
@@ -117,6 +120,9 @@ class Connection:
                     self._hold_budget = min(HOLD_SECONDS, timeout_ms / 3000)
                 out.append(frame)
                 continue
+            if len(out) >= _BATCH:
+                self.upstream.write(b"".join(out))
+                out = []
             try:
                 out.append(self.rewriter.request(frame, wait=self._hold_budget > 0))
             except NotReady:

@@ -208,7 +208,8 @@ def test_a_mapping_never_known_lets_requests_pass(
         assert registry.get_children(providers) == [node_name()]
         [held] = events.named("proxy_request_held")
         assert held["mapping_known"] is False
-        assert 0.9 <= held["waited"] <= 1.5
+        # A third of the 3 s session timeout; kazoo gives up on a connection after two thirds.
+        assert 0.9 <= held["waited"] < 2.0
         [skipped] = events.named("proxy_rewrite_skipped")
         assert skipped["reason"] == "the app's port bindings were not known in time"
     finally:
