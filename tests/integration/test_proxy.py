@@ -23,7 +23,6 @@ from .proxy_helpers import (
     ADVERTISED,
     Events,
     Listings,
-    app_mapper,
     client_of,
     node_name,
     proxy_for,
@@ -244,4 +243,3 @@ def test_another_hosts_registration_passes_untouched(
     app.create(f"{providers}/{other}", b"10.1.4.2", ephemeral=True)
     assert registry.get_children(providers) == [other]
     assert registry.get(f"{providers}/{other}")[0] == b"10.1.4.2"
-    assert app_mapper().ready()
