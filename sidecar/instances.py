@@ -51,7 +51,7 @@ def parse(name: str, data: bytes) -> Instance:
         endpoint = Endpoint.of(ipaddress.ip_address(address.strip("[]")).compressed, port)
     except ValueError as exc:
         raise MalformedInstance(f"address {address!r} is not an IP address") from exc
-    if _host_port(name) != endpoint:
+    if endpoint_of(name) != endpoint:
         raise MalformedInstance(f"node name {name!r} disagrees with {endpoint}")
     metadata = _metadata(doc)
     others = {p for p, _ in _endpoint_ports(metadata)} | set(_metadata_service_port(metadata))
@@ -64,7 +64,7 @@ def rewrite(
     """The rewritten node name and data, and the ports that stay as they are because
     ``host_port`` maps them to nothing (not published)."""
     doc = json.loads(json.dumps(instance.doc))  # a deep copy that keeps the key order
-    new_id = _format(advertised)
+    new_id = node_name(advertised)
     doc["id"] = new_id
     doc["address"] = advertised.host
     doc["port"] = advertised.port
@@ -120,7 +120,8 @@ def _metadata_service_port(metadata: dict[str, Any]) -> list[int]:
         raise MalformedInstance(f"{METADATA_SERVICE} has no readable port") from exc
 
 
-def _host_port(name: str) -> Endpoint | None:
+def endpoint_of(name: str) -> Endpoint | None:
+    """The endpoint an instance node's name spells (``<ip>:<port>``), if it spells one."""
     host, _, port = name.rpartition(":")
     if not port.isdigit():
         return None
@@ -130,5 +131,6 @@ def _host_port(name: str) -> Endpoint | None:
         return None
 
 
-def _format(endpoint: Endpoint) -> str:
+def node_name(endpoint: Endpoint) -> str:
+    """The name (and id) of the instance at ``endpoint``."""
     return f"{endpoint.host}:{endpoint.port}"
