@@ -41,7 +41,19 @@ def managed_now(reconciler: Reconciler) -> list[Managed]:
                          me.advertise_source)  # fmt: skip
         plan = reconciler.plan(sorted(set(managed.values())), None, me)
         decided |= {d.node.path: d.decided_by for d in plan if d.node.path in managed}
-    return [
+    rows = [
         Managed(node, marker, lease.describe() if lease else "", decided.get(node.path, ""))
         for node, marker, lease in found
+    ]
+    return rows + _through_proxies(reconciler, leases)
+
+
+def _through_proxies(reconciler: Reconciler, leases: dict[int, Lease]) -> list[Managed]:
+    """Registrations the apps of proxy sidecars wrote themselves, with their published
+    address (the pass just made saw them left to those sidecars)."""
+    proxies = {lease.container: lease for lease in leases.values() if lease.proxy}
+    return [
+        Managed(d.node, None, proxies[d.container.id].describe(), "proxy", d.container.id)
+        for d in reconciler.decided
+        if d.container is not None and d.container.id in proxies and d.marker is None
     ]
