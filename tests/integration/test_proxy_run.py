@@ -103,7 +103,8 @@ def test_an_app_registers_through_its_sidecar_s_proxy(
     assert re.match(rf"{INTERFACE}\s+127\.0\.0\.1:{port}\s", line)
 
     watched = _watches(zookeeper, proxy_sidecar.session)
-    assert watched and all(path.startswith("/dubbo-nat-sidecar/leases/") for path in watched)
+    assert watched
+    assert all(path.startswith("/dubbo-nat-sidecar/leases/") for path in watched)
     app.stop(timeout=10)
     wait_until(lambda: name not in children(registry, providers), 10, message="not removed")
 
