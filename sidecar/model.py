@@ -143,7 +143,8 @@ class Transaction:
 class Connection(Enum):
     """The state of the sidecar's ZooKeeper connection, as its client reports it."""
 
-    CONNECTED = "connected"
+    CONNECTED = "connected"  # a new session (or the first): every watch must be set again
+    RESUMED = "resumed"  # the same session again, its watches set again by the servers
     SUSPENDED = "suspended"  # disconnected; the session may still live
     LOST = "lost"  # the session is gone
 

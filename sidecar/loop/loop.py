@@ -19,7 +19,7 @@ from sidecar.loop.retries import FIRST, MAX, Whole
 from sidecar.loop.seams import Engine, Registry, Source
 from sidecar.ops.server import OpsServer
 from sidecar.proxy import ProxyServer
-from sidecar.registry.zookeeper import Interrupted
+from sidecar.registry.outcomes import Interrupted
 from sidecar.report.events import Events
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.docker import DockerUnavailable

@@ -30,7 +30,7 @@ from sidecar.progress import Progress
 from sidecar.proxy import InventoryMapper
 from sidecar.records import decode as decode_record
 from sidecar.records import records_parent
-from sidecar.registry.zookeeper import Interrupted
+from sidecar.registry.outcomes import Interrupted
 from sidecar.report.events import Events
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.docker import DockerUnavailable
@@ -87,15 +87,15 @@ class Reconciler:
         a new advertised address; and add the retries that are due."""
         p = self.parts
         for state, at in work.connection:
-            connected = state is Connection.CONNECTED
+            connected = state in (Connection.CONNECTED, Connection.RESUMED)
             session = f"0x{p.registry.session_id:x}" if connected else None
             p.events.connection("zookeeper", state.value, session=session)
             p.metrics.connected.labels("zookeeper").set(connected)
             if not connected:
                 self._disconnected_at = at
-            elif self._full_pass_began <= self._disconnected_at:
-                # After a reconnect the watches are gone (kazoo drops them with the
-                # connection): read everything, unless a full pass began on this connection.
+            elif state is Connection.CONNECTED and self._full_pass_began <= self._disconnected_at:
+                # A new session has no watches: read everything, unless a full pass began on
+                # this connection. A resumed one got its watches back (what changed fires).
                 work.full = work.lease = True
         for problem in work.docker:
             p.inventory.docker_event(problem)

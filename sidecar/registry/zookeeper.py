@@ -15,15 +15,10 @@ from typing import Any, TypeVar
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
-    ConnectionLoss,
     NoAuthError,
     NodeExistsError,
     NoNodeError,
-    OperationTimeoutError,
-    RolledBackError,
-    SessionExpiredError,
 )
-from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import CREATOR_ALL_ACL
@@ -41,18 +36,13 @@ from sidecar.model import (
 )
 from sidecar.progress import Progress
 from sidecar.registry.cache import ReadCache
+from sidecar.registry.connection import MarkingHandler, held, rearm
+from sidecar.registry.outcomes import Failed, Interrupted, batches, cause, outcome
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
-# Operations per multi when several transactions travel together (well below jute.maxbuffer:
-# an operation carries one node name and its data, about a kilobyte).
-_BATCH_OPS = 64
 _WAIT_SLICE = 0.25
 K = TypeVar("K")
-
-
-class Interrupted(Exception):
-    """The sidecar is stopping; the request's result is no longer awaited."""
 
 
 class ZooKeeperRegistry:
@@ -80,6 +70,8 @@ class ZooKeeperRegistry:
         self._acl = CREATOR_ALL_ACL if digest else None
         self.denied: set[str] = set()  # what the last read was not allowed to read
         self._cache = ReadCache()
+        # The session and the (data, child) watches held when the connection last dropped.
+        self._held: tuple[int, set[str], set[str]] | None = None
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
@@ -87,7 +79,7 @@ class ZooKeeperRegistry:
             auth_data=[("digest", digest)] if digest else None,
             connection_retry=KazooRetry(max_tries=-1, max_delay=5),
             command_retry=KazooRetry(max_tries=3, max_delay=2),
-            handler=_MarkingHandler(mark) if mark else None,
+            handler=MarkingHandler(mark) if mark else None,
         )
         self._client.add_listener(self._state_changed)
 
@@ -297,27 +289,27 @@ class ZooKeeperRegistry:
         sent again one by one, so each gets its own outcome.
         """
         started = []
-        for batch in _batches(transactions) if batched else ([t] for t in transactions):
+        for batch in batches(transactions) if batched else ([t] for t in transactions):
             try:
                 started.append((batch, self._commit(batch)))
             except Exception as exc:  # returned, not raised: the outcome reports it
-                started.append((batch, _Failed(exc)))
+                started.append((batch, Failed(exc)))
         return lambda: self._finish(started)
 
     def _finish(self, started: list[tuple[list[Transaction], Any]]) -> list[WriteResult]:
         results: list[WriteResult] = []
         for batch, result in self._drain(started):
-            cause = _cause(result)
-            outcome = _outcome(cause)
-            if isinstance(cause, NoNodeError):
+            error = cause(result)
+            written = outcome(error)
+            if isinstance(error, NoNodeError):
                 self._known_parents.clear()  # a parent may have been deleted: ensure it again
-            if outcome.outcome in (Outcome.APPLIED, Outcome.UNKNOWN) or len(batch) == 1:
-                results += [outcome] * len(batch)
+            if written.outcome in (Outcome.APPLIED, Outcome.UNKNOWN) or len(batch) == 1:
+                results += [written] * len(batch)
             else:
                 results += self.start(batch, batched=False)()
         transactions = [t for batch, _ in started for t in batch]
-        for transaction, outcome in zip(transactions, results, strict=True):
-            if outcome.ok:
+        for transaction, result in zip(transactions, results, strict=True):
+            if result.ok:
                 self._cache.applied(transaction, self.session_id)
         return results
 
@@ -354,7 +346,7 @@ class ZooKeeperRegistry:
             try:
                 pending.append((key, start(key)))
             except Exception as exc:  # returned, not raised: the caller decides per error
-                pending.append((key, _Failed(exc)))
+                pending.append((key, Failed(exc)))
             if len(pending) >= _PIPELINE_DEPTH:
                 yield from self._drain(pending[: _PIPELINE_DEPTH // 2])
                 del pending[: _PIPELINE_DEPTH // 2]
@@ -388,83 +380,23 @@ class ZooKeeperRegistry:
             self._on_change(event.path)
 
     def _state_changed(self, state: str) -> None:
-        mapping = {
-            KazooState.CONNECTED: Connection.CONNECTED,
-            KazooState.SUSPENDED: Connection.SUSPENDED,
-            KazooState.LOST: Connection.LOST,
-        }
-        self._on_connection(mapping[state])
+        """Kazoo's state listener (on its connection thread). A connection that drops keeps
+        the session; when it comes back with the same session, the watches held before are set
+        again in one request and only what changed meanwhile fires: no re-read of everything."""
+        if state == KazooState.SUSPENDED:
+            self._held = held(self._client)
+            self._on_connection(Connection.SUSPENDED)
+        elif state == KazooState.CONNECTED:
+            before, self._held = self._held, None
+            if before is not None and before[0] == self.session_id:
+                rearm(self._client, before[1], before[2], self._watched, self._rearm_failed)
+                self._on_connection(Connection.RESUMED)
+            else:
+                self._on_connection(Connection.CONNECTED)
+        else:
+            self._held = None
+            self._on_connection(Connection.LOST)
 
-
-class _MarkingHandler(SequentialThreadingHandler):  # type: ignore[misc]
-    """Kazoo's threading handler, marking each socket before it connects (a redirect is
-    decided on the first packet). The sidecar does not speak TLS to ZooKeeper."""
-
-    def __init__(self, mark: Callable[[socket.socket], None]) -> None:
-        super().__init__()
-        self._mark = mark
-
-    def create_connection(
-        self, address: tuple[str, int], timeout: float | None = None, **options: Any
-    ) -> socket.socket:
-        family, kind, proto, _, target = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
-        connection = socket.socket(family, kind, proto)
-        try:
-            self._mark(connection)
-            connection.settimeout(timeout)
-            connection.connect(target)
-        except OSError:
-            connection.close()
-            raise
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
-
-
-class _Failed:
-    """A request that failed before it was sent; ``get`` raises its error."""
-
-    def __init__(self, error: Exception) -> None:
-        self._error = error
-
-    def get(self, timeout: float | None = None) -> Any:
-        raise self._error
-
-
-def _batches(transactions: list[Transaction]) -> Iterable[list[Transaction]]:
-    batch: list[Transaction] = []
-    size = 0
-    for transaction in transactions:
-        if batch and size + len(transaction.ops) > _BATCH_OPS:
-            yield batch
-            batch, size = [], 0
-        batch.append(transaction)
-        size += len(transaction.ops)
-    if batch:
-        yield batch
-
-
-def _cause(result: Any) -> Exception | None:
-    """The error behind a multi's result (None: applied); the first failing operation's,
-    not the roll-backs of the others."""
-    if isinstance(result, Exception):
-        return result
-    failures = [r for r in result if isinstance(r, Exception)]
-    if not failures:
-        return None
-    return next((r for r in failures if not isinstance(r, RolledBackError)), failures[0])
-
-
-# Errors after which a transaction may or may not have been applied.
-_UNKNOWN = (ConnectionLoss, SessionExpiredError, OperationTimeoutError, Interrupted)
-
-
-def _outcome(cause: Exception | None) -> WriteResult:
-    if cause is None:
-        return WriteResult(Outcome.APPLIED)
-    if isinstance(cause, NoAuthError):
-        outcome = Outcome.DENIED
-    elif isinstance(cause, _UNKNOWN):
-        outcome = Outcome.UNKNOWN
-    else:
-        outcome = Outcome.FAILED
-    return WriteResult(outcome, type(cause).__name__)
+    def _rearm_failed(self) -> None:
+        # The watches may not be set: behave as after a new session (read everything).
+        self._on_connection(Connection.CONNECTED)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kazoo.client import KazooClient
 
-from sidecar.model import Create, Transaction
+from sidecar.model import Connection, Create, Transaction
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from testbed.polling import wait_until
-from testbed.zookeeper import ZooKeeperServer
+from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -55,3 +57,39 @@ def test_a_client_whose_connection_thread_died_says_so(zookeeper: ZooKeeperServe
     finally:
         broken.close()
         healthy.close()
+
+
+def test_a_resumed_session_gets_its_watches_back_and_only_changes_fire(tmp_path: Path) -> None:
+    """The server the sidecar is on dies: the client reconnects elsewhere with the same
+    session (RESUMED, not a new one), the watches it held are set again in one request, and
+    a path that changed meanwhile fires while one that did not stays quiet."""
+    with ZooKeeperEnsemble(tmp_path / "ensemble", size=3) as ensemble:
+        writer = KazooClient(hosts=ensemble.connect_string, timeout=10)
+        writer.start(timeout=30)
+        quiet, moved = "/resume/quiet/providers", "/resume/moved/providers"
+        for path in (quiet, moved):
+            writer.ensure_path(path)
+        changed: list[str] = []
+        states: list[Connection] = []
+        sidecar = ZooKeeperRegistry(ensemble.connect_string, 10, changed.append, states.append)
+        sidecar.connect(15)
+        try:
+            sidecar.read_paths([quiet, moved])
+            session = sidecar.session_id
+            [serving] = [
+                s for s in ensemble.servers if f"sid=0x{session:x}" in s.four_letter("cons")
+            ]
+            serving.kill()
+            wait_until(lambda: Connection.SUSPENDED in states, 15)
+            writer.create(f"{moved}/x", b"")
+            wait_until(lambda: Connection.RESUMED in states, 30, message=f"states {states}")
+            assert sidecar.session_id == session
+            wait_until(lambda: moved in changed, 10, message="the change made meanwhile")
+            assert quiet not in changed
+            assert Connection.CONNECTED not in states[1:]
+            writer.create(f"{quiet}/y", b"")  # the watches keep working after the resume
+            wait_until(lambda: quiet in changed, 10, message="a watch set again")
+        finally:
+            sidecar.close()
+            writer.stop()
+            writer.close()
