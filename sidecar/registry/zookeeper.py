@@ -1,4 +1,4 @@
-"""Where ZooKeeper is read, watched and written: the only module that calls kazoo.
+"""Where ZooKeeper is read, watched and written (kazoo is called only in sidecar/registry/).
 
 Reads set one-shot watches whose callback only reports the path; writes are ``multi``
 transactions built by the planner. Every request is asynchronous and waited for in short
@@ -8,24 +8,17 @@ Everything kazoo returns is turned into typed values here.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Callable, Collection, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
-from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
     NoAuthError,
     NodeExistsError,
     NoNodeError,
 )
-from kazoo.protocol.states import EventType, WatchedEvent
-from kazoo.retry import KazooRetry
-from kazoo.security import CREATOR_ALL_ACL
 
 from sidecar.model import (
     Check,
-    Connection,
     Create,
     Delete,
     Outcome,
@@ -35,101 +28,12 @@ from sidecar.model import (
     WriteResult,
 )
 from sidecar.progress import Progress
-from sidecar.registry.cache import ReadCache
-from sidecar.registry.connection import MarkingHandler, held, rearm
-from sidecar.registry.outcomes import Failed, Interrupted, batches, cause, outcome
-
-# Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
-_PIPELINE_DEPTH = 500
-_WAIT_SLICE = 0.25
-K = TypeVar("K")
+from sidecar.registry.client import Session
+from sidecar.registry.outcomes import Failed, batches, cause, outcome
 
 
-class ZooKeeperRegistry:
+class ZooKeeperRegistry(Session):
     """A ZooKeeper session plus the reads and writes the sidecar needs."""
-
-    def __init__(
-        self,
-        hosts: str,
-        session_timeout: float,
-        on_change: Callable[[str], None],
-        on_connection: Callable[[Connection], None],
-        resume: tuple[int, bytes] | None = None,
-        stopping: threading.Event | None = None,
-        digest: str | None = None,
-        mark: Callable[[socket.socket], None] | None = None,
-    ) -> None:
-        """``resume``: the (session id, password) of a session to continue, if still alive;
-        ``stopping``: set when requests should no longer be waited for; ``digest``:
-        ``user:password`` credentials, which also make created nodes CREATOR_ALL; ``mark``:
-        applied to each connection (so that the proxy's capture lets the sidecar's own pass)."""
-        self._on_change = on_change
-        self._on_connection = on_connection
-        self._stopping = stopping or threading.Event()
-        self._known_parents: set[str] = set()
-        self._acl = CREATOR_ALL_ACL if digest else None
-        self.denied: set[str] = set()  # what the last read was not allowed to read
-        self._cache = ReadCache()
-        # The session and the (data, child) watches held when the connection last dropped.
-        self._held: tuple[int, set[str], set[str]] | None = None
-        self._client = KazooClient(
-            hosts=hosts,
-            timeout=session_timeout,
-            client_id=resume,
-            auth_data=[("digest", digest)] if digest else None,
-            connection_retry=KazooRetry(max_tries=-1, max_delay=5),
-            command_retry=KazooRetry(max_tries=3, max_delay=2),
-            handler=MarkingHandler(mark) if mark else None,
-        )
-        self._client.add_listener(self._state_changed)
-
-    def connect(self, timeout: float) -> None:
-        """Open the session, waiting at most ``timeout``; raise ConnectionError if none answers."""
-        try:
-            self._client.start(timeout=timeout)
-        except self._client.handler.timeout_exception:
-            raise ConnectionError(f"no ZooKeeper server answered within {timeout:g} s") from None
-
-    def connect_in_background(self) -> None:
-        """Start connecting and return; the connection listener reports when the session is up."""
-        self._client.start_async()
-
-    def close(self, timeout: float = 1.0) -> None:
-        """Close the session (every ephemeral node it owns disappears), waiting at most
-        ``timeout``: with ZooKeeper unreachable the session cannot be closed anyway."""
-        closer = threading.Thread(target=self._close, name="zookeeper-close", daemon=True)
-        closer.start()
-        closer.join(timeout)
-
-    def _close(self) -> None:
-        self._client.stop()
-        self._client.close()
-
-    @property
-    def session_id(self) -> int:
-        client_id = self._client.client_id
-        return int(client_id[0]) if client_id else 0
-
-    @property
-    def session_password(self) -> bytes:
-        client_id = self._client.client_id
-        return bytes(client_id[1]) if client_id else b""
-
-    @property
-    def connected(self) -> bool:
-        return bool(self._client.connected)
-
-    @property
-    def alive(self) -> bool:
-        """Whether the client's connection thread still runs (or was never started or was
-        stopped on purpose): when it dies, nothing ever connects again."""
-        routine = self._client._connection._connection_routine
-        return routine is None or routine.is_alive() or self._client._stopped.is_set()
-
-    def take_denied(self) -> set[str]:
-        """The paths reads were not allowed to read since the last call."""
-        denied, self.denied = self.denied, set()
-        return denied
 
     def owner_of(self, path: str) -> int | None:
         """The session owning the ephemeral node ``path`` (None if absent); watched."""
@@ -258,6 +162,68 @@ class ZooKeeperRegistry:
                 )
         return listings, versions
 
+    def list_names(self, parents: Iterable[str]) -> dict[str, list[str] | None]:
+        """The children's names of each path (no data), pipelined and watched; None for a path
+        that does not exist (watched for its creation)."""
+        parents = list(parents)
+        found: dict[str, list[str] | None] = {}
+        for parent, result in self._pipelined(
+            parents, lambda p: self._client.get_children_async(p, watch=self._watched)
+        ):
+            if isinstance(result, NoNodeError):
+                found[parent] = None
+                if self.owner_of(parent) is not None:  # created since: list it again
+                    self._on_change(parent)
+            elif isinstance(result, NoAuthError):
+                found[parent] = None
+                self.denied.add(parent)
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                found[parent] = list(result)
+        return found
+
+    def stats(self, paths: Iterable[str], watch: bool = False) -> dict[str, tuple[int, int] | None]:
+        """The owner session and data version of each node (None: gone), pipelined; ``watch``:
+        a change of its data fires (instances change in place)."""
+        watcher = self._watched if watch else None
+        found: dict[str, tuple[int, int] | None] = {}
+        for path, result in self._pipelined(
+            list(paths), lambda p: self._client.exists_async(p, watch=watcher)
+        ):
+            if isinstance(result, Exception) and not isinstance(result, NoAuthError):
+                raise result
+            ok = result is not None and not isinstance(result, Exception)
+            found[path] = (int(result.ephemeralOwner), int(result.version)) if ok else None
+        return found
+
+    def watch_data(self, path: str) -> bytes | None:
+        """A node's data, watched (None if absent: watched for its creation)."""
+        try:
+            data, _ = self._wait(self._client.get_async(path, watch=self._watched))
+        except NoNodeError:
+            return None if self.owner_of(path) is None else self.watch_data(path)
+        return bytes(data or b"")
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write a persistent node, creating it (and its parents) if needed."""
+        try:
+            self._wait(self._client.set_async(path, data))
+        except NoNodeError:
+            self._ensure_parent(path)
+            try:
+                self._wait(self._client.create_async(path, data, acl=self._acl))
+            except NodeExistsError:
+                self._wait(self._client.set_async(path, data))
+
+    def join(self, prefix: str, data: bytes) -> str:
+        """Create an ephemeral sequential node ``prefix<sequence>`` in this session; its path."""
+        self._ensure_parent(prefix)
+        created = self._wait(
+            self._client.create_async(prefix, data, acl=self._acl, ephemeral=True, sequence=True)
+        )
+        return str(created)
+
     def changed_since_read(self, parents: Iterable[str]) -> set[str]:
         """Of ``parents``, those whose children changed since the last read, those never read
         (or read uncached) and those that cannot be checked now: one pipelined ``exists``
@@ -330,73 +296,3 @@ class ZooKeeperRegistry:
                 case Check(path=path, version=version):
                     request.check(path, version)
         return request.commit_async()
-
-    def _ensure_parent(self, path: str) -> None:
-        parent = path.rpartition("/")[0]
-        if parent and parent not in self._known_parents:
-            # Mirror paths and the lease's parent may not exist yet; they are persistent.
-            self._wait(self._client.ensure_path_async(parent, acl=self._acl))
-            self._known_parents.add(parent)
-
-    def _pipelined(self, keys: list[K], start: Callable[[K], Any]) -> Iterable[tuple[K, Any]]:
-        """Issue async requests with at most _PIPELINE_DEPTH outstanding; yield results in
-        order. A request that cannot even be issued yields its exception as its result."""
-        pending: list[tuple[K, Any]] = []
-        for key in keys:
-            try:
-                pending.append((key, start(key)))
-            except Exception as exc:  # returned, not raised: the caller decides per error
-                pending.append((key, Failed(exc)))
-            if len(pending) >= _PIPELINE_DEPTH:
-                yield from self._drain(pending[: _PIPELINE_DEPTH // 2])
-                del pending[: _PIPELINE_DEPTH // 2]
-        yield from self._drain(pending)
-
-    def _drain(self, pending: list[tuple[K, Any]]) -> Iterable[tuple[K, Any]]:
-        for key, async_result in pending:
-            try:
-                yield key, self._wait(async_result)
-            except Interrupted:
-                raise
-            except Exception as exc:  # returned, not raised: the caller decides per error
-                yield key, exc
-
-    def _wait(self, async_result: Any) -> Any:
-        """The request's result, or its exception raised; Interrupted once stopping."""
-        while True:
-            if self._stopping.is_set():
-                raise Interrupted
-            try:
-                return async_result.get(timeout=_WAIT_SLICE)
-            except self._client.handler.timeout_exception:
-                continue
-
-    def _watched(self, event: WatchedEvent) -> None:
-        # Kazoo also fires every watch with type NONE when a connection drops (and forgets
-        # them); the reconnect marks everything dirty, and re-reading sets them again.
-        if event.type == EventType.CHANGED and event.path:
-            self._on_change(event.path.rpartition("/")[0])  # a node's data: re-read its path
-        elif event.type != EventType.NONE and event.path:
-            self._on_change(event.path)
-
-    def _state_changed(self, state: str) -> None:
-        """Kazoo's state listener (on its connection thread). A connection that drops keeps
-        the session; when it comes back with the same session, the watches held before are set
-        again in one request and only what changed meanwhile fires: no re-read of everything."""
-        if state == KazooState.SUSPENDED:
-            self._held = held(self._client)
-            self._on_connection(Connection.SUSPENDED)
-        elif state == KazooState.CONNECTED:
-            before, self._held = self._held, None
-            if before is not None and before[0] == self.session_id:
-                rearm(self._client, before[1], before[2], self._watched, self._rearm_failed)
-                self._on_connection(Connection.RESUMED)
-            else:
-                self._on_connection(Connection.CONNECTED)
-        else:
-            self._held = None
-            self._on_connection(Connection.LOST)
-
-    def _rearm_failed(self) -> None:
-        # The watches may not be set: behave as after a new session (read everything).
-        self._on_connection(Connection.CONNECTED)
