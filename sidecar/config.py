@@ -224,6 +224,14 @@ class Settings(BaseSettings):
         "the network namespace); empty: off.",
         metavar="HOST:PORT",
     )
+    # Fleet
+    fleet: bool = _setting(
+        False,
+        "Fleet",
+        "Share the watching of the registry with every other sidecar on the ensemble that has "
+        "this on: one elected sidecar watches it all and tells each the paths that concern its "
+        "own host, so the ensemble's load no longer grows with the number of hosts.",
+    )
     # Proxy
     proxy_listen: str = _setting(
         "",

@@ -38,12 +38,13 @@ class Tree:
     nodes: dict[str, _Node] = field(default_factory=dict)
     clients: list[MemoryRegistry] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)  # as applied, in order
+    sequence: int = 0  # of sequential nodes
 
 
 @dataclass
 class MemoryRegistry:
     """One client's session on a ZooKeeper tree held in a dict. ``session`` is the sidecar's;
-    other sessions are just ids. ``join`` gives another sidecar its own session on the same
+    other sessions are just ids. ``another`` gives another sidecar its own session on the same
     tree."""
 
     session: int = 0x5000
@@ -65,13 +66,13 @@ class MemoryRegistry:
     def nodes(self) -> dict[str, _Node]:
         return self.tree.nodes
 
-    def join(self, session: int) -> MemoryRegistry:
+    def another(self, session: int) -> MemoryRegistry:
         """Another client (a second sidecar, a restarted one) on the same tree."""
         return MemoryRegistry(session=session, tree=self.tree)
 
     # -- what tests do to it ----------------------------------------------------------------
 
-    def put(self, path: str, data: bytes = b"", owner: int = 0x2002) -> None:
+    def add(self, path: str, data: bytes = b"", owner: int = 0x2002) -> None:
         """Create ``path`` (and its parents) as another client would."""
         self._ensure(path.rpartition("/")[0])
         self._create(path, data, owner)
@@ -149,6 +150,52 @@ class MemoryRegistry:
             if node is None or self._read_cversions.get(parent) != node.cversion:
                 changed.add(parent)
         return changed
+
+    def list_names(self, parents: Iterable[str]) -> dict[str, list[str] | None]:
+        found: dict[str, list[str] | None] = {}
+        for parent in parents:
+            self._read()
+            if parent in self.nodes:
+                self._child_watches.add(parent)
+                found[parent] = self.children(parent)
+            else:
+                self._data_watches.add(parent)
+                found[parent] = None
+        return found
+
+    def stats(self, paths: Iterable[str], watch: bool = False) -> dict[str, tuple[int, int] | None]:
+        found: dict[str, tuple[int, int] | None] = {}
+        for path in paths:
+            self._read()
+            node = self.nodes.get(path)
+            if watch:
+                self._data_watches.add(path)
+            found[path] = (node.owner, node.version) if node else None
+        return found
+
+    def watch_data(self, path: str) -> bytes | None:
+        self._read()
+        self._data_watches.add(path)
+        node = self.nodes.get(path)
+        return node.data if node else None
+
+    def put(self, path: str, data: bytes) -> None:
+        self.requests += 1
+        node = self.nodes.get(path)
+        if node is None:
+            self._ensure(path.rpartition("/")[0])
+            self._create(path, data, 0)
+        else:
+            node.data, node.version = data, node.version + 1
+            self._data_changed(path, path.rpartition("/")[0])
+
+    def join(self, prefix: str, data: bytes) -> str:
+        self.requests += 1
+        self.tree.sequence += 1
+        path = f"{prefix}{self.tree.sequence:010d}"
+        self._ensure(path.rpartition("/")[0])
+        self._create(path, data, self.session)
+        return path
 
     def owner_of(self, path: str) -> int | None:
         self._read()
@@ -270,12 +317,13 @@ class MemoryEngine:
 
     containers: dict[str, Container] = field(default_factory=dict)
     down: bool = False
+    identity: str = "TWIN@host"
     subnets: list[str] = field(default_factory=lambda: ["172.17.0.0/16"])
     gateways: list[str] = field(default_factory=lambda: ["172.17.0.1"])
 
     def engine_id(self) -> str:
         self._check()
-        return "TWIN@host"
+        return self.identity
 
     def running_containers(self) -> list[Container]:
         self._check()

@@ -52,6 +52,11 @@ class Members:
             for address in m.containers:
                 self._by_container[address].add(m.id)
 
+    def could_concern(self, host: str) -> bool:
+        """Whether a node registering ``host`` might concern some member (worth looking its
+        session up)."""
+        return host in self._by_host or host in self._by_container
+
     def concerned(self, facts: Facts, origins: Mapping[int, str]) -> set[str]:
         """The members a node concerns."""
         if facts.host is None and facts.owner is None:

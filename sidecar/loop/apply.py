@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sidecar.loop.seams import Registry
 from sidecar.model import Outcome, WriteResult
 from sidecar.ops.metrics import Metrics
 from sidecar.plan import Action, Decision
 from sidecar.report.events import Events
+from sidecar.seams import Registry
 
 Results = dict[Decision, WriteResult]
 

@@ -33,6 +33,9 @@ class Work:
     docker: list[str] = field(default_factory=list)  # "" subscribed, else why it was lost
     new_address: AdvertiseHost | None = None
     address_problem: str = ""
+    indexed: set[str] = field(default_factory=set)  # fleet indexer: registry paths changed
+    fleet: set[str] = field(default_factory=set)  # fleet nodes changed (work, ballots, members)
+    more: bool = False  # the indexer has more to look up: another pass at once
 
     def __bool__(self) -> bool:
         return (
@@ -45,16 +48,25 @@ class Work:
             or bool(self.address_problem)
             or bool(self.roots or self.paths or self.containers or self.addresses)
             or bool(self.connection or self.docker)
+            or bool(self.indexed or self.fleet or self.more)
         )
 
 
 class Dirty:
     """Thread-safe collection of dirty work."""
 
-    def __init__(self, roots: tuple[str, ...], source_of: Callable[[str], str | None]) -> None:
-        """``source_of`` maps a mirror path to the path it mirrors (the one to re-read)."""
+    def __init__(
+        self,
+        roots: tuple[str, ...],
+        source_of: Callable[[str], str | None],
+        fleet_root: str | None = None,
+    ) -> None:
+        """``source_of`` maps a mirror path to the path it mirrors (the one to re-read);
+        ``fleet_root``: in a fleet, registry paths are the indexer's business, and changes
+        under this root are the fleet's (work, ballots, members)."""
         self._roots = set(roots)
         self._source_of = source_of
+        self._fleet_root = fleet_root
         self._lease_paths: frozenset[str] = frozenset()
         self._work = Work()
         self._stopping = False
@@ -71,8 +83,12 @@ class Dirty:
                 self._work.lease = True
             elif path in self._roots:
                 self._work.roots.add(path)
-            else:
+            elif self._fleet_root is None:
                 self._work.paths.add(self._source_of(path) or path)
+            elif path == self._fleet_root or path.startswith(self._fleet_root + "/"):
+                self._work.fleet.add(path)
+            else:
+                self._work.indexed.add(self._source_of(path) or path)
             self._wake.notify()
 
     def connection_changed(self, state: Connection) -> None:
@@ -136,6 +152,12 @@ class Dirty:
             self._work.roots |= self._roots
             self._work.all_containers = True
             self._work.lease = True
+            self._wake.notify()
+
+    def again(self) -> None:
+        """Another pass at once (the fleet's indexer has more to do)."""
+        with self._wake:
+            self._work.more = True
             self._wake.notify()
 
     def stop(self) -> None:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar.loop.seams import Engine
 from sidecar.mapping import ContainerIndex
 from sidecar.model import STATIC_ID, Container
 from sidecar.report.events import Events
+from sidecar.seams import Engine
 from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerUnavailable
 from sidecar.sources.probe import Prober

@@ -13,11 +13,11 @@ from dataclasses import replace
 
 from sidecar.loop.dirty import Work
 from sidecar.loop.retries import Retries, Whole
-from sidecar.loop.seams import Registry
 from sidecar.model import Container
 from sidecar.ops.metrics import Metrics
 from sidecar.report.events import Events
 from sidecar.scope import LEASE_ROOT, Scope, choose, lease_data, peers_from
+from sidecar.seams import Registry
 
 # How long a per-app sidecar holds its lease before it takes its container's rewrites over
 # from the per-host sidecar: time for that one to see the lease and let go.

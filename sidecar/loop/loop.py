@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.reconcile import Parts, Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
-from sidecar.loop.seams import Engine, Registry, Source
 from sidecar.ops.server import OpsServer
 from sidecar.proxy import ProxyServer
 from sidecar.registry.outcomes import Interrupted
 from sidecar.report.events import Events
+from sidecar.seams import Engine, Registry, Source
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.docker import DockerUnavailable
 from sidecar.sources.static import identity as static_identity
@@ -112,7 +112,9 @@ class Loop:
                 # A bug, not an outage: say where, and try everything again after a while.
                 rt.events.exception("pass_crashed")
                 parts.retries.schedule(Whole.EVERYTHING)
-            self.readiness = self._not_ready(reconciler)
+            self.readiness = reconciler.not_ready = self._not_ready(reconciler)
+            if work.more:
+                rt.dirty.again()
 
     def _not_ready(self, reconciler: Reconciler) -> tuple[str, ...]:
         """Why the sidecar is not ready (empty when it is)."""

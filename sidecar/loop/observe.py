@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from sidecar.loop.memory import Memory
 from sidecar.loop.paths import Roots
-from sidecar.loop.seams import Origins, Registry
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Origin
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
 from sidecar.plan import PathView, claims_in
+from sidecar.seams import Origins, Registry
 
 # Asking every server for its connections is not free: at most this often...
 _ORIGINS_MIN_INTERVAL = 0.05
@@ -45,13 +45,16 @@ class Observer:
         servers: list[str],
         configured_host_addresses: Iterable[str],
         clock: Callable[[], float] = time.monotonic,
+        watch: bool = True,
     ) -> None:
+        """``watch`` False: paths are read without watches (in a fleet, the indexer watches)."""
         self._registry = registry
         self._origins_source = origins
         self._roots = roots
         self._servers = servers
         self._configured = frozenset(configured_host_addresses)
         self._clock = clock
+        self._watch = watch
         self._origins: dict[int, Origin] | None = None
         self._origins_at = float("-inf")
         self._local_servers: frozenset[str] = frozenset()
@@ -61,6 +64,11 @@ class Observer:
         self._local_servers = frozenset(
             s for s in self._servers if _resolves_to(s, interface_addresses)
         )
+
+    def host_addresses(self, interface_addresses: set[str]) -> set[str]:
+        """This host's addresses as other hosts and the servers see them: its interfaces'
+        (not loopback) and the configured ones."""
+        return {a for a in interface_addresses if not _is_loopback(a)} | set(self._configured)
 
     def session_gone(self, session: int) -> bool:
         """Whether the servers say ``session`` is not connected (False if they do not tell)."""
@@ -107,7 +115,9 @@ class Observer:
         every = [*parents, *mirrors.values()]
         # Instance data changes in place (Curator updates it): never taken from a cache.
         instance_paths = {path for path in every if self._roots.holds_instances(path)}
-        read = self._registry.read_paths(every, progress, uncached=instance_paths)
+        read = self._registry.read_paths(
+            every, progress, uncached=instance_paths, watch=self._watch
+        )
         return [
             PathView(
                 parent,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sidecar.loop.apply import Applier, Results
 from sidecar.loop.dirty import Work
+from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.inventory import Inventory
 from sidecar.loop.lease import LeaseKeeper
 from sidecar.loop.memory import Memory
@@ -22,7 +23,6 @@ from sidecar.loop.observe import Observer
 from sidecar.loop.paths import PathIndex, Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.retries import Retries, Whole
-from sidecar.loop.seams import Registry
 from sidecar.model import Connection
 from sidecar.ops.metrics import Metrics
 from sidecar.plan import Decision, Identity, Mode, Remembered, plan_path
@@ -32,6 +32,7 @@ from sidecar.records import decode as decode_record
 from sidecar.records import records_parent
 from sidecar.registry.outcomes import Interrupted
 from sidecar.report.events import Events
+from sidecar.seams import Registry
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.docker import DockerUnavailable
 from sidecar.sources.probe import Prober
@@ -65,6 +66,8 @@ class Parts:
     # Proxy mode: the app's own requests are rewritten in flight from this mapping; the loop
     # keeps it current and holds the lease, and reads no registry path at all.
     proxy: InventoryMapper | None = None
+    # In a fleet: membership, the election and the indexer, and the work it publishes.
+    fleet: FleetKeeper | None = None
 
 
 class Reconciler:
@@ -79,6 +82,7 @@ class Reconciler:
         self._full_pass_began = float("-inf")
         self._disconnected_at = float("-inf")
         self._plan_failed: set[str] = set()  # paths to plan again later
+        self.not_ready: tuple[str, ...] = ("starting",)  # as the loop last published it
 
     # -- what the sources reported ----------------------------------------------------------
 
@@ -204,7 +208,11 @@ class Reconciler:
             p.observer.refresh_host(p.inventory.interface_addresses)
         if p.lease.take_peers_gone() or work.full or p.memory.records_stale:
             work.paths |= self._read_records()
-        paths, listed = self._paths_to_read(work)
+        listed: dict[str, set[str]] = {}
+        if p.fleet is not None and not p.observing:
+            paths = self._fleet_paths(p.fleet, session, work)
+        else:
+            paths, listed = self._paths_to_read(work)
         bulk = work.full or work.local
         summary = self._reconcile(sorted(paths), None if p.observing else session, bulk)
         denied = p.registry.take_denied()
@@ -269,6 +277,27 @@ class Reconciler:
             paths |= p.index.paths_of(p.inventory.local_keys())
             paths |= p.registry.changed_since_read(p.index.next_sweep_slice())
         return paths, listed
+
+    def _fleet_paths(self, fleet: FleetKeeper, session: int, work: Work) -> set[str]:
+        """In a fleet: the paths the indexer says concern this host (and changed), plus this
+        host's own; registry changes are the indexer's (this sidecar's, if elected)."""
+        p = self.parts
+        scope = p.lease.scope
+        containers = {
+            address
+            for c in p.inventory.index.by_id.values()
+            if scope.excludes(c.id) is None
+            for address in c.addresses
+        }
+        hosts = p.observer.host_addresses(p.inventory.interface_addresses)
+        hosts |= {self.address.address} if self.address else set()
+        about: dict[str, object] = {"host": socket.gethostname(), "scope": scope.describe(),
+                                    "not_ready": list(self.not_ready)}  # fmt: skip
+        member = f"{p.engine_id}+{scope.lease_name}"
+        paths = work.paths | fleet.keep(member, session, hosts, containers, about, work)
+        if work.full or work.local:
+            paths |= set(p.memory.managed) | p.index.paths_of(p.inventory.local_keys())
+        return paths
 
     def _scope_paths(self, root: str) -> list[str]:
         """The paths to plan under a root: ``providers`` paths, or applications' paths."""

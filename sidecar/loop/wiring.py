@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from sidecar.config import ConfigError, Settings
+from sidecar.fleet.indexer import FLEET_ROOT, Indexer
 from sidecar.loop.apply import Applier
 from sidecar.loop.dirty import Dirty, Work
+from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.inventory import Inventory
 from sidecar.loop.lease import LeaseKeeper
 from sidecar.loop.loop import Loop, Runtime
@@ -21,7 +23,6 @@ from sidecar.loop.paths import PathIndex, Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Parts, Reconciler
 from sidecar.loop.retries import Retries
-from sidecar.loop.seams import Engine, Origins, Registry, Source
 from sidecar.loop.status import managed_now
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.server import OpsServer
@@ -32,6 +33,7 @@ from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from sidecar.report.events import Events
 from sidecar.report.tables import Managed
+from sidecar.seams import Engine, Origins, Registry, Source
 from sidecar.sources import static as static_source
 from sidecar.sources.address import AddressWatch, AdvertiseHost, changes_over_time
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
@@ -52,7 +54,7 @@ def assemble(
     static = static_source.configured(settings.static_file, settings.static_ports)
     persistence = Persistence(settings.state_file, events)
     roots = Roots(settings)
-    dirty = Dirty(roots.all, roots.source_of)
+    dirty = Dirty(roots.all, roots.source_of, FLEET_ROOT if settings.fleet else None)
     stopping = threading.Event()
     registry = ZooKeeperRegistry(
         settings.zookeeper, settings.session_timeout, on_change=dirty.path_changed,
@@ -217,12 +219,19 @@ def build_parts(
     lease = LeaseKeeper(settings.scope, settings.container, engine_id, registry, events, metrics,
                         persistence.earlier_session)  # fmt: skip
     server_hosts = [host for host, _ in servers(settings.zookeeper)]
-    observer = Observer(registry, origins, roots, server_hosts, settings.host_address)
-    return Parts(
+    observer = Observer(registry, origins, roots, server_hosts, settings.host_address,
+                        watch=not settings.fleet)  # fmt: skip
+    parts = Parts(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
         inventory, lease, observer, Applier(registry, events, metrics), persistence, Retries(),
         events, metrics, prober, stopping,
     )  # fmt: skip
+    if settings.fleet:
+        parts.fleet = FleetKeeper(
+            registry, lambda: Indexer(registry, settings.root, settings.services_root, origins),
+            events,
+        )  # fmt: skip
+    return parts
 
 
 def _engine(settings: Settings, environ: Mapping[str, str]) -> DockerEngine | None:

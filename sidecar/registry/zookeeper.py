@@ -101,8 +101,8 @@ class ZooKeeperRegistry(Session):
 
         def get(child: tuple[str, str]) -> Any:
             # Data that changes in place (instances) is watched: a change re-reads the path.
-            watch = self._watched if child[0] in uncached else None
-            return self._client.get_async(f"{child[0]}/{child[1]}", watch=watch)
+            watch_data = self._watched if watch and child[0] in uncached else None
+            return self._client.get_async(f"{child[0]}/{child[1]}", watch=watch_data)
 
         for done, ((parent, name), result) in enumerate(self._pipelined(children, get)):
             report("reading registrations", done, len(children))

@@ -7,7 +7,8 @@ from typing import Any
 
 from sidecar import urls
 from sidecar.config import Settings, load_settings
-from sidecar.loop.dirty import Work
+from sidecar.fleet.indexer import FLEET_ROOT
+from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
@@ -51,19 +52,37 @@ class Harness:
     clock: Clock = field(default_factory=Clock)
     observing: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # settings beyond the defaults
+    engine_id: str = "TWIN@host"
+    host: str = "192.0.2.10"  # this host's address, advertised
 
     def __post_init__(self) -> None:
-        self.settings = _settings(self.options)
+        self.settings = _settings({"advertise_host": self.host, **self.options})
         events = Events()
+        roots = Roots(self.settings)
         parts = build_parts(
-            self.settings, "TWIN@host", self.registry, self.origins, self.engine,
-            StaticMapping(), Roots(self.settings), Persistence(None, events), events,
-            Metrics(), None, lambda: False, host_addresses=lambda: {"192.0.2.10", "127.0.0.1"},
+            self.settings, self.engine_id, self.registry, self.origins, self.engine,
+            StaticMapping(), roots, Persistence(None, events), events, Metrics(), None,
+            lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"},
         )  # fmt: skip
         parts.retries = Retries(self.clock)
         parts.observing = self.observing
         self.parts = parts
-        self.reconciler = Reconciler(parts, ADDRESS)
+        self.reconciler = Reconciler(parts, AdvertiseHost(self.host, "--advertise-host"))
+        # Watches and their events as in the daemon: the registry's callback marks work.
+        self.dirty = Dirty(roots.all, roots.source_of, FLEET_ROOT if self.settings.fleet else None)
+        self.registry.on_change = self.dirty.path_changed
+
+    def settle(self, passes: int = 20) -> None:
+        """Run passes over the work the watches marked, until there is none."""
+        for _ in range(passes):
+            self.dirty.watch_leases(self.parts.lease.watched_paths())
+            work = self.dirty.take(timeout=0)
+            if not work:
+                return
+            self.run(work)
+            if work.more:
+                self.dirty.again()
+        raise AssertionError(f"still busy after {passes} passes")
 
     def run(self, work: Work) -> None:
         self.reconciler.absorb(work)
@@ -82,5 +101,5 @@ class Harness:
 
 
 def _settings(options: dict[str, Any]) -> Settings:
-    return load_settings({"advertise_host": "192.0.2.10", "state_file": "", "listen": "",
-                          "probe_seconds": 0, "docker_url": "unix:///twin", **options})  # fmt: skip
+    return load_settings({"state_file": "", "listen": "", "probe_seconds": 0,
+                          "docker_url": "unix:///twin", **options})  # fmt: skip

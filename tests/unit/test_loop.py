@@ -22,7 +22,7 @@ from tests.unit.scenarios import url_name
 @pytest.fixture
 def twin() -> Iterator[Harness]:
     harness = Harness()
-    harness.registry.put(f"{PROVIDERS}/{ORIGINAL}")
+    harness.registry.add(f"{PROVIDERS}/{ORIGINAL}")
     return harness
 
 
@@ -63,7 +63,7 @@ def test_a_held_lease_means_stand_by_until_its_session_is_gone(twin: Harness) ->
     """Another live sidecar holds the lease: nothing is written; once its session ends the
     lease is taken and the registration rewritten."""
     lease = f"{twin.parts.lease.lease_parent}/host"
-    twin.registry.put(lease, b'{"scope":"per-host"}', owner=0x7777)
+    twin.registry.add(lease, b'{"scope":"per-host"}', owner=0x7777)
     with capture_logs() as logs:
         twin.start()
     [standing] = [e for e in logs if e["event"] == "lease_standing_by"]
@@ -81,10 +81,10 @@ def test_a_lease_whose_session_the_servers_call_gone_is_taken_at_once() -> None:
     """A sidecar killed without a state file leaves its lease to its session timeout; when
     the servers say that session is not connected, the lease is taken over at once."""
     twin = Harness(origins=FixedOrigins({}))
-    twin.registry.put(f"{PROVIDERS}/{ORIGINAL}", owner=0x2002)
+    twin.registry.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2002)
     twin.origins.origins = {0x2002: _origin("192.0.2.10")}
     lease = f"{twin.parts.lease.lease_parent}/host"
-    twin.registry.put(lease, b"{}", owner=0x7777)
+    twin.registry.add(lease, b"{}", owner=0x7777)
     twin.start()
     assert twin.registry.nodes[lease].owner == twin.registry.session
     assert twin.providers() == [rewritten()]
@@ -96,7 +96,7 @@ def test_the_periodic_sweep_checks_a_slice_of_all_paths_each_time() -> None:
     twin = Harness()
     interfaces = [f"/dubbo/com.example.S{i:03}/providers" for i in range(120)]
     for path in interfaces:
-        twin.registry.put(f"{path}/{url_name('10.9.9.9')}")
+        twin.registry.add(f"{path}/{url_name('10.9.9.9')}")
     twin.start()
     checked: list[str] = []
     original = twin.registry.changed_since_read
@@ -146,8 +146,8 @@ def test_plan_reports_exactly_the_decisions_run_then_makes() -> None:
     decided = []
     for observing in (True, False):
         twin = Harness(observing=observing)
-        twin.registry.put(f"{PROVIDERS}/{ORIGINAL}")
-        twin.registry.put(f"{PROVIDERS}/{url_name('10.1.1.1')}")
+        twin.registry.add(f"{PROVIDERS}/{ORIGINAL}")
+        twin.registry.add(f"{PROVIDERS}/{url_name('10.1.1.1')}")
         with capture_logs() as logs:
             twin.start()
         if observing:
@@ -173,7 +173,7 @@ def test_a_path_whose_planning_fails_holds_back_no_other(
     """An unexpected error planning one path is logged with its traceback and retried; the
     other paths are still rewritten in the same pass."""
     other = "/dubbo/com.example.Other/providers"
-    twin.registry.put(f"{other}/{ORIGINAL}")
+    twin.registry.add(f"{other}/{ORIGINAL}")
     real = reconcile.plan_path
 
     def failing(view, *args):  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ RECORDS = records.records_parent("TWIN@host")
 
 def started(**options: object) -> Harness:
     twin = Harness(options=dict(options))
-    twin.registry.put(f"{PROVIDERS}/{ORIGINAL}")
+    twin.registry.add(f"{PROVIDERS}/{ORIGINAL}")
     twin.start()
     return twin
 
@@ -53,7 +53,7 @@ def test_a_restart_past_the_session_timeout_restores_from_the_records() -> None:
     first = started()
     first.registry.expire(first.registry.session)
     assert first.providers() == []
-    second = Harness(registry=first.registry.join(0x5001))
+    second = Harness(registry=first.registry.another(0x5001))
     second.start()
     assert second.providers() == [rewritten()]
     assert second.registry.nodes[f"{PROVIDERS}/{rewritten()}"].owner == 0x5001
@@ -73,7 +73,7 @@ def test_a_record_whose_container_is_gone_is_dropped_at_the_next_start() -> None
     """Restarted after its container stopped: nothing to restore, and the record goes."""
     first = started()
     first.registry.expire(first.registry.session)
-    second = Harness(registry=first.registry.join(0x5001))
+    second = Harness(registry=first.registry.another(0x5001))
     del second.engine.containers[SHOP.id]
     second.start()
     assert second.providers() == []
@@ -86,7 +86,7 @@ def test_the_per_host_sidecar_adopts_a_per_app_sidecar_gone_for_good() -> None:
     then leaves the records alone."""
     app = started(scope="app", container="shop-1")
     assert app.providers() == [rewritten()]
-    host = Harness(registry=app.registry.join(0x5002), options={"scope": "host"})
+    host = Harness(registry=app.registry.another(0x5002), options={"scope": "host"})
     host.start()
     assert app.registry.nodes[f"{PROVIDERS}/{rewritten()}"].owner == app.registry.session
     assert len(host.registry.children(RECORDS)) == 1
@@ -103,7 +103,7 @@ def test_rewrites_an_earlier_version_kept_on_disk_get_their_record() -> None:
         first.registry.remove(f"{RECORDS}/{name}")
     node = first.registry.nodes[f"{PROVIDERS}/{rewritten()}"]
     marker = first.parts.memory.managed[PROVIDERS][rewritten()].marker
-    second = Harness(registry=first.registry.join(first.registry.session))
+    second = Harness(registry=first.registry.another(first.registry.session))
     second.parts.memory.restore(
         [Remembered(RegistryNode(PROVIDERS, rewritten(), node.data, 0, 0), marker)]
     )

@@ -1,0 +1,201 @@
+"""The fleet's indexer: the one elected sidecar that watches the whole registry for every
+host, and publishes to each member (one persistent node each, which only that member
+watches) the paths that concern it. Driven by the loop thread of the sidecar elected.
+
+It reads names only (no data): a node's address is in its name. A node's session is looked
+up (one ``exists``) when its name's address could be a member's; the servers say where each
+session connects from (``cons``), which routes the node to that host's sidecar. Everything it
+holds is derived from the registry and rebuilt when another sidecar is elected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from sidecar import instances, urls
+from sidecar.fleet.routes import Facts, Member, Members, Routes
+from sidecar.seams import Origins, Registry
+
+FLEET_ROOT = "/dubbo-nat-sidecar/fleet"
+MEMBERS = f"{FLEET_ROOT}/members"
+WORK = f"{FLEET_ROOT}/work"
+ELECTION = f"{FLEET_ROOT}/election"
+# Sessions looked up per pass at most: a new indexer routes by address at once, by session
+# soon after, without one pass holding everything back.
+_LOOKUPS_PER_PASS = 5000
+
+
+class Indexer:
+    """The registry as the fleet needs it: every path's names, the sessions that matter."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        roots: tuple[str, ...],
+        services_roots: tuple[str, ...],
+        origins: Origins,
+    ) -> None:
+        self._registry = registry
+        self._roots = roots
+        self._services = services_roots
+        self._origins_source = origins
+        self._facts: dict[str, dict[str, Facts]] = {}
+        self._paths: dict[str, set[str]] = {root: set() for root in (*roots, *services_roots)}
+        self._members = Members(())
+        self._routes = Routes()
+        self._origins: dict[int, str] = {}
+        self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
+        self._dirty: set[str] = set()  # members whose work changed since published
+        self._published: dict[str, bytes] = {}
+        self.members_path = MEMBERS
+
+    @property
+    def members(self) -> Members:
+        return self._members
+
+    def rebuild(self) -> None:
+        """Read everything again (elected, or a new session): roots, paths, members."""
+        self._facts.clear()
+        self._pending.clear()
+        self.read_members()
+        self.roots_changed(set(self._paths))
+
+    def roots_changed(self, roots: Iterable[str]) -> None:
+        listed = self._registry.list_names(list(roots))
+        for root, names in listed.items():
+            now = {self._path_of(root, n) for n in names or ()}
+            for gone in self._paths[root] - now:
+                self._facts.pop(gone, None)
+                self._reroute(gone)
+            added = now - self._paths[root]
+            self._paths[root] = now
+            self.paths_changed(added)
+
+    def paths_changed(self, paths: Iterable[str]) -> None:
+        """List these paths again (watched) and route what changed. An instance path is also
+        reported when one of its nodes' data changed: its versions are looked up again."""
+        paths = [p for p in paths if self._root_of(p) is not None]
+        for path, names in self._registry.list_names(paths).items():
+            before = self._facts.get(path, {})
+            instance = self._root_of(path) in self._services
+            now: dict[str, Facts] = {}
+            for name in names or ():
+                known = before.get(name)
+                now[name] = known if known is not None else self._facts_of(path, name)
+                if instance and known is not None and known.owner is not None:
+                    self._pending.add((path, name))
+            self._facts[path] = now
+            self._reroute(path)
+
+    def read_members(self) -> None:
+        """The live members, from their (ephemeral) member nodes."""
+        names = self._registry.list_names([MEMBERS])[MEMBERS] or []
+        members = []
+        for name in names:
+            data = self._registry.watch_data(f"{MEMBERS}/{name}")
+            member = parse_member(name, data) if data is not None else None
+            if member is not None:
+                members.append(member)
+        for gone in set(self._members.by_id) - {m.id for m in members}:
+            self._routes.forget(gone)
+        self._members = Members(members)
+        for path, facts in self._facts.items():
+            for name, fact in facts.items():  # addresses new members bring
+                if fact.owner is None and fact.host and self._members.could_concern(fact.host):
+                    self._pending.add((path, name))
+            self._reroute(path)
+
+    def look_up(self) -> None:
+        """Sessions (and instance versions) of the nodes that may concern a member."""
+        batch = sorted(self._pending)[:_LOOKUPS_PER_PASS]
+        self._pending.difference_update(batch)
+        paths = [f"{parent}/{name}" for parent, name in batch]
+        instance = [p for p in paths if self._root_of(p) in self._services]
+        stats = self._registry.stats([p for p in paths if p not in instance])
+        stats |= self._registry.stats(instance, watch=True)
+        unknown_session = False
+        touched = set()
+        for (parent, name), path in zip(batch, paths, strict=True):
+            facts = self._facts.get(parent, {})
+            if name not in facts or stats.get(path) is None:
+                continue
+            owner, version = stats[path]  # type: ignore[misc]
+            facts[name] = Facts(facts[name].host, owner, version)
+            unknown_session |= owner != 0 and owner not in self._origins
+            touched.add(parent)
+        if unknown_session:
+            self._origins = {s: o.address for s, o in (self._origins_source.fetch() or {}).items()}
+        for parent in touched:
+            self._reroute(parent)
+
+    @property
+    def busy(self) -> bool:
+        """Whether sessions are still to be looked up (another pass is due at once)."""
+        return bool(self._pending)
+
+    def publish(self) -> int:
+        """Write the work of each member whose work changed; how many were written."""
+        written = 0
+        for member in sorted(self._dirty):
+            data = json.dumps(self._routes.work.get(member, {}), sort_keys=True,
+                              separators=(",", ":")).encode()  # fmt: skip
+            if self._published.get(member) != data:
+                self._registry.put(f"{WORK}/{member}", data)
+                self._published[member] = data
+                written += 1
+        self._dirty.clear()
+        return written
+
+    def _reroute(self, path: str) -> None:
+        facts = self._facts.get(path, {})
+        self._dirty |= self._routes.reroute(path, facts, self._members, self._origins)
+
+    def _facts_of(self, path: str, name: str) -> Facts:
+        host = _host_of(name, self._root_of(path) in self._services)
+        if host is not None and self._members.could_concern(host):
+            self._pending.add((path, name))
+        return Facts(host)
+
+    def _path_of(self, root: str, name: str) -> str:
+        return f"{root}/{name}" if root in self._services else f"{root}/{name}/providers"
+
+    def _root_of(self, path: str) -> str | None:
+        for root in self._paths:
+            if path.startswith(root + "/"):
+                return root
+        return None
+
+
+def parse_member(name: str, data: bytes) -> Member | None:
+    """A member node's data (None if it is not one: anything can be written there)."""
+    try:
+        doc = json.loads(data)
+        return Member(
+            name,
+            int(str(doc["session"]), 16),
+            frozenset(str(a) for a in doc["hosts"]),
+            frozenset(str(a) for a in doc["containers"]),
+        )
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+
+
+def member_data(
+    session: int, hosts: Iterable[str], containers: Iterable[str], **about: object
+) -> bytes:
+    """What a member node says: its session, the addresses that route work to it, and what
+    ``status --fleet`` shows about it."""
+    doc = {"session": f"{session:x}", "hosts": sorted(hosts), "containers": sorted(containers)}
+    return json.dumps(doc | about, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _host_of(name: str, instance: bool) -> str | None:
+    """The address a node's name registers (None: not a name the sidecar reads)."""
+    if instance:
+        endpoint = instances.endpoint_of(name)
+        return endpoint.host if endpoint is not None else None
+    try:
+        return urls.parse(name).endpoint.host
+    except urls.MalformedName:
+        return None

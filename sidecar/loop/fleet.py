@@ -1,0 +1,121 @@
+"""This sidecar's part in the fleet (--fleet): its member node (what routes work to it), its
+place in the election of the indexer (and the indexer itself when elected), and the work the
+indexer publishes for it. A member watches two nodes: its work and the ballot before its own.
+Owned by the loop thread."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
+from sidecar.loop.dirty import Work
+from sidecar.report.events import Events
+from sidecar.seams import Registry
+
+
+class FleetKeeper:
+    """Membership, election and work for one member."""
+
+    def __init__(
+        self, registry: Registry, new_indexer: Callable[[], Indexer], events: Events
+    ) -> None:
+        self._registry = registry
+        self.member_id = ""  # the engine's id and the lease's name: one member per lease
+        self.member_path = self.work_path = ""
+        self._new_indexer = new_indexer
+        self._events = events
+        self.indexer: Indexer | None = None
+        self._ballot = ""  # this member's election node
+        self._before = ""  # the ballot this one waits behind
+        self._written: tuple[int, bytes] | None = None  # member data, as of which session
+        self._work: dict[str, str] = {}  # path -> digest, as last read
+
+    def watched(self) -> frozenset[str]:
+        """Fleet nodes whose changes this member acts on."""
+        paths = {self.work_path, self._before} - {""}
+        return frozenset(paths)
+
+    def keep(
+        self, member_id: str, session: int, hosts: set[str], containers: set[str],
+        about: dict[str, object], work: Work,
+    ) -> set[str]:  # fmt: skip
+        """Be a member, take part in the election, index if elected; returns the paths the
+        indexer says concern this member and changed since last read (all on a full pass)."""
+        if member_id != self.member_id:  # the first pass, or another scope (another lease)
+            self.member_id = member_id
+            self.member_path, self.work_path = f"{MEMBERS}/{member_id}", f"{WORK}/{member_id}"
+            self._written, self._work = None, {}
+            work.full = True
+        self._be_member(session, member_data(session, hosts, containers, **about))
+        if work.full or not self._ballot or self._registry.owner_of(self._ballot) != session:
+            self._ballot = self._registry.join(f"{ELECTION}/n_", member_id.encode())
+            work.fleet.add(ELECTION)
+        if ELECTION in work.fleet or self._before in work.fleet or work.full:
+            self._elect(session)
+        if self.indexer is not None:
+            self._index(work)
+        if work.full or work.local or WORK in work.fleet or self.work_path in work.fleet:
+            return self._read_work(everything=work.full)
+        return set()
+
+    def _be_member(self, session: int, data: bytes) -> None:
+        """The member node says who this member is; a new session (or new data) writes it."""
+        if self._written == (session, data):
+            return
+        if self._written is None or self._written[0] != session:
+            owner = self._registry.owner_of(self.member_path)
+            self._registry.acquire(self.member_path, data, owner if owner != session else None)
+        if self._registry.read_data(self.member_path) != data:
+            self._registry.put(self.member_path, data)
+        self._written = (session, data)
+
+    def _elect(self, session: int) -> None:
+        ballots = sorted(
+            n.name for n in self._registry.read_paths([ELECTION], watch=False)[ELECTION]
+        )
+        mine = self._ballot.rpartition("/")[2]
+        ahead = [b for b in ballots if b < mine]
+        if not ahead and self.indexer is None:
+            self._events.info("fleet_indexer_elected", member=self.member_id,
+                              session=f"0x{session:x}")  # fmt: skip
+            self.indexer = self._new_indexer()
+            self.indexer.rebuild()
+        elif ahead:
+            self.indexer = None
+            self._before = f"{ELECTION}/{ahead[-1]}"
+            if self._registry.owner_of(self._before) is None:  # gone already: elect again
+                self._elect(session)
+
+    def _index(self, work: Work) -> None:
+        indexer = self.indexer
+        assert indexer is not None
+        if work.full:
+            indexer.rebuild()
+        else:
+            if any(p == MEMBERS or p.startswith(MEMBERS + "/") for p in work.fleet):
+                indexer.read_members()
+            indexer.roots_changed(work.roots)
+            indexer.paths_changed(work.paths)
+        indexer.look_up()
+        indexer.publish()
+        if indexer.busy:
+            work.more = True
+
+    def _read_work(self, everything: bool) -> set[str]:
+        data = self._registry.watch_data(self.work_path)
+        try:
+            now = {str(p): str(d) for p, d in json.loads(data or b"{}").items()}
+        except (ValueError, AttributeError, RecursionError):
+            self._events.connection("fleet_work", "unreadable", problem=self.work_path)
+            now = {}
+        changed = set(now) if everything else {
+            p for p in set(now) | set(self._work) if now.get(p) != self._work.get(p)
+        }  # fmt: skip
+        self._work = now
+        return changed
+
+    @property
+    def paths(self) -> set[str]:
+        """Every path the indexer says concerns this member."""
+        return set(self._work)

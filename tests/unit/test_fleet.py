@@ -1,0 +1,136 @@
+"""A fleet of sidecars (--fleet) on one in-memory registry: one elected indexer watches it all,
+each member hears only of what concerns its own host, and the cost of a registry change does
+not grow with the number of hosts. tests/integration/test_fleet.py does it on ZooKeeper, and
+bench/run --fleet measures it."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sidecar.fleet.indexer import WORK
+from sidecar.fleet.routes import Facts, Member, Members, Routes
+from sidecar.model import Container, Origin, PublishedPort
+from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
+from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
+from tests.unit.scenarios import url_name
+
+PROVIDER = 0x2002  # the session of host 0's provider
+
+
+def fleet(size: int) -> tuple[list[Harness], MemoryRegistry]:
+    """``size`` hosts 192.0.2.1..; each runs one container at the same address 172.17.0.5
+    (every default bridge hands it out), each host's own provider session connects from its
+    host's address."""
+    origins = FixedOrigins({PROVIDER: Origin("192.0.2.1", "zk")})
+    tree = MemoryRegistry(session=0x5000)
+    hosts = []
+    for i in range(size):
+        container = Container(f"c{i}".ljust(64, "0"), f"shop-{i}", "bridge", ("172.17.0.5",),
+                              (PublishedPort(20880, "0.0.0.0", 32768),))  # fmt: skip
+        registry = tree if i == 0 else tree.another(0x5000 + i)
+        hosts.append(Harness(
+            registry=registry, engine=MemoryEngine({container.id: container}, identity=f"E{i}@h"),
+            origins=origins, options={"fleet": True}, engine_id=f"E{i}@h", host=f"192.0.2.{i + 1}",
+        ))  # fmt: skip
+    for host in hosts:
+        host.start()
+    settle(hosts)
+    return hosts, tree
+
+
+def settle(hosts: list[Harness]) -> None:
+    for _ in range(5):
+        for host in hosts:
+            host.settle()
+
+
+def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, str]:
+    member = host.parts.fleet.member_id if host.parts.fleet else ""
+    node = tree.nodes.get(f"{WORK}/{member}")
+    return dict(json.loads(node.data)) if node else {}
+
+
+def test_each_host_hears_only_of_its_own_provider() -> None:
+    """Three hosts' containers share an address; the provider's session comes from host 0:
+    only host 0's work names the path, and only host 0 rewrites it."""
+    hosts, tree = fleet(3)
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
+    settle(hosts)
+    assert PROVIDERS in work_of(tree, hosts[0])
+    assert [PROVIDERS in work_of(tree, h) for h in hosts[1:]] == [False, False]
+    assert tree.children(PROVIDERS) == [rewritten("192.0.2.1")]
+
+
+def test_only_the_indexer_watches_the_registry() -> None:
+    """Members other than the elected indexer hold no watch on any registry path."""
+    hosts, tree = fleet(3)
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
+    settle(hosts)
+    indexers = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    assert len(indexers) == 1
+    for host in hosts:
+        if host in indexers:
+            continue
+        watched = host.registry._child_watches | host.registry._data_watches
+        assert not [p for p in watched if p.startswith("/dubbo/")], watched
+
+
+def test_a_change_elsewhere_costs_the_same_with_more_hosts() -> None:
+    """A registration of a host that runs no sidecar: the requests it costs the ensemble do
+    not depend on how many sidecars there are."""
+    costs = []
+    for size in (1, 4):
+        hosts, tree = fleet(size)
+        before = sum(c.requests for c in tree.tree.clients)
+        tree.add(f"{PROVIDERS}/{url_name('10.9.9.9')}", owner=0x7777)
+        settle(hosts)
+        costs.append(sum(c.requests for c in tree.tree.clients) - before)
+    assert costs[1] == costs[0]
+
+
+def test_when_the_indexer_dies_another_member_takes_over() -> None:
+    """The indexer's session ends: the next member is elected, rebuilds, and routes a new
+    registration of host 1's provider to host 1, which rewrites it."""
+    hosts, tree = fleet(3)
+    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    tree.expire(indexer.registry.session)
+    rest = [h for h in hosts if h is not indexer]
+    settle(rest)
+    assert sum(1 for h in rest if h.parts.fleet and h.parts.fleet.indexer) == 1
+    assert hosts[0].origins.origins is not None
+    hosts[0].origins.origins[0x2003] = Origin("192.0.2.2", "zk")
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
+    settle(rest)
+    assert [PROVIDERS in work_of(tree, h) for h in rest] == [True, False]
+    assert tree.children(PROVIDERS) == [rewritten("192.0.2.2")]
+
+
+addresses = st.sampled_from(["10.0.0.1", "10.0.0.2", "172.17.0.5", "192.0.2.1", "192.0.2.2"])
+
+
+@given(
+    nodes=st.dictionaries(
+        st.text(min_size=1, max_size=5),
+        st.tuples(st.none() | addresses, st.none() | st.sampled_from([0, 1, 2, 3, 0x99])),
+        max_size=8,
+    )
+)
+def test_a_route_changes_only_for_the_members_a_change_concerns(
+    nodes: dict[str, tuple[str | None, int | None]],
+) -> None:
+    """Whatever the nodes, adding one that concerns member A changes A's route only."""
+    members = Members([
+        Member("a", 1, frozenset({"192.0.2.1"}), frozenset({"172.17.0.5"})),
+        Member("b", 2, frozenset({"192.0.2.2"}), frozenset({"172.17.0.5"})),
+        Member("c", 3, frozenset({"192.0.2.3"}), frozenset({"10.0.0.1"})),
+    ])  # fmt: skip
+    origins = {0x99: "192.0.2.1"}
+    facts = {name: Facts(host, owner) for name, (host, owner) in nodes.items()}
+    routes = Routes()
+    routes.reroute("/p", facts, members, origins)
+    facts["new-one"] = Facts("172.17.0.5", 0x99)  # host a's session, a colliding address
+    assert routes.reroute("/p", facts, members, origins) <= {"a"}
+    assert "/p" in routes.work["a"]
