@@ -17,10 +17,10 @@ import structlog
 from sidecar import __version__
 from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from sidecar.logs import configure
-from sidecar.loop.wiring import Unreachable, assemble, plan_once, status_once
+from sidecar.loop.wiring import Unreachable, assemble, fleet_once, plan_once, status_once
 from sidecar.proxy import CaptureError
 from sidecar.report.events import Events
-from sidecar.report.tables import render_status, render_table
+from sidecar.report.tables import render_fleet, render_status, render_table
 from sidecar.sources import address as advertise
 from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerConfigError
@@ -79,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", parents=[common], help="reconcile continuously")
     commands.add_parser("plan", parents=[common], help="print what run would do, change nothing")
     commands.add_parser(
-        "status", parents=[common], help="print the registrations this engine's sidecars manage"
+        "status",
+        parents=[common],
+        help="print the registrations this engine's sidecars manage (with --fleet: every live "
+        "sidecar of the fleet)",
     )
     commands.add_parser(
         "health", parents=[common], help="exit 0 if the running sidecar's /healthz answers"
@@ -181,6 +184,8 @@ def _one_shot(command: str, settings: Settings, host: advertise.AdvertiseHost) -
             print(render_table(decisions))
             for path in sorted(unreadable):
                 print(f"not authorised to read, left alone: {path}")
+        elif settings.fleet:
+            print(render_fleet(fleet_once(settings)))
         else:
             print(render_status(status_once(settings, host, events, os.environ)))
     except Unreachable as exc:

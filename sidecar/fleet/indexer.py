@@ -130,6 +130,29 @@ class Indexer:
             self._reroute(parent)
 
     @property
+    def units(self) -> int:
+        """The paths indexed for the fleet."""
+        return len(self._facts)
+
+    @property
+    def pending(self) -> int:
+        """Registrations whose session is still to be looked up."""
+        return len(self._pending)
+
+    def unserved(self) -> dict[str, int]:
+        """Per host with no member: registrations with a container's address (not the
+        host's own) whose session connects from it; as far as sessions were looked up."""
+        found: dict[str, int] = {}
+        for facts in self._facts.values():
+            for fact in facts.values():
+                origin = self._origins.get(fact.owner or 0)
+                if origin is None or fact.host in (None, origin):
+                    continue
+                if not self._members.concerned(fact, self._origins):
+                    found[origin] = found.get(origin, 0) + 1
+        return found
+
+    @property
     def busy(self) -> bool:
         """Whether sessions are still to be looked up (another pass is due at once)."""
         return bool(self._pending)

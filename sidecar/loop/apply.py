@@ -59,8 +59,16 @@ class Applier:
             tally[1] += d.refused
         for path, (managed, refused) in tallies.items():
             self._counted[path] = (managed, refused)
-        self._metrics.managed.set(sum(m for m, _ in self._counted.values()))
-        self._metrics.refused.set(sum(r for _, r in self._counted.values()))
+        managed, refused = self.totals()
+        self._metrics.managed.set(managed)
+        self._metrics.refused.set(refused)
+
+    def totals(self) -> tuple[int, int]:
+        """Registrations managed and refused, over every path."""
+        return (
+            sum(m for m, _ in self._counted.values()),
+            sum(r for _, r in self._counted.values()),
+        )
 
     def forget(self, paths: Iterable[str]) -> None:
         """Paths that no longer exist count nothing."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
 from sidecar.loop.dirty import Work
+from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
 from sidecar.seams import Registry
 
@@ -18,9 +19,14 @@ class FleetKeeper:
     """Membership, election and work for one member."""
 
     def __init__(
-        self, registry: Registry, new_indexer: Callable[[], Indexer], events: Events
+        self,
+        registry: Registry,
+        new_indexer: Callable[[], Indexer],
+        events: Events,
+        metrics: FleetMetrics,
     ) -> None:
         self._registry = registry
+        self._metrics = metrics
         self.member_id = ""  # the engine's id and the lease's name: one member per lease
         self.member_path = self.work_path = ""
         self._new_indexer = new_indexer
@@ -55,9 +61,22 @@ class FleetKeeper:
             self._elect(session)
         if self.indexer is not None:
             self._index(work)
+        self._count(work.full or work.local)
         if work.full or work.local or WORK in work.fleet or self.work_path in work.fleet:
             return self._read_work(everything=work.full)
         return set()
+
+    def _count(self, unserved_too: bool) -> None:
+        indexer, m = self.indexer, self._metrics
+        m.indexer.set(indexer is not None)
+        m.members.set(len(indexer.members.by_id) if indexer else 0)
+        m.units.set(indexer.units if indexer else 0)
+        m.owned.set(indexer.units if indexer else 0)
+        m.unowned.set(indexer.pending if indexer else 0)
+        if unserved_too:
+            m.unserved.clear()
+            for host, count in (indexer.unserved() if indexer else {}).items():
+                m.unserved.labels(host).set(count)
 
     def _be_member(self, session: int, data: bytes) -> None:
         """The member node says who this member is; a new session (or new data) writes it."""

@@ -83,6 +83,7 @@ class Reconciler:
         self._disconnected_at = float("-inf")
         self._plan_failed: set[str] = set()  # paths to plan again later
         self.not_ready: tuple[str, ...] = ("starting",)  # as the loop last published it
+        self._counts: tuple[int, int] | None = None  # managed, refused: as the fleet was told
 
     # -- what the sources reported ----------------------------------------------------------
 
@@ -291,8 +292,13 @@ class Reconciler:
         }
         hosts = p.observer.host_addresses(p.inventory.interface_addresses)
         hosts |= {self.address.address} if self.address else set()
-        about: dict[str, object] = {"host": socket.gethostname(), "scope": scope.describe(),
-                                    "not_ready": list(self.not_ready)}  # fmt: skip
+        if work.full or work.local or self._counts is None:
+            self._counts = p.applier.totals()  # counts change often: said every resync only
+        about: dict[str, object] = {
+            "host": socket.gethostname(), "scope": scope.describe(), "proxy": p.proxy is not None,
+            "not_ready": list(self.not_ready), "managed": self._counts[0],
+            "refused": self._counts[1],
+        }  # fmt: skip
         member = f"{p.engine_id}+{scope.lease_name}"
         paths = work.paths | fleet.keep(member, session, hosts, containers, about, work)
         if work.full or work.local:

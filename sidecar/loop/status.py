@@ -3,13 +3,17 @@ and what decided each as the sidecar that manages it sees it."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import replace
+from typing import Any
 
+from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK
 from sidecar.loop.reconcile import Reconciler
 from sidecar.ownership import read_marker
-from sidecar.report.tables import Managed
+from sidecar.report.tables import FleetMember, Managed
 from sidecar.scope import Lease, Scope, peers_from
+from sidecar.seams import Registry
 
 
 def managed_now(reconciler: Reconciler) -> list[Managed]:
@@ -57,3 +61,34 @@ def _through_proxies(reconciler: Reconciler, leases: dict[int, Lease]) -> list[M
         for d in reconciler.decided
         if d.container is not None and d.container.id in proxies and d.marker is None
     ]
+
+
+def fleet_now(registry: Registry) -> list[FleetMember]:
+    """Every live member of the fleet, from its member node, its work node and the ballots."""
+    members = registry.read_paths([MEMBERS], watch=False)[MEMBERS]
+    ballots = sorted(registry.read_paths([ELECTION], watch=False)[ELECTION], key=lambda n: n.name)
+    indexer = ballots[0].data.decode(errors="replace") if ballots else ""
+    works = {n.name: n.data for n in registry.read_paths([WORK], watch=False)[WORK]}
+    rows = []
+    for node in members:
+        about = _json(node.data)
+        work = _json(works.get(node.name, b"{}"))
+        rows.append(FleetMember(
+            node.name, str(about.get("host", "?")), str(about.get("scope", "?")), node.owner,
+            tuple(str(r) for r in about.get("not_ready", []) or []),
+            _int(about.get("managed")), _int(about.get("refused")), len(work),
+            node.name == indexer,
+        ))  # fmt: skip
+    return rows
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

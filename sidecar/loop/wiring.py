@@ -23,7 +23,7 @@ from sidecar.loop.paths import PathIndex, Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Parts, Reconciler
 from sidecar.loop.retries import Retries
-from sidecar.loop.status import managed_now
+from sidecar.loop.status import fleet_now, managed_now
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.server import OpsServer
 from sidecar.plan import Decision, Mode
@@ -32,7 +32,7 @@ from sidecar.registry.readonly import ReadOnlyRegistry
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from sidecar.report.events import Events
-from sidecar.report.tables import Managed
+from sidecar.report.tables import FleetMember, Managed
 from sidecar.seams import Engine, Origins, Registry, Source
 from sidecar.sources import static as static_source
 from sidecar.sources.address import AddressWatch, AdvertiseHost, changes_over_time
@@ -145,6 +145,22 @@ def status_once(
         return managed_now(reconciler)
 
 
+def fleet_once(settings: Settings) -> list[FleetMember]:
+    """``status --fleet``: the fleet's live members, from the registry alone."""
+    registry = ReadOnlyRegistry(
+        settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
+        digest=_digest(settings),
+    )  # fmt: skip
+    try:
+        registry.connect(settings.connect_timeout)
+    except ConnectionError as exc:
+        raise Unreachable(str(exc)) from None
+    try:
+        return fleet_now(registry)
+    finally:
+        registry.close()
+
+
 class _OnePass:
     """One full pass of the loop as an observer: connected, read, planned, nothing written."""
 
@@ -229,7 +245,7 @@ def build_parts(
     if settings.fleet:
         parts.fleet = FleetKeeper(
             registry, lambda: Indexer(registry, settings.root, settings.services_root, origins),
-            events,
+            events, metrics.fleet,
         )  # fmt: skip
     return parts
 

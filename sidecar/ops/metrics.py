@@ -41,6 +41,7 @@ class Metrics:
             "1 while /readyz answers 200 (its reasons otherwise), computed at each scrape",
             registry=self.registry,
         )
+        self.fleet = FleetMetrics(self.registry)
         self.lease = Gauge(
             "dubbo_sidecar_lease_held",
             "1 while this sidecar holds its lease (0: standing by)",
@@ -67,3 +68,40 @@ class Metrics:
 
     def _since_last_success(self) -> float:
         return time.monotonic() - self._last_success if self._last_success else -1.0
+
+
+class FleetMetrics:
+    """A fleet's shared work (--fleet), as the elected indexer sees it (0 elsewhere)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.indexer = Gauge(
+            "dubbo_sidecar_fleet_indexer",
+            "1 while this sidecar is the fleet's elected indexer",
+            registry=registry,
+        )
+        self.members = Gauge(
+            "dubbo_sidecar_fleet_members", "Live sidecars in the fleet", registry=registry
+        )
+        self.units = Gauge(
+            "dubbo_sidecar_fleet_work_units",
+            "Registry paths the fleet watches for every host",
+            registry=registry,
+        )
+        self.owned = Gauge(
+            "dubbo_sidecar_fleet_work_owned",
+            "Of those, the paths this sidecar watches for the fleet",
+            registry=registry,
+        )
+        self.unowned = Gauge(
+            "dubbo_sidecar_fleet_work_unowned",
+            "Registrations whose host the indexer has not worked out yet (their changes reach "
+            "the hosts by address only)",
+            registry=registry,
+        )
+        self.unserved = Gauge(
+            "dubbo_sidecar_fleet_unserved_registrations",
+            "Registrations with a container's address whose session connects from a host "
+            "where no sidecar of the fleet runs",
+            ["host"],
+            registry=registry,
+        )

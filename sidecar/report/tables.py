@@ -84,3 +84,31 @@ def _node_endpoint(name: str) -> str:
 
 def _endpoint(endpoint: Endpoint | None) -> str:
     return str(endpoint) if endpoint else "-"
+
+
+@dataclass(frozen=True)
+class FleetMember:
+    """One live sidecar of the fleet, as its member node and its work say."""
+
+    member: str
+    host: str
+    scope: str
+    session: int
+    not_ready: tuple[str, ...]
+    managed: int
+    refused: int
+    paths: int  # the paths the indexer routes to it
+    indexer: bool
+
+
+def render_fleet(rows: Iterable[FleetMember]) -> str:
+    """``status --fleet``: every live sidecar of the ensemble and its share of the work."""
+    table = [("HOST", "SCOPE", "SESSION", "READY", "MANAGED", "REFUSED", "PATHS", "ROLE", "MEMBER")]
+    for row in sorted(rows, key=lambda r: (r.host, r.member)):
+        table.append((
+            row.host, row.scope, f"0x{row.session:x}",
+            "yes" if not row.not_ready else "no: " + "; ".join(row.not_ready),
+            str(row.managed), str(row.refused), str(row.paths),
+            "indexer" if row.indexer else "member", row.member,
+        ))  # fmt: skip
+    return _columns(table)

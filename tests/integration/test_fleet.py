@@ -1,0 +1,137 @@
+"""A fleet of three sidecars (--fleet) on a real ZooKeeper, each standing for a host: every
+host's provider connects from its own address, and their containers all have the same
+address (as every default bridge's first container does). One elected indexer watches the
+registry; each host's sidecar rewrites its own provider only; the indexer's death moves the
+work to another member."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+
+from sidecar import urls
+from sidecar.model import Endpoint
+from testbed.dubbo_url import java_url_encode
+from testbed.engine import DockerEngine
+from testbed.polling import wait_until
+from testbed.sidecar_process import SidecarProcess
+from testbed.zookeeper import ZooKeeperServer, client_from, expire_session
+
+from .conftest import INTERFACE
+from .helpers import children, one_shot
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+CONTAINER = "10.66.0.5"  # every host's provider container has this address
+
+
+def host_address(i: int) -> str:
+    return f"127.0.0.{i + 2}"
+
+
+@pytest.fixture
+def start_host(
+    tmp_path: Path, zookeeper: ZooKeeperServer, root: str
+) -> Iterator[Callable[[int], SidecarProcess]]:
+    """The sidecar of host ``i``: its own identity, advertised address and static mapping
+    (container port 20880 published on 30000 + i)."""
+    started: list[SidecarProcess] = []
+
+    def start(i: int) -> SidecarProcess:
+        mapping = tmp_path / f"ports-{i}.toml"
+        mapping.write_text(f'addresses = ["{CONTAINER}"]\n[ports]\n20880 = {30000 + i}\n')
+        sidecar = SidecarProcess(
+            tmp_path / f"host-{i}-{len(started)}.log",
+            [
+                *("--zookeeper", zookeeper.connect_string, "--root", root, "--fleet"),
+                *("--docker-url", "none", "--static-file", str(mapping), "--listen", ""),
+                *("--advertise-host", host_address(i), "--session-timeout", "4"),
+                *("--state-file", str(tmp_path / f"state-{i}.json")),
+            ],
+            env={"POD_UID": f"host-{i}"},
+        ).start()
+        started.append(sidecar)
+        sidecar.wait_for_event("resync_done")
+        return sidecar
+
+    try:
+        yield start
+    finally:
+        for sidecar in started:
+            if sidecar.running:
+                sidecar.kill()
+
+
+def register(zookeeper: ZooKeeperServer, root: str, i: int, app: str) -> tuple[KazooClient, str]:
+    """Host ``i``'s provider: a session from the host's address, its container's address."""
+    client = client_from(zookeeper.connect_string, host_address(i), timeout=30)
+    name = java_url_encode(f"dubbo://{CONTAINER}:20880/{INTERFACE}?application={app}"
+                           f"&interface={INTERFACE}&side=provider")  # fmt: skip
+    client.create(f"{root}/{INTERFACE}/providers/{name}", b"", ephemeral=True, makepath=True)
+    return client, urls.parse(name).with_endpoint(Endpoint(host_address(i), 30000 + i))
+
+
+def test_each_host_rewrites_its_own_and_one_sidecar_watches_for_all(
+    zookeeper: ZooKeeperServer,
+    registry: KazooClient,
+    root: str,
+    providers: str,
+    start_host: Callable[[int], SidecarProcess],
+    tmp_path: Path,
+    engine: DockerEngine,
+) -> None:
+    """Same container address on three hosts: each provider is rewritten by its own host's
+    sidecar to its own host's address; only the indexer watches registry paths; status
+    --fleet lists the members; when the indexer dies another member takes over."""
+    sidecars = [start_host(i) for i in range(3)]
+    clients = []
+    try:
+        expected = set()
+        for i in range(3):
+            client, rewritten = register(zookeeper, root, i, f"app-{i}")
+            clients.append(client)
+            expected.add(rewritten)
+        wait_until(lambda: set(children(registry, providers)) == expected, 15,
+                   message=f"not each host's own: {children(registry, providers)}")  # fmt: skip
+
+        sessions = {s.session: s for s in sidecars}
+        watching = {sessions[sid] for sid, paths in _watches(zookeeper).items()
+                    if sid in sessions and any(p.startswith(root) for p in paths)}  # fmt: skip
+        assert len(watching) == 1
+        [indexer] = watching
+
+        shown = one_shot("status", zookeeper.connect_string, root, engine.url, "--fleet")
+        rows = [r for r in shown.stdout.splitlines()[1:] if r.strip()]
+        assert len(rows) == 3
+        assert sum(" indexer " in r for r in rows) == 1
+
+        state = json.loads((tmp_path / f"state-{sidecars.index(indexer)}.json").read_text())
+        indexer.kill()
+        expire_session(zookeeper.connect_string, int(state["session_id"]),
+                       bytes.fromhex(state["password"]))  # fmt: skip
+        survivor = next(i for i, s in enumerate(sidecars) if s is not indexer)
+        client, rewritten = register(zookeeper, root, survivor, "later")
+        clients.append(client)
+        wait_until(lambda: rewritten in children(registry, providers), 20,
+                   message="no indexer took over")  # fmt: skip
+    finally:
+        for client in clients:
+            client.stop()
+            client.close()
+
+
+def _watches(zookeeper: ZooKeeperServer) -> dict[int, list[str]]:
+    """The paths each session watches, as the server says (``wchc``)."""
+    found: dict[int, list[str]] = {}
+    current = None
+    for line in zookeeper.four_letter("wchc").splitlines():
+        if line.startswith("0x"):
+            current = int(line.strip(), 16)
+            found[current] = []
+        elif line.strip() and current is not None:
+            found[current].append(line.strip())
+    return found
