@@ -235,8 +235,10 @@ class Reconciler:
             found = decode_record(node.data)
             if found is None:
                 p.events.connection(f"record {node.path}", "unreadable", problem="left alone")
-                continue
-            remembered.append(Remembered(*found))
+            elif p.roots.root_of(found[0].parent) is not None:
+                remembered.append(Remembered(*found))
+            # else: a record under another root, of a sidecar of this engine serving another
+            # registry: not this one's to restore or forget.
         return p.memory.records_read({n.path for n in nodes}, remembered)
 
     def _about(self) -> dict[str, str]:

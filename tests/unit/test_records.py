@@ -132,3 +132,19 @@ def test_anything_else_in_the_records_path_is_not_a_record(data: bytes) -> None:
     """Garbage a client wrote under the records path decodes to nothing (and never raises)."""
     decoded = records.decode(data)
     assert decoded is None or decoded[0].parent.startswith("/")
+
+
+def test_records_under_another_root_are_left_alone() -> None:
+    """A sidecar of the same engine serving another root (another registry) has records
+    too: this one neither restores nor deletes them."""
+    other = Harness(options={"root": "/other"})
+    other.registry.add(f"/other/com.example.DemoService/providers/{ORIGINAL}")
+    other.start()
+    other.registry.expire(other.registry.session)  # its rewrite goes; its record stays
+    [theirs] = other.registry.children(RECORDS)
+    twin = Harness(registry=other.registry.another(0x5001))
+    twin.registry.add(f"{PROVIDERS}/{ORIGINAL}")
+    twin.start()
+    assert twin.providers() == [rewritten()]
+    assert theirs in twin.registry.children(RECORDS)
+    assert twin.registry.children("/other/com.example.DemoService/providers") == []
