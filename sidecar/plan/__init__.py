@@ -10,6 +10,9 @@ path (URL node names) or an application's instance path (Curator JSON).
     context.py    what one pass over one path knows, and the questions decisions ask
     originals.py  providers' own registrations: rewrite, mirror or leave
     rewrites.py   the sidecar's own nodes: keep, update, remove, restore
+    persistent.py persistent registrations: whose a label says they are
+    inplace.py    instance paths: each instance rewritten in place, its node its provider's
+    owned.py      instance nodes of the sidecar's own (renamed by an earlier version, migrated)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sidecar.plan.decisions import (
     Remembered,
     interface_of,
 )
+from sidecar.plan.inplace import plan_instances
 from sidecar.plan.kinds import KNOWN_PROTOCOLS, claims_in
 from sidecar.plan.originals import plan_original
 from sidecar.plan.rewrites import plan_mirrored, plan_rewritten, plan_vanished
@@ -50,6 +54,8 @@ def plan_path(
 ) -> list[Decision]:
     """Decide every node of one path; applying the result twice changes nothing."""
     ctx = PlanContext(view, containers, me, owners)
+    if view.instances:
+        return plan_instances(ctx)
     ours = [n for n in view.nodes if ctx.markers[n.name] is not None]
     originals = [n for n in view.nodes if ctx.markers[n.name] is None]
     decisions = [plan_original(ctx, node) for node in originals]

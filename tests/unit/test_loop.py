@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar import urls
+from sidecar import instances, urls
 from sidecar.config import Settings, load_settings
 from sidecar.loop import reconcile
 from sidecar.loop.dirty import Work
@@ -24,7 +24,7 @@ from sidecar.report.events import Events
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.static import StaticMapping
 from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
-from tests.unit.scenarios import url_name
+from tests.unit.scenarios import as_bytes, instance_json, url_name
 
 PROVIDERS = "/dubbo/com.example.DemoService/providers"
 SHOP = Container(
@@ -263,3 +263,35 @@ def test_a_path_whose_planning_fails_holds_back_no_other(
 
 def _origin(address: str) -> Origin:
     return Origin(address, "127.0.0.1")
+
+
+def test_a_providers_update_of_its_instance_is_rewritten_again_in_place() -> None:
+    """An instance is rewritten in its own node (same owner); the provider's own setData of
+    it (a new revision, its container address) fires the data watch the read set, and the
+    pass over that path rewrites it again, keeping the new revision."""
+    twin = Harness()
+    path = "/services/shop-provider/172.17.0.5:20880"
+    twin.registry.put(path, as_bytes(instance_json()), owner=0x2002)
+    changed: list[str] = []
+    twin.registry.on_change = changed.append
+    twin.start()
+
+    def seen() -> tuple[str, int, str]:
+        node = twin.registry.nodes[path]
+        doc = instances.parse_data(path.rpartition("/")[2], node.data).doc
+        return (
+            f"{doc['address']}:{doc['port']}",
+            node.owner,
+            doc["payload"]["metadata"]["dubbo.metadata.revision"],
+        )
+
+    assert seen() == ("192.0.2.10:32768", 0x2002, "a1b2c3d4e5")
+    # The sidecar's own write fired the watch too: the loop reads the path again (and keeps
+    # it), which sets the next watch.
+    assert "/services/shop-provider" in changed
+    twin.run(Work(paths={"/services/shop-provider"}))
+    changed.clear()
+    twin.registry.set_data(path, as_bytes(instance_json(revision="rev-2")))
+    assert changed == ["/services/shop-provider"]
+    twin.run(Work(paths=set(changed)))
+    assert seen() == ("192.0.2.10:32768", 0x2002, "rev-2")
