@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
+from bench import proxy
 from bench.workload import (
     FIRST_PORT,
     MAPPED_ADDRESS,
@@ -248,6 +249,8 @@ def main() -> int:
             work, 20_000 // scale, 5, 1000 // scale, 60.0 / (6 if args.quick else 1)
         )
         rows += cold_rows
+        proxy_figures = proxy.run(work, args.quick)
+        rows += [Row(*row) for row in proxy.rows(proxy_figures)]
     print(f"{'figure':42} {'value':>10} {'baseline':>10} {'ratio':>7}")
     for row in rows:
         baseline = f"{row.baseline:10.3f}" if row.baseline is not None else f"{'-':>10}"
@@ -265,6 +268,7 @@ def main() -> int:
         f" coldstart_ratio={by_name['cold start: first full reconcile'].ratio:.2f}"
         f" rss_mb={extra['rss_mb']:.1f}"
         f" idle_cpu_s={extra['idle_cpu_s']:.3f}"
+        f" {proxy.summary(proxy_figures)}"
     )
     return 0
 

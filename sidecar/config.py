@@ -224,6 +224,32 @@ class Settings(BaseSettings):
         "the network namespace); empty: off.",
         metavar="HOST:PORT",
     )
+    # Proxy
+    proxy_listen: str = _setting(
+        "",
+        "Proxy",
+        "Address of the ZooKeeper proxy for the app's own client (a per-app sidecar in the "
+        "app's network namespace, e.g. `127.0.0.1:2181`): the app's registrations are written "
+        "with the published address from the start. Empty: off.",
+        metavar="HOST:PORT",
+    )
+    proxy_capture: Annotated[tuple[int, ...], NoDecode] = _setting(
+        (),
+        "Proxy",
+        "ZooKeeper port whose connections from the network namespace are redirected to the "
+        "proxy (iptables `nat OUTPUT` REDIRECT; needs `NET_ADMIN`), so that the app keeps its "
+        "ZooKeeper address.",
+        metavar="PORT",
+    )
+    proxy_jute_maxbuffer: int = _setting(
+        0xFFFFF,
+        "Proxy",
+        "The servers' `jute.maxbuffer`, bytes: a frame larger than this (plus 1 KiB) closes "
+        "its connection, as the server would.",
+        ge=1024,
+        le=2**31 - 1,
+        metavar="BYTES",
+    )
     # Logging
     log_format: Literal["auto", "json", "console"] = _setting(
         "auto", "Logging", "`auto`: JSON unless stderr is a terminal."
@@ -246,7 +272,7 @@ class Settings(BaseSettings):
             return (init_settings, env_settings)
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
 
-    @field_validator("listen")
+    @field_validator("listen", "proxy_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         if value:
@@ -274,7 +300,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "root", "services_root", "host_address", "static_ports", "advertise_from", mode="before"
+        "root",
+        "services_root",
+        "host_address",
+        "static_ports",
+        "advertise_from",
+        "proxy_capture",
+        mode="before",
     )
     @classmethod
     def _split_list(cls, value: Any) -> Any:
@@ -295,6 +327,14 @@ class Settings(BaseSettings):
     @classmethod
     def _mirror_root(cls, value: str) -> str:
         _check_absolute(value)
+        return value
+
+    @field_validator("proxy_capture")
+    @classmethod
+    def _ports(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        for port in value:
+            if not 0 < port < 65536:
+                raise ValueError(f"{port} is not a port")
         return value
 
     @field_validator("host_address")
@@ -327,6 +367,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "--container names the app of a per-app sidecar: not with --scope host"
             )
+        if self.proxy_capture and not self.proxy_listen:
+            raise ValueError("--proxy-capture redirects to the proxy: give --proxy-listen")
         if self.docker_url == "none" and not (self.static_ports or self.static_file):
             raise ValueError("with --docker-url none, give --static-ports or --static-file")
         if len(set(self.root) | set(self.services_root)) != len(self.root) + len(

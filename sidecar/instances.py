@@ -43,7 +43,7 @@ class Instance:
 def parse(name: str, data: bytes) -> Instance:
     """Parse an instance node; raise MalformedInstance instead of guessing."""
     instance = parse_data(name, data)
-    if registered(name) != instance.endpoint:
+    if endpoint_of(name) != instance.endpoint:
         raise MalformedInstance(f"node name {name!r} disagrees with {instance.endpoint}")
     return instance
 
@@ -65,14 +65,6 @@ def parse_data(name: str, data: bytes) -> Instance:
     except ValueError as exc:
         raise MalformedInstance(f"address {address!r} is not an IP address") from exc
     return _instance(name, endpoint, doc)
-
-
-def registered(name: str) -> Endpoint:
-    """The endpoint an instance node's name registers (``<ip>:<port>``)."""
-    endpoint = _host_port(name)
-    if endpoint is None:
-        raise MalformedInstance(f"node name {name[:200]!r} is not <ip>:<port>")
-    return endpoint
 
 
 def _instance(name: str, endpoint: Endpoint, doc: dict[str, Any]) -> Instance:
@@ -98,8 +90,8 @@ def rewrite(
             return port
         return target
 
-    doc = _readdressed(instance, advertised, _format(advertised), mapped)
-    return _format(advertised), _dumps(doc), sorted(set(unmapped))
+    doc = _readdressed(instance, advertised, node_name(advertised), mapped)
+    return node_name(advertised), _dumps(doc), sorted(set(unmapped))
 
 
 def dumps(instance: Instance) -> bytes:
@@ -178,7 +170,8 @@ def _metadata_service_port(metadata: dict[str, Any]) -> list[int]:
         raise MalformedInstance(f"{METADATA_SERVICE} has no readable port") from exc
 
 
-def _host_port(name: str) -> Endpoint | None:
+def endpoint_of(name: str) -> Endpoint | None:
+    """The endpoint an instance node's name spells (``<ip>:<port>``), if it spells one."""
     host, _, port = name.rpartition(":")
     if not port.isdigit():
         return None
@@ -188,5 +181,6 @@ def _host_port(name: str) -> Endpoint | None:
         return None
 
 
-def _format(endpoint: Endpoint) -> str:
+def node_name(endpoint: Endpoint) -> str:
+    """The name (and id) of the instance at ``endpoint``."""
     return f"{endpoint.host}:{endpoint.port}"

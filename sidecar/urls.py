@@ -58,10 +58,14 @@ class ProviderUrl:
 
     def with_endpoint(self, endpoint: Endpoint) -> str:
         """The raw node name with only the bytes of host:port replaced."""
+        start, end = self.host_port_span
+        if not endpoint.is_ipv6 and _COMMON_FORM.match(self.raw):
+            # The common spelling writes every character of an IPv4 or host name endpoint
+            # literally but ':', which it shows as %3A: what the general way below finds too.
+            return f"{self.raw[:start]}{endpoint.host}%3A{endpoint.port}{self.raw[end:]}"
         spellings = _spellings(self.raw, self.host_port_span)
         upper = not _LOWER_HEX_ESCAPE.search(self.raw)
         encoded = "".join(_spell(ch, spellings, upper) for ch in str(endpoint))
-        start, end = self.host_port_span
         return self.raw[:start] + encoded + self.raw[end:]
 
 

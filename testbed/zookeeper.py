@@ -88,6 +88,7 @@ class ZooKeeperServer:
         classpath: Sequence[str] = CLASSPATH,
         four_letter_words: str = FOUR_LETTER_WORDS,
         heap: str = "256m",
+        max_client_connections: int | None = None,
     ) -> None:
         """Prepare (but do not start) a server.
 
@@ -95,7 +96,9 @@ class ZooKeeperServer:
         ``None`` disables the AdminServer and ``0`` enables it on a free port.
         ``server_id`` and ``quorum`` (``server.N=host:peer:election`` lines) are set by
         :class:`ZooKeeperEnsemble`. ``four_letter_words`` is the whitelist (``ruok,srvr`` are
-        needed to tell when the server is ready).
+        needed to tell when the server is ready). ``max_client_connections``: connections
+        allowed from one client address (``maxClientCnxns``; ZooKeeper's default is 60, 0 is
+        unlimited).
         """
         self.work_dir = work_dir
         self.bind = bind
@@ -109,6 +112,7 @@ class ZooKeeperServer:
         self.classpath = tuple(classpath) + (ADMIN_CLASSPATH if admin_port is not None else ())
         self.four_letter_words = four_letter_words
         self.heap = heap
+        self.max_client_connections = max_client_connections
         self._port = client_port
         self._admin_port = admin_port
         self._process: subprocess.Popen[bytes] | None = None
@@ -346,6 +350,8 @@ class ZooKeeperServer:
             f"clientPortAddress={self.bind or '0.0.0.0'}",
             f"4lw.commands.whitelist={self.four_letter_words}",
         ]
+        if self.max_client_connections is not None:
+            lines.append(f"maxClientCnxns={self.max_client_connections}")
         if self._admin_port is None:
             lines.append("admin.enableServer=false")
         else:

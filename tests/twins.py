@@ -32,19 +32,42 @@ class _Node:
 
 
 @dataclass
+class Tree:
+    """The nodes every client of one ensemble sees."""
+
+    nodes: dict[str, _Node] = field(default_factory=dict)
+    clients: list[MemoryRegistry] = field(default_factory=list)
+    transactions: list[Transaction] = field(default_factory=list)  # as applied, in order
+
+
+@dataclass
 class MemoryRegistry:
-    """A ZooKeeper tree in a dict. ``session`` is the sidecar's; other sessions are just ids."""
+    """One client's session on a ZooKeeper tree held in a dict. ``session`` is the sidecar's;
+    other sessions are just ids. ``join`` gives another sidecar its own session on the same
+    tree."""
 
     session: int = 0x5000
     connected: bool = True
+    alive: bool = True
     on_change: Callable[[str], None] = lambda _: None
     on_connection: Callable[[Connection], None] = lambda _: None
-    nodes: dict[str, _Node] = field(default_factory=dict)
+    tree: Tree = field(default_factory=Tree)
     failing_reads: int = 0  # the next this many reads raise, as a lost connection does
     requests: int = 0  # requests received, as the servers would count them
     _child_watches: set[str] = field(default_factory=set)
     _data_watches: set[str] = field(default_factory=set)
     _read_cversions: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tree.clients.append(self)
+
+    @property
+    def nodes(self) -> dict[str, _Node]:
+        return self.tree.nodes
+
+    def join(self, session: int) -> MemoryRegistry:
+        """Another client (a second sidecar, a restarted one) on the same tree."""
+        return MemoryRegistry(session=session, tree=self.tree)
 
     # -- what tests do to it ----------------------------------------------------------------
 
@@ -60,7 +83,7 @@ class MemoryRegistry:
         """Replace a node's data as another client would (any version)."""
         node = self.nodes[path]
         node.data, node.version = data, node.version + 1
-        self._fire(self._data_watches, path, path.rpartition("/")[0])
+        self._data_changed(path, path.rpartition("/")[0])
 
     def expire(self, session: int) -> None:
         """End ``session``: its ephemeral nodes go."""
@@ -105,11 +128,13 @@ class MemoryRegistry:
         parents: Iterable[str],
         progress: Callable[[str, int, int], None] | None = None,
         uncached: Collection[str] = (),
+        watch: bool = True,
     ) -> dict[str, list[RegistryNode]]:
         found: dict[str, list[RegistryNode]] = {}
         for parent in parents:
             self._read()
-            self._child_watches.add(parent)
+            if watch:
+                self._child_watches.add(parent)
             node = self.nodes.get(parent)
             self._read_cversions[parent] = node.cversion if node else -1
             found[parent] = []
@@ -179,6 +204,7 @@ class MemoryRegistry:
         problem = self._dry_run(transaction)
         if problem:
             return WriteResult(Outcome.FAILED, problem)
+        self.tree.transactions.append(transaction)
         for op in transaction.ops:
             if isinstance(op, Create):
                 self._ensure(op.path.rpartition("/")[0])
@@ -217,19 +243,24 @@ class MemoryRegistry:
     def _create(self, path: str, data: bytes, owner: int) -> None:
         self.nodes[path] = _Node(data, owner)
         self._children_changed(path.rpartition("/")[0])
-        self._fire(self._data_watches, path, path)
+        self._data_changed(path, path)
 
     def _delete(self, path: str) -> None:
         for child in self.children(path):
             self._delete(f"{path}/{child}")
         del self.nodes[path]
         self._children_changed(path.rpartition("/")[0])
-        self._fire(self._data_watches, path, path)
+        self._data_changed(path, path)
 
     def _children_changed(self, parent: str) -> None:
         if parent in self.nodes:
             self.nodes[parent].cversion += 1
-        self._fire(self._child_watches, parent, parent)
+        for client in self.tree.clients:
+            client._fire(client._child_watches, parent, parent)
+
+    def _data_changed(self, path: str, reported: str) -> None:
+        for client in self.tree.clients:
+            client._fire(client._data_watches, path, reported)
 
     def _fire(self, watches: set[str], path: str, reported: str) -> None:
         if path in watches:

@@ -11,7 +11,7 @@
     paths.py        the roots, their mirrors, the paths known, the periodic sweep
     observe.py      the observe step: reads paths and session origins (I/O only)
     apply.py        the apply step: every write, its outcome reported
-    persistence.py  the state file: the session to resume, the rewrites managed
+    persistence.py  the state file: the session to resume
     status.py       the status view of what this engine's sidecars manage
     seams.py        the protocols where the loop meets the registry and the engine
 

@@ -54,6 +54,7 @@ class LeaseKeeper:
         self.holding = False
         self.path = ""
         self._settle_at: float | None = None
+        self._peers_gone = False
 
     def decide_scope(
         self, containers: Sequence[Container] | None, own_addresses: set[str], work: Work
@@ -100,7 +101,15 @@ class LeaseKeeper:
         """Read which other sidecars of this engine are alive (their leases)."""
         nodes = self._registry.read_paths([self.lease_parent])[self.lease_parent]
         leases = {node.name: (node.owner, node.data) for node in nodes}
-        self.scope = replace(self.scope, peers=peers_from(leases, self.scope.lease_name))
+        peers = peers_from(leases, self.scope.lease_name)
+        self._peers_gone |= bool(set(self.scope.peers) - set(peers))
+        self.scope = replace(self.scope, peers=peers)
+
+    def take_peers_gone(self) -> bool:
+        """Whether a peer's lease went since the last call: what it managed may be this
+        sidecar's now (a per-app sidecar gone for good leaves its app to the per-host one)."""
+        gone, self._peers_gone = self._peers_gone, False
+        return gone
 
     def hold(
         self,

@@ -53,6 +53,7 @@ class Loop:
         self._stopping = runtime.stopping
         self.reconciler: Reconciler | None = None
         self.readiness: tuple[str, ...] = ("starting",)
+        self.ended = False  # run() returned (asked to stop, or not)
 
     def stop(self) -> None:
         """Ask the loop to return soon: requests in flight are abandoned."""
@@ -83,6 +84,7 @@ class Loop:
                 rt.dirty.everything()  # no Docker subscription to wait for
             self._loop(self.reconciler)
         finally:
+            self.ended = True
             self._shut_down()
 
     def _loop(self, reconciler: Reconciler) -> None:
@@ -94,13 +96,10 @@ class Loop:
             if now >= next_resync:
                 rt.dirty.periodic()
                 next_resync = now + rt.resync_seconds
-            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline(),
-                           parts.persistence.due())  # fmt: skip
+            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline())
             work = rt.dirty.take(timeout=max(0.0, deadline - time.monotonic()))
             if self.stopping:
                 return
-            if parts.persistence.pending:
-                parts.persistence.save(parts.memory, parts.engine_id)
             rt.dirty.watch_leases(parts.lease.watched_paths())
             try:
                 reconciler.absorb(work)
@@ -136,6 +135,16 @@ class Loop:
         reasons = [] if self._rt.registry.connected else ["not connected to ZooKeeper"]
         return reasons + list(self.readiness)
 
+    def not_healthy(self) -> list[str]:
+        """For /healthz: what no longer runs and will not come back by itself (an orchestrator
+        should restart the process). Called from the ops threads."""
+        problems = []
+        if self.ended and not self.stopping:
+            problems.append("the reconcile loop has ended")
+        if not self._rt.registry.alive:
+            problems.append("the ZooKeeper client's connection thread has died")
+        return problems
+
     def _wait_for_engine_id(self) -> str:
         """The identity this sidecar's markers and lease carry: the Docker engine's, or with
         no Docker, this host's (a pod's)."""
@@ -157,8 +166,6 @@ class Loop:
         rt = self._rt
         steps: list[Callable[[], None]] = [s.stop for s in rt.sources]
         parts = self.reconciler.parts if self.reconciler else None
-        if parts is not None and parts.persistence.pending:
-            steps.append(lambda: parts.persistence.save(parts.memory, parts.engine_id, now=True))
         if rt.engine is not None:
             steps.append(rt.engine.close)
         if rt.ops is not None:
@@ -166,9 +173,7 @@ class Loop:
         if rt.close_session_on_exit:
             steps.append(rt.registry.close)
             if parts is not None:
-                steps.append(
-                    lambda: parts.persistence.forget_session(parts.memory, parts.engine_id)
-                )
+                steps.append(parts.persistence.forget_session)
         for step in steps:
             try:
                 step()

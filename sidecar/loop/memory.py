@@ -1,5 +1,7 @@
-"""What the sidecar remembers between passes: the rewrites it manages, and which sessions
-claim each endpoint anywhere in the registry. Owned by the loop thread."""
+"""What the sidecar remembers between passes: the rewrites it manages (and which of them have
+a record in ZooKeeper), and which sessions claim each endpoint anywhere in the registry. All
+of it can be rebuilt from the registry: the records say what was taken over. Owned by the
+loop thread."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
-from sidecar.model import Create, Endpoint, RegistryNode, WriteResult
+from sidecar.model import Create, Delete, Endpoint, Outcome, RegistryNode, WriteResult
 from sidecar.plan import Action, Decision, Remembered
+from sidecar.records import is_record
 
 
 class Memory:
@@ -16,16 +19,49 @@ class Memory:
 
     def __init__(self) -> None:
         self.managed: dict[str, dict[str, Remembered]] = {}
+        self.recorded: set[str] = set()  # record paths known to exist
+        self.records_stale = True  # read the records again before planning
         self._claims_by_path: dict[str, dict[Endpoint, set[int]]] = {}
         self._claims: dict[Endpoint, Counter[int]] = {}
 
     def remembered(self, parent: str) -> list[Remembered]:
         return list(self.managed.get(parent, {}).values())
 
-    def restore(self, remembered: Iterable[Remembered]) -> None:
-        """Rewrites an earlier run managed (from the state file)."""
+    def restore(self, remembered: Iterable[Remembered]) -> set[str]:
+        """Rewrites managed before (from the records, or an earlier version's state file) that
+        this memory does not know yet; returns the paths they are in."""
+        added = set()
         for entry in remembered:
-            self.managed.setdefault(entry.node.parent, {})[entry.node.name] = entry
+            nodes = self.managed.setdefault(entry.node.parent, {})
+            if entry.node.name not in nodes:
+                nodes[entry.node.name] = entry
+                added.add(entry.node.parent)
+        return added
+
+    def records_read(self, paths: set[str], remembered: Iterable[Remembered]) -> set[str]:
+        """The records as just listed; returns the paths of rewrites not known before."""
+        self.recorded = paths
+        self.records_stale = False
+        return self.restore(remembered)
+
+    def written(
+        self, decisions: Iterable[Decision], results: Mapping[Decision, WriteResult]
+    ) -> None:
+        """Follow which records exist from what was written; a write that failed or may have
+        gone either way makes the records worth reading again."""
+        for d in decisions:
+            ops = [op for op in d.transaction.ops if is_record(op.path)] if d.transaction else []
+            result = results.get(d)
+            if not ops or result is None:
+                continue
+            if not result.ok:
+                self.records_stale |= result.outcome is not Outcome.DRY_RUN
+                continue
+            for op in ops:
+                if isinstance(op, Delete):
+                    self.recorded.discard(op.path)
+                else:
+                    self.recorded.add(op.path)
 
     def intend(self, decisions: Iterable[Decision]) -> bool:
         """Write ahead: remember the nodes these decisions are about to create, so that a

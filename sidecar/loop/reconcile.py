@@ -25,8 +25,10 @@ from sidecar.loop.retries import Retries, Whole
 from sidecar.loop.seams import Registry
 from sidecar.model import Connection
 from sidecar.ops.metrics import Metrics
-from sidecar.plan import Decision, Identity, Mode, plan_path
+from sidecar.plan import Decision, Identity, Mode, Remembered, plan_path
 from sidecar.progress import Progress
+from sidecar.records import decode as decode_record
+from sidecar.records import records_parent
 from sidecar.registry.zookeeper import Interrupted
 from sidecar.report.events import Events
 from sidecar.sources.address import AdvertiseHost
@@ -181,9 +183,7 @@ class Reconciler:
         if p.observing:
             p.lease.observe()
         else:
-            if p.persistence.note_session(
-                session, p.registry.session_password, p.memory, p.engine_id
-            ):
+            if p.persistence.note_session(session, p.registry.session_password):
                 p.events.connection("session", "resumed", session=f"0x{session:x}")
             if not p.lease.hold(session, work, self._about(), p.observer.session_gone, p.retries):
                 return None, 0
@@ -192,6 +192,8 @@ class Reconciler:
         if work.full:
             p.inventory.refresh_host_addresses()
             p.observer.refresh_host(p.inventory.interface_addresses)
+        if p.lease.take_peers_gone() or work.full or p.memory.records_stale:
+            work.paths |= self._read_records()
         paths, listed = self._paths_to_read(work)
         bulk = work.full or work.local
         summary = self._reconcile(sorted(paths), None if p.observing else session, bulk)
@@ -202,6 +204,21 @@ class Reconciler:
             p.memory.forget(gone)
             p.applier.forget([gone])
         return summary, len(paths)
+
+    def _read_records(self) -> set[str]:
+        """Read this engine's records (see sidecar/records.py); returns the paths holding
+        rewrites this sidecar did not know of (to read and restore now)."""
+        p = self.parts
+        parent = records_parent(p.engine_id)
+        nodes = p.registry.read_paths([parent], watch=False)[parent]
+        remembered = []
+        for node in nodes:
+            found = decode_record(node.data)
+            if found is None:
+                p.events.connection(f"record {node.path}", "unreadable", problem="left alone")
+                continue
+            remembered.append(Remembered(*found))
+        return p.memory.records_read({n.path for n in nodes}, remembered)
 
     def _about(self) -> dict[str, str]:
         """What this sidecar's lease says about it."""
@@ -216,6 +233,8 @@ class Reconciler:
                        seconds=round(seconds, 4))  # fmt: skip
         p.metrics.reconciled(seconds, work.full)
         self.reconciled_once |= work.full
+        if work.full and not p.memory.records_stale and not p.observing:
+            p.persistence.recorded()
         if p.prober is not None:
             p.prober.watch(p.memory.endpoints())
         if work.full or work.local:
@@ -268,8 +287,7 @@ class Reconciler:
                 raise Interrupted
             chunk = paths[start : start + size]
             decisions = self.plan(chunk, session)
-            if p.memory.intend(decisions):
-                p.persistence.save(p.memory, p.engine_id)
+            p.memory.intend(decisions)
             pending = p.applier.start(decisions)
             if in_flight is not None:
                 self._settle(*in_flight, session, summary)
@@ -297,7 +315,9 @@ class Reconciler:
         decisions: list[Decision] = []
         for view in seen.views:
             try:
-                decisions += plan_path(view, p.inventory.index, me, seen.ownership)
+                decisions += plan_path(
+                    view, p.inventory.index, me, seen.ownership, p.memory.recorded
+                )
             except Exception:
                 p.events.exception("plan_failed", node=view.parent)
                 self._plan_failed.add(view.parent)
@@ -334,8 +354,9 @@ class Reconciler:
                 p.retries.succeeded(path)
         if p.observing:
             self.decided += decisions
-        elif p.memory.remember(decisions, results, session or 0, p.roots.is_mirror):
-            p.persistence.save(p.memory, p.engine_id)
+        else:
+            p.memory.remember(decisions, results, session or 0, p.roots.is_mirror)
+            p.memory.written(decisions, results)
         summary.update(str(d.action) for d in decisions)
         summary["other_hosts"] += sum(1 for d in decisions if not d.local)
 

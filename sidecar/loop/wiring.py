@@ -77,10 +77,13 @@ def assemble(
     def not_ready() -> list[str]:
         return loop.not_ready()
 
+    def not_healthy() -> list[str]:
+        return loop.not_healthy()
+
     ops = None
     if settings.listen:
         [(host, port)] = servers(settings.listen)
-        ops = OpsServer(host.strip("[]"), port, metrics, not_ready)
+        ops = OpsServer(host.strip("[]"), port, metrics, not_ready, not_healthy)
 
     def parts_for(engine_id: str, stop: threading.Event) -> Parts:
         origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)

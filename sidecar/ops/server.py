@@ -1,4 +1,5 @@
-"""The operations listener: /healthz (alive), /readyz (connected and reconciled), /metrics."""
+"""The operations listener: /healthz (alive: the loop and the ZooKeeper client still run),
+/readyz (connected and reconciled), /metrics."""
 
 from __future__ import annotations
 
@@ -16,12 +17,18 @@ class OpsServer:
     """Serves the three endpoints on one address, on a daemon thread."""
 
     def __init__(
-        self, host: str, port: int, metrics: Metrics, not_ready: Callable[[], list[str]]
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        not_ready: Callable[[], list[str]],
+        not_healthy: Callable[[], list[str]] = list,
     ) -> None:
-        """``not_ready`` lists why the sidecar is not ready (empty: ready)."""
+        """``not_ready`` lists why the sidecar is not ready (empty: ready); ``not_healthy``
+        why it cannot recover by itself (empty: alive), for the liveness probe."""
         # The same answer as /readyz, so that an alert and a probe never disagree.
         metrics.ready.set_function(lambda: 0.0 if not_ready() else 1.0)
-        handler = _handler(metrics, not_ready)
+        handler = _handler(metrics, not_ready, not_healthy)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.host = host
@@ -36,11 +43,18 @@ class OpsServer:
         self._server.server_close()
 
 
-def _handler(metrics: Metrics, not_ready: Callable[[], list[str]]) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    metrics: Metrics, not_ready: Callable[[], list[str]], not_healthy: Callable[[], list[str]]
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                self._send(200, "text/plain", b"ok\n")
+                problems = not_healthy()
+                if problems:
+                    body = json.dumps({"healthy": False, "reasons": problems}).encode() + b"\n"
+                    self._send(503, "application/json", body)
+                else:
+                    self._send(200, "text/plain", b"ok\n")
             elif self.path == "/readyz":
                 reasons = not_ready()
                 body = json.dumps({"ready": not reasons, "reasons": reasons}).encode() + b"\n"

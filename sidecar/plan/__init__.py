@@ -10,12 +10,15 @@ path (URL node names) or an application's instance path (Curator JSON).
     context.py    what one pass over one path knows, and the questions decisions ask
     originals.py  providers' own registrations: rewrite, mirror or leave
     rewrites.py   the sidecar's own nodes: keep, update, remove, restore
+    recording.py  the record of each rewrite, written in the same transaction
     persistent.py persistent registrations: whose a label says they are
     inplace.py    instance paths: each instance rewritten in place, its node its provider's
     owned.py      instance nodes of the sidecar's own (renamed by an earlier version, migrated)
 """
 
 from __future__ import annotations
+
+from collections.abc import Container
 
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Delete
@@ -33,6 +36,7 @@ from sidecar.plan.decisions import (
 from sidecar.plan.inplace import plan_instances
 from sidecar.plan.kinds import KNOWN_PROTOCOLS, claims_in
 from sidecar.plan.originals import plan_original
+from sidecar.plan.recording import with_records
 from sidecar.plan.rewrites import plan_mirrored, plan_rewritten, plan_vanished
 
 __all__ = [
@@ -50,12 +54,23 @@ __all__ = [
 
 
 def plan_path(
-    view: PathView, containers: ContainerIndex, me: Identity, owners: Ownership
+    view: PathView,
+    containers: ContainerIndex,
+    me: Identity,
+    owners: Ownership,
+    recorded: Container[str] | None = None,
 ) -> list[Decision]:
-    """Decide every node of one path; applying the result twice changes nothing."""
+    """Decide every node of one path; applying the result twice changes nothing.
+    ``recorded``: the record paths that exist (None: decide without records; see
+    sidecar/records.py)."""
     ctx = PlanContext(view, containers, me, owners)
-    if view.instances:
-        return plan_instances(ctx)
+    decisions = plan_instances(ctx) if view.instances else _plan_urls(ctx)
+    return decisions if recorded is None else with_records(decisions, ctx, recorded)
+
+
+def _plan_urls(ctx: PlanContext) -> list[Decision]:
+    """Every node of a ``providers`` path, the rewrites remembered but gone, the mirrors."""
+    view = ctx.view
     ours = [n for n in view.nodes if ctx.markers[n.name] is not None]
     originals = [n for n in view.nodes if ctx.markers[n.name] is None]
     decisions = [plan_original(ctx, node) for node in originals]

@@ -62,13 +62,13 @@ def plan_instances(ctx: PlanContext) -> list[Decision]:
 
 def _plan_node(ctx: PlanContext, node: RegistryNode) -> Decision:
     """An instance node this sidecar does not remember writing."""
+    original = instances.endpoint_of(node.name)
     try:
         instance = instances.parse_data(node.name, node.data)
-        original = instances.registered(node.name)
     except instances.MalformedInstance as exc:
         return Decision(Action.LEAVE, node, f"not an instance this sidecar understands: {exc}")
-    if instance.endpoint == original:
-        return _original(ctx, node, instance)
+    if original is None or instance.endpoint == original:
+        return _original(ctx, node, instance)  # a name that is no endpoint is reported there
     if node.owner != 0 and (node.owner == ctx.me.session or ctx.live_peer(node) is not None):
         return _sidecars(ctx, node, original, instance)
     return _in_place(ctx, node, original, instance)
@@ -83,7 +83,8 @@ def _original(ctx: PlanContext, node: RegistryNode, instance: instances.Instance
     mirrored as any registration would be."""
     found = ctx.containers.resolve(instance.endpoint, ctx.me.advertise_host)
     if (
-        not isinstance(found, Mapped)
+        instances.endpoint_of(node.name) != instance.endpoint
+        or not isinstance(found, Mapped)
         or ctx.excluded(found.container) is not None
         or _mode(ctx, found) is Mode.MIRROR
     ):

@@ -150,6 +150,6 @@ def _named(view: PathView, node: RegistryNode) -> Endpoint | None:
         return None
     try:
         instances.parse_data(node.name, node.data)
-        return instances.registered(node.name)
     except instances.MalformedInstance:
         return None
+    return instances.endpoint_of(node.name)

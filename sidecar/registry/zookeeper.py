@@ -122,6 +122,13 @@ class ZooKeeperRegistry:
     def connected(self) -> bool:
         return bool(self._client.connected)
 
+    @property
+    def alive(self) -> bool:
+        """Whether the client's connection thread still runs (or was never started or was
+        stopped on purpose): when it dies, nothing ever connects again."""
+        routine = self._client._connection._connection_routine
+        return routine is None or routine.is_alive() or self._client._stopped.is_set()
+
     def take_denied(self) -> set[str]:
         """The paths reads were not allowed to read since the last call."""
         denied, self.denied = self.denied, set()
@@ -175,8 +182,10 @@ class ZooKeeperRegistry:
         parents: Iterable[str],
         progress: Callable[[str, int, int], None] | None = None,
         uncached: Collection[str] = (),
+        watch: bool = True,
     ) -> dict[str, list[RegistryNode]]:
-        """Every node under each path, read pipelined; watches set on each parent.
+        """Every node under each path, read pipelined; watches set on each parent (unless
+        ``watch`` is False: paths only this sidecar's own engine changes).
 
         A parent that does not exist yet maps to an empty list and gets an existence watch.
         Paths and nodes this session may not read are left out and listed in ``denied``.
@@ -186,7 +195,7 @@ class ZooKeeperRegistry:
         parents = list(parents)
         report = Progress(progress)
         nodes: dict[str, list[RegistryNode]] = {parent: [] for parent in parents}
-        listings, versions = self._list(parents, uncached, nodes, report)
+        listings, versions = self._list(parents, uncached, nodes, report, watch)
         children = [(parent, name) for parent in parents for name in listings[parent]]
 
         def get(child: tuple[str, str]) -> Any:
@@ -218,6 +227,7 @@ class ZooKeeperRegistry:
         uncached: Collection[str],
         nodes: dict[str, list[RegistryNode]],
         report: Progress,
+        watch: bool,
     ) -> tuple[dict[str, list[str]], dict[str, int]]:
         """List each parent (watched): the children whose data must be read (the cache gives
         the others, added to ``nodes``), and each parent's child version."""
@@ -225,13 +235,15 @@ class ZooKeeperRegistry:
         versions: dict[str, int] = {}
         for parent, result in self._pipelined(
             parents,
-            lambda p: self._client.get_children_async(p, watch=self._watched, include_data=True),
+            lambda p: self._client.get_children_async(
+                p, watch=self._watched if watch else None, include_data=True
+            ),
         ):
             report("listing paths", len(listings), len(parents))
             if isinstance(result, NoNodeError):
                 listings[parent] = []
                 self._cache.drop(parent)
-                if self.owner_of(parent) is not None:  # created since: read it again
+                if watch and self.owner_of(parent) is not None:  # created since: read again
                     self._on_change(parent)
             elif isinstance(result, NoAuthError):
                 listings[parent] = []

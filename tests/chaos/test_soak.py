@@ -1,27 +1,35 @@
 """Chaos soak: a seeded random sequence of faults on real servers, the invariant after each.
 
 Operations: provider containers started, stopped, restarted and killed; provider sessions
-expired; the sidecar killed and restarted; ZooKeeper servers killed and restarted; the Docker
-daemon restarted. After each operation, once things settle: every live provider is registered
-exactly once, at an address that reaches it; nothing stale remains; nothing foreign changed.
+expired; the sidecar killed and restarted (within its session timeout, resuming it; or
+SIGKILLed and restarted only once its session is gone); ZooKeeper servers killed and
+restarted; the Docker daemon restarted. After each operation, once things settle: every live
+provider is registered exactly once, at an address that reaches it; nothing stale remains;
+nothing foreign changed. Throughout, a consumer's view (a children watch on every providers
+path) is recorded: a provider that stays live is never missing from it, except after the
+sidecar's own session ended, and then for at most 2 s once the new sidecar is connected.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import docker.errors
 import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient
+from kazoo.recipe.watchers import ChildrenWatch
 
 from sidecar import urls
 from sidecar.model import Endpoint
@@ -41,6 +49,9 @@ SLOTS = 4
 ROOT = "/chaos"
 INTERFACES = ["com.example.OrderService", "com.example.StockService"]
 SETTLE_DEADLINE = 30.0
+# Replace mode's one documented window: after the sidecar's own session ended, its rewrites
+# are back this soon after the new sidecar connected.
+RESTORE_WINDOW = 2.0
 
 
 @dataclass
@@ -62,6 +73,8 @@ class Lab:
     untouchable: dict[str, object] = field(default_factory=dict)
     sidecar: SidecarProcess | None = None
     sidecar_runs: int = 0
+    seen: ConsumerView | None = None
+    restarted: Slot | None = None  # the slot the last operation restarted
 
     def providers(self, interface: str) -> str:
         return f"{ROOT}/{interface}/providers"
@@ -96,6 +109,11 @@ class Lab:
         )  # fmt: skip
         slot.registrations_seen = 1
         wait_for_line(slot.container, "registered ", timeout=60)
+
+    def application(self, slot: Slot) -> str:
+        assert slot.container is not None
+        registered = output_lines(slot.container, "registered ")
+        return dict(urls.parse(registered[-1].rsplit("/", 1)[1]).parameters)["application"]
 
     def await_new_registration(self, slot: Slot) -> None:
         assert slot.container is not None
@@ -142,6 +160,46 @@ class Lab:
         return problems
 
 
+class ConsumerView:
+    """What a consumer watching every providers path saw, and when: the applications
+    registered under each path after each change."""
+
+    def __init__(self, client: KazooClient, paths: list[str]) -> None:
+        self._lock = threading.Lock()
+        self.history: dict[str, list[tuple[float, frozenset[str]]]] = {p: [] for p in paths}
+        for path in paths:
+            client.ensure_path(path)
+            ChildrenWatch(client, path, lambda names, path=path: self._changed(path, names))
+
+    def _changed(self, path: str, names: list[str]) -> None:
+        applications = set()
+        for name in names:
+            try:
+                applications.add(dict(urls.parse(name).parameters).get("application", ""))
+            except urls.MalformedName:
+                continue
+        with self._lock:
+            self.history[path].append((time.time(), frozenset(applications)))
+
+    def longest_gap(self, path: str, application: str, since: float, until: float) -> float:
+        """The longest time within [since, until] the application was missing under path."""
+        with self._lock:
+            history = list(self.history[path])
+        longest, missing_since = 0.0, None
+        for at, present in history:
+            at = max(at, since)
+            if at > until:
+                break
+            if application in present and missing_since is not None:
+                longest = max(longest, at - missing_since)
+                missing_since = None
+            elif application not in present and missing_since is None:
+                missing_since = at
+        if missing_since is not None:
+            longest = max(longest, until - missing_since)
+        return longest
+
+
 def answers(endpoint: Endpoint, application: str) -> bool:
     """Whether the endpoint is reached and it is that application's provider answering."""
     try:
@@ -163,6 +221,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         observer.start(timeout=30)
         slots = [Slot(INTERFACES[i % len(INTERFACES)]) for i in range(SLOTS)]
         lab = Lab(ensemble, engine, tmp_path, slots, observer)
+        lab.seen = ConsumerView(observer, [lab.providers(i) for i in INTERFACES])
         try:
             yield lab
         finally:
@@ -196,13 +255,15 @@ def test_chaos_soak(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
         ("container restart", lambda: restart(lab, rng)),
         ("provider session expiry", lambda: expire(lab, rng)),
         ("sidecar kill and restart", lambda: bounce_sidecar(lab)),
+        ("sidecar SIGKILL, restart past its session", lambda: crash_sidecar(lab)),
         ("zookeeper server kill", lambda: kill_server(lab, rng)),
         ("zookeeper server restart", lambda: restart_server(lab)),
         ("docker daemon restart", lambda: restart_docker(lab)),
     ]
-    weights = [6, 3, 3, 3, 4, 1, 1, 1, 0.3]
+    weights = [6, 3, 3, 3, 4, 1, 1.5, 1, 1, 0.3]
     counts: Counter[str] = Counter()
     worst = (0.0, "")
+    worst_gap = (0.0, "")
     problems: list[str] = []
 
     def settled() -> bool:
@@ -215,6 +276,9 @@ def test_chaos_soak(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
             if applied == OPERATIONS // 2 and not counts["docker daemon restart"]:
                 index = len(operations) - 1  # at least one Docker daemon restart
             name, operation = operations[index]
+            live = {id(s): lab.application(s) for s in running(lab)}
+            lab.restarted = None
+            began = time.time()
             if not operation():
                 continue
             counts[name] += 1
@@ -226,6 +290,8 @@ def test_chaos_soak(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
                 pytest.fail(f"operation {applied} ({name}): {problems} after {SETTLE_DEADLINE} s"
                             f"\n{tail}")  # fmt: skip
             worst = max(worst, (time.monotonic() - done, name))
+            gap = consumer_gap(lab, live, began, name)
+            worst_gap = max(worst_gap, (gap, name))
     finally:
         other_host.stop()
         other_host.close()
@@ -234,6 +300,8 @@ def test_chaos_soak(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
             for name, count in sorted(counts.items()):
                 print(f"  {count:4d}  {name}")
             print(f"  worst time to converge: {worst[0]:.2f} s (after {worst[1]})")
+            print(f"  worst gap a consumer saw for a live provider: {worst_gap[0]:.2f} s "
+                  f"(after {worst_gap[1] or 'none'})")  # fmt: skip
     assert counts["docker daemon restart"] >= 1
 
 
@@ -272,6 +340,7 @@ def restart(lab: Lab, rng: random.Random) -> bool:
     slot = rng.choice(running(lab))
     assert slot.container is not None
     slot.container.restart(timeout=5)
+    lab.restarted = slot
     lab.await_new_registration(slot)
     return True
 
@@ -284,6 +353,44 @@ def expire(lab: Lab, rng: random.Random) -> bool:
     session, password = output_lines(slot.container, "session ")[-1].split()[1:]
     expire_session(lab.ensemble.connect_string, int(session, 16), bytes.fromhex(password))
     lab.await_new_registration(slot)
+    return True
+
+
+def consumer_gap(lab: Lab, live: dict[int, str], began: float, name: str) -> float:
+    """The longest a provider live through the operation went missing from the consumer's
+    view; fails the soak beyond the documented window."""
+    assert lab.seen is not None
+    now = time.time()
+    allowed_until = began
+    if name.startswith("sidecar SIGKILL") and lab.sidecar is not None:
+        connected = lab.sidecar.events("zookeeper_connected")[-1]["timestamp"]
+        allowed_until = datetime.fromisoformat(connected).timestamp() + RESTORE_WINDOW
+    longest = 0.0
+    for slot in running(lab):
+        application = live.get(id(slot))
+        if application is None or slot is lab.restarted:
+            continue  # started, or restarted (down for a while), by this operation
+        path = lab.providers(slot.interface)
+        gap = lab.seen.longest_gap(path, application, began, now)
+        late = lab.seen.longest_gap(path, application, allowed_until, now)
+        if name.startswith("sidecar SIGKILL"):
+            assert late == 0.0, f"{application} still missing {RESTORE_WINDOW} s after reconnect"
+        else:
+            assert gap == 0.0, f"{application} went missing for {gap:.2f} s during {name}"
+        longest = max(longest, gap)
+    return longest
+
+
+def crash_sidecar(lab: Lab) -> bool:
+    """SIGKILL, then a restart only after the session is gone (a crash loop, a slow
+    reschedule): the rewrites come back from their records in ZooKeeper."""
+    assert lab.sidecar is not None
+    lab.sidecar.kill()
+    state = json.loads((lab.work / "state.json").read_text())
+    expire_session(
+        lab.ensemble.connect_string, int(state["session_id"]), bytes.fromhex(state["password"])
+    )
+    lab.start_sidecar()
     return True
 
 

@@ -140,8 +140,10 @@ def test_an_instance_an_earlier_version_renamed_is_migrated_without_a_gap(
     earlier = legacy.rename(zookeeper.connect_string, path, renamed, data)
     info = engine.client.info()
     engine_id = f"{info['ID']}@{info.get('Name', '')}"
-    marker = Marker(instance_id, instances.registered(instance_id), provider.container.id,
-                    engine_id, provider.session[0], original_data=original)  # fmt: skip
+    endpoint = instances.endpoint_of(instance_id)
+    assert endpoint is not None
+    marker = Marker(instance_id, endpoint, provider.container.id, engine_id,
+                    provider.session[0], original_data=original)  # fmt: skip
     state_file = tmp_path / "earlier-version.json"
     legacy.remember(state_file, earlier, engine_id, renamed, data, marker)
     watched = ChildrenHistory(registry, app)

@@ -59,7 +59,7 @@ def test_rules_and_dashboard_name_only_metrics_the_sidecar_exports(
         rewritten = [Endpoint("127.0.0.1", 30990)]
         wait_until(lambda: [urls.parse(n).endpoint for n in children(registry, providers)]
                    == rewritten, 10, message="the registration was not rewritten")  # fmt: skip
-        sidecar.wait_for_event("resync done")
+        sidecar.wait_for_event("resync_done")
         status, text = get(f"{sidecar.ops_url}/metrics")
     assert status == 200
     exported = exported_names(text)

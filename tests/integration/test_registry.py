@@ -7,6 +7,7 @@ from kazoo.client import KazooClient
 
 from sidecar.model import Create, Transaction
 from sidecar.registry.zookeeper import ZooKeeperRegistry
+from testbed.polling import wait_until
 from testbed.zookeeper import ZooKeeperServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -35,3 +36,22 @@ def test_the_sweep_rereads_only_paths_whose_children_moved_unseen(
         }
     finally:
         sidecar.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_client_whose_connection_thread_died_says_so(zookeeper: ZooKeeperServer) -> None:
+    """A session id out of range kills kazoo's connection thread (nothing ever connects
+    again, nothing is logged): the registry reports it, so /healthz can fail."""
+    broken = ZooKeeperRegistry(
+        zookeeper.connect_string, 10, lambda _: None, lambda _: None, resume=(2**64, b"p" * 16)
+    )
+    healthy = ZooKeeperRegistry(zookeeper.connect_string, 10, lambda _: None, lambda _: None)
+    try:
+        broken.connect_in_background()
+        healthy.connect_in_background()
+        wait_until(lambda: not broken.alive, 10, message="the dead thread went unnoticed")
+        wait_until(lambda: healthy.connected, 10)
+        assert healthy.alive
+    finally:
+        broken.close()
+        healthy.close()

@@ -161,3 +161,21 @@ def test_advertise_sources_are_tried_in_order_of_preference() -> None:
     )
     assert not advertise.changes_over_time(load_settings({"advertise_host": "10.0.0.1"}))
     assert advertise.changes_over_time(settings)
+
+
+def test_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy's address and captured ports come from the environment like the others; a
+    capture without a proxy, a port out of range or a bad address is one line."""
+    monkeypatch.setenv("DUBBO_SIDECAR_PROXY_LISTEN", "127.0.0.1:2181")
+    monkeypatch.setenv("DUBBO_SIDECAR_PROXY_CAPTURE", "2181, 2182")
+    settings = load_settings({})
+    assert (settings.proxy_listen, settings.proxy_capture) == ("127.0.0.1:2181", (2181, 2182))
+    assert settings.proxy_jute_maxbuffer == 0xFFFFF
+    monkeypatch.delenv("DUBBO_SIDECAR_PROXY_LISTEN")
+    for overrides, message in [
+        ({}, "settings: --proxy-capture redirects to the proxy: give --proxy-listen"),
+        ({"proxy_listen": "127.0.0.1:2181", "proxy_capture": "0"}, "proxy_capture: 0 is not"),
+        ({"proxy_listen": "zk"}, "proxy_listen: 'zk' is not HOST:PORT"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_settings(overrides)

@@ -71,15 +71,12 @@ def test_malformed_instances_are_rejected(name: str, data: bytes, message: str) 
 
 def test_registered_endpoint_and_data_are_read_apart() -> None:
     """An instance rewritten in place has a name and data that disagree: parse refuses it,
-    parse_data reads its data, registered its name; a name that is no endpoint is refused."""
+    parse_data reads its data, endpoint_of its name."""
     data = as_bytes(instance_json("192.0.2.10", 32768))
     with pytest.raises(instances.MalformedInstance, match="disagrees"):
         instances.parse("172.17.0.5:20880", data)
     assert instances.parse_data("172.17.0.5:20880", data).endpoint == Endpoint("192.0.2.10", 32768)
-    assert instances.registered("172.17.0.5:20880") == Endpoint("172.17.0.5", 20880)
-    assert instances.registered("[fd00::5]:20880") == Endpoint("fd00::5", 20880)
-    with pytest.raises(instances.MalformedInstance, match="not <ip>:<port>"):
-        instances.registered("shop:20880")
+    assert instances.endpoint_of("172.17.0.5:20880") == Endpoint("172.17.0.5", 20880)
 
 
 def test_restore_undoes_a_rewrite_byte_for_byte() -> None:

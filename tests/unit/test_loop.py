@@ -4,90 +4,22 @@ lease stand-by and takeover, the sweep, address changes, a Docker outage, and pl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar import instances, urls
-from sidecar.config import Settings, load_settings
+from sidecar import instances, records
 from sidecar.loop import reconcile
 from sidecar.loop.dirty import Work
-from sidecar.loop.paths import SWEEP_RESYNCS, Roots
-from sidecar.loop.persistence import Persistence
-from sidecar.loop.reconcile import Reconciler
-from sidecar.loop.retries import FIRST, Retries, Whole
-from sidecar.loop.wiring import build_parts
-from sidecar.model import Container, Endpoint, Origin, PublishedPort
-from sidecar.ops.metrics import Metrics
-from sidecar.report.events import Events
+from sidecar.loop.paths import SWEEP_RESYNCS
+from sidecar.loop.retries import FIRST, Whole
+from sidecar.model import Endpoint, Origin, RegistryNode
+from sidecar.ownership import Marker
+from sidecar.plan import Remembered
 from sidecar.sources.address import AdvertiseHost
-from sidecar.sources.static import StaticMapping
-from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
+from tests.twins import FixedOrigins
+from tests.unit.harness import ORIGINAL, PROVIDERS, SHOP, Harness, rewritten
 from tests.unit.scenarios import as_bytes, instance_json, url_name
-
-PROVIDERS = "/dubbo/com.example.DemoService/providers"
-SHOP = Container(
-    "c1" * 32, "shop-1", "bridge", ("172.17.0.5",), (PublishedPort(20880, "0.0.0.0", 32768),)
-)
-ORIGINAL = url_name("172.17.0.5")
-ADDRESS = AdvertiseHost("192.0.2.10", "--advertise-host")
-
-
-def rewritten(host: str = "192.0.2.10", port: int = 32768) -> str:
-    return urls.parse(ORIGINAL).with_endpoint(Endpoint(host, port))
-
-
-@dataclass
-class Clock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Harness:
-    """A reconciler over twins, driven one pass at a time."""
-
-    registry: MemoryRegistry = field(default_factory=MemoryRegistry)
-    engine: MemoryEngine = field(default_factory=lambda: MemoryEngine({SHOP.id: SHOP}))
-    origins: FixedOrigins = field(default_factory=lambda: FixedOrigins(None))
-    clock: Clock = field(default_factory=Clock)
-    observing: bool = False
-
-    def __post_init__(self) -> None:
-        self.settings = _settings()
-        events = Events()
-        parts = build_parts(
-            self.settings, "TWIN@host", self.registry, self.origins, self.engine,
-            StaticMapping(), Roots(self.settings), Persistence(None, events), events,
-            Metrics(), None, lambda: False, host_addresses=lambda: {"192.0.2.10", "127.0.0.1"},
-        )  # fmt: skip
-        parts.retries = Retries(self.clock)
-        parts.observing = self.observing
-        self.parts = parts
-        self.reconciler = Reconciler(parts, ADDRESS)
-
-    def run(self, work: Work) -> None:
-        self.reconciler.absorb(work)
-        self.reconciler.run_pass(work)
-
-    def start(self) -> None:
-        """The first pass: Docker's events subscribed, everything read."""
-        self.run(Work(full=True, lease=True, all_containers=True, docker=[""]))
-
-    def due(self) -> None:
-        """A pass over whatever retries are due (and nothing else)."""
-        self.run(Work())
-
-    def providers(self) -> list[str]:
-        return self.registry.children(PROVIDERS)
-
-
-def _settings() -> Settings:
-    return load_settings({"advertise_host": "192.0.2.10", "state_file": "", "listen": "",
-                          "probe_seconds": 0, "docker_url": "unix:///twin"})  # fmt: skip
 
 
 @pytest.fixture
@@ -295,3 +227,34 @@ def test_a_providers_update_of_its_instance_is_rewritten_again_in_place() -> Non
     assert changed == ["/services/shop-provider"]
     twin.run(Work(paths=set(changed)))
     assert seen() == ("192.0.2.10:32768", 0x2002, "rev-2")
+
+
+def test_a_migrated_instance_is_recorded_until_its_provider_registers_again() -> None:
+    """An instance an earlier version renamed (remembered from its state file) is migrated
+    back under its own name in the sidecar's session, with a record; when the provider
+    registers it again it is rewritten in place and the record goes with that write, so
+    a later full pass (records read again) leaves the provider's node in its session."""
+    twin = Harness()
+    app, name = "/services/shop-provider", "172.17.0.5:20880"
+    original = as_bytes(instance_json())
+    parsed = instances.parse(name, original)
+    renamed = instances.rewrite(parsed, Endpoint("192.0.2.10", 32768), lambda p: None)[1]
+    twin.registry.put(f"{app}/192.0.2.10:32768", renamed, owner=twin.registry.session)
+    marker = Marker(name, parsed.endpoint, SHOP.id, "TWIN@host", 0x2002, original_data=original)
+    node = RegistryNode(app, "192.0.2.10:32768", renamed, 0, 0)
+    twin.parts.memory.restore([Remembered(node, marker)])
+    twin.start()
+    assert twin.registry.children(app) == [name]
+    assert twin.registry.nodes[f"{app}/{name}"].owner == twin.registry.session
+    records_parent = records.records_parent("TWIN@host")
+    assert len(twin.registry.children(records_parent)) == 1
+
+    twin.registry.remove(f"{app}/{name}")  # Curator registers again: delete, then create
+    twin.registry.put(f"{app}/{name}", original, owner=0x3003)
+    twin.run(Work(paths={app}))
+    assert twin.registry.children(records_parent) == []
+    twin.run(Work(full=True))
+    assert twin.registry.nodes[f"{app}/{name}"].owner == 0x3003
+    assert instances.parse_data(name, twin.registry.nodes[f"{app}/{name}"].data).endpoint == (
+        Endpoint("192.0.2.10", 32768)
+    )

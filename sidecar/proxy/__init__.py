@@ -1,0 +1,13 @@
+"""Proxy mode: the app's ZooKeeper traffic through its sidecar, registrations right from birth.
+
+``ProxyServer(listen, mapper, log, servers=…)`` (``relay``) relays each client connection to
+one ZooKeeper server (``connection``) and rewrites the app's own names in flight (``rewrite``,
+``names``, over the ``jute`` codec), given a ``Mapper`` (``InventoryMapper`` over the app's
+containers); with ``capture_ports`` it redirects the app's connections to itself (``capture``).
+"""
+
+from sidecar.proxy.capture import CaptureError
+from sidecar.proxy.mapper import InventoryMapper, Mapper, NotMapped
+from sidecar.proxy.relay import ProxyServer
+
+__all__ = ["CaptureError", "InventoryMapper", "Mapper", "NotMapped", "ProxyServer"]

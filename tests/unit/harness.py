@@ -1,0 +1,86 @@
+"""A reconciler over in-memory twins, driven one pass at a time (for tests of the loop)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar import urls
+from sidecar.config import Settings, load_settings
+from sidecar.loop.dirty import Work
+from sidecar.loop.paths import Roots
+from sidecar.loop.persistence import Persistence
+from sidecar.loop.reconcile import Reconciler
+from sidecar.loop.retries import Retries
+from sidecar.loop.wiring import build_parts
+from sidecar.model import Container, Endpoint, PublishedPort
+from sidecar.ops.metrics import Metrics
+from sidecar.report.events import Events
+from sidecar.sources.address import AdvertiseHost
+from sidecar.sources.static import StaticMapping
+from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
+from tests.unit.scenarios import url_name
+
+PROVIDERS = "/dubbo/com.example.DemoService/providers"
+SHOP = Container(
+    "c1" * 32, "shop-1", "bridge", ("172.17.0.5",), (PublishedPort(20880, "0.0.0.0", 32768),)
+)
+ORIGINAL = url_name("172.17.0.5")
+ADDRESS = AdvertiseHost("192.0.2.10", "--advertise-host")
+
+
+def rewritten(host: str = "192.0.2.10", port: int = 32768) -> str:
+    return urls.parse(ORIGINAL).with_endpoint(Endpoint(host, port))
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Harness:
+    """A reconciler over twins, driven one pass at a time."""
+
+    registry: MemoryRegistry = field(default_factory=MemoryRegistry)
+    engine: MemoryEngine = field(default_factory=lambda: MemoryEngine({SHOP.id: SHOP}))
+    origins: FixedOrigins = field(default_factory=lambda: FixedOrigins(None))
+    clock: Clock = field(default_factory=Clock)
+    observing: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # settings beyond the defaults
+
+    def __post_init__(self) -> None:
+        self.settings = _settings(self.options)
+        events = Events()
+        parts = build_parts(
+            self.settings, "TWIN@host", self.registry, self.origins, self.engine,
+            StaticMapping(), Roots(self.settings), Persistence(None, events), events,
+            Metrics(), None, lambda: False, host_addresses=lambda: {"192.0.2.10", "127.0.0.1"},
+        )  # fmt: skip
+        parts.retries = Retries(self.clock)
+        parts.observing = self.observing
+        self.parts = parts
+        self.reconciler = Reconciler(parts, ADDRESS)
+
+    def run(self, work: Work) -> None:
+        self.reconciler.absorb(work)
+        self.reconciler.run_pass(work)
+
+    def start(self) -> None:
+        """The first pass: Docker's events subscribed, everything read."""
+        self.run(Work(full=True, lease=True, all_containers=True, docker=[""]))
+
+    def due(self) -> None:
+        """A pass over whatever retries are due (and nothing else)."""
+        self.run(Work())
+
+    def providers(self) -> list[str]:
+        return self.registry.children(PROVIDERS)
+
+
+def _settings(options: dict[str, Any]) -> Settings:
+    return load_settings({"advertise_host": "192.0.2.10", "state_file": "", "listen": "",
+                          "probe_seconds": 0, "docker_url": "unix:///twin", **options})  # fmt: skip
