@@ -30,14 +30,18 @@ CLAIMED = {LABEL: "demo-provider"}  # the testbed provider's application
 
 
 def test_claimed_persistent_registration_is_rewritten_outlives_restarts_and_goes_with_the_container(
+    root: str,
     providers: str,
     registry: KazooClient,
+    engine: DockerEngine,
+    zookeeper: ZooKeeperServer,
     start_provider: Callable[..., Container],
     start_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """A labelled container's persistent registration is replaced by a persistent rewrite
     carrying the sidecar's marker; the sidecar killed and started again with a new session
-    (another state file) leaves it exactly as it is; the container's stop removes it."""
+    (another state file) leaves it exactly as it is, and status shows the live sidecar
+    managing it; the container's stop removes it."""
     provider = start_provider("--persistent", labels=CLAIMED)
     sidecar = start_sidecar()
     rewritten = f"{providers}/{rewritten_name(provider)}"
@@ -55,6 +59,10 @@ def test_claimed_persistent_registration_is_rewritten_outlives_restarts_and_goes
     assert again.session != sidecar.session
     assert registry.get(rewritten)[1] == stat  # untouched: same creation, version, owner
     assert [e for e in again.events() if e["event"] in ("rewrite", "update", "restore")] == []
+    status = one_shot("status", zookeeper.connect_string, root, engine.url)
+    assert status.returncode == 0, status.stderr
+    [row] = status.stdout.splitlines()[1:]
+    assert row.endswith(f"the per-host sidecar (session 0x{again.session:x}), a persistent node")
 
     provider.stop(timeout=5)
     wait_until(lambda: children(registry, providers) == [], 10, message="rewrite outlived it")

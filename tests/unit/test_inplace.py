@@ -329,3 +329,24 @@ def test_mode_label_replace_overrides_a_mirror_default() -> None:
     mirror_me = replace(ME, mode=Mode.MIRROR)
     view = PathView(APP, [provided()], mirror_parent="/mirror/shop-provider", instances=True)
     assert only(plan_scope(view, index, mirror_me, TRUSTING)).action is Action.REWRITE_IN_PLACE
+
+
+def test_a_migrated_instance_updated_by_its_provider_stays_the_sidecars() -> None:
+    """The provider's update of a migrated instance (a setData of the node in the sidecar's
+    session) is rewritten in place; the node, still in the sidecar's session, is then known
+    as the sidecar's own again from its data alone (kept and remembered), so it is still
+    re-created if that session is lost."""
+    old = renamed_by_an_earlier_version()
+    migrated = apply([old.node], plan([old.node], remembered=[old]), ME.session or 0)
+    updated = replace(migrated[0], data=provided(revision="rev-2").data, version=1)
+
+    decision = only(plan([updated]))
+    assert decision.action is Action.REWRITE_IN_PLACE
+    after = apply([updated], [decision], ME.session or 0)
+    kept = only(plan(after))
+    assert (kept.action, kept.rewritten_path) == (Action.KEEP, f"{APP}/{NAME}")
+    assert kept.marker is not None
+    restore = only(plan([], remembered=remember([kept], after)))
+    assert restore.action is Action.RESTORE
+    assert restore.transaction is not None
+    assert restore.transaction.ops == (Create(f"{APP}/{NAME}", after[0].data),)
