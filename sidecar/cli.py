@@ -18,6 +18,7 @@ from sidecar import __version__
 from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from sidecar.logs import configure
 from sidecar.loop.wiring import Unreachable, assemble, plan_once, status_once
+from sidecar.proxy import CaptureError
 from sidecar.report.events import Events
 from sidecar.report.tables import render_status, render_table
 from sidecar.sources import address as advertise
@@ -144,8 +145,11 @@ def _run(settings: Settings, host: advertise.AdvertiseHost | None) -> int:
     except (StateFileBusy, OSError) as exc:  # OSError: the listen address is taken
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except (static_source.StaticMappingError, DockerConfigError) as exc:
+    except (static_source.StaticMappingError, DockerConfigError, ConfigError) as exc:
         print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except CaptureError as exc:
+        print(f"{PROG}: proxy_capture: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     received: list[str] = []
 

@@ -369,6 +369,8 @@ class Settings(BaseSettings):
             )
         if self.proxy_capture and not self.proxy_listen:
             raise ValueError("--proxy-capture redirects to the proxy: give --proxy-listen")
+        if self.proxy_listen and self.scope == "host":
+            raise ValueError("--proxy-listen serves one app's client: not with --scope host")
         if self.docker_url == "none" and not (self.static_ports or self.static_file):
             raise ValueError("with --docker-url none, give --static-ports or --static-file")
         if len(set(self.root) | set(self.services_root)) != len(self.root) + len(

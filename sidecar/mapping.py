@@ -64,10 +64,12 @@ class ContainerIndex:
         self.by_id: dict[str, Container] = {}
         self._by_address: dict[str, list[Container]] = defaultdict(list)
         self._bindings: dict[tuple[str, int], list[PublishedPort]] = defaultdict(list)
+        self._publishers: dict[int, set[str]] = defaultdict(set)  # host port -> container ids
         for container in containers:
             self.by_id[container.id] = container
             for published in container.published:
                 self._bindings[(container.id, published.container_port)].append(published)
+                self._publishers[published.host_port].add(container.id)
             for address in container.addresses:
                 self._by_address[_normal(address)].append(container)
 
@@ -111,10 +113,7 @@ class ContainerIndex:
         owners = self._by_address.get(endpoint.host, [])
         if not owners:
             if endpoint.host in self._host_addresses | {_normal(advertise_host)}:
-                return Unmapped(
-                    "registered with an address of this host (host networking or "
-                    "DUBBO_IP_TO_REGISTRY): nothing to rewrite"
-                )
+                return self._published_already(endpoint)
             return Unmapped("not a container address on this Docker host", local=False)
         if len(owners) > 1:
             names = ", ".join(sorted(c.name for c in owners))
@@ -155,6 +154,21 @@ class ContainerIndex:
             by_label.append(f"{labels.PORT}{endpoint.port}")
         advertised = Endpoint.of(host, port or binding.host_port)
         return Mapped(container, binding, advertised, tuple(by_label), wanted.mode)
+
+    def _published_already(self, endpoint: Endpoint) -> Unmapped:
+        """A registration with an address of this host: a container's published port (written
+        so through a proxy, or DUBBO_PORT_TO_REGISTRY), or host networking."""
+        publishers = self._publishers.get(endpoint.port, set())
+        if len(publishers) == 1:
+            container = self.by_id[next(iter(publishers))]
+            return Unmapped(
+                f"registered with the published address of container {container.name}: "
+                "nothing to rewrite", container,
+            )  # fmt: skip
+        return Unmapped(
+            "registered with an address of this host (host networking or "
+            "DUBBO_IP_TO_REGISTRY): nothing to rewrite"
+        )
 
 
 def choose_binding(bindings: Iterable[PublishedPort], advertise_host: str) -> PublishedPort | None:

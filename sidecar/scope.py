@@ -28,6 +28,7 @@ class Lease:
     session: int
     container_name: str = ""
     advertise_source: str = ""  # where its advertised address came from, as it said
+    proxy: bool = False  # its app's requests go through its proxy, rewritten in flight
 
     @property
     def container(self) -> str:
@@ -40,7 +41,8 @@ class Lease:
             if self.container
             else "the per-host sidecar"
         )
-        return f"{who} (session 0x{self.session:x})"
+        how = "proxy, " if self.proxy else ""
+        return f"{who} ({how}session 0x{self.session:x})"
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,11 @@ def peers_from(leases: Mapping[str, tuple[int, bytes]], own_lease: str) -> dict[
             about = json.loads(data)
             container_name = str(about.get("container_name", ""))
             advertise_source = str(about.get("advertise_source", ""))
-        except (ValueError, AttributeError):
+            proxy = about.get("proxy") == "true"
+        except (ValueError, AttributeError, RecursionError):
             container_name = advertise_source = ""
-        found[session] = Lease(name, session, container_name, advertise_source)
+            proxy = False
+        found[session] = Lease(name, session, container_name, advertise_source, proxy)
     return found
 
 

@@ -109,9 +109,12 @@ class CuratorPeer:
         args = _peer_args(connect, base_path, session_timeout_ms, DUBBO_PORT)
         command = java_argv([str(classes), *curator_jars()], MAIN, args, _LOGGING)
         mounts = [*(d for d in HOST_SYSTEM_DIRS if Path(d).exists()), str(classes)]
+        # A container in another's network namespace publishes nothing of its own.
+        shared = bool(network and network.startswith("container:"))
         argv = docker_run_argv(
-            engine.url, image, name, command, mounts=mounts, labels=labels, network=network
-        )
+            engine.url, image, name, command, mounts=mounts, labels=labels, network=network,
+            publish_all=not shared,
+        )  # fmt: skip
         process = LineProcess(argv, stderr=stderr)
         try:
             container = wait_until(

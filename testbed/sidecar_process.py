@@ -18,17 +18,26 @@ from testbed.polling import wait_until
 class SidecarProcess:
     """One ``dubbo-sidecar run`` process logging JSON lines to a file."""
 
-    def __init__(self, log_path: Path, args: Sequence[str], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        log_path: Path,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ):
+        """``prefix``: a command the process runs under (e.g. ``nsenter --net=...``)."""
         self.log_path = log_path
         self.args = list(args)
         self.env = env
+        self.prefix = list(prefix)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SidecarProcess:
         env = {**os.environ, **(self.env or {})}
+        command = [sys.executable, "-m", "sidecar", "run", "--log-format", "json", *self.args]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "sidecar", "run", "--log-format", "json", *self.args],
+                [*self.prefix, *command],
                 stdout=log,
                 stderr=log,
                 env=env,

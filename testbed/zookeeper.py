@@ -29,7 +29,7 @@ CLASSPATH: tuple[str, ...] = (
 )
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 JVM_OPTIONS: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
-FOUR_LETTER_WORDS = "ruok,srvr,cons,stat,wchs,mntr,dump,conf"
+FOUR_LETTER_WORDS = "ruok,srvr,cons,stat,wchs,wchc,mntr,dump,conf"
 # The AdminServer runs on Jetty, which Debian's zookeeper package does not put on its path.
 ADMIN_CLASSPATH: tuple[str, ...] = tuple(
     f"/usr/share/java/{jar}.jar"

@@ -18,6 +18,7 @@ from sidecar.loop.reconcile import Parts, Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
 from sidecar.loop.seams import Engine, Registry, Source
 from sidecar.ops.server import OpsServer
+from sidecar.proxy import ProxyServer
 from sidecar.registry.zookeeper import Interrupted
 from sidecar.report.events import Events
 from sidecar.sources.address import AdvertiseHost
@@ -41,6 +42,7 @@ class Runtime:
     stopping: threading.Event  # set once asked to stop (the registry stops waiting too)
     # Builds the pass's parts once the engine's identity is known (see wiring.py).
     parts_for: Callable[[str, threading.Event], Parts]
+    proxy: ProxyServer | None = None  # already listening: the app may start before the loop
 
 
 class Loop:
@@ -170,6 +172,8 @@ class Loop:
             steps.append(rt.engine.close)
         if rt.ops is not None:
             steps.append(rt.ops.stop)
+        if rt.proxy is not None:
+            steps.append(rt.proxy.stop)  # removes its capture rules
         if rt.close_session_on_exit:
             steps.append(rt.registry.close)
             if parts is not None:

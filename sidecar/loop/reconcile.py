@@ -27,6 +27,7 @@ from sidecar.model import Connection
 from sidecar.ops.metrics import Metrics
 from sidecar.plan import Decision, Identity, Mode, Remembered, plan_path
 from sidecar.progress import Progress
+from sidecar.proxy import InventoryMapper
 from sidecar.records import decode as decode_record
 from sidecar.records import records_parent
 from sidecar.registry.zookeeper import Interrupted
@@ -61,6 +62,9 @@ class Parts:
     prober: Prober | None
     stopping: Callable[[], bool]
     observing: bool = False  # plan and status: decide as an observer, hold no lease
+    # Proxy mode: the app's own requests are rewritten in flight from this mapping; the loop
+    # keeps it current and holds the lease, and reads no registry path at all.
+    proxy: InventoryMapper | None = None
 
 
 class Reconciler:
@@ -133,6 +137,10 @@ class Reconciler:
         containers = list(p.inventory.containers.values()) if has_engine else None
         if not p.lease.decide_scope(containers, p.inventory.interface_addresses, work):
             return
+        if p.proxy is not None:
+            scope = p.lease.scope
+            app = [c for c in p.inventory.index.by_id.values() if scope.excludes(c.id) is None]
+            p.proxy.update(app, self.address.address)
         if p.roots.use_mirrors_if_asked(p.inventory.index.by_id.values(), p.lease.scope):
             p.events.info("mirrors_in_use", reason="a container's label asks for mirror mode")
             work.full = True
@@ -189,6 +197,8 @@ class Reconciler:
                 return None, 0
             if p.lease.settle_if_due():
                 work.local = True  # take this container's rewrites over from the per-host one
+            if p.proxy is not None:
+                return Counter(), 0  # the proxy rewrites in flight: nothing to read or write
         if work.full:
             p.inventory.refresh_host_addresses()
             p.observer.refresh_host(p.inventory.interface_addresses)
@@ -223,9 +233,10 @@ class Reconciler:
     def _about(self) -> dict[str, str]:
         """What this sidecar's lease says about it."""
         assert self.address is not None
-        return {"host": socket.gethostname(), "pid": str(os.getpid()),
-                "advertise_host": self.address.address,
-                "advertise_source": self.address.source}  # fmt: skip
+        about = {"host": socket.gethostname(), "pid": str(os.getpid()),
+                 "advertise_host": self.address.address,
+                 "advertise_source": self.address.source}  # fmt: skip
+        return about | ({"proxy": "true"} if self.parts.proxy is not None else {})
 
     def _finish_pass(self, work: Work, summary: Counter[str], count: int, seconds: float) -> None:
         p = self.parts

@@ -41,10 +41,11 @@ def managed_now(reconciler: Reconciler) -> list[Managed]:
                          me.advertise_source)  # fmt: skip
         plan = reconciler.plan(sorted(set(managed.values())), None, me)
         decided |= {d.node.path: d.decided_by for d in plan if d.node.path in managed}
-    return [
+    rows = [
         Managed(node, marker, _describe(lease, node.owner), decided.get(node.path, ""))
         for node, marker, lease in found
     ]
+    return rows + _through_proxies(reconciler, leases)
 
 
 def _managing(leases: dict[int, Lease], owner: int, container: str) -> Lease | None:
@@ -61,3 +62,14 @@ def _describe(lease: Lease | None, owner: int) -> str:
     if lease is None:
         return ""
     return lease.describe() + (", a persistent node" if owner == 0 else "")
+
+
+def _through_proxies(reconciler: Reconciler, leases: dict[int, Lease]) -> list[Managed]:
+    """Registrations the apps of proxy sidecars wrote themselves, with their published
+    address (the pass just made saw them left to those sidecars)."""
+    proxies = {lease.container: lease for lease in leases.values() if lease.proxy}
+    return [
+        Managed(d.node, None, proxies[d.container.id].describe(), "proxy", d.container.id)
+        for d in reconciler.decided
+        if d.container is not None and d.container.id in proxies and d.marker is None
+    ]

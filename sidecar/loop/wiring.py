@@ -7,7 +7,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 
-from sidecar.config import Settings
+import structlog
+
+from sidecar.config import ConfigError, Settings
 from sidecar.loop.apply import Applier
 from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.inventory import Inventory
@@ -24,6 +26,7 @@ from sidecar.loop.status import managed_now
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.server import OpsServer
 from sidecar.plan import Decision, Mode
+from sidecar.proxy import InventoryMapper, ProxyServer, capture
 from sidecar.registry.readonly import ReadOnlyRegistry
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import ZooKeeperRegistry
@@ -54,10 +57,12 @@ def assemble(
     registry = ZooKeeperRegistry(
         settings.zookeeper, settings.session_timeout, on_change=dirty.path_changed,
         on_connection=dirty.connection_changed, resume=persistence.resume(), stopping=stopping,
-        digest=_digest(settings),
+        digest=_digest(settings), mark=capture.mark if settings.proxy_capture else None,
     )  # fmt: skip
     engine = _engine(settings, environ)
     metrics = Metrics()
+    mapper = InventoryMapper() if settings.proxy_listen else None
+    proxy = _proxy(settings, mapper) if mapper else None
     prober = (
         Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
     )
@@ -92,14 +97,33 @@ def assemble(
             metrics, prober, stop.is_set,
         )  # fmt: skip
         parts.memory.restore(persistence.remembered(engine_id))
+        parts.proxy = mapper
         return parts
 
     runtime = Runtime(
         registry, engine, dirty, events, sources, ops, settings.resync_seconds,
-        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for,
+        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for, proxy,
     )  # fmt: skip
     loop = Loop(runtime, address)
     return loop
+
+
+def _proxy(settings: Settings, mapper: InventoryMapper) -> ProxyServer:
+    """The app's ZooKeeper proxy, listening (and capturing) before anything else starts: the
+    app may be starting too. Raises ConfigError (the address) and CaptureError."""
+    [(host, port)] = servers(settings.proxy_listen)
+    proxy = ProxyServer(
+        (host.strip("[]"), port), mapper, structlog.get_logger("sidecar"),
+        servers=servers(settings.zookeeper), services_roots=settings.services_root,
+        capture_ports=settings.proxy_capture, jute_maxbuffer=settings.proxy_jute_maxbuffer,
+    )  # fmt: skip
+    try:
+        proxy.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"proxy_listen: cannot listen on {settings.proxy_listen}: {exc}"
+        ) from None
+    return proxy
 
 
 def plan_once(

@@ -8,6 +8,7 @@ Everything kazoo returns is turned into typed values here.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from kazoo.exceptions import (
     RolledBackError,
     SessionExpiredError,
 )
+from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import CREATOR_ALL_ACL
@@ -65,10 +67,12 @@ class ZooKeeperRegistry:
         resume: tuple[int, bytes] | None = None,
         stopping: threading.Event | None = None,
         digest: str | None = None,
+        mark: Callable[[socket.socket], None] | None = None,
     ) -> None:
         """``resume``: the (session id, password) of a session to continue, if still alive;
         ``stopping``: set when requests should no longer be waited for; ``digest``:
-        ``user:password`` credentials, which also make created nodes CREATOR_ALL."""
+        ``user:password`` credentials, which also make created nodes CREATOR_ALL; ``mark``:
+        applied to each connection (so that the proxy's capture lets the sidecar's own pass)."""
         self._on_change = on_change
         self._on_connection = on_connection
         self._stopping = stopping or threading.Event()
@@ -83,6 +87,7 @@ class ZooKeeperRegistry:
             auth_data=[("digest", digest)] if digest else None,
             connection_retry=KazooRetry(max_tries=-1, max_delay=5),
             command_retry=KazooRetry(max_tries=3, max_delay=2),
+            handler=_MarkingHandler(mark) if mark else None,
         )
         self._client.add_listener(self._state_changed)
 
@@ -389,6 +394,30 @@ class ZooKeeperRegistry:
             KazooState.LOST: Connection.LOST,
         }
         self._on_connection(mapping[state])
+
+
+class _MarkingHandler(SequentialThreadingHandler):  # type: ignore[misc]
+    """Kazoo's threading handler, marking each socket before it connects (a redirect is
+    decided on the first packet). The sidecar does not speak TLS to ZooKeeper."""
+
+    def __init__(self, mark: Callable[[socket.socket], None]) -> None:
+        super().__init__()
+        self._mark = mark
+
+    def create_connection(
+        self, address: tuple[str, int], timeout: float | None = None, **options: Any
+    ) -> socket.socket:
+        family, kind, proto, _, target = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
+        connection = socket.socket(family, kind, proto)
+        try:
+            self._mark(connection)
+            connection.settimeout(timeout)
+            connection.connect(target)
+        except OSError:
+            connection.close()
+            raise
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
 
 
 class _Failed:

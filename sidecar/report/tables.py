@@ -22,6 +22,7 @@ class Managed:
     marker: Marker | None
     managed_by: str
     decided_by: str = ""
+    container: str = ""  # the container behind a registration written through a proxy
 
 
 def render_table(decisions: Iterable[Decision]) -> str:
@@ -57,7 +58,7 @@ def render_status(rows: Iterable[Managed]) -> str:
                 interface_of(row.node.parent),
                 _node_endpoint(row.node.name),
                 str(marker.container_endpoint) if marker else "-",
-                marker.container[:12] if marker else "-",
+                marker.container[:12] if marker else (row.container[:12] or "-"),
                 row.decided_by or "-",
                 row.managed_by
                 or f"no live sidecar: session 0x{row.node.owner:x} of an earlier run "
