@@ -264,11 +264,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--instance-root", help="also register a Dubbo 3 application-level instance here"
     )
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="digest credentials (CREATOR_ALL)")
-    parser.add_argument(
-        "--persistent",
-        action="store_true",
-        help="register persistent nodes (dynamic=false; the instance as serviceType PERMANENT)",
-    )
+    parser.add_argument("--persistent", action="store_true",
+                        help="persistent nodes (dynamic=false; instance: PERMANENT)")  # fmt: skip
     parser.add_argument(
         "--reregister-on-reconnect",
         action="store_true",
@@ -295,29 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_listener.open()
         protocols.append((name, int(extra_port), extra_listener))
 
-    extra = dict(item.split("=", 1) for item in args.param)
-    if args.persistent:
-        extra["dynamic"] = "false"
-    data = {
-        "ip": host.encode("ascii"),
-        "hostport": f"{format_host(host)}:{port}".encode("ascii"),
-        "empty": b"",
-    }[args.node_data]
-    nodes: list[tuple[str, bytes, tuple[str, ...]]] = []
-    for protocol, protocol_port, _ in protocols:
-        url = provider_url(
-            protocol, host, protocol_port, args.interface, args.application,
-            methods=[m for m in args.methods.split(",") if m], extra=extra,
-        )  # fmt: skip
-        providers = providers_path(args.root, args.interface)
-        nodes.append((f"{providers}/{provider_node_name(url)}", data, (providers,
-                      configurators_path(args.root, args.interface))))  # fmt: skip
-    if args.instance_root:
-        app_path = f"{args.instance_root}/{args.application}"
-        document = instance_document(
-            args.application, host, port, protocols[1:], permanent=args.persistent
-        )
-        nodes.append((f"{app_path}/{host}:{port}", document, (app_path,)))
+    nodes = _nodes(args, host, port, [(name, p) for name, p, _ in protocols])
 
     stop = threading.Event()
 
@@ -356,18 +331,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _nodes(
+    args: argparse.Namespace, host: str, port: int, protocols: Sequence[tuple[str, int]]
+) -> list[tuple[str, bytes, tuple[str, ...]]]:
+    """Each node to register: its path, its data, and the persistent paths to create first."""
+    extra = dict(item.split("=", 1) for item in args.param)
+    if args.persistent:
+        extra["dynamic"] = "false"
+    data = {"ip": host.encode("ascii"), "hostport": f"{format_host(host)}:{port}".encode("ascii"),
+            "empty": b""}[args.node_data]  # fmt: skip
+    providers = providers_path(args.root, args.interface)
+    ensure = (providers, configurators_path(args.root, args.interface))
+    methods = [m for m in args.methods.split(",") if m]
+    nodes: list[tuple[str, bytes, tuple[str, ...]]] = []
+    for protocol, protocol_port in protocols:
+        url = provider_url(protocol, host, protocol_port, args.interface, args.application,
+                           methods=methods, extra=extra)  # fmt: skip
+        nodes.append((f"{providers}/{provider_node_name(url)}", data, ensure))
+    if args.instance_root:
+        app_path = f"{args.instance_root}/{args.application}"
+        document = instance_document(args.application, host, port, protocols[1:],
+                                     permanent=args.persistent)  # fmt: skip
+        nodes.append((f"{app_path}/{host}:{port}", document, (app_path,)))
+    return nodes
+
+
 def instance_document(
     application: str,
     host: str,
     port: int,
-    extra: Sequence[tuple[str, int, object]],
+    extra: Sequence[tuple[str, int]],
     permanent: bool = False,
 ) -> bytes:
     """A Dubbo 3 application-level instance as Curator's ServiceDiscovery serializes it
     (``permanent``: Curator's serviceType for an instance kept in a persistent node)."""
     endpoints = [
         {"port": port, "protocol": "dubbo"},
-        *({"port": p, "protocol": n} for n, p, _ in extra),
+        *({"port": p, "protocol": n} for n, p in extra),
     ]
     url_params = {"connections": "1", "version": "1.0.0", "dubbo": "2.0.2", "release": "3.2.0",
                   "side": "provider", "port": str(port), "protocol": "dubbo"}  # fmt: skip

@@ -8,10 +8,13 @@ provider's own ``updateService`` then failed with NoNode). Such a node is migrat
 gap: one transaction deletes it and creates the node under its original name with the
 rewritten data. That node stays in the sidecar's session until the provider registers again
 (Curator deletes and re-creates its node after a reconnect, and it is then rewritten in
-place in the provider's session); until then it is handled as replace-mode rewrites always
-were: re-created if the sidecar's session is lost, taken over by the next run, removed when
-its container stops, suspended while it does not serve. The sidecar remembers these nodes
-(the state file), since their data is the application's.
+place in the provider's session). Until then it is the sidecar's: re-created if the
+sidecar's session is lost, taken over by the next run, removed when its container stops. It
+is not suspended while its container does not serve, and not re-created when it vanishes
+while the sidecar's session lives: then its provider deleted it (Curator, registering again,
+deletes the node and creates its own, and gives up if the node is back in between;
+unregistering, it only deletes it). The sidecar remembers these nodes (their records),
+since their data is the application's.
 """
 
 from __future__ import annotations
@@ -81,8 +84,8 @@ def plan_renamed(
 
 
 def plan_gone(ctx: PlanContext, remembered: Remembered) -> Decision:
-    """A node of the sidecar's own, remembered but gone (its session was lost, or it was
-    suspended): re-created in place while its container serves."""
+    """A node of the sidecar's own, remembered but gone with a session (this sidecar's was
+    lost, or it is an earlier run's): re-created in place while its container serves."""
     node, marker = remembered.node, remembered.marker
     excluded = ctx.me.scope.excludes(marker.container)
     if excluded is not None:
@@ -90,6 +93,9 @@ def plan_gone(ctx: PlanContext, remembered: Remembered) -> Decision:
     base, found = ctx.still_mapped(node, marker)
     if marker.original in ctx.by_name:
         return decide(base, Action.FORGET, "its original is registered again")
+    if node.name == marker.original and node.owner == ctx.me.session:
+        return decide(base, Action.FORGET, "its provider deleted it (registering again, or "
+                      "unregistering) while this sidecar's session lives")  # fmt: skip
     if isinstance(found, Unmapped):
         if found.suspended:
             return decide(base, Action.HOLD, f"{found.reason}; re-created once it serves")
@@ -106,10 +112,11 @@ def plan_gone(ctx: PlanContext, remembered: Remembered) -> Decision:
 
 def _unmapped(ctx: PlanContext, base: Decision, found: Unmapped) -> Decision:
     node = base.node
-    if not found.opted_out:
-        removal = decide(base, Action.REMOVE, found.reason, Delete(node.path, node.version))
-        return replace(removal, suspended=found.suspended)
-    # Removing it would unregister the provider: its own node went with the rename.
+    if not found.opted_out and not found.suspended:
+        return decide(base, Action.REMOVE, found.reason, Delete(node.path, node.version))
+    # Removing it would unregister the provider: its own node went with the rename. (Nor is
+    # an instance suspended: a suspended node that vanishes is not told from one its
+    # provider deleted.)
     reason = f"{found.reason}; the rewrite stays until its container stops"
     if ctx.holds(node):
         return decide(base, Action.KEEP, reason)

@@ -5,12 +5,13 @@ re-registrations and death; an instance an earlier version renamed is migrated w
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from sidecar import instances
 from sidecar.model import Endpoint
@@ -23,7 +24,7 @@ from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
-from .helpers import children
+from .helpers import children, remove_left_behind
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -34,6 +35,14 @@ WRITES = ("rewrite", "rewrite-in-place", "update", "remove", "restore", "drop-or
 @pytest.fixture
 def services(root: str) -> str:
     return f"{root}-services"
+
+
+@pytest.fixture(autouse=True)
+def records_removed(registry: KazooClient, services: str) -> Iterator[None]:
+    """The records of the sidecar's own instance nodes outlive the test: removed once its
+    sidecars and containers are gone (set up first, so torn down last)."""
+    yield
+    remove_left_behind(registry, services)
 
 
 @pytest.fixture
@@ -103,7 +112,9 @@ def test_curator_provider_keeps_its_node_through_updates_reconnects_and_death(
         fresh = stat.czxid != created and json.loads(data)["address"] == published.host
         return stat if fresh else None
 
-    stat = wait_until(rewritten_again, 20, message="the re-registration was not rewritten")
+    # Curator deletes its node before creating it again: absent for a moment.
+    stat = wait_until(rewritten_again, 20, message="the re-registration was not rewritten",
+                      retry_on=(NoNodeError,))  # fmt: skip
     # One setData (the sidecar's) since Curator created it: its delay, on the server's clock.
     assert stat.version == 1
     assert stat.mtime - stat.ctime < 1000
@@ -169,4 +180,5 @@ def test_an_instance_an_earlier_version_renamed_is_migrated_without_a_gap(
         found, stat = registry.get(path)
         return stat.ephemeralOwner == session and json.loads(found)["port"] == published.port
 
-    wait_until(providers_again, 20, message="not rewritten in the provider's node")
+    wait_until(providers_again, 20, message="not rewritten in the provider's node",
+               retry_on=(NoNodeError,))  # fmt: skip

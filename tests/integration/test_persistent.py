@@ -6,7 +6,7 @@ container; mirror mode mirrors them; a persistent instance is rewritten in place
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from docker.models.containers import Container
@@ -21,12 +21,20 @@ from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
-from .helpers import children, one_shot, original_name, rewritten_name
+from .helpers import children, one_shot, original_name, remove_left_behind, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 LABEL = "dubbo-nat-sidecar.persistent-application"
 CLAIMED = {LABEL: "demo-provider"}  # the testbed provider's application
+
+
+@pytest.fixture(autouse=True)
+def persistent_nodes_removed(registry: KazooClient, root: str) -> Iterator[None]:
+    """Persistent nodes outlive every session: removed with their records once the test's
+    sidecars and containers are gone (this fixture is set up first, so torn down last)."""
+    yield
+    remove_left_behind(registry, root, f"{root}-services", f"{root}-external")
 
 
 def test_claimed_persistent_registration_is_rewritten_outlives_restarts_and_goes_with_the_container(

@@ -223,8 +223,9 @@ def test_a_renamed_instance_is_migrated_in_place_in_one_transaction() -> None:
 
 def test_a_migrated_instance_follows_its_provider_and_its_container() -> None:
     """Once migrated: the provider re-registering makes it the provider's again (rewritten in
-    place); lost with the sidecar's session, it is re-created in place; its container
-    stopping removes it."""
+    place); deleted while the sidecar's session lives (Curator registering again deletes it
+    first) it is forgotten, not raced; lost with the sidecar's session, it is re-created in
+    place; a container that does not serve keeps it; one that stopped removes it."""
     old = renamed_by_an_earlier_version()
     migration = plan([old.node], remembered=[old])
     migrated = apply([old.node], migration, ME.session or 0)
@@ -234,11 +235,14 @@ def test_a_migrated_instance_follows_its_provider_and_its_container() -> None:
     decision = only(plan([reregistered], remembered=memory))
     assert decision.action is Action.REWRITE_IN_PLACE
 
-    restore = only(plan([], remembered=memory))
+    assert only(plan([], remembered=memory)).action is Action.FORGET
+    restore = only(plan([], me=replace(ME, session=0x1002), remembered=memory))
     assert restore.action is Action.RESTORE
     assert restore.transaction is not None
     assert restore.transaction.ops == (Create(f"{APP}/{NAME}", rewritten_for(provided())),)
 
+    paused = ContainerIndex([replace(shop(), not_serving="paused")])
+    assert only(plan(migrated, index=paused, remembered=memory)).action is Action.KEEP
     stopped = only(plan(migrated, index=ContainerIndex([]), remembered=memory))
     assert stopped.action is Action.REMOVE
     assert stopped.transaction is not None
@@ -335,7 +339,7 @@ def test_a_migrated_instance_updated_by_its_provider_stays_the_sidecars() -> Non
     """The provider's update of a migrated instance (a setData of the node in the sidecar's
     session) is rewritten in place; the node, still in the sidecar's session, is then known
     as the sidecar's own again from its data alone (kept and remembered), so it is still
-    re-created if that session is lost."""
+    re-created once that session is lost."""
     old = renamed_by_an_earlier_version()
     migrated = apply([old.node], plan([old.node], remembered=[old]), ME.session or 0)
     updated = replace(migrated[0], data=provided(revision="rev-2").data, version=1)
@@ -346,7 +350,8 @@ def test_a_migrated_instance_updated_by_its_provider_stays_the_sidecars() -> Non
     kept = only(plan(after))
     assert (kept.action, kept.rewritten_path) == (Action.KEEP, f"{APP}/{NAME}")
     assert kept.marker is not None
-    restore = only(plan([], remembered=remember([kept], after)))
+    lost = replace(ME, session=0x1002)
+    restore = only(plan([], me=lost, remembered=remember([kept], after)))
     assert restore.action is Action.RESTORE
     assert restore.transaction is not None
     assert restore.transaction.ops == (Create(f"{APP}/{NAME}", after[0].data),)
