@@ -16,6 +16,7 @@ from pathlib import Path
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
 from bench import proxy
+from bench.instances import update_to_visible
 from bench.workload import (
     FIRST_PORT,
     MAPPED_ADDRESS,
@@ -234,11 +235,50 @@ def _close(sidecar: SidecarProcess | None, *clients: KazooClient) -> None:
         zk.close()
 
 
+def instance_updates(work: Path, updates: int) -> int:
+    """bench/run --instances: update-to-visible of application-level instances, replace and
+    mirror mode, against the update seen without a sidecar."""
+    delays = {}
+    with ZooKeeperServer(work / "zk", heap="1g") as server:
+        for mode in ("baseline", "replace", "mirror"):
+            say(f"instances ({mode}): {updates} provider updates, each until a consumer sees it")
+            delays[mode] = update_to_visible(server.connect_string, work, mode, updates)
+    base = delays["baseline"]
+    rows = [
+        Row(f"instance update {mode} {label}", percentile(delays[mode], p) * 1000,
+            percentile(base, p) * 1000, "ms")
+        for mode in ("replace", "mirror") for label, p in (("p50", 50), ("p99", 99))
+    ]  # fmt: skip
+    _print(rows)
+    figures = [
+        f"{mode}_p{p}_ms={percentile(delays[mode], p) * 1000:.1f}"
+        for mode in ("baseline", "replace", "mirror")
+        for p in (50, 99)
+    ]
+    print(f"summary instance_updates={updates} " + " ".join(figures))
+    return 0
+
+
+def _print(rows: list[Row]) -> None:
+    print(f"{'figure':42} {'value':>10} {'baseline':>10} {'ratio':>7}")
+    for row in rows:
+        baseline = f"{row.baseline:10.3f}" if row.baseline is not None else f"{'-':>10}"
+        ratio = f"{row.ratio:7.2f}" if row.ratio is not None else f"{'-':>7}"
+        print(f"{row.figure:42} {row.value:10.3f} {baseline} {ratio}  ({row.unit})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the harness")
+    parser.add_argument(
+        "--instances", action="store_true",
+        help="only the update-to-visible of application-level instances (replace, mirror)",
+    )  # fmt: skip
     args = parser.parse_args()
     scale = 10 if args.quick else 1
+    if args.instances:
+        with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
+            return instance_updates(Path(tmp), 20 if args.quick else 100)
     with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
         work = Path(tmp)
         rows: list[Row] = []
@@ -251,11 +291,7 @@ def main() -> int:
         rows += cold_rows
         proxy_figures = proxy.run(work, args.quick)
         rows += [Row(*row) for row in proxy.rows(proxy_figures)]
-    print(f"{'figure':42} {'value':>10} {'baseline':>10} {'ratio':>7}")
-    for row in rows:
-        baseline = f"{row.baseline:10.3f}" if row.baseline is not None else f"{'-':>10}"
-        ratio = f"{row.ratio:7.2f}" if row.ratio is not None else f"{'-':>7}"
-        print(f"{row.figure:42} {row.value:10.3f} {baseline} {ratio}  ({row.unit})")
+    _print(rows)
     print(f"{'peak RSS after cold start':42} {extra['rss_mb']:10.1f} {'-':>10} {'-':>7}  (MB)")
     print(f"{'CPU while idle':42} {extra['idle_cpu_s']:10.3f} {'-':>10} {'-':>7}  (s)")
     print(f"{'ZooKeeper watches held (wchs)':42} {extra['wchs']:10.0f} {'-':>10} {'-':>7}")

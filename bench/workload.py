@@ -106,8 +106,9 @@ class Consumer:
             return {n: self.first_seen[n] for n in names}
 
 
-def start_sidecar(work: Path, connect: str, root: str, ports: int) -> SidecarProcess:
-    """The sidecar on ``root`` with a static mapping of ``ports`` ports and no Docker."""
+def start_sidecar(work: Path, connect: str, root: str, ports: int, *extra: str) -> SidecarProcess:
+    """The sidecar on ``root`` with a static mapping of ``ports`` ports and no Docker
+    (``extra``: more arguments)."""
     mapping = work / f"ports-{root.strip('/')}.toml"
     lines = [f'addresses = ["{MAPPED_ADDRESS}"]', "[ports]"]
     lines += [f"{p} = {p + HOST_PORT_OFFSET}" for p in range(FIRST_PORT, FIRST_PORT + ports)]
@@ -120,5 +121,6 @@ def start_sidecar(work: Path, connect: str, root: str, ports: int) -> SidecarPro
             *("--advertise-host", "127.0.0.1", "--listen", "127.0.0.1:0"),
             *("--state-file", str(work / f"state-{root.strip('/')}.json")),
             *("--session-timeout", "30", "--log-level", os.environ.get("BENCH_LOG_LEVEL", "info")),
+            *extra,
         ],
     ).start()

@@ -5,6 +5,10 @@ JSON. The address appears in the node name, ``id``, ``address``, ``port``, ``pay
 and as ports inside two JSON strings of ``payload.metadata``: ``dubbo.endpoints`` and
 ``dubbo.metadata-service.url-params``. Those change; every other field, and the order of the
 keys, stays as it was.
+
+In replace mode the sidecar rewrites an instance *in place*: the node keeps its name (the
+container endpoint) and only its data changes. Such a node is recognised by a name and data
+that disagree, and ``restore`` gives back the instance as its provider wrote it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ class Instance:
 
 def parse(name: str, data: bytes) -> Instance:
     """Parse an instance node; raise MalformedInstance instead of guessing."""
+    instance = parse_data(name, data)
+    if endpoint_of(name) != instance.endpoint:
+        raise MalformedInstance(f"node name {name!r} disagrees with {instance.endpoint}")
+    return instance
+
+
+def parse_data(name: str, data: bytes) -> Instance:
+    """The instance a node's data describes, whatever its name says (an instance rewritten
+    in place carries the advertised endpoint under its container endpoint's name)."""
     try:
         doc = json.loads(data)
     except ValueError as exc:
@@ -51,11 +64,14 @@ def parse(name: str, data: bytes) -> Instance:
         endpoint = Endpoint.of(ipaddress.ip_address(address.strip("[]")).compressed, port)
     except ValueError as exc:
         raise MalformedInstance(f"address {address!r} is not an IP address") from exc
-    if endpoint_of(name) != endpoint:
-        raise MalformedInstance(f"node name {name!r} disagrees with {endpoint}")
+    return _instance(name, endpoint, doc)
+
+
+def _instance(name: str, endpoint: Endpoint, doc: dict[str, Any]) -> Instance:
     metadata = _metadata(doc)
     others = {p for p, _ in _endpoint_ports(metadata)} | set(_metadata_service_port(metadata))
-    return Instance(name, endpoint, str(doc.get("name", "")), tuple(sorted(others - {port})), doc)
+    others.discard(endpoint.port)
+    return Instance(name, endpoint, str(doc.get("name", "")), tuple(sorted(others)), doc)
 
 
 def rewrite(
@@ -63,14 +79,6 @@ def rewrite(
 ) -> tuple[str, bytes, list[int]]:
     """The rewritten node name and data, and the ports that stay as they are because
     ``host_port`` maps them to nothing (not published)."""
-    doc = json.loads(json.dumps(instance.doc))  # a deep copy that keeps the key order
-    new_id = node_name(advertised)
-    doc["id"] = new_id
-    doc["address"] = advertised.host
-    doc["port"] = advertised.port
-    payload = doc.get("payload")
-    if isinstance(payload, dict) and "id" in payload:
-        payload["id"] = new_id
     unmapped: list[int] = []
 
     def mapped(port: int) -> int:
@@ -82,20 +90,62 @@ def rewrite(
             return port
         return target
 
+    doc = _readdressed(instance, advertised, node_name(advertised), mapped)
+    return node_name(advertised), _dumps(doc), sorted(set(unmapped))
+
+
+def dumps(instance: Instance) -> bytes:
+    """An instance's data, as this module writes it (compact JSON, the key order kept)."""
+    return _dumps(instance.doc)
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def restore(
+    instance: Instance, original: Endpoint, container_port: Callable[[int], int | None]
+) -> Instance:
+    """The instance as its provider wrote it, from one rewritten in place: the address
+    fields from ``original`` (the endpoint its node name registers), every other port mapped
+    back by ``container_port`` (None: that port was left as it was)."""
+
+    def back(port: int) -> int:
+        if port == instance.endpoint.port:
+            return original.port
+        found = container_port(port)
+        return port if found is None else found
+
+    doc = _readdressed(instance, original, instance.name, back)
+    return _instance(instance.name, original, doc)
+
+
+def _readdressed(
+    instance: Instance, endpoint: Endpoint, new_id: str, port_of: Callable[[int], int]
+) -> dict[str, Any]:
+    """A copy of the instance's document with its address fields naming ``endpoint`` (its id
+    ``new_id``) and every port in its metadata passed through ``port_of``."""
+    doc: dict[str, Any] = json.loads(json.dumps(instance.doc))  # a deep copy, key order kept
+    doc["id"] = new_id
+    doc["address"] = endpoint.host
+    doc["port"] = endpoint.port
+    payload = doc.get("payload")
+    if isinstance(payload, dict) and "id" in payload:
+        payload["id"] = new_id
     metadata = _metadata(doc)
-    if ENDPOINTS in metadata:
+    # Empty values were read as no ports (see parse); they stay as they are.
+    if metadata.get(ENDPOINTS):
         endpoints = json.loads(metadata[ENDPOINTS])
         for entry in endpoints:
-            entry["port"] = mapped(int(entry["port"]))
+            entry["port"] = port_of(int(entry["port"]))
         metadata[ENDPOINTS] = json.dumps(endpoints, separators=(",", ":"))
-    if METADATA_SERVICE in metadata:
+    if metadata.get(METADATA_SERVICE):
         params = json.loads(metadata[METADATA_SERVICE])
         if "port" in params:
-            new = mapped(int(params["port"]))
+            new = port_of(int(params["port"]))
             params["port"] = str(new) if isinstance(params["port"], str) else new
             metadata[METADATA_SERVICE] = json.dumps(params, separators=(",", ":"))
-    data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-    return new_id, data, sorted(set(unmapped))
+    return doc
 
 
 def _metadata(doc: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,9 @@ ENABLE = PREFIX + "enable"
 ADVERTISE_HOST = PREFIX + "advertise-host"
 PORT = PREFIX + "port."
 MODE = PREFIX + "mode"
+# Persistent registrations (no session proves their host) of this application are this
+# container's: the operator says so.
+PERSISTENT_APPLICATION = PREFIX + "persistent-application"
 MODES = ("replace", "mirror")
 _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
@@ -30,6 +33,7 @@ class ContainerLabels:
     advertise_host: str | None = None
     ports: tuple[tuple[int, int], ...] = ()  # container port -> port consumers dial
     mode: str | None = None
+    persistent_application: str | None = None
 
     def external_port(self, container_port: int) -> int | None:
         return dict(self.ports).get(container_port)
@@ -45,7 +49,7 @@ def parse(labels: tuple[tuple[str, str], ...]) -> ContainerLabels:
 
     Unknown keys under the prefix are errors too: a typo must not silently change nothing.
     """
-    enabled, host, mode = True, None, None
+    enabled, host, mode, application = True, None, None, None
     ports: dict[int, int] = {}
     for key, raw in labels:
         if not key.startswith(PREFIX):
@@ -61,11 +65,13 @@ def parse(labels: tuple[tuple[str, str], ...]) -> ContainerLabels:
             if value not in MODES:
                 raise InvalidLabels(f"label {key}={raw!r}: expected replace or mirror")
             mode = value
+        elif key == PERSISTENT_APPLICATION:
+            application = _application(key, raw)
         elif key.startswith(PORT):
             ports[_port(key, key.removeprefix(PORT))] = _port(key, value)
         else:
             raise InvalidLabels(f"unknown label {key}")
-    return ContainerLabels(enabled, host, tuple(sorted(ports.items())), mode)
+    return ContainerLabels(enabled, host, tuple(sorted(ports.items())), mode, application)
 
 
 def normal(labels: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -81,6 +87,14 @@ def _host(key: str, value: str) -> str:
         if _HOST_NAME.fullmatch(host) and len(host) <= 253:
             return host.lower()
     raise InvalidLabels(f"label {key}={value!r}: not an IP address or host name")
+
+
+def _application(key: str, raw: str) -> str:
+    """An application name as Dubbo registers it (``application`` parameter, instance name):
+    compared exactly, so surrounding blanks or control characters are a mistake."""
+    if not raw or raw != raw.strip() or not raw.isprintable():
+        raise InvalidLabels(f"label {key}={raw[:200]!r}: not an application name")
+    return raw
 
 
 def _port(key: str, text: str) -> int:

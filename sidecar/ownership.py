@@ -141,9 +141,8 @@ class Ownership:
         return self.disconnected(node.owner) and node.owner != 0
 
     def refusal(self, node: RegistryNode, endpoint: Endpoint) -> str | None:
-        """Why ``node`` (registering ``endpoint``) must not be rewritten, or None if it may."""
-        if node.owner == 0:
-            return "persistent node: no session shows which host registered it"
+        """Why ``node`` (registering ``endpoint``) must not be rewritten, or None if it may.
+        Ephemeral nodes only: a persistent one has no session (see plan/persistent.py)."""
         if self._origins is None:
             sessions = set(self._claims.get(endpoint, ())) | {node.owner}
             if len(sessions) > 1:

@@ -148,10 +148,12 @@ class Registration:
         acl: Sequence[Any] | None = None,
         reregister_on_reconnect: bool = False,
         retry_period: float = 1.0,
+        persistent: bool = False,
     ) -> None:
         """Describe the node and the persistent paths to create first; nothing is written
         before :meth:`register`. ``acl`` applies to every node created (Dubbo with
-        credentials uses CREATOR_ALL)."""
+        credentials uses CREATOR_ALL); ``persistent``: the node outlives the session
+        (Dubbo's ``dynamic=false``)."""
         self.client = client
         self.ensure = tuple(ensure) or (path.rpartition("/")[0],)
         self.path = path
@@ -159,6 +161,7 @@ class Registration:
         self.acl = list(acl) if acl else None
         self.reregister_on_reconnect = reregister_on_reconnect
         self.retry_period = retry_period
+        self.persistent = persistent
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._lost = False
@@ -172,15 +175,24 @@ class Registration:
             for parent in self.ensure:
                 self.client.ensure_path(parent, acl=self.acl)
             try:
-                self.client.create(self.path, self.data, acl=self.acl, ephemeral=True)
+                self.client.create(
+                    self.path, self.data, acl=self.acl, ephemeral=not self.persistent
+                )
             except NodeExistsError:
+                if self.persistent:
+                    # Dubbo keeps a persistent node that exists already (its own from before).
+                    self._announce()
+                    return
                 # Dubbo (CuratorZookeeperClient.createEphemeral) deletes a node left by the
                 # previous session that the server has not removed yet, then creates it anew.
                 self.client.delete(self.path)
                 self.client.create(self.path, self.data, acl=self.acl, ephemeral=True)
-            session_id, password = self.client.client_id
-            print(f"session {session_id:x} {password.hex()}", flush=True)
-            print(f"registered {self.path}", flush=True)
+            self._announce()
+
+    def _announce(self) -> None:
+        session_id, password = self.client.client_id
+        print(f"session {session_id:x} {password.hex()}", flush=True)
+        print(f"registered {self.path}", flush=True)
 
     def unregister(self, timeout: float = 2.0) -> None:
         """Delete the node (a node already gone is fine) and stop re-registering."""
@@ -252,6 +264,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--instance-root", help="also register a Dubbo 3 application-level instance here"
     )
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="digest credentials (CREATOR_ALL)")
+    parser.add_argument("--persistent", action="store_true",
+                        help="persistent nodes (dynamic=false; instance: PERMANENT)")  # fmt: skip
     parser.add_argument(
         "--reregister-on-reconnect",
         action="store_true",
@@ -278,25 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_listener.open()
         protocols.append((name, int(extra_port), extra_listener))
 
-    extra = dict(item.split("=", 1) for item in args.param)
-    data = {
-        "ip": host.encode("ascii"),
-        "hostport": f"{format_host(host)}:{port}".encode("ascii"),
-        "empty": b"",
-    }[args.node_data]
-    nodes: list[tuple[str, bytes, tuple[str, ...]]] = []
-    for protocol, protocol_port, _ in protocols:
-        url = provider_url(
-            protocol, host, protocol_port, args.interface, args.application,
-            methods=[m for m in args.methods.split(",") if m], extra=extra,
-        )  # fmt: skip
-        providers = providers_path(args.root, args.interface)
-        nodes.append((f"{providers}/{provider_node_name(url)}", data, (providers,
-                      configurators_path(args.root, args.interface))))  # fmt: skip
-    if args.instance_root:
-        app_path = f"{args.instance_root}/{args.application}"
-        document = instance_document(args.application, host, port, protocols[1:])
-        nodes.append((f"{app_path}/{host}:{port}", document, (app_path,)))
+    nodes = _nodes(args, host, port, [(name, p) for name, p, _ in protocols])
 
     stop = threading.Event()
 
@@ -316,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     acl = [make_digest_acl(*args.auth.split(":", 1), all=True)] if args.auth else None
     registrations = [
         Registration(client, path, node_data, ensure=ensure, acl=acl,
-                     reregister_on_reconnect=args.reregister_on_reconnect)
+                     reregister_on_reconnect=args.reregister_on_reconnect,
+                     persistent=args.persistent)
         for path, node_data, ensure in nodes
     ]  # fmt: skip
     try:
@@ -334,13 +331,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _nodes(
+    args: argparse.Namespace, host: str, port: int, protocols: Sequence[tuple[str, int]]
+) -> list[tuple[str, bytes, tuple[str, ...]]]:
+    """Each node to register: its path, its data, and the persistent paths to create first."""
+    extra = dict(item.split("=", 1) for item in args.param)
+    if args.persistent:
+        extra["dynamic"] = "false"
+    data = {"ip": host.encode("ascii"), "hostport": f"{format_host(host)}:{port}".encode("ascii"),
+            "empty": b""}[args.node_data]  # fmt: skip
+    providers = providers_path(args.root, args.interface)
+    ensure = (providers, configurators_path(args.root, args.interface))
+    methods = [m for m in args.methods.split(",") if m]
+    nodes: list[tuple[str, bytes, tuple[str, ...]]] = []
+    for protocol, protocol_port in protocols:
+        url = provider_url(protocol, host, protocol_port, args.interface, args.application,
+                           methods=methods, extra=extra)  # fmt: skip
+        nodes.append((f"{providers}/{provider_node_name(url)}", data, ensure))
+    if args.instance_root:
+        app_path = f"{args.instance_root}/{args.application}"
+        document = instance_document(args.application, host, port, protocols[1:],
+                                     permanent=args.persistent)  # fmt: skip
+        nodes.append((f"{app_path}/{host}:{port}", document, (app_path,)))
+    return nodes
+
+
 def instance_document(
-    application: str, host: str, port: int, extra: Sequence[tuple[str, int, object]]
+    application: str,
+    host: str,
+    port: int,
+    extra: Sequence[tuple[str, int]],
+    permanent: bool = False,
 ) -> bytes:
-    """A Dubbo 3 application-level instance as Curator's ServiceDiscovery serializes it."""
+    """A Dubbo 3 application-level instance as Curator's ServiceDiscovery serializes it
+    (``permanent``: Curator's serviceType for an instance kept in a persistent node)."""
     endpoints = [
         {"port": port, "protocol": "dubbo"},
-        *({"port": p, "protocol": n} for n, p, _ in extra),
+        *({"port": p, "protocol": n} for n, p in extra),
     ]
     url_params = {"connections": "1", "version": "1.0.0", "dubbo": "2.0.2", "release": "3.2.0",
                   "side": "provider", "port": str(port), "protocol": "dubbo"}  # fmt: skip
@@ -364,7 +391,7 @@ def instance_document(
             },
         },
         "registrationTimeUTC": int(time.time() * 1000),
-        "serviceType": "DYNAMIC",
+        "serviceType": "PERMANENT" if permanent else "DYNAMIC",
         "uriSpec": None,
     }
     return json.dumps(document, separators=(",", ":")).encode()

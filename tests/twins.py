@@ -80,6 +80,12 @@ class MemoryRegistry:
     def remove(self, path: str) -> None:
         self._delete(path)
 
+    def set_data(self, path: str, data: bytes) -> None:
+        """Replace a node's data as another client would (any version)."""
+        node = self.nodes[path]
+        node.data, node.version = data, node.version + 1
+        self._data_changed(path, path.rpartition("/")[0])
+
     def expire(self, session: int) -> None:
         """End ``session``: its ephemeral nodes go."""
         for path in [p for p, n in self.nodes.items() if n.owner == session]:
@@ -251,9 +257,7 @@ class MemoryRegistry:
                 self._ensure(op.path.rpartition("/")[0])
                 self._create(op.path, op.data, 0 if op.persistent else self.session)
             elif isinstance(op, SetData):
-                node = self.nodes[op.path]
-                node.data, node.version = op.data, node.version + 1
-                self._data_changed(op.path, op.path.rpartition("/")[0])
+                self.set_data(op.path, op.data)
             elif isinstance(op, Delete):
                 self._delete(op.path)
         return WriteResult(Outcome.APPLIED)

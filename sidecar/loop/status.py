@@ -12,7 +12,7 @@ from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK
 from sidecar.loop.reconcile import Reconciler
 from sidecar.ownership import read_marker
 from sidecar.report.tables import FleetMember, Managed
-from sidecar.scope import Lease, Scope, peers_from
+from sidecar.scope import HOST_LEASE, Lease, Scope, peers_from
 from sidecar.seams import Registry
 
 
@@ -32,7 +32,7 @@ def managed_now(reconciler: Reconciler) -> list[Managed]:
             marker = read_marker(node.data)
             ours = marker is not None and marker.engine == p.engine_id
             if ours or (instance_path and node.owner in leases):
-                lease = leases.get(node.owner)
+                lease = _managing(leases, node.owner, marker.container if marker else "")
                 found.append((node, marker, lease))
                 nodes_by_lease[lease][node.path] = source
     # What decided each: the planner's view from the sidecar that manages it.
@@ -46,10 +46,26 @@ def managed_now(reconciler: Reconciler) -> list[Managed]:
         plan = reconciler.plan(sorted(set(managed.values())), None, me)
         decided |= {d.node.path: d.decided_by for d in plan if d.node.path in managed}
     rows = [
-        Managed(node, marker, lease.describe() if lease else "", decided.get(node.path, ""))
+        Managed(node, marker, _describe(lease, node.owner), decided.get(node.path, ""))
         for node, marker, lease in found
     ]
     return rows + _through_proxies(reconciler, leases)
+
+
+def _managing(leases: dict[int, Lease], owner: int, container: str) -> Lease | None:
+    """The live sidecar managing a node: its session's; for a persistent rewrite (in no
+    session), the one whose scope holds its container."""
+    if owner != 0:
+        return leases.get(owner)
+    per_app = [lease for lease in leases.values() if lease.container == container]
+    per_host = [lease for lease in leases.values() if lease.name == HOST_LEASE]
+    return next(iter(per_app or per_host), None)
+
+
+def _describe(lease: Lease | None, owner: int) -> str:
+    if lease is None:
+        return ""
+    return lease.describe() + (", a persistent node" if owner == 0 else "")
 
 
 def _through_proxies(reconciler: Reconciler, leases: dict[int, Lease]) -> list[Managed]:

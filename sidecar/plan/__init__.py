@@ -11,6 +11,9 @@ path (URL node names) or an application's instance path (Curator JSON).
     originals.py  providers' own registrations: rewrite, mirror or leave
     rewrites.py   the sidecar's own nodes: keep, update, remove, restore
     recording.py  the record of each rewrite, written in the same transaction
+    persistent.py persistent registrations: whose a label says they are
+    inplace.py    instance paths: each instance rewritten in place, its node its provider's
+    owned.py      instance nodes of the sidecar's own (renamed by an earlier version, migrated)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sidecar.plan.decisions import (
     Remembered,
     interface_of,
 )
+from sidecar.plan.inplace import plan_instances
 from sidecar.plan.kinds import KNOWN_PROTOCOLS, claims_in
 from sidecar.plan.originals import plan_original
 from sidecar.plan.recording import with_records
@@ -60,6 +64,13 @@ def plan_path(
     ``recorded``: the record paths that exist (None: decide without records; see
     sidecar/records.py)."""
     ctx = PlanContext(view, containers, me, owners)
+    decisions = plan_instances(ctx) if view.instances else _plan_urls(ctx)
+    return decisions if recorded is None else with_records(decisions, ctx, recorded)
+
+
+def _plan_urls(ctx: PlanContext) -> list[Decision]:
+    """Every node of a ``providers`` path, the rewrites remembered but gone, the mirrors."""
+    view = ctx.view
     ours = [n for n in view.nodes if ctx.markers[n.name] is not None]
     originals = [n for n in view.nodes if ctx.markers[n.name] is None]
     decisions = [plan_original(ctx, node) for node in originals]
@@ -78,5 +89,4 @@ def plan_path(
             decisions.append(plan_rewritten(ctx, node))
     present = {n.name for n in view.nodes}
     decisions += [plan_vanished(ctx, r) for r in view.remembered if r.node.name not in present]
-    decisions += [plan_mirrored(ctx, node) for node in view.mirror]
-    return decisions if recorded is None else with_records(decisions, ctx, recorded)
+    return decisions + [plan_mirrored(ctx, node) for node in view.mirror]

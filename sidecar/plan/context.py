@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import cached_property
 
 from sidecar import labels
 from sidecar.mapping import ContainerIndex, Mapped, Unmapped
 from sidecar.model import Container, Endpoint, RegistryNode
 from sidecar.ownership import Marker, Ownership
+from sidecar.plan import persistent
 from sidecar.plan.decisions import Action, Decision, Identity, Mode, PathView
 from sidecar.plan.kinds import Parsed, kind_of
 from sidecar.scope import Lease
@@ -44,7 +47,9 @@ class PlanContext:
             return self.view.mirror_parent, self.mirror_by_name
         return self.view.parent, self.by_name
 
-    def decided_by(self, found: Mapped | Unmapped) -> str:
+    def decided_by(self, found: Mapped | Unmapped, node: RegistryNode | None = None) -> str:
+        """The scope, address source and labels behind a decision about ``node`` (for a
+        persistent node, the label that claims it too)."""
         parts = [self.me.scope.describe()]
         if isinstance(found, Mapped):
             if labels.ADVERTISE_HOST not in found.by_label:
@@ -57,9 +62,23 @@ class PlanContext:
             parts += [f"label {name}" for name in found.by_label]
             if found.mode:
                 parts.append(f"label {labels.MODE}={found.mode}")
+            if node is not None and node.owner == 0 and persistent.claimed_application(found):
+                parts.append(f"label {labels.PERSISTENT_APPLICATION}")
         elif found.opted_out:
             parts.append("labels")
         return ", ".join(parts)
+
+    def refusal(self, node: RegistryNode, parsed: Parsed, found: Mapped) -> str | None:
+        """Why ``node`` must not be rewritten for ``found.container`` (None: it may): its
+        session must be provably this host's; a persistent node must be claimed by label."""
+        if node.owner == 0:
+            return persistent.refusal(parsed, found, self._persistent_claims)
+        return self.owners.refusal(node, parsed.endpoint)
+
+    @cached_property
+    def _persistent_claims(self) -> Counter[persistent.Claim]:
+        # Only computed for a path holding a persistent registration of a local container.
+        return persistent.claims(self.view.nodes, self.kind, self.markers)
 
     def excluded(self, container: Container | None) -> str | None:
         """Why a container is another sidecar's, or outside this one's scope (None: ours)."""
@@ -96,6 +115,16 @@ class PlanContext:
             earlier.provider_session
         )
 
+    def holds(self, node: RegistryNode) -> bool:
+        """Whether this sidecar's ``node`` needs no taking over: it is in this session (an
+        observer counts every session as its own), or persistent (in none)."""
+        return self.me.session in (None, node.owner) or node.owner == 0
+
+    def managed(self, node: RegistryNode) -> str:
+        if node.owner == 0:
+            return "managed by this host's sidecar (persistent, as its original was)"
+        return f"managed by this host's sidecar (session 0x{node.owner:x})"
+
     def taking_over(self, node: RegistryNode) -> str:
         peer = self.live_peer(node)
         if peer is not None:
@@ -126,7 +155,7 @@ class PlanContext:
         if isinstance(found, Mapped):
             if found.container.id != marker.container:
                 return base, Unmapped(f"address now belongs to container {found.container.name}")
-            decided = self.decided_by(found)
+            decided = self.decided_by(found, node)
             return replace(base, advertised=found.advertised, container=found.container,
                            decided_by=decided), found  # fmt: skip
         if marker.container not in self.containers.by_id:

@@ -15,6 +15,8 @@ from sidecar.scope import Scope
 
 class Action(StrEnum):
     REWRITE = "rewrite"  # write the advertised registration (replacing or mirroring the original)
+    # An instance's data rewritten in its own node, which stays its provider's (replace mode).
+    REWRITE_IN_PLACE = "rewrite-in-place"
     UPDATE = "update"  # re-point, or take over from an earlier run, a rewritten registration
     RESTORE = "restore"  # re-create a rewritten registration that vanished (e.g. session loss)
     REMOVE = "remove"  # a rewritten registration whose container or original is gone
@@ -97,6 +99,9 @@ class Decision:
     marker: Marker | None = None  # what the node it creates or keeps is a rewrite of
     refused: bool = False  # left alone because its session is not provably this host's
     decided_by: str = ""  # the scope, labels and address source behind the decision
+    # It keeps a node of the sidecar's own that bears its original's name: an instance
+    # migrated in place, in the sidecar's session until its provider registers again.
+    own_in_place: bool = False
 
     @property
     def interface(self) -> str:
@@ -106,9 +111,10 @@ class Decision:
     def rewritten_path(self) -> str | None:
         """The node this decision leaves in place as the sidecar's own, if any."""
         if self.action is Action.KEEP:
-            return (
-                self.node.path if self.marker and self.marker.original != self.node.name else None
+            ours = self.marker is not None and (
+                self.marker.original != self.node.name or self.own_in_place
             )
+            return self.node.path if ours else None
         creates = (
             [op for op in self.transaction.ops if isinstance(op, Create)]
             if self.transaction

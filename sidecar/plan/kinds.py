@@ -126,8 +126,9 @@ Kind = UrlKind | InstanceKind
 
 
 def claims_in(view: PathView) -> dict[Endpoint, set[int]]:
-    """The sessions registering each endpoint: owners of original registrations, and the
-    provider sessions recorded for rewritten nodes (their originals are gone)."""
+    """The sessions registering each endpoint: owners of original registrations (instances
+    rewritten in place included: their names keep the endpoint), and the provider sessions
+    recorded for rewritten nodes (their originals are gone)."""
     kind = kind_of(view)
     claims: dict[Endpoint, set[int]] = {}
     for node in view.nodes:
@@ -136,6 +137,19 @@ def claims_in(view: PathView) -> dict[Endpoint, set[int]]:
             claims.setdefault(marker.container_endpoint, set()).add(marker.provider_session)
             continue
         parsed = kind.parse(node.name, node.data)
-        if isinstance(parsed, Parsed):
-            claims.setdefault(parsed.endpoint, set()).add(node.owner)
+        endpoint = parsed.endpoint if isinstance(parsed, Parsed) else _named(view, node)
+        if endpoint is not None:
+            claims.setdefault(endpoint, set()).add(node.owner)
     return claims
+
+
+def _named(view: PathView, node: RegistryNode) -> Endpoint | None:
+    """The endpoint an instance's name registers when its data names another (rewritten in
+    place), if its data is an instance at all."""
+    if not view.instances:
+        return None
+    try:
+        instances.parse_data(node.name, node.data)
+    except instances.MalformedInstance:
+        return None
+    return instances.endpoint_of(node.name)

@@ -24,10 +24,11 @@ class _Target:
     notes: str
     existing: RegistryNode | None
     ours: bool  # the existing node is this engine's rewrite of the same original
+    persistent: bool  # it replaces a persistent registration: it is one too
 
     @property
     def create(self) -> Create:
-        return Create(f"{self.parent}/{self.name}", self.data)
+        return Create(f"{self.parent}/{self.name}", self.data, persistent=self.persistent)
 
 
 def plan_original(ctx: PlanContext, node: RegistryNode) -> Decision:
@@ -48,7 +49,7 @@ def plan_original(ctx: PlanContext, node: RegistryNode) -> Decision:
             local=found.local, decided_by=ctx.decided_by(found) if found.local else "",
         )  # fmt: skip
     base = Decision(Action.LEAVE, node, "", parsed.endpoint, found.advertised, found.container,
-                    decided_by=ctx.decided_by(found))  # fmt: skip
+                    decided_by=ctx.decided_by(found, node))  # fmt: skip
     mode = Mode(found.mode) if found.mode else ctx.me.mode
     marker = Marker(
         node.name, parsed.endpoint, found.container.id, ctx.me.engine, node.owner,
@@ -61,7 +62,7 @@ def plan_original(ctx: PlanContext, node: RegistryNode) -> Decision:
             base, Action.LEAVE, f"label {labels.MODE}=mirror: no mirror root for this path "
             "(mirror mode needs exactly one --root and one --services-root)",
         )  # fmt: skip
-    refusal = ctx.owners.refusal(node, parsed.endpoint)
+    refusal = ctx.refusal(node, parsed, found)
     if refusal is not None:
         left = replace(decide(base, Action.LEAVE, refusal), refused=True)
         if target.ours and mode is Mode.MIRROR:
@@ -85,7 +86,11 @@ def _target(
     name, content, notes = ctx.kind.target(parsed, found, ctx.containers, ctx.me.advertise_host)
     target = existing.get(name)
     ours = target is not None and ctx.is_ours(target, marker.original, found.container.id, mode)
-    return _Target(mode, parent, name, ctx.kind.data(marker, content), notes, target, ours)
+    # A persistent registration's rewrite is persistent too: it outlives the sidecar's
+    # session, and its marker says whose it is (it goes when its container stops).
+    persistent = mode is Mode.REPLACE and marker.provider_session == 0
+    data = ctx.kind.data(marker, content)
+    return _Target(mode, parent, name, data, notes, target, ours, persistent)
 
 
 def _mirror(ctx: PlanContext, base: Decision, target: _Target, reason: str) -> Decision:

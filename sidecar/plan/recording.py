@@ -32,6 +32,10 @@ def with_records(
 def _record_ops(
     d: Decision, parent: str, ours: set[str], engine: str, recorded: Container[str]
 ) -> list[Op]:
+    if d.action is Action.REWRITE_IN_PLACE:
+        # The node is its provider's (again): a record left from its migration must go, or
+        # the node would be taken for the sidecar's own.
+        return [*_deleted(engine, d.node.path, recorded)]
     if d.marker is None or d.node.parent != parent:
         return []  # not one of ours (or a mirror: mirrors follow their originals)
     if d.action is Action.KEEP:

@@ -43,14 +43,8 @@ def plan_rewritten(ctx: PlanContext, node: RegistryNode) -> Decision:
         )  # fmt: skip
     wanted, content, _ = ctx.kind.target(parsed, found, ctx.containers, ctx.me.advertise_host)
     data = ctx.kind.data(marker, content)
-    if (
-        wanted == node.name
-        and ctx.kind.same(node.data, data)
-        and ctx.me.session in (None, node.owner)
-    ):
-        return decide(
-            base, Action.KEEP, f"managed by this host's sidecar (session 0x{node.owner:x})"
-        )
+    if wanted == node.name and ctx.kind.same(node.data, data) and ctx.holds(node):
+        return decide(base, Action.KEEP, ctx.managed(node))
     if wanted != node.name and wanted in ctx.by_name:
         return decide(
             base, Action.REMOVE, "duplicate of a registration at the advertised address",
@@ -68,7 +62,7 @@ def plan_rewritten(ctx: PlanContext, node: RegistryNode) -> Decision:
         reason = "a published port changed"
     else:
         reason = ctx.taking_over(node)
-    create = Create(f"{node.parent}/{wanted}", data)
+    create = Create(f"{node.parent}/{wanted}", data, persistent=node.owner == 0)
     return decide(base, Action.UPDATE, reason, Delete(node.path, node.version), create)
 
 
@@ -86,7 +80,7 @@ def _opted_out(ctx: PlanContext, base: Decision, found: Unmapped) -> Decision:
         f"{found.reason}; the rewrite stays until its container stops (the original "
         "cannot be handed back to the provider's session)"
     )
-    if ctx.me.session in (None, node.owner):
+    if ctx.holds(node):
         return decide(base, Action.KEEP, reason)
     return decide(
         base, Action.UPDATE, f"taking over from an earlier run: {reason}",
@@ -116,7 +110,11 @@ def plan_vanished(ctx: PlanContext, remembered: Remembered) -> Decision:
     wanted, content, _ = ctx.kind.target(parsed, found, ctx.containers, ctx.me.advertise_host)
     if wanted in ctx.by_name:
         return decide(base, Action.FORGET, "a registration at the advertised address exists")
-    create = Create(f"{node.parent}/{wanted}", ctx.kind.data(marker, content))
+    # A rewrite of a persistent registration (no provider session) is persistent too.
+    create = Create(
+        f"{node.parent}/{wanted}", ctx.kind.data(marker, content),
+        persistent=marker.provider_session == 0,
+    )  # fmt: skip
     return decide(base, Action.RESTORE, "its container still serves; re-creating it", create)
 
 

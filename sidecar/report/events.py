@@ -2,9 +2,10 @@
 
 Every line's ``event`` is a stable machine name (README, "Logs", lists them), with the facts
 as structured fields: tests and log pipelines match on those, never on wording. Decisions:
-the action (``rewrite``, ``update``, ``restore``, ``remove``, ``drop-original``),
-``write_failed``, ``write_denied``, ``left_alone``. States: ``<system>_<state>`` (e.g.
-``zookeeper_connected``, ``lease_standing_by``, ``docker_lost``), logged once per change.
+the action (``rewrite``, ``rewrite-in-place``, ``update``, ``restore``, ``remove``,
+``drop-original``), ``write_failed``, ``write_denied``, ``left_alone``. States:
+``<system>_<state>`` (e.g. ``zookeeper_connected``, ``lease_standing_by``, ``docker_lost``),
+logged once per change.
 """
 
 from __future__ import annotations

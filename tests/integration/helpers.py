@@ -15,13 +15,31 @@ import docker.errors
 import requests
 from docker.models.containers import Container
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 import sidecar
-from sidecar import urls
+from sidecar import records, urls
 from sidecar.model import Endpoint
+from sidecar.records import RECORDS_ROOT
 from testbed import sidecar_main
 from testbed.engine import RUN_LABEL, DockerEngine, published_port
 from testbed.images import output_lines, run_python, wait_for_line
+
+
+def remove_left_behind(registry: KazooClient, *prefixes: str) -> None:
+    """Delete what outlives a test's sessions, for the later tests on the same server: every
+    node under ``prefixes`` (persistent ones included) and the sidecars' records of nodes
+    there."""
+    for engine in children(registry, RECORDS_ROOT):
+        for name in children(registry, f"{RECORDS_ROOT}/{engine}"):
+            path = f"{RECORDS_ROOT}/{engine}/{name}"
+            with contextlib.suppress(NoNodeError):
+                found = records.decode(registry.get(path)[0])
+                if found is not None and found[0].path.startswith(prefixes):
+                    registry.delete(path)
+    for prefix in prefixes:
+        with contextlib.suppress(NoNodeError):
+            registry.delete(prefix, recursive=True)
 
 
 def children(registry: KazooClient, path: str) -> list[str]:

@@ -13,7 +13,7 @@ from kazoo.client import KazooClient
 
 from sidecar import instances
 from sidecar.model import Endpoint
-from testbed.curator import CuratorPeer, PeerError, dubbo_metadata
+from testbed.curator import CuratorPeer, dubbo_metadata
 from testbed.engine import RUN_LABEL, DockerEngine, container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
@@ -178,7 +178,6 @@ def test_expired_session_makes_curator_register_again(
     wait_until(lambda: owner() == new_session, 15, message="not registered in the new session")
 
 
-@pytest.mark.xfail(strict=True, raises=PeerError, reason="issue 13: instances rewritten in place")
 def test_provider_update_after_a_rewrite_reaches_consumers(
     services: str,
     registry: KazooClient,
@@ -199,7 +198,7 @@ def test_provider_update_after_a_rewrite_reaches_consumers(
         return [(Endpoint(i["address"], i["port"]), revision(i)) for i in consumer.query(APP)]
 
     wait_until(lambda: seen() == [(published, "rev-1")], 5, message="instance not rewritten")
-    provider.update(instance_id, {"dubbo.metadata.revision": "rev-2"})  # NoNode today
+    provider.update(instance_id, {"dubbo.metadata.revision": "rev-2"})  # NoNode when renamed
     wait_until(lambda: seen() == [(published, "rev-2")], 1.0,
                message="the update did not reach consumers at the published address")  # fmt: skip
     assert len(children(registry, f"{services}/{APP}")) == 1

@@ -47,8 +47,9 @@ def test_application_instance_and_both_protocols_are_mapped_port_by_port(
 ) -> None:
     """One process exports dubbo (published) and tri (published on its own host port) and
     registers an application-level instance: each URL is mapped by its own port's binding;
-    the instance's address fields and endpoint ports are rewritten in place, every other
-    field kept in order; the Dubbo 3.1+ port warning is logged."""
+    the instance's address fields and endpoint ports are rewritten in place (its node keeps
+    its name and owner), every other field kept in order; the Dubbo 3.1+ port warning is
+    logged."""
     services = f"{root}-services"
     provider = start_provider(
         "--extra-protocol", "tri:50051", "--instance-root", services,
@@ -58,7 +59,7 @@ def test_application_instance_and_both_protocols_are_mapped_port_by_port(
     tri_port = published_port(provider, "50051/tcp")
     ip = container_ip(provider)
     app = f"{services}/demo-provider"
-    original_instance = registry.get(f"{app}/{ip}:20880")[0]
+    original_instance, original_stat = registry.get(f"{app}/{ip}:20880")
     sidecar = start_sidecar("--services-root", services)
 
     wanted = sorted(
@@ -66,11 +67,14 @@ def test_application_instance_and_both_protocols_are_mapped_port_by_port(
         for path, port in zip(registered(provider)[:2], (dubbo_port, tri_port), strict=True)
     )
     wait_until(lambda: children(registry, providers) == wanted, 5, message="URLs not mapped")
-    wait_until(lambda: children(registry, app) == [f"127.0.0.1:{dubbo_port}"], 5,
-               message="instance not rewritten")  # fmt: skip
+    wait_until(lambda: json.loads(registry.get(f"{app}/{ip}:20880")[0])["port"] == dubbo_port,
+               5, message="instance not rewritten")  # fmt: skip
 
+    assert children(registry, app) == [f"{ip}:20880"]
     before = json.loads(original_instance)
-    after = json.loads(registry.get(f"{app}/127.0.0.1:{dubbo_port}")[0])
+    data, stat = registry.get(f"{app}/{ip}:20880")
+    assert (stat.czxid, stat.ephemeralOwner) == (original_stat.czxid, original_stat.ephemeralOwner)
+    after = json.loads(data)
     assert list(after) == list(before)
     assert (after["id"], after["address"], after["port"]) == (
         f"127.0.0.1:{dubbo_port}",
@@ -86,8 +90,9 @@ def test_application_instance_and_both_protocols_are_mapped_port_by_port(
     assert json.loads(metadata["dubbo.metadata-service.url-params"])["port"] == str(dubbo_port)
     assert metadata["dubbo.metadata.revision"] == old["dubbo.metadata.revision"]
     assert after["registrationTimeUTC"] == before["registrationTimeUTC"]
-    rewrites = sidecar.logged("rewrite", count=3)  # two URLs and the instance
-    [instance_line] = [e for e in rewrites if e["interface"] == "demo-provider"]
+    sidecar.logged("rewrite", count=2)  # the two URLs
+    [instance_line] = sidecar.logged("rewrite-in-place")
+    assert instance_line["interface"] == "demo-provider"
     assert "Dubbo 3.1+ consumers may take the port" in instance_line["reason"]
     assert pong("127.0.0.1", tri_port) == "pong demo-provider tri 50051"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 from sidecar.mapping import ContainerIndex
 from sidecar.model import (
     Check,
@@ -10,6 +13,7 @@ from sidecar.model import (
     Delete,
     PublishedPort,
     RegistryNode,
+    SetData,
 )
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
 from sidecar.plan import Decision, Identity, PathView, Remembered
@@ -76,10 +80,15 @@ def apply(nodes: list[RegistryNode], decisions: list[Decision], session: int) ->
                     assert after[path].version == version
                     if isinstance(op, Delete):
                         del after[path]
-                case Create(path=path, data=data):
+                case Create(path=path, data=data, persistent=persistent):
                     assert path not in after
                     parent, _, name = path.rpartition("/")
-                    after[path] = RegistryNode(parent, name, data, session, 0)
+                    owner = 0 if persistent else session
+                    after[path] = RegistryNode(parent, name, data, owner, 0)
+                case SetData(path=path, data=data, version=version):
+                    node = after[path]
+                    assert node.version == version
+                    after[path] = replace(node, data=data, version=version + 1)
         state = after
     return sorted(state.values(), key=lambda n: n.name)
 
@@ -97,3 +106,44 @@ def converge(
 def only(decisions: list[Decision]) -> Decision:
     assert len(decisions) == 1
     return decisions[0]
+
+
+def instance_json(
+    host: str = "172.17.0.5", port: int = 20880, revision: str = "a1b2c3d4e5"
+) -> dict[str, object]:
+    """The shape Dubbo 3's ZookeeperServiceDiscovery writes through Curator."""
+    endpoints = json.dumps(
+        [{"port": port, "protocol": "dubbo"}, {"port": 50051, "protocol": "tri"}],
+        separators=(",", ":"),
+    )
+    url_params = json.dumps(
+        {"connections": "1", "version": "1.0.0", "dubbo": "2.0.2", "release": "3.2.0",
+         "side": "provider", "port": str(port), "protocol": "dubbo"},
+        separators=(",", ":"),
+    )  # fmt: skip
+    return {
+        "name": "shop-provider",
+        "id": f"{host}:{port}",
+        "address": host,
+        "port": port,
+        "sslPort": None,
+        "payload": {
+            "@class": "org.apache.dubbo.registry.zookeeper.ZookeeperInstance",
+            "id": f"{host}:{port}",
+            "name": "shop-provider",
+            "metadata": {
+                "dubbo.endpoints": endpoints,
+                "dubbo.metadata-service.url-params": url_params,
+                "dubbo.metadata.revision": revision,
+                "dubbo.metadata.storage-type": "local",
+                "timestamp": "1795889781982",
+            },
+        },
+        "registrationTimeUTC": 1795889781982,
+        "serviceType": "DYNAMIC",
+        "uriSpec": None,
+    }
+
+
+def as_bytes(doc: dict[str, object]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()

@@ -1,60 +1,17 @@
-"""Application-level instances (Curator JSON): only the address fields change, in place."""
+"""Application-level instances (Curator JSON): only the address fields change, and a rewrite
+can be undone."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar import instances
-from sidecar.mapping import ContainerIndex
-from sidecar.model import Container, Create, Delete, Endpoint, PublishedPort, RegistryNode
-from sidecar.ownership import LocalAddresses, Ownership
-from sidecar.plan import Action, Identity, PathView, Remembered
-from sidecar.plan import plan_path as plan_providers
-
-APP = "/services/shop-provider"
-ME = Identity(session=0x1001, engine="ENGINE-A", advertise_host="192.0.2.10")
-TRUSTING = Ownership(None, LocalAddresses(frozenset()), {})
-
-
-def instance_json(host: str = "172.17.0.5", port: int = 20880) -> dict[str, object]:
-    """The shape Dubbo 3's ZookeeperServiceDiscovery writes through Curator."""
-    endpoints = json.dumps(
-        [{"port": port, "protocol": "dubbo"}, {"port": 50051, "protocol": "tri"}],
-        separators=(",", ":"),
-    )
-    url_params = json.dumps(
-        {"connections": "1", "version": "1.0.0", "dubbo": "2.0.2", "release": "3.2.0",
-         "side": "provider", "port": str(port), "protocol": "dubbo"},
-        separators=(",", ":"),
-    )  # fmt: skip
-    return {
-        "name": "shop-provider",
-        "id": f"{host}:{port}",
-        "address": host,
-        "port": port,
-        "sslPort": None,
-        "payload": {
-            "@class": "org.apache.dubbo.registry.zookeeper.ZookeeperInstance",
-            "id": f"{host}:{port}",
-            "name": "shop-provider",
-            "metadata": {
-                "dubbo.endpoints": endpoints,
-                "dubbo.metadata-service.url-params": url_params,
-                "dubbo.metadata.revision": "a1b2c3d4e5",
-                "dubbo.metadata.storage-type": "local",
-                "timestamp": "1795889781982",
-            },
-        },
-        "registrationTimeUTC": 1795889781982,
-        "serviceType": "DYNAMIC",
-        "uriSpec": None,
-    }
-
-
-def as_bytes(doc: dict[str, object]) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+from sidecar.model import Endpoint
+from tests.unit.scenarios import as_bytes, instance_json
 
 
 def test_rewrite_changes_every_address_field_and_nothing_else() -> None:
@@ -112,52 +69,83 @@ def test_malformed_instances_are_rejected(name: str, data: bytes, message: str) 
         instances.parse(name, data)
 
 
-def provider_container() -> Container:
-    bindings = (PublishedPort(20880, "0.0.0.0", 32768), PublishedPort(50051, "0.0.0.0", 40051))
-    return Container("c" * 64, "shop-1", "bridge", ("172.17.0.5",), bindings)
+def test_registered_endpoint_and_data_are_read_apart() -> None:
+    """An instance rewritten in place has a name and data that disagree: parse refuses it,
+    parse_data reads its data, endpoint_of its name."""
+    data = as_bytes(instance_json("192.0.2.10", 32768))
+    with pytest.raises(instances.MalformedInstance, match="disagrees"):
+        instances.parse("172.17.0.5:20880", data)
+    assert instances.parse_data("172.17.0.5:20880", data).endpoint == Endpoint("192.0.2.10", 32768)
+    assert instances.endpoint_of("172.17.0.5:20880") == Endpoint("172.17.0.5", 20880)
 
 
-def test_instance_is_swapped_atomically_with_the_port_override_warning() -> None:
-    """An instance of a local container is replaced by its rewrite in one transaction; the
-    reason warns that Dubbo 3.1+ consumers may take the port from the metadata instead; a
-    second pass with the rewrite remembered keeps it."""
-    original = RegistryNode(APP, "172.17.0.5:20880", as_bytes(instance_json()), 0x2002, 0)
-    index = ContainerIndex([provider_container()])
-    scope = PathView(APP, [original], instances=True)
+def test_restore_undoes_a_rewrite_byte_for_byte() -> None:
+    """Restoring a rewritten instance for its container endpoint, with the ports mapped back,
+    gives back exactly the provider's data (an unpublished port stays as it was)."""
+    original = as_bytes(instance_json())
+    parsed = instances.parse("172.17.0.5:20880", original)
+    _, data, _ = instances.rewrite(parsed, Endpoint("192.0.2.10", 32768), lambda p: None)
+    rewritten = instances.parse_data("172.17.0.5:20880", data)
 
-    [decision] = plan_providers(scope, index, ME, TRUSTING)
+    back = instances.restore(rewritten, Endpoint("172.17.0.5", 20880), lambda p: None)
 
-    assert decision.action is Action.REWRITE
-    assert decision.transaction is not None
-    delete, create = decision.transaction.ops
-    assert delete == Delete(original.path, 0)
-    assert isinstance(create, Create)
-    assert create.path == f"{APP}/192.0.2.10:32768"
-    assert "Dubbo 3.1+ consumers may take the port from the provider's metadata" in decision.reason
-    assert "register-mode=interface" in decision.reason
-    assert decision.marker is not None
-    written = RegistryNode(APP, "192.0.2.10:32768", create.data, ME.session or 0, 0)
-    again = PathView(APP, [written], [Remembered(written, decision.marker)], instances=True)
-    [second] = plan_providers(again, index, ME, TRUSTING)
-    assert second.action is Action.KEEP
+    assert instances.dumps(back) == original
+    assert back.endpoint == Endpoint("172.17.0.5", 20880)
 
 
-def test_same_port_on_the_host_gives_no_warning_and_vanished_instance_is_restored() -> None:
-    """With the container port published as the same host port there is nothing to warn
-    about; a rewrite lost with the sidecar's session is re-created from memory."""
-    same = Container("c" * 64, "shop-1", "bridge", ("172.17.0.5",),
-                     (PublishedPort(20880, "0.0.0.0", 20880),))  # fmt: skip
-    original = RegistryNode(APP, "172.17.0.5:20880", as_bytes(instance_json()), 0x2002, 0)
-    index = ContainerIndex([same])
-    [decision] = plan_providers(PathView(APP, [original], instances=True), index, ME, TRUSTING)
-    assert "Dubbo 3.1+" not in decision.reason
-    assert decision.marker is not None
-    assert decision.transaction is not None
-    create = decision.transaction.ops[-1]
-    assert isinstance(create, Create)
-    written = RegistryNode(APP, "192.0.2.10:20880", create.data, 0x0999, 0)
-    lost = PathView(APP, [], [Remembered(written, decision.marker)], instances=True)
-    [restore] = plan_providers(lost, index, ME, TRUSTING)
-    assert restore.action is Action.RESTORE
-    assert restore.transaction is not None
-    assert restore.transaction.ops == (Create(f"{APP}/192.0.2.10:20880", create.data),)
+def test_empty_metadata_ports_are_left_as_they_are() -> None:
+    """Empty endpoint lists read as no ports; a rewrite leaves them as they were."""
+    doc = instance_json()
+    doc["payload"]["metadata"].update(  # type: ignore[index]
+        {"dubbo.endpoints": "", "dubbo.metadata-service.url-params": ""}
+    )
+    parsed = instances.parse("172.17.0.5:20880", as_bytes(doc))
+    _, data, _ = instances.rewrite(parsed, Endpoint("192.0.2.10", 32768), lambda p: None)
+    metadata = json.loads(data)["payload"]["metadata"]
+    assert (metadata["dubbo.endpoints"], metadata["dubbo.metadata-service.url-params"]) == ("", "")
+
+
+_CONTAINER_PORTS = st.integers(1, 29_999)
+_HOST_PORTS = st.integers(30_000, 65_535)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    main=_CONTAINER_PORTS,
+    others=st.lists(_CONTAINER_PORTS, max_size=4, unique=True),
+    published=st.data(),
+    first=st.ip_addresses(v=4).map(str),
+    second=st.ip_addresses(v=4).map(str),
+)
+def test_rewrite_in_place_can_always_be_undone_and_redone(
+    main: int, others: list[int], published: st.DataObject, first: str, second: str
+) -> None:
+    """For any instance (any extra ports, published or not) and any two advertised hosts:
+    restoring the first rewrite gives back the provider's bytes, and rewriting that again for
+    the second host equals rewriting the original for it directly."""
+    others = [p for p in others if p != main]
+    endpoints = [{"port": main, "protocol": "dubbo"}] + [
+        {"port": p, "protocol": f"p{i}"} for i, p in enumerate(others)
+    ]
+    doc = instance_json(port=main)
+    doc["payload"]["metadata"]["dubbo.endpoints"] = json.dumps(  # type: ignore[index]
+        endpoints, separators=(",", ":")
+    )
+    original = as_bytes(doc)
+    host_ports = published.draw(
+        st.lists(_HOST_PORTS, min_size=len(others) + 1, max_size=len(others) + 1, unique=True)
+    )
+    is_published = published.draw(st.lists(st.booleans(), min_size=len(others),
+                                            max_size=len(others)))  # fmt: skip
+    forward = {p: h for p, h, on in zip(others, host_ports[1:], is_published, strict=True) if on}
+    backward = {h: p for p, h in forward.items()}
+    name = f"172.17.0.5:{main}"
+    parsed = instances.parse(name, original)
+
+    _, data, _ = instances.rewrite(parsed, Endpoint(first, host_ports[0]), forward.get)
+    back = instances.restore(
+        instances.parse_data(name, data), Endpoint("172.17.0.5", main), backward.get
+    )
+    assert instances.dumps(back) == original
+    again = instances.rewrite(back, Endpoint(second, host_ports[0]), forward.get)
+    assert again == instances.rewrite(parsed, Endpoint(second, host_ports[0]), forward.get)

@@ -8,15 +8,18 @@ from collections.abc import Iterator
 import pytest
 from structlog.testing import capture_logs
 
+from sidecar import instances, records
 from sidecar.loop import reconcile
 from sidecar.loop.dirty import Work
 from sidecar.loop.paths import SWEEP_RESYNCS
 from sidecar.loop.retries import FIRST, Whole
-from sidecar.model import Origin
+from sidecar.model import Endpoint, Origin, RegistryNode
+from sidecar.ownership import Marker
+from sidecar.plan import Remembered
 from sidecar.sources.address import AdvertiseHost
 from tests.twins import FixedOrigins
 from tests.unit.harness import ORIGINAL, PROVIDERS, SHOP, Harness, rewritten
-from tests.unit.scenarios import url_name
+from tests.unit.scenarios import as_bytes, instance_json, url_name
 
 
 @pytest.fixture
@@ -192,3 +195,66 @@ def test_a_path_whose_planning_fails_holds_back_no_other(
 
 def _origin(address: str) -> Origin:
     return Origin(address, "127.0.0.1")
+
+
+def test_a_providers_update_of_its_instance_is_rewritten_again_in_place() -> None:
+    """An instance is rewritten in its own node (same owner); the provider's own setData of
+    it (a new revision, its container address) fires the data watch the read set, and the
+    pass over that path rewrites it again, keeping the new revision."""
+    twin = Harness()
+    path = "/services/shop-provider/172.17.0.5:20880"
+    twin.registry.put(path, as_bytes(instance_json()), owner=0x2002)
+    changed: list[str] = []
+    twin.registry.on_change = changed.append
+    twin.start()
+
+    def seen() -> tuple[str, int, str]:
+        node = twin.registry.nodes[path]
+        doc = instances.parse_data(path.rpartition("/")[2], node.data).doc
+        return (
+            f"{doc['address']}:{doc['port']}",
+            node.owner,
+            doc["payload"]["metadata"]["dubbo.metadata.revision"],
+        )
+
+    assert seen() == ("192.0.2.10:32768", 0x2002, "a1b2c3d4e5")
+    # The sidecar's own write fired the watch too: the loop reads the path again (and keeps
+    # it), which sets the next watch.
+    assert "/services/shop-provider" in changed
+    twin.run(Work(paths={"/services/shop-provider"}))
+    changed.clear()
+    twin.registry.set_data(path, as_bytes(instance_json(revision="rev-2")))
+    assert changed == ["/services/shop-provider"]
+    twin.run(Work(paths=set(changed)))
+    assert seen() == ("192.0.2.10:32768", 0x2002, "rev-2")
+
+
+def test_a_migrated_instance_is_recorded_until_its_provider_registers_again() -> None:
+    """An instance an earlier version renamed (remembered from its state file) is migrated
+    back under its own name in the sidecar's session, with a record; when the provider
+    registers it again it is rewritten in place and the record goes with that write, so
+    a later full pass (records read again) leaves the provider's node in its session."""
+    twin = Harness()
+    app, name = "/services/shop-provider", "172.17.0.5:20880"
+    original = as_bytes(instance_json())
+    parsed = instances.parse(name, original)
+    renamed = instances.rewrite(parsed, Endpoint("192.0.2.10", 32768), lambda p: None)[1]
+    twin.registry.put(f"{app}/192.0.2.10:32768", renamed, owner=twin.registry.session)
+    marker = Marker(name, parsed.endpoint, SHOP.id, "TWIN@host", 0x2002, original_data=original)
+    node = RegistryNode(app, "192.0.2.10:32768", renamed, 0, 0)
+    twin.parts.memory.restore([Remembered(node, marker)])
+    twin.start()
+    assert twin.registry.children(app) == [name]
+    assert twin.registry.nodes[f"{app}/{name}"].owner == twin.registry.session
+    records_parent = records.records_parent("TWIN@host")
+    assert len(twin.registry.children(records_parent)) == 1
+
+    twin.registry.remove(f"{app}/{name}")  # Curator registers again: delete, then create
+    twin.registry.put(f"{app}/{name}", original, owner=0x3003)
+    twin.run(Work(paths={app}))
+    assert twin.registry.children(records_parent) == []
+    twin.run(Work(full=True))
+    assert twin.registry.nodes[f"{app}/{name}"].owner == 0x3003
+    assert instances.parse_data(name, twin.registry.nodes[f"{app}/{name}"].data).endpoint == (
+        Endpoint("192.0.2.10", 32768)
+    )
