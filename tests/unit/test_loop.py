@@ -203,7 +203,7 @@ def test_a_providers_update_of_its_instance_is_rewritten_again_in_place() -> Non
     pass over that path rewrites it again, keeping the new revision."""
     twin = Harness()
     path = "/services/shop-provider/172.17.0.5:20880"
-    twin.registry.put(path, as_bytes(instance_json()), owner=0x2002)
+    twin.registry.add(path, as_bytes(instance_json()), owner=0x2002)
     changed: list[str] = []
     twin.registry.on_change = changed.append
     twin.start()
@@ -239,7 +239,7 @@ def test_a_migrated_instance_is_recorded_until_its_provider_registers_again() ->
     original = as_bytes(instance_json())
     parsed = instances.parse(name, original)
     renamed = instances.rewrite(parsed, Endpoint("192.0.2.10", 32768), lambda p: None)[1]
-    twin.registry.put(f"{app}/192.0.2.10:32768", renamed, owner=twin.registry.session)
+    twin.registry.add(f"{app}/192.0.2.10:32768", renamed, owner=twin.registry.session)
     marker = Marker(name, parsed.endpoint, SHOP.id, "TWIN@host", 0x2002, original_data=original)
     node = RegistryNode(app, "192.0.2.10:32768", renamed, 0, 0)
     twin.parts.memory.restore([Remembered(node, marker)])
@@ -250,7 +250,7 @@ def test_a_migrated_instance_is_recorded_until_its_provider_registers_again() ->
     assert len(twin.registry.children(records_parent)) == 1
 
     twin.registry.remove(f"{app}/{name}")  # Curator registers again: delete, then create
-    twin.registry.put(f"{app}/{name}", original, owner=0x3003)
+    twin.registry.add(f"{app}/{name}", original, owner=0x3003)
     twin.run(Work(paths={app}))
     assert twin.registry.children(records_parent) == []
     twin.run(Work(full=True))
