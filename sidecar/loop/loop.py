@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sidecar.loop.dirty import Dirty, Work
-from sidecar.loop.reconcile import Parts, Reconciler
+from sidecar.loop.parts import Parts
+from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
 from sidecar.ops.server import OpsServer
 from sidecar.proxy import ProxyServer

@@ -11,63 +11,22 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from sidecar.loop.apply import Applier, Results
+from sidecar.loop.apply import Results
 from sidecar.loop.dirty import Work
-from sidecar.loop.fleet import FleetKeeper
-from sidecar.loop.inventory import Inventory
-from sidecar.loop.lease import LeaseKeeper
-from sidecar.loop.memory import Memory
-from sidecar.loop.observe import Observer
-from sidecar.loop.paths import PathIndex, Roots
-from sidecar.loop.persistence import Persistence
-from sidecar.loop.retries import Retries, Whole
+from sidecar.loop.parts import Parts
+from sidecar.loop.pick import all_paths, fleet_paths, paths_to_read, read_records
+from sidecar.loop.retries import Whole
 from sidecar.model import Connection
-from sidecar.ops.metrics import Metrics
-from sidecar.plan import Decision, Identity, Mode, Remembered, plan_path
+from sidecar.plan import Decision, Identity, plan_path
 from sidecar.progress import Progress
-from sidecar.proxy import InventoryMapper
-from sidecar.records import decode as decode_record
-from sidecar.records import records_parent
 from sidecar.registry.outcomes import Interrupted
-from sidecar.report.events import Events
-from sidecar.seams import Registry
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.docker import DockerUnavailable
-from sidecar.sources.probe import Prober
 
 # Paths read and planned at a time: bounds memory on large registries.
 CHUNK = 2000
 SCOPED_CHUNK = 20  # an event's paths: small chunks start writing sooner
-
-
-@dataclass
-class Parts:
-    """What a pass drives, built once the engine's identity is known (see wiring.py)."""
-
-    engine_id: str
-    mode: Mode
-    registry: Registry
-    roots: Roots
-    index: PathIndex
-    memory: Memory
-    inventory: Inventory
-    lease: LeaseKeeper
-    observer: Observer
-    applier: Applier
-    persistence: Persistence
-    retries: Retries
-    events: Events
-    metrics: Metrics
-    prober: Prober | None
-    stopping: Callable[[], bool]
-    observing: bool = False  # plan and status: decide as an observer, hold no lease
-    # Proxy mode: the app's own requests are rewritten in flight from this mapping; the loop
-    # keeps it current and holds the lease, and reads no registry path at all.
-    proxy: InventoryMapper | None = None
-    # In a fleet: membership, the election and the indexer, and the work it publishes.
-    fleet: FleetKeeper | None = None
 
 
 class Reconciler:
@@ -208,12 +167,12 @@ class Reconciler:
             p.inventory.refresh_host_addresses()
             p.observer.refresh_host(p.inventory.interface_addresses)
         if p.lease.take_peers_gone() or work.full or p.memory.records_stale:
-            work.paths |= self._read_records()
+            work.paths |= read_records(p)
         listed: dict[str, set[str]] = {}
         if p.fleet is not None and not p.observing:
-            paths = self._fleet_paths(p.fleet, session, work)
+            paths = fleet_paths(p, p.fleet, session, work, self._member_about(work))
         else:
-            paths, listed = self._paths_to_read(work)
+            paths, listed = paths_to_read(p, work)
         bulk = work.full or work.local
         summary = self._reconcile(sorted(paths), None if p.observing else session, bulk)
         denied = p.registry.take_denied()
@@ -224,22 +183,21 @@ class Reconciler:
             p.applier.forget([gone])
         return summary, len(paths)
 
-    def _read_records(self) -> set[str]:
-        """Read this engine's records (see sidecar/records.py); returns the paths holding
-        rewrites this sidecar did not know of (to read and restore now)."""
+    def _member_about(self, work: Work) -> dict[str, object]:
+        """What this sidecar's member node says about it (status --fleet shows it)."""
         p = self.parts
-        parent = records_parent(p.engine_id)
-        nodes = p.registry.read_paths([parent], watch=False)[parent]
-        remembered = []
-        for node in nodes:
-            found = decode_record(node.data)
-            if found is None:
-                p.events.connection(f"record {node.path}", "unreadable", problem="left alone")
-            elif p.roots.root_of(found[0].parent) is not None:
-                remembered.append(Remembered(*found))
-            # else: a record under another root, of a sidecar of this engine serving another
-            # registry: not this one's to restore or forget.
-        return p.memory.records_read({n.path for n in nodes}, remembered)
+        if work.full or work.local or self._counts is None:
+            self._counts = p.applier.totals()  # counts change often: said every resync only
+        return {
+            "host": socket.gethostname(), "scope": p.lease.scope.describe(),
+            "proxy": p.proxy is not None, "not_ready": list(self.not_ready),
+            "managed": self._counts[0], "refused": self._counts[1],
+            "advertise_host": self.address.address if self.address else "",
+        }  # fmt: skip
+
+    def all_paths(self) -> list[str]:
+        """Every path to plan under every root (plan and status read them all)."""
+        return all_paths(self.parts)
 
     def _about(self) -> dict[str, str]:
         """What this sidecar's lease says about it."""
@@ -261,62 +219,6 @@ class Reconciler:
             p.prober.watch(p.memory.endpoints())
         if work.full or work.local:
             p.events.resync(summary, seconds, "full" if work.full else "local")
-
-    def _paths_to_read(self, work: Work) -> tuple[set[str], dict[str, set[str]]]:
-        """The paths this pass reads, and each re-listed root's current paths (taken as known
-        only once the pass has succeeded)."""
-        p = self.parts
-        roots = set(p.roots.all) if work.full else work.roots
-        paths = set(work.paths)
-        listed: dict[str, set[str]] = {}
-        for root in roots:
-            current = set(self._scope_paths(root))
-            listed[root] = current
-            paths |= current if work.full else current - p.index.known[root]
-        # Paths holding remembered rewrites are read too: those may have to be re-created.
-        if work.full or work.local:
-            paths |= set(p.memory.managed)
-        if work.local:
-            paths |= p.index.paths_of(p.inventory.local_keys())
-            paths |= p.registry.changed_since_read(p.index.next_sweep_slice())
-        return paths, listed
-
-    def _fleet_paths(self, fleet: FleetKeeper, session: int, work: Work) -> set[str]:
-        """In a fleet: the paths the indexer says concern this host (and changed), plus this
-        host's own; registry changes are the indexer's (this sidecar's, if elected)."""
-        p = self.parts
-        scope = p.lease.scope
-        containers = {
-            address
-            for c in p.inventory.index.by_id.values()
-            if scope.excludes(c.id) is None
-            for address in c.addresses
-        }
-        hosts = p.observer.host_addresses(p.inventory.interface_addresses)
-        hosts |= {self.address.address} if self.address else set()
-        if work.full or work.local or self._counts is None:
-            self._counts = p.applier.totals()  # counts change often: said every resync only
-        about: dict[str, object] = {
-            "host": socket.gethostname(), "scope": scope.describe(), "proxy": p.proxy is not None,
-            "not_ready": list(self.not_ready), "managed": self._counts[0],
-            "refused": self._counts[1],
-        }  # fmt: skip
-        member = f"{p.engine_id}+{scope.lease_name}"
-        paths = work.paths | fleet.keep(member, session, hosts, containers, about, work)
-        if work.full or work.local:
-            paths |= set(p.memory.managed) | p.index.paths_of(p.inventory.local_keys())
-        return paths
-
-    def _scope_paths(self, root: str) -> list[str]:
-        """The paths to plan under a root: ``providers`` paths, or applications' paths."""
-        registry = self.parts.registry
-        if root in self.parts.roots.services_roots:
-            return [f"{root}/{app}" for app in registry.list_children(root)]
-        return registry.providers_paths(root)
-
-    def all_paths(self) -> list[str]:
-        """Every path to plan under every root (plan and status read them all)."""
-        return [path for root in self.parts.roots.all for path in self._scope_paths(root)]
 
     # -- observe -> plan -> apply, a chunk at a time -----------------------------------------
 

@@ -19,9 +19,10 @@ from sidecar.loop.lease import LeaseKeeper
 from sidecar.loop.loop import Loop, Runtime
 from sidecar.loop.memory import Memory
 from sidecar.loop.observe import Observer
+from sidecar.loop.parts import Parts
 from sidecar.loop.paths import PathIndex, Roots
 from sidecar.loop.persistence import Persistence
-from sidecar.loop.reconcile import Parts, Reconciler
+from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import Retries
 from sidecar.loop.status import fleet_now, managed_now
 from sidecar.ops.metrics import Metrics
@@ -68,18 +69,7 @@ def assemble(
     prober = (
         Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
     )
-    sources: list[Source] = []
-    if engine is not None:
-        sources.append(DockerWatch(engine, dirty.container_changed, dirty.docker_subscribed,
-                                   dirty.docker_lost))  # fmt: skip
-    if settings.static_file is not None:
-        sources.append(static_source.StaticWatch(settings.static_file, dirty.static_changed))
-    if address is None or changes_over_time(settings):
-        watch = AddressWatch(settings, environ, address, dirty.address_found,
-                             dirty.address_unavailable)  # fmt: skip
-        sources.append(watch)
-    if prober is not None:
-        sources.append(prober)
+    sources = _sources(settings, environ, address, engine, prober, dirty)
 
     def not_ready() -> list[str]:
         return loop.not_ready()
@@ -108,6 +98,30 @@ def assemble(
     )  # fmt: skip
     loop = Loop(runtime, address)
     return loop
+
+
+def _sources(
+    settings: Settings,
+    environ: Mapping[str, str],
+    address: AdvertiseHost | None,
+    engine: DockerEngine | None,
+    prober: Prober | None,
+    dirty: Dirty,
+) -> list[Source]:
+    """The threads that watch the world and mark work dirty."""
+    sources: list[Source] = []
+    if engine is not None:
+        sources.append(DockerWatch(engine, dirty.container_changed, dirty.docker_subscribed,
+                                   dirty.docker_lost))  # fmt: skip
+    if settings.static_file is not None:
+        sources.append(static_source.StaticWatch(settings.static_file, dirty.static_changed))
+    if address is None or changes_over_time(settings):
+        watch = AddressWatch(settings, environ, address, dirty.address_found,
+                             dirty.address_unavailable)  # fmt: skip
+        sources.append(watch)
+    if prober is not None:
+        sources.append(prober)
+    return sources
 
 
 def _proxy(settings: Settings, mapper: InventoryMapper) -> ProxyServer:

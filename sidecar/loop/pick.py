@@ -1,0 +1,83 @@
+"""Which paths one pass reads: the dirty ones; on a resync the local ones and a slice of the
+rest (all of them on a full one); in a fleet, those the indexer routes here; and the paths
+of the rewrites the records say this engine took over."""
+
+from __future__ import annotations
+
+from sidecar.loop.dirty import Work
+from sidecar.loop.fleet import FleetKeeper
+from sidecar.loop.parts import Parts
+from sidecar.plan import Remembered
+from sidecar.records import decode as decode_record
+from sidecar.records import records_parent
+
+
+def paths_to_read(p: Parts, work: Work) -> tuple[set[str], dict[str, set[str]]]:
+    """The paths this pass reads, and each re-listed root's current paths (taken as known
+    only once the pass has succeeded)."""
+    roots = set(p.roots.all) if work.full else work.roots
+    paths = set(work.paths)
+    listed: dict[str, set[str]] = {}
+    for root in roots:
+        current = set(scope_paths(p, root))
+        listed[root] = current
+        paths |= current if work.full else current - p.index.known[root]
+    # Paths holding remembered rewrites are read too: those may have to be re-created.
+    if work.full or work.local:
+        paths |= set(p.memory.managed)
+    if work.local:
+        paths |= p.index.paths_of(p.inventory.local_keys())
+        paths |= p.registry.changed_since_read(p.index.next_sweep_slice())
+    return paths, listed
+
+
+def fleet_paths(
+    p: Parts, fleet: FleetKeeper, session: int, work: Work, about: dict[str, object]
+) -> set[str]:
+    """In a fleet: the paths the indexer says concern this host (and changed), plus this
+    host's own; registry changes are the indexer's (this sidecar's, if elected). ``about``:
+    what the member node says besides the addresses that route work here."""
+    scope = p.lease.scope
+    containers = {
+        address
+        for c in p.inventory.index.by_id.values()
+        if scope.excludes(c.id) is None
+        for address in c.addresses
+    }
+    hosts = p.observer.host_addresses(p.inventory.interface_addresses)
+    hosts |= {str(about["advertise_host"])} if about.get("advertise_host") else set()
+    member = f"{p.engine_id}+{scope.lease_name}"
+    paths = work.paths | fleet.keep(member, session, hosts, containers, about, work)
+    if work.full or work.local:
+        paths |= set(p.memory.managed) | p.index.paths_of(p.inventory.local_keys())
+    return paths
+
+
+def scope_paths(p: Parts, root: str) -> list[str]:
+    """The paths to plan under a root: ``providers`` paths, or applications' paths."""
+    registry = p.registry
+    if root in p.roots.services_roots:
+        return [f"{root}/{app}" for app in registry.list_children(root)]
+    return registry.providers_paths(root)
+
+
+def all_paths(p: Parts) -> list[str]:
+    """Every path to plan under every root (plan and status read them all)."""
+    return [path for root in p.roots.all for path in scope_paths(p, root)]
+
+
+def read_records(p: Parts) -> set[str]:
+    """Read this engine's records (see sidecar/records.py); returns the paths holding
+    rewrites this sidecar did not know of (to read and restore now)."""
+    parent = records_parent(p.engine_id)
+    nodes = p.registry.read_paths([parent], watch=False)[parent]
+    remembered = []
+    for node in nodes:
+        found = decode_record(node.data)
+        if found is None:
+            p.events.connection(f"record {node.path}", "unreadable", problem="left alone")
+        elif p.roots.root_of(found[0].parent) is not None:
+            remembered.append(Remembered(*found))
+        # else: a record under another root, of a sidecar of this engine serving another
+        # registry: not this one's to restore or forget.
+    return p.memory.records_read({n.path for n in nodes}, remembered)
