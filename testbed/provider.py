@@ -85,10 +85,9 @@ def registered_host(connect_string: str) -> str:
 
 
 def registry_from(environ: Mapping[str, str]) -> str | None:
-    """The connect string of ``DUBBO_REGISTRY_ADDRESS`` (``zookeeper://host:port[,…]``), if set.
-    Raises ValueError for another scheme."""
-    value = environ.get("DUBBO_REGISTRY_ADDRESS", "")
-    if not value:
+    """The connect string of ``DUBBO_REGISTRY_ADDRESS`` (``zookeeper://host:port[,…]``), if set;
+    ValueError for another scheme."""
+    if not (value := environ.get("DUBBO_REGISTRY_ADDRESS", "")):
         return None
     scheme, separator, rest = value.partition("://")
     if not separator or scheme != "zookeeper":
@@ -246,9 +245,7 @@ class Registration:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--zookeeper", help="connect string, e.g. 172.17.0.1:2181 (default: DUBBO_REGISTRY_ADDRESS)"
-    )
+    parser.add_argument("--zookeeper", help="connect string (default: DUBBO_REGISTRY_ADDRESS)")
     parser.add_argument("--root", default="/dubbo", help="registry root (Dubbo's group)")
     parser.add_argument("--interface", default="com.example.DemoService")
     parser.add_argument("--application", default="demo-provider")
@@ -285,13 +282,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also re-register after a reconnect with the same session (Dubbo <= 2.7.4)",
     )
     args = parser.parse_args(argv)
-    if args.zookeeper is None:
-        try:
-            args.zookeeper = registry_from(os.environ)
-        except ValueError as exc:
-            parser.error(str(exc))
-        if args.zookeeper is None:
-            parser.error("--zookeeper or DUBBO_REGISTRY_ADDRESS is required")
+    try:
+        args.zookeeper = args.zookeeper or registry_from(os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.zookeeper:
+        parser.error("--zookeeper or DUBBO_REGISTRY_ADDRESS is required")
     return args
 
 
