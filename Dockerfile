@@ -1,5 +1,5 @@
 # The production image. The wheels come from the host (scripts/build-image runs `pip wheel`),
-# so the build needs no package index and no build tools end up in the image.
+# so the build needs no Python package index and no build tools end up in the image.
 FROM python:3.11-slim AS build
 COPY build/wheels /wheels
 RUN python3 -m venv /opt/dubbo-sidecar \
