@@ -73,7 +73,8 @@ ENTRYPOINT ["/opt/app/bin/python", "-m", "testbed.provider"]
 
 
 def build_sample_app(client: docker.DockerClient, base: str, tag: str, work: Path) -> str:
-    """An image of the testbed's Dubbo-style provider (``python -m testbed.provider``)."""
+    """An image of the testbed's Dubbo-style provider (``python -m testbed.provider``), tagged
+    ``tag``; returns its ID (another checkout sharing the engine may retag ``tag``)."""
     context = work / "sample-app"
     shutil.rmtree(context, ignore_errors=True)
     (context / "testbed").mkdir(parents=True)
@@ -86,5 +87,5 @@ def build_sample_app(client: docker.DockerClient, base: str, tag: str, work: Pat
         check=True,
     )  # fmt: skip
     (context / "Dockerfile").write_text(SAMPLE_APP_DOCKERFILE.format(base=base))
-    client.images.build(path=str(context), tag=tag, rm=True)
-    return tag
+    image, _ = client.images.build(path=str(context), tag=tag, rm=True)
+    return str(image.id)

@@ -7,16 +7,19 @@ Runs inside a test container (``run_python(client, provider.__file__, [...])``) 
     registered <node path>
     unregistered <node path>
 
-``session`` and ``registered`` are printed again after every re-registration. Only the
-standard library, kazoo and ``testbed.dubbo_url`` are imported, so the script runs with the
-test venv's interpreter in an otherwise empty container.
+``session`` and ``registered`` are printed again after every re-registration. Without
+``--zookeeper`` it takes its registry from ``DUBBO_REGISTRY_ADDRESS`` (``zookeeper://host:port``)
+as Dubbo does. Only the standard library, kazoo and ``testbed.dubbo_url`` are imported, so the
+script runs with the test venv's interpreter in an otherwise empty container.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
+import os
 import queue
 import signal
 import socket
@@ -24,7 +27,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -69,6 +72,27 @@ def local_address_towards(connect_string: str) -> str:
         probe.connect((host, port))
         address: str = probe.getsockname()[0]
     return address
+
+
+def registered_host(connect_string: str) -> str:
+    """The address Dubbo would register: its own towards the registry, or, when the registry
+    is reached over loopback (a sidecar's proxy in its network namespace), its host name's
+    (Dubbo's ``InetAddress.getLocalHost()``: the container's address in Docker)."""
+    address = local_address_towards(connect_string)
+    if ipaddress.ip_address(address).is_loopback:
+        return socket.gethostbyname(socket.gethostname())
+    return address
+
+
+def registry_from(environ: Mapping[str, str]) -> str | None:
+    """The connect string of ``DUBBO_REGISTRY_ADDRESS`` (``zookeeper://host:port[,…]``), if set;
+    ValueError for another scheme."""
+    if not (value := environ.get("DUBBO_REGISTRY_ADDRESS", "")):
+        return None
+    scheme, separator, rest = value.partition("://")
+    if not separator or scheme != "zookeeper":
+        raise ValueError(f"DUBBO_REGISTRY_ADDRESS: not zookeeper://host:port: {value[:200]!r}")
+    return rest.partition("?")[0]
 
 
 class PingServer(socketserver.ThreadingTCPServer):
@@ -233,13 +257,13 @@ class Registration:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--zookeeper", required=True, help="connect string, e.g. 172.17.0.1:2181")
+    parser.add_argument("--zookeeper", help="connect string (default: DUBBO_REGISTRY_ADDRESS)")
     parser.add_argument("--root", default="/dubbo", help="registry root (Dubbo's group)")
     parser.add_argument("--interface", default="com.example.DemoService")
     parser.add_argument("--application", default="demo-provider")
     parser.add_argument("--port", type=int, default=20880, help="0 picks a free port")
     parser.add_argument("--protocol", default="dubbo")
-    parser.add_argument("--host", help="address to register (default: own address towards ZK)")
+    parser.add_argument("--host", help="address to register (default: see registered_host)")
     parser.add_argument("--listen", default="0.0.0.0", help="address the ping server binds")
     parser.add_argument("--methods", default="sayHello", help="comma-separated method names")
     parser.add_argument(
@@ -271,14 +295,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also re-register after a reconnect with the same session (Dubbo <= 2.7.4)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.zookeeper = args.zookeeper or registry_from(os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.zookeeper:
+        parser.error("--zookeeper or DUBBO_REGISTRY_ADDRESS is required")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve pings, register, and wait for SIGTERM/SIGINT; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     args = parse_args(argv)
-    host: str = args.host or local_address_towards(args.zookeeper)
+    host: str = args.host or registered_host(args.zookeeper)
 
     listener = Listener(args.listen, args.port)
     port = listener.port

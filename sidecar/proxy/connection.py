@@ -49,6 +49,7 @@ class Connection:
         self._requests, self._replies = FrameReader(max_frame), FrameReader(max_frame)
         self._connect_request = self._connect_response = True  # the first frame each way
         self._raw = False  # a four-letter word: bytes relayed as they are
+        self._early = b""  # what the client sent before the upstream connection was open
         self._held: list[bytes] = []  # frames waiting for the mapping, in order
         self._hold_budget = HOLD_SECONDS
         self._holding: asyncio.Task[None] | None = None
@@ -61,6 +62,9 @@ class Connection:
     def opened(self, upstream: asyncio.Transport) -> None:
         """The upstream connection is there: start reading the client."""
         self.upstream = upstream
+        if self._early:
+            early, self._early = self._early, b""
+            self.from_client(early)
         self.resume_client("connecting")
 
     def pause_client(self, why: str) -> None:
@@ -90,7 +94,16 @@ class Connection:
     # -- client -> server -------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
-        assert self.upstream is not None
+        if self.upstream is None:
+            # Reading was paused in connection_made, but asyncio's selector transport (Python
+            # 3.11) starts reading right after that callback all the same: what comes now (a
+            # ConnectRequest, a four-letter word) waits for the upstream connection.
+            self._early += data
+            if len(self._early) > self._requests.max_frame + 4:
+                reason = "request: more than a frame before the server connection was open"
+                self.log.info("proxy_connection_closed", reason=reason)  # close() cannot yet
+                self.close(reason)
+            return
         if self._raw:
             self.upstream.write(data)
             return

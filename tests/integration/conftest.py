@@ -62,7 +62,8 @@ def base_image(engine: DockerEngine) -> str:
 
 @pytest.fixture(scope="session")
 def sidecar_image(engine: DockerEngine, base_image: str) -> str:
-    """The production image, built by scripts/build-image from the unchanged Dockerfile."""
+    """The production image, built by scripts/build-image from the unchanged Dockerfile; its
+    ID, since other checkouts sharing the engine may retag ``dubbo-nat-sidecar:test`` meanwhile."""
     tag = "dubbo-nat-sidecar:test"
     done = subprocess.run(
         [str(PROJECT_ROOT / "scripts" / "build-image"), tag],
@@ -70,7 +71,9 @@ def sidecar_image(engine: DockerEngine, base_image: str) -> str:
         capture_output=True, text=True, timeout=540, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    return tag
+    image_id = done.stdout.split()[-1]  # docker build --quiet ends with the image's ID
+    assert image_id.startswith("sha256:"), done.stdout
+    return image_id
 
 
 @pytest.fixture(scope="session")

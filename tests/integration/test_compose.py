@@ -1,36 +1,49 @@
-"""The docker-compose examples: both validate, and the per-app one runs end to end."""
+"""The docker-compose examples: all validate; the per-app and both proxy ones run end to end."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from docker.models.containers import Container
 from kazoo.client import KazooClient
 
 from sidecar import urls
 from sidecar.model import Endpoint
-from testbed.engine import DockerEngine
+from testbed.engine import DockerEngine, container_ip, published_port
 from testbed.polling import wait_until
 from testbed.zookeeper import ZooKeeperServer
 
-from .helpers import children
+from .helpers import children, pong
+from .proxy_helpers import Listings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose"
-# The test's own app: the sample provider image, told where ZooKeeper and the root are.
+# The test's own images and registry root; the example's own settings stay as they are (the
+# app's registry address and the sidecar's command included).
 OVERRIDE = """\
 services:
   app:
     image: {app_image}
-    command: ["--zookeeper", "{zookeeper}", "--root", "{root}", "--application", "shop"]
+    command: ["--root", "{root}", "--application", "shop"]
   dubbo-sidecar:
     image: {sidecar_image}
-    command: ["run", "--root", "{root}", "--log-format", "json", "--log-level", "debug"]
+    environment:
+      DUBBO_SIDECAR_ROOT: "{root}"
+      DUBBO_SIDECAR_LOG_FORMAT: json
+      DUBBO_SIDECAR_LOG_LEVEL: debug
+"""
+# The capture example's namespace holder runs the sidecar image too.
+POD_OVERRIDE = """\
+  pod:
+    image: {sidecar_image}
 """
 
 
@@ -50,6 +63,7 @@ def compose_env(engine: DockerEngine, zookeeper: ZooKeeperServer) -> dict[str, s
     return {
         "DOCKER_HOST": engine.url,
         "ZOOKEEPER": f"{engine.bridge_gateway()}:{zookeeper.port}",
+        "ZOOKEEPER_PORT": str(zookeeper.port),
         "HOST_IP": "127.0.0.1",
         "DOCKER_GID": str(os.stat(socket).st_gid),
         "DOCKER_SOCKET": socket,
@@ -60,7 +74,8 @@ def compose_env(engine: DockerEngine, zookeeper: ZooKeeperServer) -> dict[str, s
 @pytest.mark.parametrize(
     "example",
     ["per-app/docker-compose.yml", "per-host/docker-compose.yml",
-     "per-host/docker-compose.socket-proxy.yml"],
+     "per-host/docker-compose.socket-proxy.yml", "proxy/docker-compose.yml",
+     "proxy/docker-compose.capture.yml"],
 )  # fmt: skip
 def test_examples_are_valid_compose_files(example: str, compose_env: dict[str, str]) -> None:
     """`docker-compose config` accepts each example with its variables set."""
@@ -69,47 +84,76 @@ def test_examples_are_valid_compose_files(example: str, compose_env: dict[str, s
     assert (COMPOSE / example).with_name("README.md").exists()
 
 
+class Project:
+    """One example brought up with the test's images and root; taken down at the end."""
+
+    def __init__(self, files: list[Path], env: dict[str, str], engine: DockerEngine) -> None:
+        self.files, self.env, self.engine = files, env, engine
+
+    def up(self) -> None:
+        done = compose("up", "-d", env=self.env, files=self.files)
+        assert done.returncode == 0, done.stderr + self.logs()[-4000:]
+
+    def down(self) -> None:
+        compose("down", "--volumes", "--timeout", "5", env=self.env, files=self.files)
+
+    def container(self, service: str) -> Container:
+        [found] = self.engine.client.containers.list(
+            filters={"label": [f"com.docker.compose.project={self.env['COMPOSE_PROJECT_NAME']}",
+                               f"com.docker.compose.service={service}"]}
+        )  # fmt: skip
+        return found
+
+    def logs(self, *services: str) -> str:
+        return compose("logs", "--no-color", *services, env=self.env, files=self.files).stdout
+
+    def events(self, service: str) -> list[dict[str, Any]]:
+        """The service's JSON log lines (compose prefixes each with ``name  | ``)."""
+        found = []
+        for line in self.logs(service).splitlines():
+            text = line.partition("| ")[2]
+            if text.startswith("{"):
+                found.append(json.loads(text))
+        return found
+
+
 @pytest.fixture
-def per_app_project(
+def project(
     tmp_path: Path,
     compose_env: dict[str, str],
+    engine: DockerEngine,
     sidecar_image: str,
     sample_app_image: str,
     root: str,
-) -> Iterator[list[Path]]:
-    override = tmp_path / "override.yml"
-    override.write_text(
-        OVERRIDE.format(
-            app_image=sample_app_image,
-            sidecar_image=sidecar_image,
-            zookeeper=compose_env["ZOOKEEPER"],
-            root=root,
+) -> Iterator[Callable[[str], Project]]:
+    """``project(example)``: the example with the test's images and root, not yet up."""
+    started: list[Project] = []
+
+    def make(example: str) -> Project:
+        override = tmp_path / "override.yml"
+        text = OVERRIDE + (POD_OVERRIDE if "capture" in example else "")
+        override.write_text(
+            text.format(app_image=sample_app_image, sidecar_image=sidecar_image, root=root)
         )
-    )
-    files = [COMPOSE / "per-app" / "docker-compose.yml", override]
+        started.append(Project([COMPOSE / example, override], compose_env, engine))
+        return started[-1]
+
     try:
-        yield files
+        yield make
     finally:
-        compose("down", "--volumes", "--timeout", "5", env=compose_env, files=files)
+        for one in started:
+            one.down()
 
 
 def test_per_app_example_runs_end_to_end(
-    per_app_project: list[Path],
-    compose_env: dict[str, str],
-    engine: DockerEngine,
-    registry: KazooClient,
-    root: str,
+    project: Callable[[str], Project], registry: KazooClient, root: str
 ) -> None:
     """`docker-compose up` of the per-app example with locally built images: the app
     registers its container address, its sidecar (in the app's network namespace, finding
     its app by itself) rewrites it to HOST_IP and the published port."""
-    done = compose("up", "-d", env=compose_env, files=per_app_project)
-    assert done.returncode == 0, done.stderr
-    project = compose_env["COMPOSE_PROJECT_NAME"]
-    [app] = engine.client.containers.list(
-        filters={"label": [f"com.docker.compose.project={project}",
-                           "com.docker.compose.service=app"]}
-    )  # fmt: skip
+    example = project("per-app/docker-compose.yml")
+    example.up()
+    app = example.container("app")
     port = int(app.ports["20880/tcp"][0]["HostPort"])
     providers = f"{root}/com.example.DemoService/providers"
 
@@ -120,7 +164,43 @@ def test_per_app_example_runs_end_to_end(
     try:
         wait_until(rewritten, 60)
     except TimeoutError:
-        logs = compose("logs", "--no-color", env=compose_env, files=per_app_project)
-        pytest.fail(f"not rewritten:\n{logs.stdout[-4000:]}")
-    logs = compose("logs", "--no-color", "dubbo-sidecar", env=compose_env, files=per_app_project)
-    assert f'"scope": "per-app sidecar of {app.name}"' in logs.stdout
+        pytest.fail(f"not rewritten:\n{example.logs()[-4000:]}")
+    scopes = [e["scope"] for e in example.events("dubbo-sidecar") if e["event"] == "scope_chosen"]
+    assert scopes == [f"per-app sidecar of {app.name}"]
+
+
+@pytest.mark.parametrize(
+    ("example", "owner"),
+    [("proxy/docker-compose.yml", "app"), ("proxy/docker-compose.capture.yml", "pod")],
+)
+def test_proxy_examples_register_the_published_address_from_the_start(
+    project: Callable[[str], Project],
+    registry: KazooClient,
+    root: str,
+    example: str,
+    owner: str,
+) -> None:
+    """`docker-compose up` of each proxy example (the app dialling the sidecar's proxy, or
+    keeping ZooKeeper's address under capture): a consumer watching from before the start
+    only ever sees the app at HOST_IP and the published port, never at its container
+    address, and reaches it there; the sidecar's proxy made that rewrite."""
+    providers = f"{root}/com.example.DemoService/providers"
+    listings = Listings(registry, providers)
+    running = project(example)
+    running.up()
+    namespace = running.container(owner)
+    container = Endpoint(container_ip(namespace), 20880)
+    published = Endpoint("127.0.0.1", published_port(namespace, "20880/tcp"))
+
+    def registered() -> bool:
+        return any(names for names in listings.all())
+
+    try:
+        wait_until(registered, 60)
+    except TimeoutError:
+        pytest.fail(f"never registered:\n{running.logs()[-4000:]}")
+    seen = {urls.parse(name).endpoint for names in listings.all() for name in names}
+    assert seen == {published}
+    assert pong(published.host, published.port).startswith("pong shop ")
+    rewrites = [e for e in running.events("dubbo-sidecar") if e["event"] == "proxy_rewrite"]
+    assert [(e["original"], e["rewritten"]) for e in rewrites] == [(str(container), str(published))]

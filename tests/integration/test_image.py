@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
+from sidecar import urls
+from sidecar.model import Endpoint
 from testbed.engine import LABELS, RUN_LABEL, DockerEngine
 from testbed.polling import free_port, wait_until
 from testbed.zookeeper import ZooKeeperServer
 
-from .helpers import children, removed_at_end, rewritten_name
+from .helpers import children, original_name, removed_at_end, rewritten_name
+from .proxy_helpers import Listings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -91,3 +96,45 @@ def test_image_rewrites_a_registration_and_turns_healthy(
         return sidecar.attrs["State"]["Health"]["Status"] == "healthy"
 
     wait_until(healthy, 40, message="the container never turned healthy")
+
+
+def events_of(container: Container, name: str) -> list[dict[str, Any]]:
+    """The container's JSON log lines whose event is ``name``."""
+    lines = container.logs().decode().splitlines()
+    return [e for e in map(json.loads, filter(lambda x: x.startswith("{"), lines))
+            if e["event"] == name]  # fmt: skip
+
+
+def test_image_captures_as_root_with_net_admin_only(
+    engine: DockerEngine,
+    image: str,
+    zookeeper: ZooKeeperServer,
+    registry: KazooClient,
+    providers: str,
+    run_id: str,
+    start_provider: Callable[..., Container],
+) -> None:
+    """The image under the Kubernetes capture pod's security context (root, every capability
+    dropped but NET_ADMIN, a read-only root filesystem; no Docker, a static mapping): an app
+    in its network namespace that keeps ZooKeeper's real address is only ever seen
+    registered at the published address."""
+    listings = Listings(registry, providers)
+    with removed_at_end() as started:
+        sidecar = engine.client.containers.run(
+            image,
+            ["run", "--zookeeper", f"{engine.bridge_gateway()}:{zookeeper.port}",
+             "--docker-url", "none", "--static-ports", "20880:30880",
+             "--advertise-host", "127.0.0.1", "--proxy-listen", "127.0.0.1:15181",
+             "--proxy-capture", str(zookeeper.port), "--log-format", "json"],
+            detach=True, user="0", cap_drop=["ALL"], cap_add=["NET_ADMIN"], read_only=True,
+            tmpfs={"/var/lib/dubbo-nat-sidecar": ""}, labels={**LABELS, RUN_LABEL: run_id},
+        )  # fmt: skip
+        started.append(sidecar)
+        wait_until(lambda: events_of(sidecar, "lease_held"), 30,
+                   message=f"no lease: {sidecar.logs().decode()[-3000:]}")  # fmt: skip
+        [listening] = events_of(sidecar, "proxy_listening")
+        assert listening["capture"] == [zookeeper.port]
+        app = start_provider(publish_all=False, network_mode=f"container:{sidecar.id}")
+        name = urls.parse(original_name(app)).with_endpoint(Endpoint("127.0.0.1", 30880))
+        listings.wait_for(name)
+        assert {n for listing in listings.all() for n in listing} == {name}

@@ -243,3 +243,39 @@ def test_another_hosts_registration_passes_untouched(
     app.create(f"{providers}/{other}", b"10.1.4.2", ephemeral=True)
     assert registry.get_children(providers) == [other]
     assert registry.get(f"{providers}/{other}")[0] == b"10.1.4.2"
+
+
+@pytest.fixture
+def unanswered() -> Iterator[tuple[str, int]]:
+    """A loopback address whose connects hang: its listener's accept queue is full, so the
+    kernel drops further SYNs."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+            fillers.append(filler)
+        yield listener.getsockname()
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_what_comes_before_the_server_connection_is_relayed(
+    zookeeper: ZooKeeperServer, events: Events, unanswered: tuple[str, int]
+) -> None:
+    """Bytes a client sends while the proxy is still connecting upstream (here: past a
+    first server that never answers) reach the server once it is connected. (Python 3.11.2,
+    the image's, reads them although reading is paused until then; later versions do not.)"""
+    proxy = proxy_for([unanswered, ("127.0.0.1", zookeeper.port)], events)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.address[1]), timeout=10) as word:
+            word.sendall(b"ruok")
+            assert word.recv(100) == b"imok"
+        [opened] = events.named("proxy_connection_opened")
+        assert opened["upstream"] == f"127.0.0.1:{zookeeper.port}"
+    finally:
+        proxy.stop()
