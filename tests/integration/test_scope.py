@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from testbed.engine import DockerEngine, published_port
 from testbed.images import container_output
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperServer
+from testbed.zookeeper import ZooKeeperServer, expire_session
 
 from .helpers import children, one_shot, owner, pong, removed_at_end, rewritten_name, sidecar_beside
 
@@ -144,3 +146,32 @@ def test_a_per_app_sidecar_takes_its_app_over_from_the_per_host_one_without_a_ga
     assert rows[stock.id[:12]].endswith(
         f"per-host, address from --advertise-host the per-host sidecar (session 0x{host.session:x})"
     )
+
+
+def test_the_per_host_sidecar_adopts_the_app_of_a_per_app_sidecar_gone_for_good(
+    zookeeper: ZooKeeperServer,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+    tmp_path: Path,
+) -> None:
+    """A per-app sidecar is killed and its session ends (it does not come back within its
+    timeout): its app's registration vanished with that session, and the per-host sidecar of
+    the engine restores it from the records within 2 s, in its own session."""
+    shop = start_provider()
+    host = start_sidecar()
+    app = start_sidecar("--container", shop.name)
+    shop_path = f"{providers}/{rewritten_name(shop)}"
+    wait_until(lambda: registry.exists(shop_path) and owner(registry, shop_path) == app.session,
+               15, message="the per-app sidecar did not take its app over")  # fmt: skip
+    state = json.loads((tmp_path / "state-1.json").read_text())
+    app.kill()
+    expire_session(zookeeper.connect_string, int(state["session_id"]),
+                   bytes.fromhex(state["password"]))  # fmt: skip
+    gone = time.monotonic()
+    wait_until(lambda: registry.exists(shop_path) and owner(registry, shop_path) == host.session,
+               10, message="the per-host sidecar did not adopt the app")  # fmt: skip
+    assert time.monotonic() - gone < 2.0
+    [restored] = host.logged("restore")
+    assert restored["container"] == shop.name
