@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from dataclasses import dataclass, field
+
+from sidecar.memo import sized_cache
 
 # The pseudo-container of the static mapping (ports mapped without Docker).
 STATIC_ID = "static"
@@ -29,7 +30,7 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
 
 
-@functools.lru_cache(maxsize=4096)
+@sized_cache(budget=1 << 20, cost=len)
 def _normal_host(host: str) -> str:
     try:
         return ipaddress.ip_address(host).compressed

@@ -10,12 +10,14 @@ tell, only endpoints claimed by a single session are rewritten.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
+from sidecar.memo import sized_cache
 from sidecar.model import Endpoint, Origin, RegistryNode
+from sidecar.syntax import is_ip, parse_port
 
 TAG = "dubbo-nat-sidecar"
 _PREFIX = b'{"' + TAG.encode() + b'":'
@@ -45,22 +47,24 @@ class Marker:
                 "container_endpoint": str(self.container_endpoint),
                 "container": self.container,
                 "engine": self.engine,
-                "provider_session": f"0x{self.provider_session:x}",
+                "provider_session": f"{self.provider_session:#x}",
             },
             separators=(",", ":"),
         ).encode()
 
 
-@functools.lru_cache(maxsize=65536)
+# Cached: the state file is written again and again with mostly the same markers.
+@sized_cache(budget=8 << 20, cost=lambda m: 2 * (len(m.original) + len(m.original_data)))
 def _state_form(marker: Marker) -> dict[str, str]:
-    # Cached: the state file is written again and again with mostly the same markers.
     doc = json.loads(marker.encode())
     doc["original_data"] = base64.b64encode(marker.original_data).decode()
     return {k: str(v) for k, v in doc.items()}
 
 
-def marker_from_state(doc: dict[str, str]) -> Marker | None:
-    """A marker saved with Marker.to_state."""
+def marker_from_state(doc: object) -> Marker | None:
+    """A marker saved with Marker.to_state (None for anything else)."""
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        return None
     marker = read_marker(json.dumps({TAG: 1, **doc}).encode())
     if marker is None:
         return None
@@ -71,27 +75,46 @@ def marker_from_state(doc: dict[str, str]) -> Marker | None:
 
 
 def read_marker(data: bytes) -> Marker | None:
-    """The marker in a node's data, or None for a node the sidecar did not write."""
+    """The marker in a node's data, or None for a node the sidecar did not write (or data
+    that only starts like a marker)."""
     if not data.startswith(_PREFIX):
         return None
     return _decode_marker(data)
 
 
-@functools.lru_cache(maxsize=65536)
+# Cached: a pass looks at each of its nodes' markers several times. A marker holds a copy of
+# the original name, about as long as its data.
+@sized_cache(budget=16 << 20, cost=lambda data: 2 * len(data))
 def _decode_marker(data: bytes) -> Marker | None:
-    # Cached: a pass looks at each of its nodes' markers several times.
     try:
         doc = json.loads(data)
-        host, _, port = str(doc["container_endpoint"]).rpartition(":")
-        return Marker(
-            original=str(doc["original"]),
-            container_endpoint=Endpoint.of(host.strip("[]"), int(port)),
-            container=str(doc["container"]),
-            engine=str(doc["engine"]),
-            provider_session=int(str(doc.get("provider_session", "0")), 0),
-        )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(doc, dict):
+        return None
+    return _marker_of(doc)
+
+
+def _marker_of(doc: dict[str, Any]) -> Marker | None:
+    text = {key: doc.get(key) for key in ("original", "container_endpoint", "container", "engine")}
+    session = doc.get("provider_session", "0")
+    if not all(isinstance(value, str) for value in text.values()) or not isinstance(session, str):
+        return None
+    host, _, port = str(text["container_endpoint"]).rpartition(":")
+    try:
+        container_endpoint = Endpoint.of(host.strip("[]"), parse_port(port))
+        provider_session = int(session, 0)
+    except ValueError:
+        return None
+    if not is_ip(container_endpoint.host) or not -(2**63) <= provider_session < 2**63:
+        return None
+    return Marker(
+        original=str(text["original"]),
+        container_endpoint=container_endpoint,
+        container=str(text["container"]),
+        engine=str(text["engine"]),
+        provider_session=provider_session,
+    )
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,13 @@ import re
 import socket
 import time
 import urllib.request
+from typing import TypeGuard
 
 from sidecar.model import Origin
 from sidecar.syntax import servers
 
 _CONS_LINE = re.compile(r"^\s*/(?P<address>.+):\d+\[\d+\]\((?P<stats>.*)\)\s*$")
-_SESSION = re.compile(r"(?:^|,)sid=0x(?P<sid>[0-9a-fA-F]+)(?:,|$)")
+_SESSION = re.compile(r"(?:^|,)sid=0x(?P<sid>[0-9a-fA-F]{1,16})(?:,|$)")
 
 
 class NotAllowed(Exception):
@@ -82,23 +83,35 @@ def parse_cons(text: str) -> dict[int, str]:
         match = _CONS_LINE.match(line)
         session = match and _SESSION.search(match["stats"])
         if match and session:
-            origins[int(session["sid"], 16)] = _normal(match["address"])
+            # cons prints a session id as Java's unsigned hex; ZooKeeper's stats (and the
+            # AdminServer) carry it as a signed long.
+            sid = int(session["sid"], 16)
+            origins[sid - 2**64 if sid >= 2**63 else sid] = _normal(match["address"])
     return origins
 
 
 def parse_admin_connections(doc: object) -> dict[int, str]:
-    """Sessions and client addresses from the AdminServer's ``connections`` JSON."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("connections"), list):
+    """Sessions and client addresses from the AdminServer's ``connections`` JSON; raise
+    ValueError for anything else."""
+    if not isinstance(doc, dict):
+        raise ValueError("not a connections answer")
+    connections = doc.get("connections")
+    secure = doc.get("secure_connections") or []
+    if not isinstance(connections, list) or not isinstance(secure, list):
         raise ValueError("not a connections answer")
     origins = {}
-    for connection in doc["connections"] + list(doc.get("secure_connections") or []):
+    for connection in connections + secure:
         if not isinstance(connection, dict):
             continue
         session = connection.get("session_id")
-        address = str(connection.get("remote_socket_address") or "")
-        if isinstance(session, int) and address:
+        address = connection.get("remote_socket_address")
+        if _is_session(session) and isinstance(address, str) and address:
             origins[session] = _normal(address.rpartition(":")[0])
     return origins
+
+
+def _is_session(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _normal(address: str) -> str:
