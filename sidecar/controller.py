@@ -188,7 +188,9 @@ class Controller:
                                "resume the ZooKeeper session")  # fmt: skip
                 self._state_file = None
             else:
-                self._state = self._state_file.load()
+                self._state, problem = self._state_file.load()
+                if problem:
+                    log.connection("state file", "unreadable", problem=problem)
         # The session a restart tried to resume: its nodes and lease are ours to take over.
         self._earlier_session = self._state.session_id
         resume = (self._state.session_id, self._state.password) if self._state.session_id else None
