@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sidecar.memo import sized_cache
@@ -90,10 +91,31 @@ class RegistryNode:
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a ZooKeeper session connects from, and which server said so."""
+    """Where a ZooKeeper session connects from, and which server (its address) said so."""
 
     address: str
     server: str
+
+
+@dataclass(frozen=True, eq=False)
+class Origins:
+    """Where the ensemble's sessions connect from, as the servers that answered tell.
+
+    ``unanswered`` names the servers that did not tell (down, too slow, or refusing): a
+    session none of the others knows may be connected to one of them, so it is unknown,
+    not gone. Only a complete answer proves a session gone.
+    """
+
+    sessions: Mapping[int, Origin]
+    unanswered: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.unanswered
+
+    def gone(self, session: int) -> bool:
+        """Whether every server answered and none knows ``session``."""
+        return self.complete and session not in self.sessions
 
 
 @dataclass(frozen=True)

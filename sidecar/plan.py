@@ -394,7 +394,7 @@ class _Planner:
         base = replace(base, marker=marker)
         target = targets.get(target_name)
         ours = target is not None and self._is_ours(target, node.name, found.container.id, mode)
-        refusal = self.owners.refusal(node, parsed.endpoint)
+        refusal = self.owners.refusal(node, parsed.endpoint, found.container.addresses)
         if refusal is not None:
             left = replace(_decide(base, Action.LEAVE, refusal), refused=True)
             if ours and mode is Mode.MIRROR:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from sidecar import labels
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Container, Endpoint, Origin, PublishedPort, RegistryNode
+from sidecar.model import Container, Endpoint, Origin, Origins, PublishedPort, RegistryNode
 from sidecar.ownership import LocalAddresses, Marker, Ownership
 from sidecar.plan import Identity, Mode, Remembered, Scope, claims_in, plan_providers
 from sidecar.report import render_table
@@ -124,19 +124,23 @@ def situations(draw: st.DrawFn) -> tuple[Scope, ContainerIndex, Identity, Owners
     )
     origins = draw(
         st.none()
-        | st.dictionaries(
-            SESSIONS,
-            st.builds(
-                Origin,
-                st.sampled_from(
-                    ["192.0.2.10", "172.17.0.5", "172.17.0.6", "127.0.0.1", "203.0.113.1"]
+        | st.builds(
+            Origins,
+            st.dictionaries(
+                SESSIONS,
+                st.builds(
+                    Origin,
+                    st.sampled_from(
+                        ["192.0.2.10", "172.17.0.5", "172.17.0.6", "127.0.0.1", "203.0.113.1"]
+                    ),
+                    st.sampled_from(["127.0.0.1", "10.1.1.1"]),
                 ),
-                st.sampled_from(["127.0.0.1", "zk"]),
             ),
+            st.sampled_from([(), ("10.1.1.2:2181 did not answer: timed out",)]),
         )
     )
     local = LocalAddresses(
-        frozenset({"192.0.2.10"}), frozenset({"127.0.0.1"}), frozenset({"127.0.0.1"})
+        frozenset({"192.0.2.10"}), frozenset({"127.0.0.1"}), frozenset({"172.17.0.5", "172.17.0.6"})
     )
     return scope, containers, me, Ownership(origins, local, claims_in(scope))
 
