@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import socket
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -16,7 +15,7 @@ from dataclasses import dataclass, replace
 from sidecar import labels
 from sidecar.config import Settings
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Create, Endpoint, Origin, RegistryNode
+from sidecar.model import Create, Endpoint, Origins, RegistryNode
 from sidecar.ownership import LocalAddresses, Marker, Ownership, read_marker
 from sidecar.plan import (
     Action,
@@ -32,7 +31,6 @@ from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import Outcome, ZooKeeperRegistry
 from sidecar.scope import LEASE_ROOT, DeploymentScope, Lease, peers_from
 from sidecar.sources.host import interface_addresses
-from sidecar.syntax import servers
 
 
 @dataclass(frozen=True)
@@ -85,13 +83,11 @@ class Reconciler:
         self.managed: dict[str, dict[str, Remembered]] = {}
         self._registry = registry
         self._origins_source = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
-        self._origins: dict[int, Origin] | None = None
+        self._origins: Origins | None = None
         self._origins_at = float("-inf")
         self._configured_host_addresses = set(settings.host_address)
         self._host_addresses = self._configured_host_addresses | {advertise_host}
-        self._servers = [host for host, _ in servers(settings.zookeeper)]
         self._interface_addresses: set[str] = set()
-        self._local_servers: frozenset[str] = frozenset()
         self.refresh_host_addresses()
         self._claims_by_path: dict[str, dict[Endpoint, set[int]]] = {}
         self._claims: dict[Endpoint, Counter[int]] = {}
@@ -139,20 +135,18 @@ class Reconciler:
         self.scope = replace(self.scope, peers=peers_from(leases, self.scope.lease_name))
 
     def refresh_host_addresses(self) -> None:
-        """Read this host's addresses again, and which ZooKeeper servers run on it."""
+        """Read this host's addresses again."""
         self._interface_addresses = interface_addresses()
-        self._local_servers = frozenset(
-            server for server in self._servers if _resolves_to(server, self._interface_addresses)
-        )
 
     def interface_addresses(self) -> set[str]:
         """This network namespace's own addresses (as last read)."""
         return set(self._interface_addresses)
 
     def session_gone(self, session: int) -> bool:
-        """Whether the servers say ``session`` is not connected (False if they do not tell)."""
+        """Whether every server says ``session`` is not connected (False if any server does
+        not tell: a proof that is not complete proves nothing gone)."""
         self._fetch_origins(max_age=0.0)
-        return self._origins is not None and session not in self._origins
+        return self._origins is not None and self._origins.gone(session)
 
     def scope_paths(self, root: str) -> list[str]:
         """The paths to plan under a root: ``providers`` paths, or applications' paths."""
@@ -355,20 +349,21 @@ class Reconciler:
             for session in sessions
         }
         if needed:
-            unknown = self._origins is not None and bool(needed - set(self._origins) - {0})
+            unknown = self._origins is not None and bool(
+                needed - set(self._origins.sessions) - {0}
+            )
             self._fetch_origins(max_age=0.0 if unknown else _ORIGINS_MAX_AGE)
         anywhere = {
             address
             for address in self._interface_addresses
             if not _is_loopback(address) and not self.containers.in_docker_network(address)
         }
-        # A server at a Docker gateway runs on this host too, even when the sidecar runs in a
+        # A Docker gateway is this host's address too, even when the sidecar runs in a
         # container and cannot see the host's interfaces.
-        gateway_servers = {s for s in self._servers if s.strip("[]") in self.containers.gateways}
         local = LocalAddresses(
             anywhere=frozenset(anywhere | self._host_addresses),
-            near=frozenset(self._interface_addresses | local_containers),
-            local_servers=self._local_servers | gateway_servers,
+            near=frozenset(self._interface_addresses | self.containers.gateways),
+            containers=frozenset(local_containers),
         )
         return Ownership(self._origins, local, self._claims)
 
@@ -378,15 +373,6 @@ class Reconciler:
         if age > max_age and age >= _ORIGINS_MIN_INTERVAL:
             self._origins = self._origins_source.fetch()
             self._origins_at = now
-
-
-def _resolves_to(host: str, addresses: set[str]) -> bool:
-    """Whether ``host`` names this machine (loopback, or one of its addresses)."""
-    try:
-        resolved = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    return any(_is_loopback(a) or a in addresses for a in resolved)
 
 
 def _is_loopback(address: str) -> bool:
