@@ -349,9 +349,7 @@ class Reconciler:
             for session in sessions
         }
         if needed:
-            unknown = self._origins is not None and bool(
-                needed - set(self._origins.sessions) - {0}
-            )
+            unknown = self._origins is not None and bool(needed - set(self._origins.sessions) - {0})
             self._fetch_origins(max_age=0.0 if unknown else _ORIGINS_MAX_AGE)
         anywhere = {
             address

@@ -14,6 +14,7 @@ from sidecar.model import Endpoint
 from sidecar.plan import Action, Decision, interface_of
 from sidecar.reconciler import Managed
 from sidecar.registry.zookeeper import Outcome
+from sidecar.syntax import shorten
 
 
 class DecisionLog:
@@ -59,7 +60,7 @@ class DecisionLog:
     def not_readable(self, paths: set[str]) -> None:
         """Paths the credentials do not allow reading: reported once each."""
         for path in sorted(paths - self._unreadable):
-            self._log.error("not authorised to read; left alone", node=path)
+            self._log.error("not authorised to read; left alone", node=shorten(path))
         self._unreadable |= paths
 
     def forget_missing(self, parent: str, present: set[str]) -> None:
@@ -129,10 +130,10 @@ def render_table(decisions: Iterable[Decision]) -> str:
         rows.append(
             (
                 str(d.action),
-                d.interface,
+                shorten(d.interface),
                 _endpoint(d.original) if d.action is not Action.REMOVE else _current(d),
                 _endpoint(d.advertised) if d.action is not Action.REMOVE else "-",
-                d.container.name if d.container else "-",
+                shorten(d.container.name) if d.container else "-",
                 d.decided_by or "-",
                 d.reason,
             )
@@ -149,8 +150,8 @@ def render_status(rows: Iterable[Managed]) -> str:
         marker = row.marker
         table.append(
             (
-                interface_of(row.node.parent),
-                _node_endpoint(row.node.name),
+                shorten(interface_of(row.node.parent)),
+                shorten(_node_endpoint(row.node.name)),
                 str(marker.container_endpoint) if marker else "-",
                 marker.container[:12] if marker else "-",
                 row.decided_by or "-",
@@ -177,16 +178,18 @@ def _node_endpoint(name: str) -> str:
 
 
 def _fields(decision: Decision) -> dict[str, str]:
+    """A decision's log fields; names and paths from the registry can be a megabyte long,
+    so each is cut to its first 200 characters and its length."""
     return {
-        "interface": decision.interface,
+        "interface": shorten(decision.interface),
         "original": _endpoint(decision.original),
         "rewritten": _current(decision)
         if decision.action is Action.REMOVE
         else _endpoint(decision.advertised),
-        "container": decision.container.name if decision.container else "-",
+        "container": shorten(decision.container.name) if decision.container else "-",
         "reason": decision.reason,
         "decided_by": decision.decided_by or "-",
-        "node": decision.node.path,
+        "node": shorten(decision.node.path),
     }
 
 

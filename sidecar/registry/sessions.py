@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TypeGuard
 
 from sidecar.model import Origin, Origins
-from sidecar.netio import AnswerTooLarge, ask, http_request
+from sidecar.netio import ask, http_request
 from sidecar.syntax import servers, shorten
 
 _CONS_LINE = re.compile(r"^\s*/(?P<address>.+):\d+\[\d+\]\((?P<stats>.*)\)\s*$")
