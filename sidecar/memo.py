@@ -4,7 +4,6 @@ text, and a registry of long names must not multiply the sidecar's footprint."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -16,25 +15,27 @@ ENTRY_OVERHEAD = 600
 
 
 class SizedCache(Generic[K, V]):
-    """A least-recently-used cache of one function of one argument, holding at most
-    ``budget`` bytes as ``cost`` estimates them (a key's text and what its value copies of
-    it); a result costing more than a sixteenth of the budget is computed but not kept.
-    Exceptions are not cached. Safe to call from several threads."""
+    """A cache of one function of one argument holding at most ``budget`` bytes as ``cost``
+    estimates them (a key's text, and what its value copies of it); the oldest entries go
+    first. A result costing more than a sixteenth of the budget is computed but not kept.
+    Exceptions are not cached.
+
+    A hit is one dict lookup (atomic under the GIL, so no lock: it runs for every node of
+    every pass); additions and evictions take the lock.
+    """
 
     def __init__(self, function: Callable[[K], V], budget: int, cost: Callable[[K], int]) -> None:
         self._function = function
         self.budget = budget
         self._cost = cost
-        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._entries: dict[K, tuple[V, int]] = {}
         self.used = 0
         self._lock = threading.Lock()
 
     def __call__(self, key: K) -> V:
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-                return hit[0]
+        hit = self._entries.get(key)
+        if hit is not None:
+            return hit[0]
         value = self._function(key)
         cost = self._cost(key) + ENTRY_OVERHEAD
         if cost > self.budget // 16:
@@ -44,17 +45,9 @@ class SizedCache(Generic[K, V]):
                 self._entries[key] = (value, cost)
                 self.used += cost
             while self.used > self.budget:
-                _, (_, freed) = self._entries.popitem(last=False)
-                self.used -= freed
+                oldest = next(iter(self._entries))
+                self.used -= self._entries.pop(oldest)[1]
         return value
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.used = 0
 
 
 def sized_cache(

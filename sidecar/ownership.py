@@ -18,7 +18,7 @@ from typing import Any
 
 from sidecar.memo import sized_cache
 from sidecar.model import Endpoint, Origin, Origins, RegistryNode
-from sidecar.syntax import is_ip, parse_port, shorten
+from sidecar.syntax import parse_port, shorten
 
 TAG = "dubbo-nat-sidecar"
 _PREFIX = b'{"' + TAG.encode() + b'":'
@@ -107,7 +107,7 @@ def _marker_of(doc: dict[str, Any]) -> Marker | None:
         provider_session = int(session, 0)
     except ValueError:
         return None
-    if not is_ip(container_endpoint.host) or not -(2**63) <= provider_session < 2**63:
+    if not -(2**63) <= provider_session < 2**63:
         return None
     return Marker(
         original=str(text["original"]),
