@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
+import re
 import socket
 import threading
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from sidecar.model import STATIC_ID, Container, PublishedPort
 from sidecar.syntax import is_ip, parse_port, quote
 
 _CHECK_EVERY = 1.0
+_NETWORK_NAMESPACE = "/proc/self/ns/net"
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class StaticMappingError(ValueError):
@@ -44,9 +48,23 @@ class StaticMapping:
         return _pseudo_container(self.ports, addresses, self.labels)
 
 
-def identity() -> str:
-    """What stands for a Docker engine's identity without Docker: this host's (pod's) name."""
-    return f"{STATIC_ID}@{socket.gethostname()}"
+def identity(environ: Mapping[str, str] = os.environ) -> str:
+    """What stands for a Docker engine's identity without Docker, in markers and the lease:
+    the pod's UID (``POD_UID``, from the downward API's ``metadata.uid``) when set, else this
+    network namespace's identity; then the host name, for people. Two pods of one name (a
+    rescheduled StatefulSet member, two namespaces) must not share a lease."""
+    host = socket.gethostname()
+    pod = re.sub(r"[^A-Za-z0-9-]", "", environ.get("POD_UID", ""))[:64]
+    if pod:
+        return f"{STATIC_ID}-pod-{pod}@{host}"
+    try:
+        # The namespace's inode is unique among the namespaces of one boot, and the same for
+        # every process in it (a restarted sidecar, the app); the boot id tells boots apart.
+        inode = os.stat(_NETWORK_NAMESPACE).st_ino
+        boot = re.sub(r"[^A-Za-z0-9-]", "", _BOOT_ID.read_text())[:64]
+    except OSError:
+        return f"{STATIC_ID}@{host}"
+    return f"{STATIC_ID}-netns-{inode}-{boot}@{host}"
 
 
 def configured(path: Path | None, ports: Iterable[str]) -> StaticMapping:
