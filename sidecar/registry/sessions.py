@@ -31,6 +31,7 @@ _MEMBER = re.compile(
     r"(?:;(?:(?P<client_host>\[[^\]]+\]|[^:;\s]+):)?(?P<client_port>\d{1,5}))?\s*$"
 )
 _WILDCARDS = frozenset({"0.0.0.0", "::", "[::]"})
+_NOT_SERVING = "not currently serving requests"
 # ``cons`` of a server with 100,000 connections is about 20 MB.
 _ANSWER_LIMIT = 64 << 20
 _ASKED_AT_ONCE = 8
@@ -107,6 +108,10 @@ class SessionOrigins:
         text = _word(address, port, b"cons", deadline)
         if "not in the whitelist" in text or "not executed" in text:
             raise NotAllowed(text.strip())
+        if _NOT_SERVING in text:
+            # Between leaders (or without a quorum) a server lists no connection at all: that
+            # says nothing about where its clients are.
+            raise OSError("not serving requests now")
         return parse_cons(text)
 
     def _from_admin(self, address: str, deadline: float) -> dict[int, str]:

@@ -87,24 +87,35 @@ def test_members_missing_from_the_connect_string_are_asked(
     ensemble: ZooKeeperEnsemble, sessions_on_each: dict[str, int]
 ) -> None:
     """A connect string naming one server: the members the servers publish (`conf`) are asked
-    too; with one of them down, the proof says that server did not answer, and no session
-    is taken for gone."""
-    first = ensemble.servers[0]
+    too. With one member down, the proof names it as not answering; with two down, the last
+    one serves no requests (no quorum) and lists no connection, which is no answer either
+    (it was taken as "no session connected": every session gone). No session is ever taken
+    for gone while a server is silent."""
+    first, second, third = ensemble.servers
     origins = SessionOrigins(first.connect_string, 0).fetch()
     assert origins is not None
     assert origins.complete, origins.unanswered
     assert set(sessions_on_each.values()) <= set(origins.sessions)
-
-    third = ensemble.servers[2]
-    third.stop()
     try:
+        third.stop()
+        wait_until(lambda: first.mode() and second.mode(), 60, message="no new leader")
         partial = SessionOrigins(first.connect_string, 0).fetch()
         assert partial is not None
         assert [u.split()[0] for u in partial.unanswered] == [f"127.0.0.3:{third.port}"]
         assert not partial.gone(sessions_on_each["127.0.0.3"])
-        assert not partial.gone(0x7777)
+        second.stop()
+        wait_until(lambda: first.mode() is None, 60, message="still serving without quorum")
+        alone = SessionOrigins(first.connect_string, 0).fetch()
+        assert alone is not None
+        assert (
+            alone.unanswered[0]
+            == f"127.0.0.1:{first.port} did not answer: not serving requests now"
+        )
+        assert not any(alone.gone(session) for session in sessions_on_each.values())
     finally:
-        third.start()
+        for server in (second, third):
+            if not server.running:
+                server.start(wait=False)
         ensemble.wait_ready()
 
 
