@@ -1,28 +1,37 @@
-"""Memory of the parse and plan path over a large registry: what its caches keep.
+"""Memory at 100,000 registrations with 1 KB names: what the parse and plan path keeps, and
+what a whole sidecar process holds.
 
-Plans 100,000 nodes with 1 KB names (half of them other hosts' rewrites, whose data is a
-marker holding the 1 KB original) in paths of 100, as a full resync reads them, dropping each
-path's nodes after planning it, as the registry does for other hosts' registrations. What
-the process still holds afterwards is what the caches keep. No ZooKeeper or Docker needed.
+By default: plans 100,000 nodes with 1 KB names (half of them other hosts' rewrites, whose
+data is a marker holding the 1 KB original) in paths of 100, as a full resync reads them,
+dropping each path's nodes after planning it, as the registry does for other hosts'
+registrations. What the process still holds afterwards is what the caches keep. No
+ZooKeeper or Docker needed. With ``--sidecar``: a real ZooKeeper holding those nodes (and
+an empty root, for the baseline), the same mix in paths of 5, and the sidecar process
+reading them (static mapping, no Docker); its peak and current RSS after the first full
+resync, and after a second one.
 
-    .venv/bin/python -m bench.memory [--nodes 100000]
+    .venv/bin/python -m bench.memory [--nodes 100000] [--sidecar]
 
-Figures are ratios against the same run's baseline (the process before planning) and the
-volume of names planned, as the machine is noisy; the last line is machine-readable.
+Figures are ratios against the same run's baseline (the process before planning, or a
+sidecar on an empty registry), as the machine is noisy; the last line is machine-readable.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import tempfile
 import time
 from pathlib import Path
 
+from bench.workload import client, ensure_paths
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Container, Endpoint, PublishedPort, RegistryNode
 from sidecar.ownership import LocalAddresses, Marker, Ownership
 from sidecar.plan import Identity, Scope, claims_in, plan_providers
 from testbed.dubbo_url import java_url_encode
+from testbed.sidecar_process import SidecarProcess
+from testbed.zookeeper import ZooKeeperServer
 
 PER_PATH = 100
 NAME_BYTES = 1024
@@ -65,7 +74,15 @@ def path_nodes(path_index: int) -> list[RegistryNode]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100_000)
-    paths = parser.parse_args().nodes // PER_PATH
+    parser.add_argument("--sidecar", action="store_true", help="measure a sidecar process")
+    args = parser.parse_args()
+    if args.sidecar:
+        sidecar_footprint(args.nodes)
+    else:
+        parse_and_plan(args.nodes // PER_PATH)
+
+
+def parse_and_plan(paths: int) -> None:
     me = Identity(session=1, engine="ENGINE-A", advertise_host="192.0.2.10")
     containers = ContainerIndex(
         [
@@ -100,6 +117,53 @@ def main() -> None:
         f"summary nodes={paths * PER_PATH} baseline_mb={baseline:.1f} peak_mb={peak:.1f} "
         f"kept_mb={kept:.1f} kept_ratio={kept / planned_mib:.3f} plan_s={seconds:.1f}"
     )
+
+
+def sidecar_footprint(nodes: int) -> None:
+    with tempfile.TemporaryDirectory() as work, ZooKeeperServer(Path(work) / "zk", heap="1g") as zk:
+        load = client(zk.connect_string)
+        paths = [f"/big/svc{i}/providers" for i in range(nodes // 5)]
+        ensure_paths(load, [*paths, "/empty/svc/providers"])
+        print(f"creating {nodes:,} nodes of {NAME_BYTES} bytes", flush=True)
+        pending = []
+        for index, path in enumerate(paths):
+            for node in path_nodes(index)[:5]:
+                pending.append(load.create_async(f"{path}/{node.name}", node.data))
+                if len(pending) >= 1000:
+                    for request in pending:
+                        request.get(timeout=60)
+                    pending.clear()
+        for request in pending:
+            request.get(timeout=60)
+        load.stop()
+        load.close()
+        empty = _resident(Path(work), zk.connect_string, "/empty", resyncs=1)
+        full = _resident(Path(work), zk.connect_string, "/big", resyncs=2)
+    print(f"sidecar, empty registry     peak {empty[0]:7.1f} MiB  now {empty[1]:7.1f} MiB")
+    print(f"sidecar, {nodes:,} nodes  peak {full[0]:7.1f} MiB  now {full[1]:7.1f} MiB  "
+          f"({full[0] / empty[0]:.1f} x the empty registry's peak)")  # fmt: skip
+    print(f"summary sidecar_nodes={nodes} empty_peak_mb={empty[0]:.1f} peak_mb={full[0]:.1f} "
+          f"rss_mb={full[1]:.1f} peak_ratio={full[0] / empty[0]:.2f}")  # fmt: skip
+
+
+def _resident(work: Path, connect: str, root: str, resyncs: int) -> tuple[float, float]:
+    """Peak and current RSS (MiB) of a sidecar on ``root`` after ``resyncs`` full resyncs
+    (a periodic one every 20 s after the first)."""
+    sidecar = SidecarProcess(
+        work / f"sidecar{root.replace('/', '-')}.log",
+        [*("--zookeeper", connect, "--root", root, "--docker-url", "none"),
+         *("--static-ports", "20880:30880", "--advertise-host", "127.0.0.1"),
+         *("--listen", "", "--state-file", "", "--resync-seconds", "20")],
+    ).start()  # fmt: skip
+    try:
+        for count in range(1, resyncs + 1):
+            sidecar.wait_for_event("resync done", count=count, timeout=900)
+        status = Path(f"/proc/{sidecar.pid}/status").read_text().splitlines()
+        fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status
+                  if line.startswith(("VmHWM:", "VmRSS:"))}  # fmt: skip
+        return fields["VmHWM"], fields["VmRSS"]
+    finally:
+        sidecar.kill()
 
 
 if __name__ == "__main__":
