@@ -145,10 +145,10 @@ def _run(settings: Settings, host: advertise.AdvertiseHost | None) -> int:
     )  # fmt: skip
     try:
         loop = assemble(settings, host, events, os.environ)
-    except (StateFileBusy, OSError) as exc:  # OSError: the listen address is taken
+    except (StateFileBusy, OSError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except (static_source.StaticMappingError, DockerConfigError, ConfigError) as exc:
+    except (ConfigError, static_source.StaticMappingError, DockerConfigError) as exc:
         print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except CaptureError as exc:

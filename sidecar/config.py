@@ -8,7 +8,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, JsonValue, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    JsonValue,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -17,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from sidecar.syntax import parse_port, servers, valid_host
+from sidecar.syntax import parse_port, quote, servers, valid_host
 
 ENV_PREFIX = "DUBBO_SIDECAR_"
 _PATH_SEGMENT = re.compile(r"[^/\x00]+")
@@ -324,7 +332,9 @@ class Settings(BaseSettings):
 
     @field_validator("root", "services_root")
     @classmethod
-    def _roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _roots(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.field_name == "root" and not value:
+            raise ValueError("at least one registry root is needed (e.g. /dubbo)")
         for root in value:
             _check_absolute(root)
         if len(set(value)) != len(value):
@@ -472,6 +482,11 @@ def check_address_source(source: str) -> tuple[str, str]:
 
 
 def _check_absolute(path: str) -> None:
+    """An absolute ZooKeeper path below the top (``/`` alone would be the whole tree)."""
     segments = path.split("/")
-    if segments[0] != "" or not all(_PATH_SEGMENT.fullmatch(s) for s in segments[1:]):
-        raise ValueError(f"invalid path '{path}' (expected an absolute path like /dubbo)")
+    if (
+        len(segments) < 2
+        or segments[0] != ""
+        or not all(_PATH_SEGMENT.fullmatch(s) for s in segments[1:])
+    ):
+        raise ValueError(f"invalid path {quote(path)} (expected an absolute path like /dubbo)")

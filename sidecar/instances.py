@@ -5,21 +5,19 @@ JSON. The address appears in the node name, ``id``, ``address``, ``port``, ``pay
 and as ports inside two JSON strings of ``payload.metadata``: ``dubbo.endpoints`` and
 ``dubbo.metadata-service.url-params``. Those change; every other field, and the order of the
 keys, stays as it was.
-
-In replace mode the sidecar rewrites an instance *in place*: the node keeps its name (the
-container endpoint) and only its data changes. Such a node is recognised by a name and data
-that disagree, and ``restore`` gives back the instance as its provider wrote it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.model import Endpoint
+from sidecar.syntax import parse_port, quote
 
 ENDPOINTS = "dubbo.endpoints"
 METADATA_SERVICE = "dubbo.metadata-service.url-params"
@@ -40,38 +38,53 @@ class Instance:
     doc: dict[str, Any] = field(compare=False, repr=False)
 
 
+# Curator's JSON is three levels deep: anything far deeper is not an instance, and would make
+# the recursive JSON reader and writer run out of stack.
+_MAX_DEPTH = 32
+
+
 def parse(name: str, data: bytes) -> Instance:
-    """Parse an instance node; raise MalformedInstance instead of guessing."""
+    """Parse an instance node; raise MalformedInstance instead of guessing.
+
+    Everything ``rewrite`` will change is checked here, so that rewriting a parsed instance
+    cannot fail.
+    """
     instance = parse_data(name, data)
     if endpoint_of(name) != instance.endpoint:
-        raise MalformedInstance(f"node name {name!r} disagrees with {instance.endpoint}")
+        raise MalformedInstance(f"node name {quote(name)} disagrees with {instance.endpoint}")
     return instance
 
 
 def parse_data(name: str, data: bytes) -> Instance:
     """The instance a node's data describes, whatever its name says (an instance rewritten
     in place carries the advertised endpoint under its container endpoint's name)."""
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise MalformedInstance("data is not JSON") from exc
+    doc = _json(data, "data")
     if not isinstance(doc, dict):
         raise MalformedInstance("data is not a JSON object")
-    address, port = doc.get("address"), doc.get("port")
-    if not isinstance(address, str) or not isinstance(port, int) or not 0 < port < 65536:
+    address, port = doc.get("address"), _int_port(doc.get("port"))
+    if not isinstance(address, str) or port is None:
         raise MalformedInstance("no address and port")
     try:
         endpoint = Endpoint.of(ipaddress.ip_address(address.strip("[]")).compressed, port)
-    except ValueError as exc:
-        raise MalformedInstance(f"address {address!r} is not an IP address") from exc
+    except ValueError:
+        raise MalformedInstance(f"address {quote(address)} is not an IP address") from None
     return _instance(name, endpoint, doc)
 
 
 def _instance(name: str, endpoint: Endpoint, doc: dict[str, Any]) -> Instance:
     metadata = _metadata(doc)
-    others = {p for p, _ in _endpoint_ports(metadata)} | set(_metadata_service_port(metadata))
-    others.discard(endpoint.port)
-    return Instance(name, endpoint, str(doc.get("name", "")), tuple(sorted(others)), doc)
+    others = {_port_of(e, ENDPOINTS) for e in _endpoints(metadata)}
+    params = _metadata_service(metadata)
+    if params is not None and "port" in params:
+        others.add(_port_of(params, METADATA_SERVICE))
+    application = doc.get("name")
+    return Instance(
+        name,
+        endpoint,
+        application if isinstance(application, str) else "",
+        tuple(sorted(others - {endpoint.port})),
+        doc,
+    )
 
 
 def rewrite(
@@ -100,7 +113,13 @@ def dumps(instance: Instance) -> bytes:
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (written as an escape in the original) has no UTF-8 form: write
+        # every non-ASCII character as an escape instead, as JSON allows.
+        return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def restore(
@@ -124,7 +143,8 @@ def _readdressed(
     instance: Instance, endpoint: Endpoint, new_id: str, port_of: Callable[[int], int]
 ) -> dict[str, Any]:
     """A copy of the instance's document with its address fields naming ``endpoint`` (its id
-    ``new_id``) and every port in its metadata passed through ``port_of``."""
+    ``new_id``) and every port in its metadata passed through ``port_of``, each kept a
+    number or a string as it was. Empty values were read as no ports: they stay as they are."""
     doc: dict[str, Any] = json.loads(json.dumps(instance.doc))  # a deep copy, key order kept
     doc["id"] = new_id
     doc["address"] = endpoint.host
@@ -132,20 +152,58 @@ def _readdressed(
     payload = doc.get("payload")
     if isinstance(payload, dict) and "id" in payload:
         payload["id"] = new_id
+
+    def mapped(holder: dict[str, Any], what: str) -> None:
+        target = port_of(_port_of(holder, what))
+        holder["port"] = str(target) if isinstance(holder["port"], str) else target
+
     metadata = _metadata(doc)
-    # Empty values were read as no ports (see parse); they stay as they are.
-    if metadata.get(ENDPOINTS):
-        endpoints = json.loads(metadata[ENDPOINTS])
+    endpoints = _endpoints(metadata)
+    if endpoints:
         for entry in endpoints:
-            entry["port"] = port_of(int(entry["port"]))
+            mapped(entry, ENDPOINTS)
         metadata[ENDPOINTS] = json.dumps(endpoints, separators=(",", ":"))
-    if metadata.get(METADATA_SERVICE):
-        params = json.loads(metadata[METADATA_SERVICE])
-        if "port" in params:
-            new = port_of(int(params["port"]))
-            params["port"] = str(new) if isinstance(params["port"], str) else new
-            metadata[METADATA_SERVICE] = json.dumps(params, separators=(",", ":"))
+    params = _metadata_service(metadata)
+    if params is not None and "port" in params:
+        mapped(params, METADATA_SERVICE)
+        metadata[METADATA_SERVICE] = json.dumps(params, separators=(",", ":"))
     return doc
+
+
+def _json(text: str | bytes, what: str) -> Any:
+    """JSON that Curator and Jackson would read back as it was; MalformedInstance if not."""
+    try:
+        value = json.loads(text, parse_constant=_not_finite, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedInstance(f"{what} is not JSON: {quote(str(exc))}") from None
+    if not _depth_at_most(value, _MAX_DEPTH):
+        raise MalformedInstance(f"{what} is nested deeper than {_MAX_DEPTH} levels")
+    return value
+
+
+def _not_finite(constant: str) -> float:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{quote(text)} is too large for a number")
+    return value
+
+
+def _depth_at_most(value: Any, limit: int) -> bool:
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return True
+    return False
 
 
 def _metadata(doc: dict[str, Any]) -> dict[str, Any]:
@@ -154,29 +212,54 @@ def _metadata(doc: dict[str, Any]) -> dict[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-def _endpoint_ports(metadata: dict[str, Any]) -> list[tuple[int, str]]:
-    try:
-        entries = json.loads(metadata.get(ENDPOINTS) or "[]")
-        return [(int(e["port"]), str(e.get("protocol", ""))) for e in entries]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise MalformedInstance(f"{ENDPOINTS} is not a list of ports") from exc
+def _endpoints(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of ``dubbo.endpoints`` (none when it is absent, null or empty)."""
+    text = metadata.get(ENDPOINTS)
+    if text is None or text == "":
+        return []
+    entries = _json(text, ENDPOINTS) if isinstance(text, str) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise MalformedInstance(f"{ENDPOINTS} is not a list of ports")
+    return entries
 
 
-def _metadata_service_port(metadata: dict[str, Any]) -> list[int]:
-    try:
-        params = json.loads(metadata.get(METADATA_SERVICE) or "{}")
-        return [int(params["port"])] if "port" in params else []
-    except (ValueError, TypeError) as exc:
-        raise MalformedInstance(f"{METADATA_SERVICE} has no readable port") from exc
+def _metadata_service(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The parameters in ``dubbo.metadata-service.url-params`` (None when absent, null or empty)."""
+    text = metadata.get(METADATA_SERVICE)
+    if text is None or text == "":
+        return None
+    params = _json(text, METADATA_SERVICE) if isinstance(text, str) else None
+    if not isinstance(params, dict):
+        raise MalformedInstance(f"{METADATA_SERVICE} is not a JSON object")
+    return params
+
+
+def _port_of(holder: dict[str, Any], what: str) -> int:
+    """The ``port`` of an entry: a JSON number, or a string of ASCII digits (1-65535)."""
+    value = holder.get("port")
+    port = _int_port(value)
+    if port is None and isinstance(value, str):
+        try:
+            port = parse_port(value)
+        except ValueError:
+            port = None
+    if port is None:
+        raise MalformedInstance(f"{what}: {quote(value)} is not a port")
+    return port
+
+
+def _int_port(value: object) -> int | None:
+    # bool is an int to Python, but true is not a port.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
+        return value
+    return None
 
 
 def endpoint_of(name: str) -> Endpoint | None:
     """The endpoint an instance node's name spells (``<ip>:<port>``), if it spells one."""
     host, _, port = name.rpartition(":")
-    if not port.isdigit():
-        return None
     try:
-        return Endpoint.of(ipaddress.ip_address(host.strip("[]")).compressed, int(port))
+        return Endpoint.of(ipaddress.ip_address(host.strip("[]")).compressed, parse_port(port))
     except ValueError:
         return None
 

@@ -5,11 +5,11 @@ Pure: the labels of one container in, what they ask for (or why they are invalid
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from sidecar.memo import sized_cache
+from sidecar.syntax import normal_host, parse_port, quote, shorten
 
 PREFIX = "dubbo-nat-sidecar."
 ENABLE = PREFIX + "enable"
@@ -22,7 +22,6 @@ PERSISTENT_APPLICATION = PREFIX + "persistent-application"
 MODES = ("replace", "mirror")
 _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
-_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,8 @@ class InvalidLabels(ValueError):
     """A label with this sidecar's prefix that it cannot follow; the message says which."""
 
 
-@functools.lru_cache(maxsize=4096)
+# Cached: every pass asks for each container's labels, which rarely change.
+@sized_cache(budget=1 << 20, cost=lambda pairs: sum(len(k) + len(v) for k, v in pairs))
 def parse(labels: tuple[tuple[str, str], ...]) -> ContainerLabels:
     """The sidecar's labels among a container's labels; raise InvalidLabels for a bad one.
 
@@ -57,20 +57,20 @@ def parse(labels: tuple[tuple[str, str], ...]) -> ContainerLabels:
         value = raw.strip()
         if key == ENABLE:
             if value.lower() not in (*_TRUE, *_FALSE):
-                raise InvalidLabels(f"label {key}={raw!r}: expected true or false")
+                raise InvalidLabels(f"label {key}={quote(raw)}: expected true or false")
             enabled = value.lower() in _TRUE
         elif key == ADVERTISE_HOST:
             host = _host(key, value)
         elif key == MODE:
             if value not in MODES:
-                raise InvalidLabels(f"label {key}={raw!r}: expected replace or mirror")
+                raise InvalidLabels(f"label {key}={quote(raw)}: expected replace or mirror")
             mode = value
         elif key == PERSISTENT_APPLICATION:
             application = _application(key, raw)
         elif key.startswith(PORT):
             ports[_port(key, key.removeprefix(PORT))] = _port(key, value)
         else:
-            raise InvalidLabels(f"unknown label {key}")
+            raise InvalidLabels(f"unknown label {shorten(key)}")
     return ContainerLabels(enabled, host, tuple(sorted(ports.items())), mode, application)
 
 
@@ -80,13 +80,10 @@ def normal(labels: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
 
 
 def _host(key: str, value: str) -> str:
-    host = value.strip("[]")
     try:
-        return ipaddress.ip_address(host).compressed
+        return normal_host(value)
     except ValueError:
-        if _HOST_NAME.fullmatch(host) and len(host) <= 253:
-            return host.lower()
-    raise InvalidLabels(f"label {key}={value!r}: not an IP address or host name")
+        raise InvalidLabels(f"label {key}={quote(value)}: not an IP address or host name") from None
 
 
 def _application(key: str, raw: str) -> str:
@@ -98,6 +95,7 @@ def _application(key: str, raw: str) -> str:
 
 
 def _port(key: str, text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise InvalidLabels(f"label {key}: {text!r} is not a port")
-    return int(text)
+    try:
+        return parse_port(text)
+    except ValueError as exc:
+        raise InvalidLabels(f"label {shorten(key)}: {exc}") from None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+
+from sidecar.memo import sized_cache
 
 # The pseudo-container of the static mapping (ports mapped without Docker).
 STATIC_ID = "static"
@@ -30,7 +32,7 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
 
 
-@functools.lru_cache(maxsize=4096)
+@sized_cache(budget=1 << 20, cost=len)
 def _normal_host(host: str) -> str:
     try:
         return ipaddress.ip_address(host).compressed
@@ -90,10 +92,31 @@ class RegistryNode:
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a ZooKeeper session connects from, and which server said so."""
+    """Where a ZooKeeper session connects from, and which server (its address) said so."""
 
     address: str
     server: str
+
+
+@dataclass(frozen=True, eq=False)
+class Origins:
+    """Where the ensemble's sessions connect from, as the servers that answered tell.
+
+    ``unanswered`` names the servers that did not tell (down, too slow, or refusing): a
+    session none of the others knows may be connected to one of them, so it is unknown,
+    not gone. Only a complete answer proves a session gone.
+    """
+
+    sessions: Mapping[int, Origin]
+    unanswered: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.unanswered
+
+    def gone(self, session: int) -> bool:
+        """Whether every server answered and none knows ``session``."""
+        return self.complete and session not in self.sessions
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,15 @@ tell, only endpoints claimed by a single session are rewritten.
 from __future__ import annotations
 
 import base64
-import functools
+import ipaddress
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
-from sidecar.model import Endpoint, Origin, RegistryNode
+from sidecar.memo import sized_cache
+from sidecar.model import Endpoint, Origin, Origins, RegistryNode
+from sidecar.syntax import parse_port, shorten
 
 TAG = "dubbo-nat-sidecar"
 _PREFIX = b'{"' + TAG.encode() + b'":'
@@ -45,22 +48,24 @@ class Marker:
                 "container_endpoint": str(self.container_endpoint),
                 "container": self.container,
                 "engine": self.engine,
-                "provider_session": f"0x{self.provider_session:x}",
+                "provider_session": f"{self.provider_session:#x}",
             },
             separators=(",", ":"),
         ).encode()
 
 
-@functools.lru_cache(maxsize=65536)
+# Cached: the state file is written again and again with mostly the same markers.
+@sized_cache(budget=8 << 20, cost=lambda m: 2 * (len(m.original) + len(m.original_data)))
 def _state_form(marker: Marker) -> dict[str, str]:
-    # Cached: the state file is written again and again with mostly the same markers.
     doc = json.loads(marker.encode())
     doc["original_data"] = base64.b64encode(marker.original_data).decode()
     return {k: str(v) for k, v in doc.items()}
 
 
-def marker_from_state(doc: dict[str, str]) -> Marker | None:
-    """A marker saved with Marker.to_state."""
+def marker_from_state(doc: object) -> Marker | None:
+    """A marker saved with Marker.to_state (None for anything else)."""
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        return None
     marker = read_marker(json.dumps({TAG: 1, **doc}).encode())
     if marker is None:
         return None
@@ -71,78 +76,107 @@ def marker_from_state(doc: dict[str, str]) -> Marker | None:
 
 
 def read_marker(data: bytes) -> Marker | None:
-    """The marker in a node's data, or None for a node the sidecar did not write."""
+    """The marker in a node's data, or None for a node the sidecar did not write (or data
+    that only starts like a marker)."""
     if not data.startswith(_PREFIX):
         return None
     return _decode_marker(data)
 
 
-@functools.lru_cache(maxsize=65536)
+# Cached: a pass looks at each of its nodes' markers several times. A marker holds a copy of
+# the original name, about as long as its data.
+@sized_cache(budget=16 << 20, cost=lambda data: 2 * len(data))
 def _decode_marker(data: bytes) -> Marker | None:
-    # Cached: a pass looks at each of its nodes' markers several times.
     try:
         doc = json.loads(data)
-        host, _, port = str(doc["container_endpoint"]).rpartition(":")
-        return Marker(
-            original=str(doc["original"]),
-            container_endpoint=Endpoint.of(host.strip("[]"), int(port)),
-            container=str(doc["container"]),
-            engine=str(doc["engine"]),
-            provider_session=int(str(doc.get("provider_session", "0")), 0),
-        )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(doc, dict):
+        return None
+    return _marker_of(doc)
+
+
+def _marker_of(doc: dict[str, Any]) -> Marker | None:
+    text = {key: doc.get(key) for key in ("original", "container_endpoint", "container", "engine")}
+    session = doc.get("provider_session", "0")
+    if not all(isinstance(value, str) for value in text.values()) or not isinstance(session, str):
+        return None
+    host, _, port = str(text["container_endpoint"]).rpartition(":")
+    try:
+        container_endpoint = Endpoint.of(host.strip("[]"), parse_port(port))
+        provider_session = int(session, 0)
+    except ValueError:
+        return None
+    if not -(2**63) <= provider_session < 2**63:
+        return None
+    return Marker(
+        original=str(text["original"]),
+        container_endpoint=container_endpoint,
+        container=str(text["container"]),
+        engine=str(text["engine"]),
+        provider_session=provider_session,
+    )
 
 
 @dataclass(frozen=True)
 class LocalAddresses:
-    """The addresses that show a session comes from this host.
+    """The addresses that show a session comes from this host, and from which container.
 
     ``anywhere`` prove it to any server: the advertised host, configured host addresses, and
-    interface addresses other than loopback and Docker networks. ``near`` prove it only to a
-    server on this host (``local_servers``): there, a session from loopback, a Docker
-    gateway or a container address is local; to a server on another host those addresses
-    mean a process on *that* host.
+    interface addresses other than loopback and Docker networks. ``near`` are this host's
+    own addresses as a server on this host sees them (interfaces, loopback, Docker
+    gateways): they prove it only to a server at one of them (or at loopback); to a server
+    on another host they mean a process on *that* host. ``containers`` are this engine's
+    container addresses: to a server on this host, a session from one of them proves the
+    registrations of that container only.
     """
 
     anywhere: frozenset[str]
     near: frozenset[str] = frozenset()
-    local_servers: frozenset[str] = frozenset()
+    containers: frozenset[str] = frozenset()
 
-    def include(self, address: str, server: str) -> bool:
-        return address in self.anywhere or (server in self.local_servers and address in self.near)
+    def server_here(self, server: str) -> bool:
+        """Whether the server at this address runs on this host."""
+        return server in self.near or _is_loopback(server)
 
 
 class Ownership:
-    """Decides whether a registration's session is provably this host's."""
+    """Decides whether a registration's session is provably this host's, and its container's."""
 
     def __init__(
         self,
-        origins: Mapping[int, Origin] | None,
+        origins: Origins | None,
         local: LocalAddresses,
         claims: Mapping[Endpoint, Collection[int]],
     ) -> None:
-        """``origins`` maps session ids to where they connect from (None: the servers do not
-        tell); ``claims`` lists, per endpoint, the sessions that registered it anywhere."""
+        """``origins``: where sessions connect from (None: the servers do not tell);
+        ``claims`` lists, per endpoint, the sessions that registered it anywhere."""
         self._origins = origins
         self._local = local
         self._claims = claims
 
     def disconnected(self, session: int) -> bool:
-        """Whether ``session`` is known not to be connected now (False when the servers do not
-        tell): a provider session that is gone leaves its earlier registrations stale."""
-        return self._origins is not None and session not in self._origins
+        """Whether ``session`` is known not to be connected now: every server answered and
+        none knows it (a provider session that is gone leaves its registrations stale)."""
+        return self._origins is not None and self._origins.gone(session)
 
     def connected(self, session: int) -> bool:
-        return self._origins is not None and session in self._origins
+        return self._origins is not None and session in self._origins.sessions
 
     def unproven(self, node: RegistryNode) -> bool:
-        """Whether the servers did not know the node's session yet (worth asking again)."""
-        return self.disconnected(node.owner) and node.owner != 0
+        """Whether no server that answered knew the node's session yet (worth asking again)."""
+        return (
+            node.owner != 0
+            and self._origins is not None
+            and node.owner not in self._origins.sessions
+        )
 
-    def refusal(self, node: RegistryNode, endpoint: Endpoint) -> str | None:
-        """Why ``node`` (registering ``endpoint``) must not be rewritten, or None if it may.
-        Ephemeral nodes only: a persistent one has no session (see plan/persistent.py)."""
+    def refusal(
+        self, node: RegistryNode, endpoint: Endpoint, container_addresses: Collection[str]
+    ) -> str | None:
+        """Why ``node`` (registering ``endpoint``, an address of the container with
+        ``container_addresses``) must not be rewritten, or None if it may. Ephemeral nodes
+        only: a persistent one has no session (see plan/persistent.py)."""
         if self._origins is None:
             sessions = set(self._claims.get(endpoint, ())) | {node.owner}
             if len(sessions) > 1:
@@ -151,12 +185,30 @@ class Ownership:
                     "servers do not say where sessions connect from"
                 )
             return None
-        origin = self._origins.get(node.owner)
+        origin = self._origins.sessions.get(node.owner)
         if origin is None:
+            if not self._origins.complete:
+                silent = shorten("; ".join(self._origins.unanswered))
+                return f"session 0x{node.owner:x} is unknown: not every server answered ({silent})"
             return f"session 0x{node.owner:x} is not connected now: cannot prove it is this host's"
-        if not self._local.include(origin.address, origin.server):
-            return (
-                f"registered by session 0x{node.owner:x} from {origin.address} "
-                f"(as server {origin.server} sees it), not from this host"
-            )
-        return None
+        return self._origin_refusal(node.owner, origin, container_addresses)
+
+    def _origin_refusal(
+        self, session: int, origin: Origin, container_addresses: Collection[str]
+    ) -> str | None:
+        seen = f"from {origin.address} (as server {origin.server} sees it)"
+        if origin.address in self._local.anywhere:
+            return None  # this host's own address, however the session reached the server
+        if self._local.server_here(origin.server):
+            if origin.address in container_addresses or origin.address in self._local.near:
+                return None
+            if origin.address in self._local.containers:
+                return f"registered by another container's session (0x{session:x} {seen})"
+        return f"registered by session 0x{session:x} {seen}, not from this host"
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -101,16 +101,24 @@ def peers_from(leases: Mapping[str, tuple[int, bytes]], own_lease: str) -> dict[
     for name, (session, data) in leases.items():
         if name == own_lease or not (name == HOST_LEASE or name.startswith(_APP_PREFIX)):
             continue
-        try:
-            about = json.loads(data)
-            container_name = str(about.get("container_name", ""))
-            advertise_source = str(about.get("advertise_source", ""))
-            proxy = about.get("proxy") == "true"
-        except (ValueError, AttributeError, RecursionError):
-            container_name = advertise_source = ""
-            proxy = False
-        found[session] = Lease(name, session, container_name, advertise_source, proxy)
+        about = _about(data)
+        found[session] = Lease(
+            name, session, about.get("container_name", ""), about.get("advertise_source", ""),
+            about.get("proxy") == "true",
+        )  # fmt: skip
     return found
+
+
+def _about(data: bytes) -> dict[str, str]:
+    """The text fields of a lease's data (none if it is not a JSON object: a lease written by
+    an older or foreign version still names its holder by its session)."""
+    try:
+        about = json.loads(data)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(about, dict):
+        return {}
+    return {key: value for key, value in about.items() if isinstance(value, str)}
 
 
 def app_in_namespace(

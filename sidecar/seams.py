@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
-from sidecar.model import Container, Origin, RegistryNode, Transaction, WriteResult
+from sidecar.model import Container, Origins, RegistryNode, Transaction, WriteResult
 
 
 class Registry(Protocol):
@@ -71,10 +71,11 @@ class Registry(Protocol):
     def take_denied(self) -> set[str]: ...
 
 
-class Origins(Protocol):
-    """Where each ZooKeeper session connects from, as the servers tell (None: they do not)."""
+class OriginSource(Protocol):
+    """Where each ZooKeeper session connects from, as the servers tell (None: none of them
+    tells; see model.Origins for an answer some servers did not give)."""
 
-    def fetch(self) -> dict[int, Origin] | None: ...
+    def fetch(self) -> Origins | None: ...
 
 
 class Engine(Protocol):

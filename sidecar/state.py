@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import Any
+
+from sidecar.syntax import quote
 
 
 class StateFileBusy(Exception):
@@ -28,39 +31,60 @@ class State:
     managed: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
 
 
+# ZooKeeper session ids are Java longs; kazoo packs them as signed 64-bit integers (a value
+# outside that range kills its connection thread). ZooKeeper hands out 16-byte passwords.
+_SESSION_IDS = range(-(2**63), 2**63)
+_PASSWORD_BYTES = 16
+
+
 class StateFile:
-    """A JSON state file next to its lock file."""
+    """A JSON state file next to its lock file; both readable by their owner only (the file
+    holds the session password)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock: IO[bytes] | None = None
+        self._lock: int | None = None
 
     def lock(self) -> None:
         """Hold the lock until the process ends; raise StateFileBusy if another process has it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.path.with_name(self.path.name + ".lock").open("ab")
+        lock = _open_private(self.path.with_name(self.path.name + ".lock"), os.O_RDWR)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.close()
+            os.close(lock)
             raise StateFileBusy(f"another sidecar uses the state file {self.path}") from None
         self._lock = lock
 
-    def load(self) -> State:
-        """The saved state; an empty one if the file is missing or unreadable."""
+    def load(self) -> tuple[State, str | None]:
+        """The saved state, and what was wrong with the file if it could not all be used
+        (None: nothing; a missing file is a first start, not a problem). Whatever part is
+        unreadable is left out: a session that cannot be resumed, or a rewrite entry."""
         try:
-            doc = json.loads(self.path.read_text())
-            return State(
-                session_id=int(doc["session_id"]),
-                password=bytes.fromhex(doc["password"]),
-                engine=str(doc["engine"]),
-                managed={
-                    path: (base64.b64decode(entry["data"]), dict(entry["marker"]))
-                    for path, entry in doc["managed"].items()
-                },
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return State()
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return State(), None
+        except (OSError, ValueError) as exc:
+            return State(), f"state file {self.path}: {exc}"
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            return State(), f"state file {self.path} is not JSON (truncated?): {exc}"
+        if not isinstance(doc, dict):
+            return State(), f"state file {self.path} is not a JSON object"
+        problems: list[str] = []
+        engine = doc.get("engine")
+        state = State(engine=engine if isinstance(engine, str) else "")
+        try:
+            state.session_id, state.password = _session(doc)
+        except ValueError as exc:
+            problems.append(f"session not resumed: {exc}")
+        state.managed, bad = _managed(doc.get("managed"))
+        if bad:
+            problems.append(f"{bad} rewrite entries unreadable")
+        if not problems:
+            return state, None
+        return state, f"state file {self.path}: {'; '.join(problems)}"
 
     def save(self, state: State) -> None:
         doc = {
@@ -74,6 +98,49 @@ class StateFile:
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
         # Atomic (rename), not synced: what matters is surviving the process, not the host.
-        with temporary.open("w") as out:
+        with os.fdopen(_open_private(temporary, os.O_WRONLY | os.O_TRUNC), "w") as out:
             json.dump(doc, out)
         temporary.replace(self.path)
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """Open (creating) a file only its owner may read, whatever mode an older one had."""
+    descriptor = os.open(path, flags | os.O_CREAT, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return descriptor
+
+
+def _session(doc: dict[str, Any]) -> tuple[int, bytes]:
+    """The session id and password to resume, (0, b"") for none; ValueError if unusable."""
+    session, password = doc.get("session_id", 0), doc.get("password", "")
+    if not isinstance(session, int) or isinstance(session, bool) or session not in _SESSION_IDS:
+        raise ValueError(f"session id {quote(session)} is not a 64-bit ZooKeeper session id")
+    if session == 0:
+        return 0, b""
+    try:
+        secret = bytes.fromhex(password) if isinstance(password, str) else b""
+    except ValueError:
+        secret = b""
+    if len(secret) != _PASSWORD_BYTES:
+        # Never quoted: it is a secret.
+        raise ValueError(f"the password is not {_PASSWORD_BYTES} bytes in hex")
+    return session, secret
+
+
+def _managed(doc: object) -> tuple[dict[str, tuple[bytes, dict[str, str]]], int]:
+    """The rewrite entries that can be read, and how many could not."""
+    if not isinstance(doc, dict):
+        return {}, 0 if doc is None else 1
+    managed: dict[str, tuple[bytes, dict[str, str]]] = {}
+    for path, entry in doc.items():
+        marker = entry.get("marker") if isinstance(entry, dict) else None
+        data = entry.get("data") if isinstance(entry, dict) else None
+        if not isinstance(data, str) or not isinstance(marker, dict):
+            continue
+        if not all(isinstance(v, str) for v in marker.values()):
+            continue
+        try:
+            managed[path] = (base64.b64decode(data, validate=True), marker)
+        except ValueError:
+            continue
+    return managed, len(doc) - len(managed)

@@ -85,7 +85,11 @@ def servers(connect_string: str) -> list[tuple[str, int]]:
 
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     """``repr`` of a value for a message, cut to about ``limit`` characters."""
-    text = repr(value)
+    return shorten(repr(value), limit)
+
+
+def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` as it is if short, else its first ``limit`` characters and its length."""
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text)} characters)"

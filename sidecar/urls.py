@@ -8,19 +8,18 @@ host:port the way the original name spelled those characters.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from dataclasses import dataclass
 from itertools import chain
 from urllib.parse import unquote_plus
 
+from sidecar.memo import sized_cache
 from sidecar.model import Endpoint
+from sidecar.syntax import is_host_name, parse_port, quote
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _PROTOCOL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 _LOWER_HEX_ESCAPE = re.compile(r"%(?:[0-9a-f][a-f]|[a-f][0-9a-f])")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
@@ -69,13 +68,11 @@ class ProviderUrl:
         return self.raw[:start] + encoded + self.raw[end:]
 
 
-@functools.lru_cache(maxsize=8192)
+# Cached: one pass parses each name for its claims and again for its plan, and a resync
+# sees the same names again. A parsed name holds the name itself: its length is its cost.
+@sized_cache(budget=16 << 20, cost=len)
 def parse(raw: str) -> ProviderUrl:
-    """Parse a provider node name; raise MalformedName instead of guessing.
-
-    Cached: one pass parses each name for its claims and again for its plan, and a resync
-    sees the same names again.
-    """
+    """Parse a provider node name; raise MalformedName instead of guessing."""
     fast = _COMMON_FORM.match(raw)
     if fast is not None:
         # The common spelling (Java's or Python's encoder, an IPv4 address or a host name):
@@ -162,16 +159,17 @@ def _split_host_port(host_port: str) -> tuple[str, int]:
         try:
             ipaddress.IPv6Address(host)
         except ValueError as exc:
-            raise MalformedName(f"invalid IPv6 address {host!r}") from exc
+            raise MalformedName(f"invalid IPv6 address {quote(host)}") from exc
     else:
         host, sep, port_text = host_port.rpartition(":")
         if not sep:
             raise MalformedName("no port")
-        if not _is_ipv4(host) and not _HOSTNAME.fullmatch(host):
-            raise MalformedName(f"invalid host {host!r}")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise MalformedName(f"invalid port {port_text!r}")
-    return host, int(port_text)
+        if not _is_ipv4(host) and not is_host_name(host):
+            raise MalformedName(f"invalid host {quote(host)}")
+    try:
+        return host, parse_port(port_text)
+    except ValueError as exc:
+        raise MalformedName(f"invalid port: {exc}") from None
 
 
 def _is_ipv4(host: str) -> bool:

@@ -394,22 +394,31 @@ class ZooKeeperEnsemble:
         tick_time_ms: int = 500,
         min_session_timeout_ms: int = 1000,
         max_session_timeout_ms: int = 120_000,
+        addresses: Sequence[str] = (),
+        four_letter_words: str = FOUR_LETTER_WORDS,
     ) -> None:
-        """Prepare (but do not start) the ensemble; ports are chosen here."""
+        """Prepare (but do not start) the ensemble; ports are chosen here. With
+        ``addresses`` (one per server, e.g. 127.0.0.1, 127.0.0.2, ...) the servers share one
+        client port, each listening (and talking to its peers) on its own address, as
+        behind one DNS name."""
         if size < 1:
             raise ValueError("an ensemble needs at least one server")
+        if addresses and len(addresses) != size:
+            raise ValueError("one address per server")
+        shared_port = free_port() if addresses else None
         self.work_dir = work_dir
         self.start_timeout = start_timeout
         peers = [(free_port("127.0.0.1"), free_port("127.0.0.1")) for _ in range(size)]
         quorum = [
-            f"server.{index}=127.0.0.1:{peer}:{election}"
+            f"server.{index}={addresses[index - 1] if addresses else '127.0.0.1'}:{peer}:{election}"
             for index, (peer, election) in enumerate(peers, start=1)
         ]
         self.servers: list[ZooKeeperServer] = [
             ZooKeeperServer(
                 work_dir / f"zk{index}",
-                bind,
-                client_port=free_port(),
+                addresses[index - 1] if addresses else bind,
+                client_port=shared_port or free_port(),
+                four_letter_words=four_letter_words,
                 tick_time_ms=tick_time_ms,
                 min_session_timeout_ms=min_session_timeout_ms,
                 max_session_timeout_ms=max_session_timeout_ms,

@@ -14,6 +14,7 @@ from sidecar.model import (
     Create,
     Delete,
     Origin,
+    Origins,
     Outcome,
     RegistryNode,
     SetData,
@@ -351,9 +352,13 @@ class MemoryEngine:
 
 @dataclass
 class FixedOrigins:
-    """Servers that say each session connects from where this dict says."""
+    """Servers that say each session connects from where this dict says (None: no server
+    tells); ``unanswered`` servers make the answer incomplete."""
 
     origins: dict[int, Origin] | None = field(default_factory=dict)
+    unanswered: tuple[str, ...] = ()
 
-    def fetch(self) -> dict[int, Origin] | None:
-        return None if self.origins is None else dict(self.origins)
+    def fetch(self) -> Origins | None:
+        if self.origins is None:
+            return None
+        return Origins(dict(self.origins), self.unanswered)

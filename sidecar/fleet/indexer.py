@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from sidecar import instances, urls
 from sidecar.fleet.routes import Facts, Member, Members, Routes
-from sidecar.seams import Origins, Registry
+from sidecar.seams import OriginSource, Registry
 
 FLEET_ROOT = "/dubbo-nat-sidecar/fleet"
 MEMBERS = f"{FLEET_ROOT}/members"
@@ -34,7 +34,7 @@ class Indexer:
         registry: Registry,
         roots: tuple[str, ...],
         services_roots: tuple[str, ...],
-        origins: Origins,
+        origins: OriginSource,
     ) -> None:
         self._registry = registry
         self._roots = roots
@@ -125,7 +125,9 @@ class Indexer:
             unknown_session |= owner != 0 and owner not in self._origins
             touched.add(parent)
         if unknown_session:
-            self._origins = {s: o.address for s, o in (self._origins_source.fetch() or {}).items()}
+            found = self._origins_source.fetch()
+            if found is not None:
+                self._origins = {s: o.address for s, o in found.sessions.items()}
         for parent in touched:
             self._reroute(parent)
 

@@ -4,7 +4,6 @@ asks the servers where sessions connect from, as far as the planner needs it."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,10 +11,10 @@ from dataclasses import dataclass
 from sidecar.loop.memory import Memory
 from sidecar.loop.paths import Roots
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Origin
+from sidecar.model import Origins
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
 from sidecar.plan import PathView, claims_in
-from sidecar.seams import Origins, Registry
+from sidecar.seams import OriginSource, Registry
 
 # Asking every server for its connections is not free: at most this often...
 _ORIGINS_MIN_INTERVAL = 0.05
@@ -40,9 +39,8 @@ class Observer:
     def __init__(
         self,
         registry: Registry,
-        origins: Origins,
+        origins: OriginSource,
         roots: Roots,
-        servers: list[str],
         configured_host_addresses: Iterable[str],
         clock: Callable[[], float] = time.monotonic,
         watch: bool = True,
@@ -51,19 +49,11 @@ class Observer:
         self._registry = registry
         self._origins_source = origins
         self._roots = roots
-        self._servers = servers
         self._configured = frozenset(configured_host_addresses)
         self._clock = clock
         self._watch = watch
-        self._origins: dict[int, Origin] | None = None
+        self._origins: Origins | None = None
         self._origins_at = float("-inf")
-        self._local_servers: frozenset[str] = frozenset()
-
-    def refresh_host(self, interface_addresses: set[str]) -> None:
-        """Which ZooKeeper servers run on this host (they resolve to its addresses)."""
-        self._local_servers = frozenset(
-            s for s in self._servers if _resolves_to(s, interface_addresses)
-        )
 
     def host_addresses(self, interface_addresses: set[str]) -> set[str]:
         """This host's addresses as other hosts and the servers see them: its interfaces'
@@ -71,9 +61,10 @@ class Observer:
         return {a for a in interface_addresses if not _is_loopback(a)} | set(self._configured)
 
     def session_gone(self, session: int) -> bool:
-        """Whether the servers say ``session`` is not connected (False if they do not tell)."""
+        """Whether every server says ``session`` is not connected (False if any server does
+        not tell: a proof that is not complete proves nothing gone)."""
         self._fetch_origins(max_age=0.0)
-        return self._origins is not None and session not in self._origins
+        return self._origins is not None and self._origins.gone(session)
 
     def observe(
         self,
@@ -98,7 +89,8 @@ class Observer:
             memory.set_claims(view.parent, claims)
         needed = memory.sessions_claiming(parents, local)
         if needed:
-            unknown = self._origins is not None and bool(needed - set(self._origins) - {0})
+            known = set(self._origins.sessions) if self._origins is not None else set()
+            unknown = self._origins is not None and bool(needed - known - {0})
             self._fetch_origins(max_age=0.0 if unknown else _ORIGINS_MAX_AGE)
         ownership = self._ownership(memory, containers, interface_addresses, host_addresses)
         return Observation(views, ownership, _strangers(views, known_sessions, engine))
@@ -142,13 +134,12 @@ class Observer:
             for address in interface_addresses
             if not _is_loopback(address) and not containers.in_docker_network(address)
         }
-        # A server at a Docker gateway runs on this host too, even when the sidecar runs in a
+        # A Docker gateway is this host's address too, even when the sidecar runs in a
         # container and cannot see the host's interfaces.
-        gateway_servers = {s for s in self._servers if s.strip("[]") in containers.gateways}
         local = LocalAddresses(
             anywhere=frozenset(anywhere | host_addresses | self._configured),
-            near=frozenset(interface_addresses | containers.addresses()),
-            local_servers=self._local_servers | gateway_servers,
+            near=frozenset(interface_addresses | containers.gateways),
+            containers=frozenset(containers.addresses()),
         )
         return Ownership(self._origins, local, memory.claims)
 
@@ -169,15 +160,6 @@ def _strangers(views: Iterable[PathView], known_sessions: set[int], engine: str)
                 if marker is not None and marker.engine == engine:
                     return True
     return False
-
-
-def _resolves_to(host: str, addresses: set[str]) -> bool:
-    """Whether ``host`` names this machine (loopback, or one of its addresses)."""
-    try:
-        resolved = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    return any(_is_loopback(a) or a in addresses for a in resolved)
 
 
 def _is_loopback(address: str) -> bool:

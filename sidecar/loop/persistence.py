@@ -29,7 +29,9 @@ class Persistence:
                                   "not resume the ZooKeeper session")  # fmt: skip
                 self._file = None
             else:
-                self.state = self._file.load()
+                self.state, problem = self._file.load()
+                if problem:
+                    events.connection("state_file", "unreadable", problem=problem)
         # The session a restart tried to resume: its nodes and lease are ours to take over.
         self.earlier_session = self.state.session_id
 

@@ -165,7 +165,6 @@ class Reconciler:
                 return Counter(), 0  # the proxy rewrites in flight: nothing to read or write
         if work.full:
             p.inventory.refresh_host_addresses()
-            p.observer.refresh_host(p.inventory.interface_addresses)
         if p.lease.take_peers_gone() or work.full or p.memory.records_stale:
             work.paths |= read_records(p)
         listed: dict[str, set[str]] = {}

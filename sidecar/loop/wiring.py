@@ -34,7 +34,7 @@ from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from sidecar.report.events import Events
 from sidecar.report.tables import FleetMember, Managed
-from sidecar.seams import Engine, Origins, Registry, Source
+from sidecar.seams import Engine, OriginSource, Registry, Source
 from sidecar.sources import static as static_source
 from sidecar.sources.address import AddressWatch, AdvertiseHost, changes_over_time
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
@@ -232,7 +232,7 @@ def build_parts(
     settings: Settings,
     engine_id: str,
     registry: Registry,
-    origins: Origins,
+    origins: OriginSource,
     engine: Engine | None,
     static: static_source.StaticMapping,
     roots: Roots,
@@ -248,8 +248,7 @@ def build_parts(
                           host_addresses, events)  # fmt: skip
     lease = LeaseKeeper(settings.scope, settings.container, engine_id, registry, events, metrics,
                         persistence.earlier_session)  # fmt: skip
-    server_hosts = [host for host, _ in servers(settings.zookeeper)]
-    observer = Observer(registry, origins, roots, server_hosts, settings.host_address,
+    observer = Observer(registry, origins, roots, settings.host_address,
                         watch=not settings.fleet)  # fmt: skip
     parts = Parts(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),

@@ -73,7 +73,7 @@ class PlanContext:
         session must be provably this host's; a persistent node must be claimed by label."""
         if node.owner == 0:
             return persistent.refusal(parsed, found, self._persistent_claims)
-        return self.owners.refusal(node, parsed.endpoint)
+        return self.owners.refusal(node, parsed.endpoint, found.container.addresses)
 
     @cached_property
     def _persistent_claims(self) -> Counter[persistent.Claim]:

@@ -1,8 +1,11 @@
 """Where ZooKeeper servers are asked which client address each session connects from.
 
-Each server knows only its own connections, so every server of the connect string is asked:
-first with the ``cons`` four-letter word on the client port, then, if the server does not
-allow it, with the AdminServer ``connections`` command.
+Each server knows only its own connections, so every server of the ensemble is asked: every
+address each name of the connect string resolves to, and every member the servers publish
+(the ``conf`` four-letter word's ``server.N=`` lines, where allowed). Each is asked with the
+``cons`` four-letter word, or, if it does not allow that, the AdminServer ``connections``
+command; an answer is read whole within one deadline, or the server did not answer. The
+result says which servers did not: a proof is complete, or it says what is unknown.
 """
 
 from __future__ import annotations
@@ -12,67 +15,166 @@ import json
 import re
 import socket
 import time
-import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeGuard
 
-from sidecar.model import Origin
-from sidecar.syntax import servers
+from sidecar.model import Origin, Origins
+from sidecar.netio import ask, http_request
+from sidecar.syntax import servers, shorten
 
 _CONS_LINE = re.compile(r"^\s*/(?P<address>.+):\d+\[\d+\]\((?P<stats>.*)\)\s*$")
-_SESSION = re.compile(r"(?:^|,)sid=0x(?P<sid>[0-9a-fA-F]+)(?:,|$)")
+_SESSION = re.compile(r"(?:^|,)sid=0x(?P<sid>[0-9a-fA-F]{1,16})(?:,|$)")
+# server.N=host:quorum port:election port[:role][;[client address:]client port]
+_MEMBER = re.compile(
+    r"^server\.\d+=(?P<host>\[[^\]]+\]|[^:;\s]+):\d+:\d+(?::\w+)?"
+    r"(?:;(?:(?P<client_host>\[[^\]]+\]|[^:;\s]+):)?(?P<client_port>\d{1,5}))?\s*$"
+)
+_WILDCARDS = frozenset({"0.0.0.0", "::", "[::]"})
+_NOT_SERVING = "not currently serving requests"
+# ``cons`` of a server with 100,000 connections is about 20 MB.
+_ANSWER_LIMIT = 64 << 20
+_ASKED_AT_ONCE = 8
 
 
 class NotAllowed(Exception):
     """The server does not run this command for us."""
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """One server's answer: its sessions, or why there are none; the members it publishes."""
+
+    sessions: dict[int, str] | None
+    problem: str = ""
+    refused: bool = False  # by the server's configuration, not by a failure
+    members: tuple[tuple[str, int], ...] = ()
+
+
 class SessionOrigins:
     """Asks the servers of one ensemble where sessions connect from."""
 
-    def __init__(self, connect_string: str, admin_port: int, timeout: float = 1.0) -> None:
+    def __init__(self, connect_string: str, admin_port: int, timeout: float = 3.0) -> None:
+        """``timeout``: for each server, the time to answer everything it is asked."""
         self._servers = servers(connect_string)
         self._admin_port = admin_port
         self._timeout = timeout
 
-    def fetch(self) -> dict[int, Origin] | None:
-        """Session id -> origin over all servers that answer; None if none of them tells."""
-        origins: dict[int, Origin] = {}
-        told = False
-        for host, port in self._servers:
-            try:
-                found = self._from_cons(host, port)
-            except NotAllowed:
-                try:
-                    found = self._from_admin(host)
-                except NotAllowed:
-                    continue
-            except Exception:
+    def fetch(self) -> Origins | None:
+        """Where every session connects from, and which servers did not say; None if every
+        server refuses to say (then nothing can be proven either way)."""
+        unresolved: list[str] = []
+        answers: dict[tuple[str, int], _Answer] = {}
+        targets = _resolved(self._servers, unresolved)
+        with ThreadPoolExecutor(_ASKED_AT_ONCE, thread_name_prefix="session-origins") as pool:
+            while targets:
+                answers.update(zip(targets, pool.map(self._ask, targets), strict=True))
+                members = [m for answer in answers.values() for m in answer.members]
+                targets = [t for t in _resolved(members, unresolved) if t not in answers]
+        if answers and all(answer.refused for answer in answers.values()):
+            return None
+        sessions: dict[int, Origin] = {}
+        unanswered = list(dict.fromkeys(unresolved))
+        for (address, port), answer in answers.items():
+            if answer.sessions is None:
+                unanswered.append(f"{_shown(address)}:{port} {answer.problem}")
                 continue
-            origins.update((session, Origin(address, host)) for session, address in found.items())
-            told = True
-        return origins if told else None
+            sessions.update(
+                (sid, Origin(client, address)) for sid, client in answer.sessions.items()
+            )
+        return Origins(sessions, tuple(unanswered))
 
-    def _from_cons(self, host: str, port: int) -> dict[int, str]:
-        deadline = time.monotonic() + 2 * self._timeout
-        with socket.create_connection((host, port), timeout=self._timeout) as conn:
-            conn.sendall(b"cons")
-            chunks = []
-            while time.monotonic() < deadline and (chunk := conn.recv(65536)):
-                chunks.append(chunk)
-        text = b"".join(chunks).decode("utf-8", errors="replace")
+    def _ask(self, target: tuple[str, int]) -> _Answer:
+        address, port = target
+        deadline = time.monotonic() + self._timeout
+        try:
+            sessions = self._from_cons(address, port, deadline)
+        except NotAllowed:
+            try:
+                sessions = self._from_admin(address, deadline)
+            except NotAllowed as exc:
+                return _Answer(None, f"does not tell ({shorten(str(exc), 80)})", refused=True)
+            except (OSError, ValueError) as exc:
+                return _Answer(None, f"did not answer: {shorten(str(exc), 120)}")
+        except (OSError, ValueError) as exc:
+            return _Answer(None, f"did not answer: {shorten(str(exc), 120)}")
+        try:
+            members = parse_members(_word(address, port, b"conf", deadline), port)
+        except (OSError, ValueError):
+            members = []  # membership is a bonus: a server that does not publish it is asked
+        return _Answer(sessions, members=tuple(members))
+
+    def _from_cons(self, address: str, port: int, deadline: float) -> dict[int, str]:
+        text = _word(address, port, b"cons", deadline)
         if "not in the whitelist" in text or "not executed" in text:
             raise NotAllowed(text.strip())
+        if _NOT_SERVING in text:
+            # Between leaders (or without a quorum) a server lists no connection at all: that
+            # says nothing about where its clients are.
+            raise OSError("not serving requests now")
         return parse_cons(text)
 
-    def _from_admin(self, host: str) -> dict[int, str]:
+    def _from_admin(self, address: str, deadline: float) -> dict[int, str]:
         if not self._admin_port:
             raise NotAllowed("AdminServer disabled by configuration")
-        shown = f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{self._admin_port}/commands/connections"
+        url = f"http://{_shown(address)}:{self._admin_port}/commands/connections"
         try:
-            with urllib.request.urlopen(url, timeout=self._timeout) as response:
-                return parse_admin_connections(json.load(response))
-        except Exception as exc:
-            raise NotAllowed(str(exc)) from exc
+            answer = http_request(url, _remaining(deadline), _ANSWER_LIMIT)
+        except TimeoutError:
+            raise  # a server that is too slow did not answer; one refusing does not tell
+        except OSError as exc:
+            raise NotAllowed(f"AdminServer: {exc}") from None
+        if answer.status != 200:
+            raise NotAllowed(f"AdminServer: HTTP {answer.status}")
+        try:
+            return parse_admin_connections(json.loads(answer.body))
+        except RecursionError:
+            raise ValueError("AdminServer: not a connections answer") from None
+
+
+def _word(address: str, port: int, word: bytes, deadline: float) -> str:
+    answer = ask(address, port, word, _remaining(deadline), _ANSWER_LIMIT)
+    return answer.decode("utf-8", errors="replace")
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("no time left")
+    return remaining
+
+
+def _resolved(hosts: list[tuple[str, int]], unresolved: list[str]) -> list[tuple[str, int]]:
+    """Every (address, port) the hosts resolve to, in order, once each; what cannot be
+    resolved is added to ``unresolved``."""
+    found: dict[tuple[str, int], None] = {}
+    for host, port in hosts:
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            unresolved.append(f"{_shown(host)}:{port} cannot be resolved ({exc})")
+            continue
+        for info in infos:
+            found.setdefault((_normal(str(info[4][0])), port), None)
+    return list(found)
+
+
+def parse_members(text: str, default_port: int) -> list[tuple[str, int]]:
+    """The client address of each ensemble member in a ``conf`` answer (or the data of
+    ``/zookeeper/config``): ``server.N=`` lines. A member whose client port is not published
+    (a static ``clientPort``) is assumed to use ``default_port``, the asked server's."""
+    members = []
+    for line in text.splitlines():
+        match = _MEMBER.match(line.strip())
+        if match is None:
+            continue
+        host = match["client_host"]
+        if host is None or host in _WILDCARDS:
+            host = match["host"]
+        port = int(match["client_port"]) if match["client_port"] else default_port
+        if 0 < port < 65536:
+            members.append((host.strip("[]"), port))
+    return members
 
 
 def parse_cons(text: str) -> dict[int, str]:
@@ -82,23 +184,39 @@ def parse_cons(text: str) -> dict[int, str]:
         match = _CONS_LINE.match(line)
         session = match and _SESSION.search(match["stats"])
         if match and session:
-            origins[int(session["sid"], 16)] = _normal(match["address"])
+            # cons prints a session id as Java's unsigned hex; ZooKeeper's stats (and the
+            # AdminServer) carry it as a signed long.
+            sid = int(session["sid"], 16)
+            origins[sid - 2**64 if sid >= 2**63 else sid] = _normal(match["address"])
     return origins
 
 
 def parse_admin_connections(doc: object) -> dict[int, str]:
-    """Sessions and client addresses from the AdminServer's ``connections`` JSON."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("connections"), list):
+    """Sessions and client addresses from the AdminServer's ``connections`` JSON; raise
+    ValueError for anything else."""
+    if not isinstance(doc, dict):
+        raise ValueError("not a connections answer")
+    connections = doc.get("connections")
+    secure = doc.get("secure_connections") or []
+    if not isinstance(connections, list) or not isinstance(secure, list):
         raise ValueError("not a connections answer")
     origins = {}
-    for connection in doc["connections"] + list(doc.get("secure_connections") or []):
+    for connection in connections + secure:
         if not isinstance(connection, dict):
             continue
         session = connection.get("session_id")
-        address = str(connection.get("remote_socket_address") or "")
-        if isinstance(session, int) and address:
+        address = connection.get("remote_socket_address")
+        if _is_session(session) and isinstance(address, str) and address:
             origins[session] = _normal(address.rpartition(":")[0])
     return origins
+
+
+def _is_session(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
+def _shown(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def _normal(address: str) -> str:

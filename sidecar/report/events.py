@@ -19,10 +19,7 @@ import structlog
 from sidecar import urls
 from sidecar.model import Endpoint, Outcome, WriteResult
 from sidecar.plan import Action, Decision
-from sidecar.syntax import quote
-
-# Node names can be a megabyte long: log lines show this much of them.
-_NAME_LIMIT = 300
+from sidecar.syntax import shorten
 
 
 class Events:
@@ -74,7 +71,7 @@ class Events:
         if not self._decisions:
             return
         for path in sorted(paths - self._unreadable):
-            self._log.error("path_not_readable", node=path)
+            self._log.error("path_not_readable", node=shorten(path))
         self._unreadable |= paths
 
     def forget_missing(self, parent: str, present: set[str]) -> None:
@@ -144,24 +141,19 @@ class Events:
 
 
 def _fields(decision: Decision) -> dict[str, str]:
+    """A decision's log fields; names and paths from the registry can be a megabyte long,
+    so each is cut to its first 200 characters and its length."""
     return {
-        "interface": decision.interface,
+        "interface": shorten(decision.interface),
         "original": _endpoint(decision.original),
         "rewritten": current_endpoint(decision)
         if decision.action is Action.REMOVE
         else _endpoint(decision.advertised),
-        "container": decision.container.name if decision.container else "-",
+        "container": shorten(decision.container.name) if decision.container else "-",
         "reason": decision.reason,
         "decided_by": decision.decided_by or "-",
         "node": shorten(decision.node.path),
     }
-
-
-def shorten(text: str) -> str:
-    """A node name or path as logs and tables show it: whole up to a few hundred characters."""
-    if len(text) <= _NAME_LIMIT:
-        return text
-    return quote(text, _NAME_LIMIT).strip("'")
 
 
 def _endpoint(endpoint: Endpoint | None) -> str:

@@ -10,6 +10,7 @@ from sidecar.model import Endpoint, RegistryNode
 from sidecar.ownership import Marker
 from sidecar.plan import Action, Decision, interface_of
 from sidecar.report.events import current_endpoint
+from sidecar.syntax import shorten
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,10 @@ def render_table(decisions: Iterable[Decision]) -> str:
         rows.append(
             (
                 str(d.action),
-                d.interface,
+                shorten(d.interface),
                 _endpoint(d.original) if d.action is not Action.REMOVE else current_endpoint(d),
                 _endpoint(d.advertised) if d.action is not Action.REMOVE else "-",
-                d.container.name if d.container else "-",
+                shorten(d.container.name) if d.container else "-",
                 d.decided_by or "-",
                 d.reason,
             )
@@ -55,8 +56,8 @@ def render_status(rows: Iterable[Managed]) -> str:
         marker = row.marker
         table.append(
             (
-                interface_of(row.node.parent),
-                _node_endpoint(row.node.name),
+                shorten(interface_of(row.node.parent)),
+                shorten(_node_endpoint(row.node.name)),
                 str(marker.container_endpoint) if marker else "-",
                 marker.container[:12] if marker else (row.container[:12] or "-"),
                 row.decided_by or "-",

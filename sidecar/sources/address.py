@@ -5,25 +5,23 @@ every refresh period and reports a change without blocking the reconcile loop.""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sidecar.config import ConfigError, Settings, check_address_source
+from sidecar.netio import Response, http_request
 from sidecar.sources.host import addresses_of
-from sidecar.syntax import servers
+from sidecar.syntax import normal_host, servers
 
 # AWS IMDSv2: a GET without a session token is refused (401); the token comes from a PUT.
 _TOKEN_PATH = "/latest/api/token"
 _TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 _TOKEN_HEADER = "X-aws-ec2-metadata-token"
-# Metadata endpoints are link-local or private: never through an HTTP proxy.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# An address, or a metadata session token, is a few dozen bytes: a larger body is not one.
+_BODY_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -50,12 +48,19 @@ def changes_over_time(settings: Settings) -> bool:
 
 def resolve(settings: Settings, environ: Mapping[str, str]) -> AdvertiseHost:
     """The advertised address and its source. Raises AddressUnavailable when no configured
-    source answers, ConfigError when nothing is configured and no route to ZooKeeper exists."""
+    source answers now; ConfigError when a value fixed for the life of the process (a
+    ``value:``, an ``env:`` variable, ``HOST_IP``) is no address, or when nothing is
+    configured and no route to ZooKeeper exists."""
     sources = configured_sources(settings)
     if not sources:
         if environ.get("HOST_IP"):
-            return AdvertiseHost(environ["HOST_IP"].strip("[]"), "HOST_IP")
+            return AdvertiseHost(_fixed("HOST_IP", environ["HOST_IP"]), "HOST_IP")
         return AdvertiseHost(_route_to(settings.zookeeper), "route to ZooKeeper")
+    for source in sources:
+        # Checked before any source is read: a later source may only be asked at runtime.
+        kind, argument = check_address_source(source)
+        if kind == "env" and environ.get(argument, "").strip():
+            _fixed(source, environ[argument])
     problems = []
     for source in sources:
         try:
@@ -87,48 +92,47 @@ def read_source(source: str, environ: Mapping[str, str], timeout: float) -> str:
 
 
 def _http_body(url: str, timeout: float) -> str:
+    """The body of a GET of ``url``; each request (the IMDSv2 token's too) has ``timeout``
+    for all of it, and a body is at most _BODY_LIMIT bytes."""
+    answer = _request(url, timeout)
+    if answer.status == 401:
+        # Refused without a session token: an IMDSv2 metadata service. Ask for a token, retry.
+        parts = urllib.parse.urlsplit(url)
+        token_url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, _TOKEN_PATH, "", ""))
+        token = _request(token_url, timeout, "PUT", {_TOKEN_TTL_HEADER: "300"})
+        if not 200 <= token.status < 300:
+            raise AddressUnavailable(f"HTTP {token.status} asking for a metadata session token")
+        secret = token.body.decode("ascii", errors="replace").strip()
+        answer = _request(url, timeout, "GET", {_TOKEN_HEADER: secret})
+        if not 200 <= answer.status < 300:
+            raise AddressUnavailable(f"HTTP {answer.status} (with a metadata session token)")
+    elif not 200 <= answer.status < 300:
+        raise AddressUnavailable(f"HTTP {answer.status}")
+    return answer.body.decode("utf-8", errors="replace")
+
+
+def _request(
+    url: str, timeout: float, method: str = "GET", headers: dict[str, str] | None = None
+) -> Response:
     try:
-        return _get(url, {}, timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code != 401:
-            raise AddressUnavailable(f"HTTP {exc.code}") from None
-    # Refused without a session token: an IMDSv2 metadata service. Ask for a token, retry.
-    parts = urllib.parse.urlsplit(url)
-    token_url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, _TOKEN_PATH, "", ""))
-    token_request = urllib.request.Request(
-        token_url, method="PUT", headers={_TOKEN_TTL_HEADER: "300"}
-    )
-    try:
-        with _DIRECT.open(token_request, timeout=timeout) as response:
-            token = response.read().decode().strip()
-        return _get(url, {_TOKEN_HEADER: token}, timeout)
-    except urllib.error.HTTPError as exc:
-        raise AddressUnavailable(f"HTTP {exc.code} (with a metadata session token)") from None
+        return http_request(url, timeout, _BODY_LIMIT, method, headers)
     except (OSError, ValueError) as exc:
         raise AddressUnavailable(_describe(exc)) from None
 
 
-def _get(url: str, headers: dict[str, str], timeout: float) -> str:
+def _fixed(source: str, text: str) -> str:
+    """A value given at start: an address, or a ConfigError naming where it came from."""
     try:
-        with _DIRECT.open(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
-            return str(r.read(256).decode("utf-8", errors="replace"))
-    except urllib.error.HTTPError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise AddressUnavailable(_describe(exc)) from None
+        return normal_host(text)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _address(text: str) -> str:
-    value = text.strip().strip("[]")
     try:
-        return ipaddress.ip_address(value).compressed
-    except ValueError:
-        pass
-    try:
-        check_address_source(f"value:{value}")
-    except ValueError:
-        raise AddressUnavailable(f"{text.strip()[:60]!r} is not an address") from None
-    return value.lower()
+        return normal_host(text)
+    except ValueError as exc:
+        raise AddressUnavailable(str(exc)) from None
 
 
 def _describe(exc: BaseException) -> str:

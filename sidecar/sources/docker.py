@@ -16,6 +16,7 @@ import requests
 
 from sidecar import labels
 from sidecar.model import Container, PublishedPort
+from sidecar.syntax import parse_port
 
 # Docker actions after which a container's addresses, bindings or health may differ.
 CONTAINER_ACTIONS = (
@@ -230,14 +231,7 @@ def to_container(doc: dict[str, Any]) -> Container:
         for address in (network.get("IPAddress"), network.get("GlobalIPv6Address"))
         if address
     )
-    published = tuple(
-        PublishedPort(int(port), str(binding.get("HostIp") or ""), int(binding["HostPort"]))
-        for key, bindings in (settings.get("Ports") or {}).items()
-        for port, _, protocol in [key.partition("/")]
-        if protocol == "tcp"
-        for binding in bindings or ()
-        if binding.get("HostPort")
-    )
+    published = _published(settings.get("Ports") or {})
     state = doc.get("State") or {}
     health = (state.get("Health") or {}).get("Status")
     not_serving = "paused" if state.get("Paused") else "unhealthy" if health == "unhealthy" else ""
@@ -251,6 +245,25 @@ def to_container(doc: dict[str, Any]) -> Container:
         not_serving=not_serving,
         labels=labels.normal(container_labels),
     )
+
+
+def _published(ports: dict[str, Any]) -> tuple[PublishedPort, ...]:
+    """The TCP bindings of ``NetworkSettings.Ports``; one that is not a port (the Engine never
+    sends such, a proxy in front of it might) is skipped rather than failing the listing."""
+    found = []
+    for key, bindings in ports.items():
+        port, _, protocol = str(key).partition("/")
+        if protocol != "tcp" or not isinstance(bindings, list):
+            continue
+        for binding in bindings:
+            if not isinstance(binding, dict) or not binding.get("HostPort"):
+                continue  # exposed, not published
+            try:
+                container_port, host_port = parse_port(port), parse_port(binding["HostPort"])
+            except ValueError:
+                continue
+            found.append(PublishedPort(container_port, str(binding.get("HostIp") or ""), host_port))
+    return tuple(found)
 
 
 def _container_of(event: dict[str, Any]) -> str | None:

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
+import re
 import socket
 import threading
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar import labels
 from sidecar.model import STATIC_ID, Container, PublishedPort
+from sidecar.syntax import is_ip, parse_port, quote
 
 _CHECK_EVERY = 1.0
+_NETWORK_NAMESPACE = "/proc/self/ns/net"
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class StaticMappingError(ValueError):
@@ -43,9 +48,23 @@ class StaticMapping:
         return _pseudo_container(self.ports, addresses, self.labels)
 
 
-def identity() -> str:
-    """What stands for a Docker engine's identity without Docker: this host's (pod's) name."""
-    return f"{STATIC_ID}@{socket.gethostname()}"
+def identity(environ: Mapping[str, str] = os.environ) -> str:
+    """What stands for a Docker engine's identity without Docker, in markers and the lease:
+    the pod's UID (``POD_UID``, from the downward API's ``metadata.uid``) when set, else this
+    network namespace's identity; then the host name, for people. Two pods of one name (a
+    rescheduled StatefulSet member, two namespaces) must not share a lease."""
+    host = socket.gethostname()
+    pod = re.sub(r"[^A-Za-z0-9-]", "", environ.get("POD_UID", ""))[:64]
+    if pod:
+        return f"{STATIC_ID}-pod-{pod}@{host}"
+    try:
+        # The namespace's inode is unique among the namespaces of one boot, and the same for
+        # every process in it (a restarted sidecar, the app); the boot id tells boots apart.
+        inode = os.stat(_NETWORK_NAMESPACE).st_ino
+        boot = re.sub(r"[^A-Za-z0-9-]", "", _BOOT_ID.read_text())[:64]
+    except OSError:
+        return f"{STATIC_ID}@{host}"
+    return f"{STATIC_ID}-netns-{inode}-{boot}@{host}"
 
 
 def configured(path: Path | None, ports: Iterable[str]) -> StaticMapping:
@@ -55,13 +74,14 @@ def configured(path: Path | None, ports: Iterable[str]) -> StaticMapping:
     return StaticMapping(parse_ports(ports))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)
 def _pseudo_container(
     ports: tuple[tuple[int, int], ...],
     addresses: tuple[str, ...],
     container_labels: tuple[tuple[str, str], ...],
 ) -> Container:
-    # Cached: asked for on every pass, and a large mapping has thousands of ports.
+    # Cached: asked for on every pass, and a large mapping has thousands of ports. One entry,
+    # the mapping in force: it costs what the mapping itself does.
     published = tuple(PublishedPort(c, "", h) for c, h in ports)
     return Container(
         STATIC_ID, "static mapping", "static", addresses, published, labels=container_labels
@@ -74,7 +94,7 @@ def parse_ports(entries: Iterable[str]) -> tuple[tuple[int, int], ...]:
     for entry in entries:
         container, sep, host = entry.strip().partition(":")
         if not sep:
-            raise StaticMappingError(f"'{entry}' is not CONTAINER_PORT:HOST_PORT")
+            raise StaticMappingError(f"{quote(entry)} is not CONTAINER_PORT:HOST_PORT")
         ports[_port(container, entry)] = _port(host, entry)
     return tuple(sorted(ports.items()))
 
@@ -83,7 +103,7 @@ def load(path: Path, extra_ports: Iterable[str] = ()) -> StaticMapping:
     """The mapping in ``path`` (TOML), plus ``extra_ports`` entries, which win."""
     try:
         doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable, not UTF-8, not TOML
         raise StaticMappingError(f"static mapping {path}: {exc}") from None
     unknown = set(doc) - {"ports", "addresses", "labels"}
     if unknown:
@@ -102,14 +122,23 @@ def load(path: Path, extra_ports: Iterable[str] = ()) -> StaticMapping:
         raise StaticMappingError(f"static mapping {path}: [labels] must map names to values")
     for key in label_table:
         if not key.startswith(labels.PREFIX):
-            raise StaticMappingError(f"static mapping {path}: label {key!r} lacks the prefix "
-                                     f"{labels.PREFIX!r}")  # fmt: skip
-    # Bad label values are reported per pass, like a container's, rather than refusing the file.
+            raise StaticMappingError(f"static mapping {path}: label {quote(key)} lacks the "
+                                     f"prefix {labels.PREFIX!r}")  # fmt: skip
     found_labels = labels.normal((k, str(v).lower() if isinstance(v, bool) else str(v))
                                  for k, v in label_table.items())  # fmt: skip
-    ports = dict(parse_ports(entries))
-    ports.update(parse_ports(extra_ports))
-    return StaticMapping(tuple(sorted(ports.items())), tuple(addresses), found_labels)
+    # The file is configuration: a value the sidecar cannot follow (an advertise-host that is
+    # no host) refuses the file, at start (exit 2) as at a change (the earlier mapping stays).
+    try:
+        labels.parse(found_labels)
+    except labels.InvalidLabels as exc:
+        raise StaticMappingError(f"static mapping {path}: {exc}") from None
+    try:
+        ports = dict(parse_ports(entries))
+        ports.update(parse_ports(extra_ports))
+    except StaticMappingError as exc:
+        raise StaticMappingError(f"static mapping {path}: {exc}") from None
+    normal = tuple(ipaddress.ip_address(a).compressed for a in addresses)
+    return StaticMapping(tuple(sorted(ports.items())), normal, found_labels)
 
 
 class StaticWatch:
@@ -144,18 +173,14 @@ class StaticWatch:
 
 
 def _port(text: str, entry: str) -> int:
-    text = str(text).strip()
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise StaticMappingError(f"'{entry}': {text!r} is not a port")
-    return int(text)
+    try:
+        return parse_port(str(text).strip())
+    except ValueError as exc:
+        raise StaticMappingError(f"{quote(entry)}: {exc}") from None
 
 
 def _is_ip(value: object) -> bool:
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        return False
-    return True
+    return isinstance(value, str) and is_ip(value)
 
 
 def _non_loopback(addresses: Iterable[str]) -> set[str]:

@@ -64,7 +64,9 @@ def test_labels_steer_single_containers(
     )
     left = {e["container"]: e["reason"] for e in sidecar.events("left_alone")}
     assert left[opted_out.name] == f"opted out by label {PREFIX}enable=false"
-    assert left[typo.name] == f"label {PREFIX}port.20880: 'http' is not a port: left alone"
+    assert (
+        left[typo.name] == f"label {PREFIX}port.20880: 'http' is not a port (1-65535): left alone"
+    )
 
 
 def test_the_advertised_address_follows_a_metadata_url(

@@ -204,3 +204,36 @@ def test_ensemble_failover_loses_and_doubles_nothing(
     finally:
         client.stop()
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"session_id": 18446744073709551616, "password": "' + "00" * 16 + '", "engine": "",'
+         ' "managed": {}}', "session not resumed: session id 18446744073709551616 is not"),
+        ('{"session_id": 4097, "passw', "is not JSON (truncated?)"),
+    ],
+)  # fmt: skip
+def test_an_unusable_state_file_is_reported_and_the_sidecar_connects(
+    tmp_path: Path,
+    content: str,
+    problem: str,
+    providers: str,
+    registry: KazooClient,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """A state file with a session id outside a signed 64-bit long (it killed kazoo's
+    connection thread: the process stayed up, never connected, said nothing) or a truncated
+    one: one warning naming the file and what was wrong, then a new session and the work
+    done as usual."""
+    state_file = tmp_path / "bad-state.json"
+    state_file.write_text(content)
+    provider = start_provider()
+    sidecar = start_sidecar("--state-file", str(state_file))
+    [warning] = sidecar.events("state file unreadable")
+    assert warning["level"] == "warning"
+    assert warning["problem"].startswith(f"state file {state_file}")
+    assert problem in warning["problem"]
+    wait_until(lambda: children(registry, providers) == [rewritten_name(provider)], 5,
+               message="not rewritten")  # fmt: skip

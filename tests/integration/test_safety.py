@@ -19,7 +19,15 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.consumer import ProvidersWatch, run_as_group
-from testbed.engine import DockerEngine, container_ip, private_engine, published_port
+from testbed.engine import (
+    LABELS,
+    RUN_LABEL,
+    DockerEngine,
+    container_ip,
+    network_gateway,
+    private_engine,
+    published_port,
+)
 from testbed.firewall import unreachable_for_group
 from testbed.images import wait_for_line
 from testbed.polling import wait_until
@@ -155,6 +163,50 @@ def test_same_endpoint_from_another_host_is_left_alone(
     finally:
         other_host.stop()
         other_host.close()
+
+
+@pytest.fixture
+def other_network(engine: DockerEngine, run_id: str) -> Iterator[str]:
+    """A user-defined network of this test's own; its name."""
+    network = engine.client.networks.create(
+        f"tb-other-{uuid.uuid4().hex[:6]}", driver="bridge", labels={**LABELS, RUN_LABEL: run_id}
+    )
+    try:
+        yield str(network.name)
+    finally:
+        network.remove()
+
+
+def test_a_registration_of_another_containers_address_is_left_alone(
+    engine: DockerEngine,
+    zookeeper: ZooKeeperServer,
+    root: str,
+    providers: str,
+    registry: KazooClient,
+    other_network: str,
+    start_provider: Callable[..., Container],
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    """Container B, on another network of this engine, registers container A's address: B's
+    session connects from B's address, which proves B's registrations only. A's own
+    registration is rewritten; B's is left alone with the reason, in the log and in `plan`
+    (it was rewritten to A's published port before)."""
+    gateway = network_gateway(engine.client, other_network)
+    a = start_provider(network=other_network, connect=f"{gateway}:{zookeeper.port}")
+    a_ip = container_ip(a, other_network)
+    b = start_provider("--host", a_ip, "--application", "impostor")
+    impostor = original_name(b)
+    assert urls.parse(impostor).endpoint == Endpoint(a_ip, 20880)
+    sidecar = start_sidecar()
+    expected = sorted([rewritten_name(a), impostor])
+    wait_until(lambda: children(registry, providers) == expected, 5, message="unexpected")
+    [left] = [e for e in sidecar.events("left alone") if e["node"].endswith(impostor)]
+    assert left["reason"].startswith("registered by another container's session")
+    assert f"from {container_ip(b)} " in left["reason"]
+    planned = one_shot("plan", zookeeper.connect_string, root, engine.url)
+    assert planned.returncode == 0, planned.stderr
+    [row] = [r for r in planned.stdout.splitlines() if "registered by another container" in r]
+    assert row.startswith("leave")
 
 
 # -- Mirror mode ------------------------------------------------------------------------------

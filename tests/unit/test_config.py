@@ -65,6 +65,10 @@ def test_roots_from_environment_are_comma_separated(monkeypatch: pytest.MonkeyPa
         ({"zookeeper": "zk:99999"}, "zookeeper: invalid server 'zk:99999'"),
         ({"zookeeper": "zk:2181//x"}, "zookeeper: invalid chroot"),
         ({"root": ("dubbo",)}, "root: invalid path 'dubbo'"),
+        ({"root": ("",)}, "root: invalid path ''"),
+        ({"root": ("/",)}, "root: invalid path '/'"),
+        ({"root": ()}, "root: at least one registry root is needed"),
+        ({"mirror_root": ""}, "mirror_root: invalid path ''"),
         ({"mode": "mirror", "root": ("/a", "/b")}, "settings: mirror mode mirrors exactly one"),
         ({"host_address": "10.0.0.1,nope"}, "host_address: 'nope' is not an IP address"),
         ({"root": ("/dubbo", "/dubbo")}, "root: the same root is given twice"),
@@ -154,9 +158,9 @@ def test_advertise_sources_are_tried_in_order_of_preference() -> None:
     assert advertise.resolve(settings, {}) == advertise.AdvertiseHost("127.0.0.1", "interface:lo")
     nothing = load_settings({"advertise_from": "env:PUBLIC_IP,interface:no-such-if0"})
     with pytest.raises(advertise.AddressUnavailable) as raised:
-        advertise.resolve(nothing, {"PUBLIC_IP": "not an address!"})
+        advertise.resolve(nothing, {})
     assert str(raised.value) == (
-        "env:PUBLIC_IP: 'not an address!' is not an address; "
+        "env:PUBLIC_IP: PUBLIC_IP is not set; "
         "interface:no-such-if0: interface no-such-if0 has no address (or does not exist)"
     )
     assert not advertise.changes_over_time(load_settings({"advertise_host": "10.0.0.1"}))
@@ -179,3 +183,22 @@ def test_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_settings(overrides)
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment"), [(["--root", ""], {}), ([], {"DUBBO_SIDECAR_ROOT": ","})]
+)
+def test_empty_roots_exit_2(
+    argv: list[str],
+    environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--root ''` (it behaved as `/`) and `DUBBO_SIDECAR_ROOT=','` (it gave no roots) are
+    invalid configuration: exit 2, one line naming `root`."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert main(["plan", *argv, "--advertise-host", "10.0.0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dubbo-sidecar: invalid configuration: root: ")
+    assert err.count("\n") == 1

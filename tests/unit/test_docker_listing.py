@@ -50,3 +50,18 @@ def test_host_network_container_has_no_addresses() -> None:
     assert container.network_mode == "host"
     assert container.addresses == ()
     assert container.published == ()
+
+
+def test_bindings_that_are_not_ports_are_skipped() -> None:
+    """A binding whose ports are not ASCII digits in 1-65535 (which a proxy in front of the
+    Engine could send) is skipped; the container and its other bindings are still read."""
+    ports = {
+        "20880/tcp": [{"HostIp": "", "HostPort": "²"}, {"HostIp": "", "HostPort": "32768"}],
+        "²/tcp": [{"HostIp": "", "HostPort": "1"}],
+        "50051/tcp": [{"HostIp": "", "HostPort": "1" * 5000}, "junk", None],
+        "8080/tcp": [{"HostIp": "", "HostPort": "0"}, {"HostIp": "", "HostPort": "70000"}],
+        "9090/tcp": {"HostPort": "9090"},
+    }
+    container = to_container({**INSPECTED, "NetworkSettings": {**INSPECTED["NetworkSettings"],
+                                                               "Ports": ports}})  # fmt: skip
+    assert container.published == (PublishedPort(20880, "", 32768),)

@@ -19,6 +19,7 @@ from sidecar.model import (
     Delete,
     Endpoint,
     Origin,
+    Origins,
     PublishedPort,
     RegistryNode,
     SetData,
@@ -151,7 +152,9 @@ def test_instances_rewritten_elsewhere_are_left_as_they_are() -> None:
     assert "not 172.17.0.5:20880 nor this sidecar's rewrite of it" in left.reason
 
     [ours] = apply([provided()], plan([provided()]), ME.session or 0)
-    proof = Ownership({PROVIDER: Origin("203.0.113.9", "zk")}, LocalAddresses(frozenset()), {})
+    proof = Ownership(
+        Origins({PROVIDER: Origin("203.0.113.9", "zk")}), LocalAddresses(frozenset()), {}
+    )
     refused = only(plan([ours], owners=proof))
     assert (refused.action, refused.refused) == (Action.LEAVE, True)
 

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar import labels
+from sidecar.cli import main
 from sidecar.sources import static
 
 
@@ -42,8 +43,13 @@ def test_every_label_is_read() -> None:
         ({"enable": "maybe"}, "label dubbo-nat-sidecar.enable='maybe': expected true or false"),
         ({"mode": "swap"}, "label dubbo-nat-sidecar.mode='swap': expected replace or mirror"),
         ({"port.20880": "70000"}, "label dubbo-nat-sidecar.port.20880: '70000' is not a port"),
+        ({"port.20880": "²"}, "label dubbo-nat-sidecar.port.20880: '²' is not a port"),
+        ({"port.20880": "+443"}, "label dubbo-nat-sidecar.port.20880: '+443' is not a port"),
+        ({"port.٣": "443"}, "label dubbo-nat-sidecar.port.٣: '٣' is not a port"),
         ({"port.http": "8080"}, "label dubbo-nat-sidecar.port.http: 'http' is not a port"),
         ({"advertise-host": "not a host"}, "label dubbo-nat-sidecar.advertise-host='not a host'"),
+        ({"advertise-host": "10.0.0.1,10.0.0.2"}, "label dubbo-nat-sidecar.advertise-host="),
+        ({"advertise-host": "h" * 5000}, "label dubbo-nat-sidecar.advertise-host='hhh"),
         ({"enabled": "false"}, "unknown label dubbo-nat-sidecar.enabled"),
     ],
 )
@@ -83,3 +89,31 @@ def test_static_mapping_file_carries_labels_for_its_namespace(tmp_path: Path) ->
     mapping.write_text('[ports]\n20880 = 30880\n[labels]\nenable = "false"\n')
     with pytest.raises(static.StaticMappingError, match="label 'enable' lacks the prefix"):
         static.load(mapping)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('[ports]\n20880 = "²"\n', "'20880:²': '²' is not a port (1-65535)"),
+        ('[ports]\n"٣" = 30880\n', "'٣:30880': '٣' is not a port (1-65535)"),
+        ("[ports]\n20880 = 30880.0\n", "'20880:30880.0': '30880.0' is not a port"),
+        ('[ports]\n20880 = 30880\n[labels]\n"dubbo-nat-sidecar.advertise-host" = "foo bar"\n',
+         "label dubbo-nat-sidecar.advertise-host='foo bar': not an IP address or host name"),
+        ('[ports]\n20880 = 30880\n[labels]\n"dubbo-nat-sidecar.port.20880" = "²"\n',
+         "label dubbo-nat-sidecar.port.20880: '²' is not a port"),
+    ],
+)  # fmt: skip
+def test_static_mapping_file_with_a_bad_port_or_label_is_refused(
+    tmp_path: Path, content: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port that is not ASCII digits in 1-65535, or a label the sidecar cannot follow, in
+    the static mapping file refuses the file in one line naming it: exit 2 at start."""
+    mapping = tmp_path / "ports.toml"
+    mapping.write_text(content)
+    with pytest.raises(static.StaticMappingError) as raised:
+        static.load(mapping)
+    assert str(raised.value).startswith(f"static mapping {mapping}: ")
+    assert problem in str(raised.value)
+    argv = ["plan", "--docker-url", "none", "--static-file", str(mapping)]
+    assert main([*argv, "--advertise-host", "10.0.0.1", "--zookeeper", "127.0.0.1:1"]) == 2
+    assert problem in capsys.readouterr().err

@@ -14,6 +14,7 @@ from sidecar.model import (
     Delete,
     Endpoint,
     Origin,
+    Origins,
     PublishedPort,
     RegistryNode,
 )
@@ -359,8 +360,13 @@ def test_with_proof_only_sessions_connecting_from_this_host_are_rewritten() -> N
     persistent nodes and sessions the servers do not know are not rewritten either."""
     index = ContainerIndex([container()])
     owners = Ownership(
-        {LOCAL_SESSION: Origin("172.17.0.5", "zk"), FOREIGN_SESSION: Origin("127.0.0.2", "zk")},
-        LocalAddresses(frozenset(), frozenset({"127.0.0.1", "172.17.0.5"}), frozenset({"zk"})),
+        Origins(
+            {
+                LOCAL_SESSION: Origin("172.17.0.5", "127.0.0.1"),
+                FOREIGN_SESSION: Origin("127.0.0.2", "127.0.0.1"),
+            }
+        ),
+        LocalAddresses(frozenset(), frozenset({"127.0.0.1"}), frozenset({"172.17.0.5"})),
         {Endpoint("172.17.0.5", 20880): {LOCAL_SESSION, FOREIGN_SESSION}},
     )
     nodes = [
@@ -374,7 +380,8 @@ def test_with_proof_only_sessions_connecting_from_this_host_are_rewritten() -> N
     foreign = decisions[nodes[1].name]
     assert (foreign.action, foreign.reason) == (
         Action.LEAVE,
-        f"registered by session 0x{FOREIGN_SESSION:x} from 127.0.0.2 (as server zk sees it), "
+        f"registered by session 0x{FOREIGN_SESSION:x} from 127.0.0.2 (as server 127.0.0.1 sees "
+        "it), "
         "not from this host",
     )
     assert decisions[nodes[2].name].action is Action.LEAVE
@@ -438,12 +445,12 @@ def test_rewrite_of_a_still_connected_session_is_not_replaced_by_another_session
     registry = [*first, registration(url_name("172.17.0.5", timestamp="2"), owner=0x22)]
     here = LocalAddresses(frozenset({"172.17.0.5"}))
     alive = {0x11: Origin("172.17.0.5", "zk"), 0x22: Origin("172.17.0.5", "zk")}
-    both_alive = Ownership(alive, here, {})
+    both_alive = Ownership(Origins(alive), here, {})
     after = apply(registry, plan_providers(registry, index, ME, owners=both_alive), 1)
     assert sorted(n.name for n in after) == sorted(
         [url_name("192.0.2.10", 32768, timestamp="1"), url_name("192.0.2.10", 32768, timestamp="2")]
     )
-    first_gone = Ownership({0x22: Origin("172.17.0.5", "zk")}, here, {})
+    first_gone = Ownership(Origins({0x22: Origin("172.17.0.5", "zk")}), here, {})
     after = apply(registry, plan_providers(registry, index, ME, owners=first_gone), 1)
     assert [n.name for n in after] == [url_name("192.0.2.10", 32768, timestamp="2")]
 
@@ -470,7 +477,7 @@ def test_mirror_is_kept_while_proof_is_missing_for_a_moment() -> None:
     index = ContainerIndex([container()])
     original = registration(url_name("172.17.0.5"), owner=LOCAL_SESSION)
     mirrored = apply([], plan_mirror([original], [], index), ME.session or 0)
-    unknown = Ownership({}, LocalAddresses(frozenset({"172.17.0.5"})), {})
+    unknown = Ownership(Origins({}), LocalAddresses(frozenset({"172.17.0.5"})), {})
     decisions = plan_scope(
         PathView(PROVIDERS, [original], (), MIRROR, mirrored), index, MIRROR_ME, unknown
     )
@@ -488,8 +495,10 @@ def test_rewrite_of_a_gone_session_is_removed_once_a_newer_one_serves() -> None:
         registration(url_name("172.17.0.5", timestamp="1"), owner=0x11),
         registration(url_name("172.17.0.5", timestamp="2"), owner=0x22),
     ]
-    both = apply(nodes, plan_providers(nodes, index, ME, owners=Ownership(alive, here, {})), 1)
+    both = apply(
+        nodes, plan_providers(nodes, index, ME, owners=Ownership(Origins(alive), here, {})), 1
+    )
     assert len(both) == 2
-    later_only = Ownership({0x22: Origin("172.17.0.5", "zk")}, here, {})
+    later_only = Ownership(Origins({0x22: Origin("172.17.0.5", "zk")}), here, {})
     after = apply(both, plan_providers(both, index, ME, owners=later_only), 1)
     assert [n.name for n in after] == [url_name("192.0.2.10", 32768, timestamp="2")]

@@ -75,7 +75,9 @@ def test_invalid_label_leaves_the_container_alone_and_says_why() -> None:
     index = ContainerIndex([container(port_20880="0")])
     decision = only(plan_providers([registration(ORIGINAL)], index, ME))
     assert decision.action is Action.LEAVE
-    assert decision.reason == ("label dubbo-nat-sidecar.port.20880: '0' is not a port: left alone")
+    assert decision.reason == (
+        "label dubbo-nat-sidecar.port.20880: '0' is not a port (1-65535): left alone"
+    )
 
 
 def test_opting_out_after_a_rewrite_never_unregisters_the_provider() -> None:

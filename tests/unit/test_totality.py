@@ -1,0 +1,310 @@
+"""Every parser and rewriter is total: for any bytes or JSON value it answers, or raises only
+its own "malformed" error, whose message quotes at most about 200 characters of the input."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from sidecar import instances, labels, urls
+from sidecar.model import Endpoint
+from sidecar.ownership import TAG, marker_from_state, read_marker
+from sidecar.registry.sessions import parse_admin_connections, parse_cons
+from sidecar.scope import peers_from
+from testbed.dubbo_url import java_url_encode
+
+from .test_instances import instance_json
+
+# Examples per property, set here so that the figures in reports are these; FUZZ_EXAMPLES
+# runs a longer campaign (e.g. FUZZ_EXAMPLES=20000).
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
+# A malformed-input message quotes ~200 characters of the value, plus its own words.
+MESSAGE_LIMIT = 600
+
+any_char = st.characters(exclude_categories=())  # surrogates included
+any_text = st.text(any_char, max_size=80)
+digits = st.text(st.sampled_from("0123456789²³¹٣੩\uff10"), min_size=1, max_size=8)
+huge_numbers = st.sampled_from(
+    [2**63, -(2**63) - 1, 2**64, 10**400, -(10**400), 1e308, -1e308, 5e-324]
+)
+# Tokens json.dumps cannot write but a registry client can: replaced into the dumped text.
+RAW_TOKENS = {"__BIG__": "1e999", "__NEG_BIG__": "-1e999", "__DIGITS__": "1" * 5000}
+raw_tokens = st.sampled_from(sorted(RAW_TOKENS))
+json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | huge_numbers
+    | any_text
+    | digits
+    | raw_tokens
+)
+json_values = st.recursive(
+    json_leaves,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            any_text | st.sampled_from(["port", "protocol", "id"]), children, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def dumped(value: Any) -> bytes:
+    """JSON text of ``value`` (NaN and Infinity as Python writes them, raw tokens spliced in),
+    in UTF-8 with lone surrogates kept as the bytes a careless encoder writes."""
+    text = json.dumps(value, ensure_ascii=False)
+    for token, raw in RAW_TOKENS.items():
+        text = text.replace(f'"{token}"', raw)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _assert_short(exc: Exception) -> None:
+    assert len(str(exc)) <= MESSAGE_LIMIT, str(exc)[:300]
+
+
+# -- provider URL names --------------------------------------------------------------------
+
+valid_names = st.builds(
+    lambda host, port, tail: java_url_encode(f"dubbo://{host}:{port}/com.x.Svc?{tail}"),
+    st.sampled_from(["172.17.0.5", "[fd00::5]", "provider.local", "10.0.0.1"]),
+    st.integers(1, 65535),
+    st.text(max_size=40).filter(lambda t: not any("\ud800" <= c <= "\udfff" for c in t)),
+)
+url_names = (
+    any_text
+    | st.binary(max_size=80).map(lambda b: b.decode("latin-1"))
+    | valid_names
+    | st.builds(
+        lambda p, d: f"{p}%3A%2F%2F10.0.0.5%3A{d}%2Fx", st.sampled_from(["dubbo", "x"]), digits
+    )
+    | st.builds(lambda a, b: a + b, valid_names, any_text)
+    | st.builds(lambda a, b: a[: len(a) // 2] + b, valid_names, any_text)
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(url_names)
+@example("dubbo%3A%2F%2F10.0.0.1%3A" + "1" * 5000 + "%2Fx")
+@example("dubbo://10.0.0.1:" + "1" * 5000)
+@example("dubbo%3A%2F%2F10.0.0.1%3A%C2%B2%2Fx")
+@example("dubbo://10.0.0.1:²/x")
+@example("dubbo://h\ud800:1/x")
+def test_url_parsers_are_total(name: str) -> None:
+    """urls.parse and parse_slowly answer or raise MalformedName; a parsed name's path,
+    parameters and rewrite never fail, and the rewrite parses back to the new endpoint."""
+    for parser in (urls.parse, urls.parse_slowly):
+        try:
+            parsed = parser(name)
+        except urls.MalformedName as exc:
+            _assert_short(exc)
+            continue
+        assert isinstance(parsed.path, str)
+        assert isinstance(parsed.parameters, tuple)
+        for endpoint in (Endpoint("192.0.2.10", 32768), Endpoint("2001:db8::1", 1)):
+            assert urls.parse(parsed.with_endpoint(endpoint)).endpoint == endpoint
+
+
+def test_huge_names_are_quoted_short() -> None:
+    """A megabyte of host name or port digits is refused with a message of a few hundred
+    characters."""
+    for name in (
+        "dubbo%3A%2F%2F" + "a" * 1_000_000 + "%3A20880%2Fx",
+        "dubbo://10.0.0.1:" + "9" * 1_000_000,
+        "dubbo://[" + "f" * 1_000_000 + "]:1/x",
+    ):
+        with pytest.raises(urls.MalformedName) as raised:
+            urls.parse(name)
+        _assert_short(raised.value)
+
+
+# -- application-level instances -------------------------------------------------------------
+
+INSTANCE_PATHS: list[tuple[str, ...]] = [
+    ("name",),
+    ("id",),
+    ("address",),
+    ("port",),
+    ("sslPort",),
+    ("payload",),
+    ("payload", "id"),
+    ("payload", "metadata"),
+    ("payload", "metadata", instances.ENDPOINTS),
+    ("payload", "metadata", instances.METADATA_SERVICE),
+    ("registrationTimeUTC",),
+]
+# Inside the two JSON strings of the metadata: the whole document, an entry, or its port.
+EMBEDDED_PATHS: list[tuple[str, tuple[Any, ...]]] = [
+    (instances.ENDPOINTS, ()),
+    (instances.ENDPOINTS, (0,)),
+    (instances.ENDPOINTS, (0, "port")),
+    (instances.ENDPOINTS, (1, "port")),
+    (instances.METADATA_SERVICE, ()),
+    (instances.METADATA_SERVICE, ("port",)),
+]
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """``doc`` with the value at ``path`` replaced (unchanged where the path is gone)."""
+    if not path:
+        return value
+    with contextlib.suppress(TypeError, KeyError, IndexError):
+        doc[path[0]] = _set(doc[path[0]], path[1:], value)
+    return doc
+
+
+@st.composite
+def instance_nodes(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A Dubbo 3 instance with fields, or whole sub-documents, replaced by any JSON value,
+    including inside its embedded JSON strings; sometimes plain random bytes."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(any_text), draw(st.binary(max_size=200))
+    doc: Any = instance_json()
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            doc = _set(doc, draw(st.sampled_from(INSTANCE_PATHS)), draw(json_values))
+            continue
+        key, inner = draw(st.sampled_from(EMBEDDED_PATHS))
+        try:
+            embedded = _set(json.loads(doc["payload"]["metadata"][key]), inner, draw(json_values))
+        except (ValueError, TypeError, KeyError):
+            continue
+        text = dumped(embedded).decode("utf-8", "surrogatepass")
+        doc = _set(doc, ("payload", "metadata", key), text)
+    name = draw(st.sampled_from(["172.17.0.5:20880", "[fd00::5]:20880"]) | any_text)
+    return name, dumped(doc)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instance_nodes())
+@example(("172.17.0.5:20880", dumped({**instance_json(), "port": "__BIG__"})))
+@example(("172.17.0.5:20880", b'{"address":"172.17.0.5","port":Infinity}'))
+@example(("172.17.0.5:20880", dumped({**instance_json(), "name": "\ud800"})))
+@example(("172.17.0.5:20880", b"[" * 100_000))
+def test_instance_parse_and_rewrite_are_total(node: tuple[str, bytes]) -> None:
+    """instances.parse answers or raises MalformedInstance; the rewrite of anything it
+    accepts succeeds, is JSON, and parses back to the advertised endpoint."""
+    name, data = node
+    try:
+        parsed = instances.parse(name, data)
+    except instances.MalformedInstance as exc:
+        _assert_short(exc)
+        return
+    new_name, new_data, _ = instances.rewrite(parsed, Endpoint("192.0.2.10", 32768), _half)
+    assert instances.parse(new_name, new_data).endpoint == Endpoint("192.0.2.10", 32768)
+
+
+def _half(port: int) -> int | None:
+    return port // 2 or None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (instances.ENDPOINTS, ""),
+        (instances.ENDPOINTS, None),
+        (instances.METADATA_SERVICE, ""),
+        (instances.METADATA_SERVICE, None),
+    ],
+)
+def test_empty_or_null_metadata_strings_are_left_as_they_are(key: str, value: Any) -> None:
+    """``dubbo.endpoints`` or the metadata service parameters that are "" or null carry no
+    port: the instance is rewritten and that value stays exactly as it was."""
+    doc: Any = instance_json()
+    doc["payload"]["metadata"][key] = value
+    parsed = instances.parse("172.17.0.5:20880", json.dumps(doc).encode())
+    _, data, _ = instances.rewrite(parsed, Endpoint("192.0.2.10", 32768), _half)
+    assert json.loads(data)["payload"]["metadata"][key] == value
+
+
+# -- markers, leases, session origins, labels -------------------------------------------------
+
+marker_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "original": json_values,
+        "container_endpoint": json_values | st.just("172.17.0.5:20880"),
+        "container": json_values,
+        "engine": json_values,
+        "provider_session": json_values | st.just("0x2002"),
+        "original_data": json_values,
+    },
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.one_of(marker_fields.map(lambda d: {TAG: 1, **d}), json_values), st.binary(max_size=40))
+@example(
+    {TAG: 1, "original": "x", "container_endpoint": "1.2.3.4:²", "container": "c", "engine": "e"},
+    b"",
+)
+@example({}, b"[" * 100_000)
+def test_markers_are_read_or_ignored(doc: Any, tail: bytes) -> None:
+    """read_marker and marker_from_state give a marker or None for any data or JSON value."""
+    for data in (dumped(doc), dumped(doc) + tail, b'{"' + TAG.encode() + b'":' + tail):
+        read_marker(data)
+    marker_from_state(doc)
+    if isinstance(doc, dict):
+        marker_from_state({k: v for k, v in doc.items() if k != TAG})
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    st.dictionaries(
+        any_text | st.sampled_from(["host", "app-c1"]),
+        st.tuples(st.integers(), st.binary(max_size=40) | json_values.map(dumped)),
+        max_size=4,
+    )
+)
+@example({"app-c1": (1, b"[" * 100_000)})
+@example({"app-c1": (1, b'{"container_name": ' + b"[" * 900 + b"]" * 900 + b"}")})
+def test_leases_are_read_whatever_their_data(leases: dict[str, tuple[int, bytes]]) -> None:
+    """peers_from reads any lease data (unreadable data just says less about its holder)."""
+    peers_from(leases, "host")
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    any_text
+    | st.builds(
+        lambda a, s: f" /{a}:5[1](queued=0,sid=0x{s},lop=x)\n",
+        any_text,
+        any_text | st.sampled_from(["1" * 40, "8000000000000001"]),
+    ),
+    json_values,
+)
+@example("", 5)
+def test_session_origin_answers_are_total(cons: str, admin: Any) -> None:
+    """parse_cons reads any text; parse_admin_connections any JSON or raises ValueError."""
+    parse_cons(cons)
+    for answer in (admin, {"connections": [admin], "secure_connections": admin}):
+        try:
+            parse_admin_connections(answer)
+        except ValueError as exc:
+            _assert_short(exc)
+
+
+label_keys = st.sampled_from(
+    [labels.ENABLE, labels.ADVERTISE_HOST, labels.MODE, f"{labels.PORT}20880", "other.key"]
+) | st.builds(lambda s: f"{labels.PREFIX}{s}", any_text | st.builds(lambda d: f"port.{d}", digits))
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.tuples(label_keys, any_text | digits), max_size=5))
+@example([(f"{labels.PORT}20880", "²")])
+@example([(f"{labels.PORT}20880", "1" * 5000)])
+@example([(labels.ADVERTISE_HOST, "foo bar")])
+def test_labels_parse_or_say_which_is_invalid(pairs: list[tuple[str, str]]) -> None:
+    """labels.parse answers or raises InvalidLabels with a short message."""
+    try:
+        labels.parse(tuple(sorted(pairs)))
+    except labels.InvalidLabels as exc:
+        _assert_short(exc)
