@@ -115,7 +115,7 @@ class FleetKeeper:
             if any(p == MEMBERS or p.startswith(MEMBERS + "/") for p in work.fleet):
                 indexer.read_members()
             indexer.roots_changed(work.roots)
-            indexer.paths_changed(work.paths)
+            indexer.paths_changed(work.indexed)
         indexer.look_up()
         indexer.publish()
         if indexer.busy:

@@ -50,7 +50,7 @@ def start_host(
                 *("--zookeeper", zookeeper.connect_string, "--root", root, "--fleet"),
                 *("--docker-url", "none", "--static-file", str(mapping), "--listen", ""),
                 *("--advertise-host", host_address(i), "--session-timeout", "4"),
-                *("--state-file", str(tmp_path / f"state-{i}.json")),
+                *("--state-file", str(tmp_path / f"state-{i}.json"), "--log-level", "debug"),
             ],
             env={"POD_UID": f"host-{i}"},
         ).start()
@@ -98,11 +98,21 @@ def test_each_host_rewrites_its_own_and_one_sidecar_watches_for_all(
         wait_until(lambda: set(children(registry, providers)) == expected, 15,
                    message=f"not each host's own: {children(registry, providers)}")  # fmt: skip
 
-        sessions = {s.session: s for s in sidecars}
-        watching = {sessions[sid] for sid, paths in _watches(zookeeper).items()
-                    if sid in sessions and any(p.startswith(root) for p in paths)}  # fmt: skip
-        assert len(watching) == 1
-        [indexer] = watching
+        elected = [s for s in sidecars if s.events("fleet_indexer_elected")]
+        assert len(elected) == 1
+        [indexer] = elected
+
+        # A new interface: one more watch for the whole fleet (the indexer's), not one each.
+        watches = _watch_count(zookeeper)
+        other = "com.example.OtherService"
+        client = client_from(zookeeper.connect_string, host_address(2), timeout=30)
+        clients.append(client)
+        name = java_url_encode(f"dubbo://{CONTAINER}:20880/{other}?application=other"
+                               f"&interface={other}&side=provider")  # fmt: skip
+        client.create(f"{root}/{other}/providers/{name}", b"", ephemeral=True, makepath=True)
+        rewritten = urls.parse(name).with_endpoint(Endpoint(host_address(2), 30002))
+        wait_until(lambda: children(registry, f"{root}/{other}/providers") == [rewritten], 15)
+        assert _watch_count(zookeeper) - watches == 1
 
         shown = one_shot("status", zookeeper.connect_string, root, engine.url, "--fleet")
         rows = [r for r in shown.stdout.splitlines()[1:] if r.strip()]
@@ -124,14 +134,10 @@ def test_each_host_rewrites_its_own_and_one_sidecar_watches_for_all(
             client.close()
 
 
-def _watches(zookeeper: ZooKeeperServer) -> dict[int, list[str]]:
-    """The paths each session watches, as the server says (``wchc``)."""
-    found: dict[int, list[str]] = {}
-    current = None
-    for line in zookeeper.four_letter("wchc").splitlines():
-        if line.startswith("0x"):
-            current = int(line.strip(), 16)
-            found[current] = []
-        elif line.strip() and current is not None:
-            found[current].append(line.strip())
-    return found
+def _watch_count(zookeeper: ZooKeeperServer) -> int:
+    """Every watch the server holds, child watches included (``mntr``'s zk_watch_count)."""
+    for line in zookeeper.four_letter("mntr").splitlines():
+        key, _, value = line.partition("\t")
+        if key == "zk_watch_count":
+            return int(value)
+    raise AssertionError("mntr says no zk_watch_count")

@@ -10,9 +10,10 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sidecar import urls
 from sidecar.fleet.indexer import WORK
 from sidecar.fleet.routes import Facts, Member, Members, Routes
-from sidecar.model import Container, Origin, PublishedPort
+from sidecar.model import Container, Endpoint, Origin, PublishedPort
 from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
 from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
 from tests.unit.scenarios import url_name
@@ -134,3 +135,18 @@ def test_a_route_changes_only_for_the_members_a_change_concerns(
     facts["new-one"] = Facts("172.17.0.5", 0x99)  # host a's session, a colliding address
     assert routes.reroute("/p", facts, members, origins) <= {"a"}
     assert "/p" in routes.work["a"]
+
+
+def test_a_later_registration_at_a_known_path_reaches_its_own_host() -> None:
+    """Once a path is indexed, a registration added there by another host's provider (the
+    path's watch fires on the indexer) is routed to that host, which rewrites it."""
+    hosts, tree = fleet(3)
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
+    settle(hosts)
+    assert hosts[0].origins.origins is not None
+    hosts[0].origins.origins[0x2003] = Origin("192.0.2.2", "zk")
+    later = url_name("172.17.0.5", application="later")
+    tree.add(f"{PROVIDERS}/{later}", owner=0x2003)
+    settle(hosts)
+    assert [PROVIDERS in work_of(tree, h) for h in hosts] == [True, True, False]
+    assert urls.parse(later).with_endpoint(Endpoint("192.0.2.2", 32768)) in tree.children(PROVIDERS)
