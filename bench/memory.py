@@ -157,7 +157,7 @@ def _resident(work: Path, connect: str, root: str, resyncs: int) -> tuple[float,
     ).start()  # fmt: skip
     try:
         for count in range(1, resyncs + 1):
-            sidecar.wait_for_event("resync done", count=count, timeout=900)
+            sidecar.wait_for_event("resync_done", count=count, timeout=900)
         status = Path(f"/proc/{sidecar.pid}/status").read_text().splitlines()
         fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status
                   if line.startswith(("VmHWM:", "VmRSS:"))}  # fmt: skip

@@ -231,7 +231,7 @@ def test_an_unusable_state_file_is_reported_and_the_sidecar_connects(
     state_file.write_text(content)
     provider = start_provider()
     sidecar = start_sidecar("--state-file", str(state_file))
-    [warning] = sidecar.events("state file unreadable")
+    [warning] = sidecar.events("state_file_unreadable")
     assert warning["level"] == "warning"
     assert warning["problem"].startswith(f"state file {state_file}")
     assert problem in warning["problem"]

@@ -166,13 +166,13 @@ def test_a_standby_never_takes_the_lease_on_a_partial_proof(
     deadline comes (before, it took the answer so far as complete, found the holder's
     session missing and took the lease from a live sidecar)."""
     holder = start_sidecar()
-    held = holder.wait_for_event("lease held")
+    held = holder.wait_for_event("lease_held")
     with ConsRelay((zookeeper.host, zookeeper.port), spread=10.0) as relay:
         relay.last = f"sid={held['session']}"
         standby = start_sidecar(connect=f"127.0.0.1:{relay.port}", ready=False)
-        standby.wait_for_event("lease held by another sidecar: standing by")
+        standby.wait_for_event("lease_standing_by")
         wait_until(lambda: relay.cons_asked >= 3, 60, message="the standby did not ask again")
-        assert standby.events("lease held") == []
+        assert standby.events("lease_held") == []
     client = KazooClient(hosts=zookeeper.connect_string)
     client.start(timeout=15)
     try:
