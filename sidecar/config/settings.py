@@ -6,11 +6,9 @@ import contextvars
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import (
-    Field,
-    JsonValue,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -19,12 +17,18 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from sidecar.config.fields import (
+    AdvertisingFields,
+    ContainerFields,
+    OperationsFields,
+    ReconcileFields,
+    RegistryFields,
+)
 from sidecar.syntax import parse_port, quote, servers, valid_host
 
 ENV_PREFIX = "DUBBO_SIDECAR_"
@@ -32,247 +36,23 @@ _PATH_SEGMENT = re.compile(r"[^/\x00]+")
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config", default=None)
 
 
-def _setting(
-    default: Any, group: str, description: str, *, metavar: str | None = None, **limits: Any
-) -> Any:
-    """A field that also knows its flag's group and metavar (the CLI is built from these)."""
-    extra: dict[str, JsonValue] = {"group": group}
-    if metavar:
-        extra["metavar"] = metavar
-    return Field(default, description=description, json_schema_extra=extra, **limits)
-
-
 class ConfigError(Exception):
     """Invalid configuration, described in one line."""
 
 
-class Settings(BaseSettings):
+# Listed last first: pydantic collects the fields of the last base first, and the command
+# line's groups follow the order of the fields.
+class Settings(
+    BaseSettings,
+    OperationsFields,
+    ReconcileFields,
+    AdvertisingFields,
+    ContainerFields,
+    RegistryFields,
+):
     """Every setting; the README's configuration reference lists them by concern."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
-
-    # ZooKeeper
-    zookeeper: str = _setting(
-        "127.0.0.1:2181",
-        "ZooKeeper",
-        "Connect string `host:port[,host:port…][/chroot]`.",
-        metavar="HOST:PORT[,…][/CHROOT]",
-    )
-    root: Annotated[tuple[str, ...], NoDecode] = _setting(
-        ("/dubbo",),
-        "ZooKeeper",
-        "Registry root to reconcile, one per registry `group`.",
-        metavar="PATH",
-    )
-    services_root: Annotated[tuple[str, ...], NoDecode] = _setting(
-        ("/services",),
-        "ZooKeeper",
-        "Root of Dubbo 3 application-level instances (`/<root>/<application>/<host>:<port>`).",
-        metavar="PATH",
-    )
-    session_timeout: float = _setting(
-        30.0,
-        "ZooKeeper",
-        "Session timeout, seconds. Rewritten nodes live in this session.",
-        ge=2,
-        le=600,
-    )
-    connect_timeout: float = _setting(
-        10.0,
-        "ZooKeeper",
-        "How long `plan` waits for ZooKeeper, seconds (`run` keeps trying).",
-        gt=0,
-        le=600,
-    )
-    zookeeper_auth: SecretStr | None = _setting(
-        None,
-        "ZooKeeper",
-        "Digest credentials `user:password` (as in Dubbo's registry URL); rewritten nodes get "
-        "the same CREATOR_ALL ACL Dubbo gives its own. Never printed.",
-        metavar="USER:PASSWORD",
-    )
-    zookeeper_admin_port: int = _setting(
-        8080,
-        "ZooKeeper",
-        "AdminServer port, asked where sessions connect from when the "
-        "servers do not allow `cons`; 0: never.",
-        ge=0,
-        le=65535,
-        metavar="PORT",
-    )
-    # Docker
-    docker_url: str | None = _setting(
-        None,
-        "Docker",
-        "Docker Engine API (`unix://…`, `tcp://…`), or `none` to map with the static mapping "
-        "only. Unset: `DOCKER_HOST`, with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` as the "
-        "docker CLI reads them, else `unix:///var/run/docker.sock`.",
-        metavar="URL",
-    )
-    # Scope
-    scope: Literal["auto", "host", "app"] = _setting(
-        "auto",
-        "Scope",
-        "`app`: only the container whose network namespace the sidecar shares (or "
-        "`--container`); `host`: every container of the engine except those a per-app sidecar "
-        "claims or that opt out; `auto`: `app` when the sidecar shares a container's network "
-        "namespace, else `host`.",
-    )
-    container: str | None = _setting(
-        None,
-        "Scope",
-        "Per-app: the container to serve, by name or ID, instead of detecting it.",
-        metavar="NAME|ID",
-    )
-    # Static mapping
-    static_ports: Annotated[tuple[str, ...], NoDecode] = _setting(
-        (),
-        "Static mapping",
-        "`CONTAINER_PORT:HOST_PORT` for registrations of this network namespace's addresses, "
-        "without Docker (e.g. a Kubernetes `hostPort`).",
-        metavar="PORT:PORT",
-    )
-    static_file: Path | None = _setting(
-        None,
-        "Static mapping",
-        "TOML file with a `[ports]` table (`20880 = 30880`) and an optional `addresses` "
-        "list; re-read when it changes.",
-        metavar="FILE",
-    )
-    # Advertising
-    advertise_host: str | None = _setting(
-        None,
-        "Advertising",
-        "Host address consumers use for ports published on all addresses; short for "
-        "`--advertise-from value:ADDRESS`. Unset, and no `--advertise-from`: `HOST_IP` from "
-        "the environment, else the address of the route to the first ZooKeeper server.",
-        metavar="ADDRESS",
-    )
-    advertise_from: Annotated[tuple[str, ...], NoDecode] = _setting(
-        (),
-        "Advertising",
-        "Where to find the advertised address, in order of preference (the first that "
-        "answers wins): `value:ADDRESS`, `env:VARIABLE`, `interface:NAME`, or `url:URL` (the "
-        "body of an HTTP GET, e.g. a cloud metadata endpoint). Read again every "
-        "`--advertise-refresh-seconds`; a change re-points every managed registration.",
-        metavar="SOURCE",
-    )
-    advertise_refresh_seconds: float = _setting(
-        60.0,
-        "Advertising",
-        "How often the `--advertise-from` sources are read again, seconds.",
-        ge=1,
-        le=86400,
-    )
-    advertise_timeout: float = _setting(
-        2.0,
-        "Advertising",
-        "Timeout of one `url:` source request, seconds.",
-        gt=0,
-        le=60,
-    )
-    host_address: Annotated[tuple[str, ...], NoDecode] = _setting(
-        (),
-        "Advertising",
-        "An address ZooKeeper sees this host's connections come from, "
-        "besides its own interfaces and the advertised host (e.g. a NAT gateway).",
-        metavar="ADDRESS",
-    )
-    # Reconciliation
-    mode: Literal["replace", "mirror"] = _setting(
-        "replace",
-        "Reconciliation",
-        "`replace` the original registration, or `mirror` it under the mirror root and leave it.",
-    )
-    mirror_root: str = _setting(
-        "/dubbo-external",
-        "Reconciliation",
-        "Where mirror mode writes (a registry `group` for external consumers).",
-        metavar="PATH",
-    )
-    mirror_services_root: str = _setting(
-        "/services-external",
-        "Reconciliation",
-        "Where mirror mode writes application-level instances.",
-        metavar="PATH",
-    )
-    resync_seconds: float = _setting(
-        60.0,
-        "Reconciliation",
-        "Period of the resync (local paths and a slice of the rest), seconds.",
-        ge=1,
-        le=86400,
-    )
-    probe_seconds: float = _setting(
-        10.0,
-        "Reconciliation",
-        "Replace mode: period of the TCP probe of each rewritten provider, seconds; 0 disables.",
-        ge=0,
-        le=3600,
-    )
-    # Restarts
-    state_file: Path | None = _setting(
-        Path("/var/lib/dubbo-nat-sidecar/state.json"),
-        "Restarts",
-        "Keeps the ZooKeeper "
-        "session and the rewrites across restarts (put it on a volume); empty: none.",
-        metavar="FILE",
-    )
-    close_session_on_exit: bool = _setting(
-        False,
-        "Restarts",
-        "On SIGTERM close the ZooKeeper session, which removes every "
-        "rewrite at once, instead of leaving it to the next instance.",
-    )
-    # Operations
-    listen: str = _setting(
-        "127.0.0.1:9477",
-        "Operations",
-        "Address of /healthz, /readyz and /metrics (`0.0.0.0:9477` for probes from outside "
-        "the network namespace); empty: off.",
-        metavar="HOST:PORT",
-    )
-    # Fleet
-    fleet: bool = _setting(
-        False,
-        "Fleet",
-        "Share the watching of the registry with every other sidecar on the ensemble that has "
-        "this on: one elected sidecar watches it all and tells each the paths that concern its "
-        "own host, so the ensemble's load no longer grows with the number of hosts.",
-    )
-    # Proxy
-    proxy_listen: str = _setting(
-        "",
-        "Proxy",
-        "Address of the ZooKeeper proxy for the app's own client (a per-app sidecar in the "
-        "app's network namespace, e.g. `127.0.0.1:2181`): the app's registrations are written "
-        "with the published address from the start. Empty: off.",
-        metavar="HOST:PORT",
-    )
-    proxy_capture: Annotated[tuple[int, ...], NoDecode] = _setting(
-        (),
-        "Proxy",
-        "ZooKeeper port whose connections from the network namespace are redirected to the "
-        "proxy (iptables `nat OUTPUT` REDIRECT; needs `NET_ADMIN`), so that the app keeps its "
-        "ZooKeeper address.",
-        metavar="PORT",
-    )
-    proxy_jute_maxbuffer: int = _setting(
-        0xFFFFF,
-        "Proxy",
-        "The servers' `jute.maxbuffer`, bytes: a frame larger than this (plus 1 KiB) closes "
-        "its connection, as the server would.",
-        ge=1024,
-        le=2**31 - 1,
-        metavar="BYTES",
-    )
-    # Logging
-    log_format: Literal["auto", "json", "console"] = _setting(
-        "auto", "Logging", "`auto`: JSON unless stderr is a terminal."
-    )
-    log_level: Literal["debug", "info", "warning", "error"] = _setting(
-        "info", "Logging", "`debug` also shows each pass and other hosts' registrations."
-    )
 
     @classmethod
     def settings_customise_sources(
