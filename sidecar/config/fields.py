@@ -201,8 +201,8 @@ class ReconcileFields(BaseModel):
     state_file: Path | None = _setting(
         Path("/var/lib/dubbo-nat-sidecar/state.json"),
         "Restarts",
-        "Keeps the ZooKeeper "
-        "session and the rewrites across restarts (put it on a volume); empty: none.",
+        "Keeps the ZooKeeper session across restarts (put it on a volume; the rewrites are "
+        "recorded in ZooKeeper); empty: none.",
         metavar="FILE",
     )
     close_session_on_exit: bool = _setting(
