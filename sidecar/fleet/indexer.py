@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from sidecar import instances, urls
 from sidecar.fleet.routes import Facts, Member, Members, Routes
 from sidecar.seams import OriginSource, Registry
+from sidecar.sweep import sweep_slice
 
 FLEET_ROOT = "/dubbo-nat-sidecar/fleet"
 MEMBERS = f"{FLEET_ROOT}/members"
@@ -48,6 +49,7 @@ class Indexer:
         self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
         self._dirty: set[str] = set()  # members whose work changed since published
         self._published: dict[str, bytes] = {}
+        self._swept_up_to = 0
         self.members_path = MEMBERS
 
     @property
@@ -130,6 +132,14 @@ class Indexer:
                 self._origins = {s: o.address for s, o in found.sessions.items()}
         for parent in touched:
             self._reroute(parent)
+
+    def sweep(self) -> None:
+        """List the next slice of the paths again (each path once every SWEEP_RESYNCS
+        periodic resyncs): what a lost watch would hide is found, as a sidecar without the
+        fleet finds it."""
+        everything = sorted(self._facts)
+        part, self._swept_up_to = sweep_slice(everything, self._swept_up_to)
+        self.paths_changed(part)
 
     @property
     def units(self) -> int:

@@ -116,6 +116,8 @@ class FleetKeeper:
                 indexer.read_members()
             indexer.roots_changed(work.roots)
             indexer.paths_changed(work.indexed)
+            if work.local:
+                indexer.sweep()
         indexer.look_up()
         indexer.publish()
         if indexer.busy:

@@ -11,10 +11,7 @@ from sidecar import labels
 from sidecar.config import Settings
 from sidecar.model import Container
 from sidecar.scope import Scope
-
-# The periodic sweep checks every path once every this many resyncs: no pass re-reads the
-# whole registry at once (at 100,000 nodes that would hold every event back by seconds).
-SWEEP_RESYNCS = 60
+from sidecar.sweep import sweep_slice
 
 
 class Roots:
@@ -121,13 +118,3 @@ class PathIndex:
         everything = sorted(path for paths in self.known.values() for path in paths)
         part, self._swept_up_to = sweep_slice(everything, self._swept_up_to)
         return set(part)
-
-
-def sweep_slice(everything: list[str], start: int) -> tuple[list[str], int]:
-    """The next 1/SWEEP_RESYNCS of ``everything`` from ``start`` on, wrapping past the end, and
-    where the one after begins; a registry that grows or shrinks meanwhile is still swept."""
-    if not everything:
-        return [], 0
-    start %= len(everything)
-    end = start + -(-len(everything) // SWEEP_RESYNCS)
-    return everything[start:end] + everything[: max(0, end - len(everything))], end

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from sidecar import urls
 from sidecar.fleet.indexer import WORK
 from sidecar.fleet.routes import Facts, Member, Members, Routes
+from sidecar.loop.dirty import Work
 from sidecar.model import Container, Endpoint, Origin, PublishedPort
+from sidecar.sweep import SWEEP_RESYNCS
 from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
 from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
 from tests.unit.scenarios import url_name
@@ -150,3 +152,23 @@ def test_a_later_registration_at_a_known_path_reaches_its_own_host() -> None:
     settle(hosts)
     assert [PROVIDERS in work_of(tree, h) for h in hosts] == [True, True, False]
     assert urls.parse(later).with_endpoint(Endpoint("192.0.2.2", 32768)) in tree.children(PROVIDERS)
+
+
+def test_the_indexer_s_sweep_finds_what_a_lost_watch_hid() -> None:
+    """The indexer's watches are lost (a change fires nothing): within SWEEP_RESYNCS
+    periodic resyncs its sweep lists the path again and routes host 1's new registration
+    there to host 1."""
+    hosts, tree = fleet(2)
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
+    settle(hosts)
+    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    indexer.registry._child_watches.clear()  # as a lost notification would
+    assert hosts[0].origins.origins is not None
+    hosts[0].origins.origins[0x2003] = Origin("192.0.2.2", "zk")  # host 1's provider
+    tree.add(f"{PROVIDERS}/{url_name('172.17.0.5', application='later')}", owner=0x2003)
+    settle(hosts)
+    assert PROVIDERS not in work_of(tree, hosts[1])
+    for _ in range(SWEEP_RESYNCS):
+        indexer.run(Work(local=True))
+        settle(hosts)
+    assert PROVIDERS in work_of(tree, hosts[1])

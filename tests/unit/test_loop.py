@@ -11,12 +11,12 @@ from structlog.testing import capture_logs
 from sidecar import instances, records
 from sidecar.loop import reconcile
 from sidecar.loop.dirty import Work
-from sidecar.loop.paths import SWEEP_RESYNCS
 from sidecar.loop.retries import FIRST, Whole
 from sidecar.model import Endpoint, Origin, RegistryNode
 from sidecar.ownership import Marker
 from sidecar.plan import Remembered
 from sidecar.sources.address import AdvertiseHost
+from sidecar.sweep import SWEEP_RESYNCS
 from tests.twins import FixedOrigins
 from tests.unit.harness import ORIGINAL, PROVIDERS, SHOP, Harness, rewritten
 from tests.unit.scenarios import as_bytes, instance_json, url_name
