@@ -18,17 +18,30 @@ from testbed.polling import wait_until
 class SidecarProcess:
     """One ``dubbo-sidecar run`` process logging JSON lines to a file."""
 
-    def __init__(self, log_path: Path, args: Sequence[str], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        log_path: Path,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
+    ):
+        """``wrapper``: a command that runs the sidecar's command line given after it (e.g. in
+        another network namespace); it must exec it, so that :attr:`pid` is the sidecar's."""
         self.log_path = log_path
         self.args = list(args)
         self.env = env
+        self.wrapper = list(wrapper)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SidecarProcess:
         env = {**os.environ, **(self.env or {})}
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "sidecar", "run", "--log-format", "json", *self.args],
+                [
+                    *self.wrapper,
+                    *(sys.executable, "-m", "sidecar", "run", "--log-format", "json"),
+                    *self.args,
+                ],
                 stdout=log,
                 stderr=log,
                 env=env,

@@ -1,0 +1,301 @@
+"""bench/run --fleet: what N sidecars, one per stand-in host, cost one ZooKeeper.
+
+Per N, against one server holding a large registry: the watches it holds, the requests it
+receives per registration change (``mntr`` deltas, idle traffic subtracted), the convergence
+of a storm of changes spread over the hosts as a ratio against the same run's
+create -> visible baseline, what a server restart costs, and CPU and RSS per sidecar.
+Figures of the whole fleet are ratios against N = 1 in the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.fleet_lab import (
+    CONTAINER_ADDRESS,
+    FOREIGN_ADDRESS,
+    PORTS,
+    Fleet,
+    node_name,
+    rewritten_for,
+)
+from bench.workload import (
+    FIRST_PORT,
+    Consumer,
+    client,
+    create_all,
+    ensure_paths,
+    percentile,
+    process_cpu,
+)
+from testbed.hosts import Hosts
+from testbed.polling import wait_until
+from testbed.zookeeper import ZooKeeperServer
+
+ROOT = "/fleet"
+PER_INTERFACE = 5  # registrations per interface in the registry, on other hosts' addresses
+# Sidecars run with the default settings except the periodic resync, which is pushed out of
+# the way (at N = 50 its bursts would land in some measurements and not in others), and
+# closing the session on SIGTERM, so that a round's rewrites are gone before the next one.
+SIDECAR_ARGS = ("--resync-seconds", "3600", "--session-timeout", "30", "--close-session-on-exit")
+QUIET_WINDOW = 3.0
+
+
+@dataclass
+class Row:
+    """One fleet size's figures (requests per change: ``mntr`` deltas minus idle traffic)."""
+
+    hosts: int
+    nodes: int
+    watches: float
+    idle_rate: float
+    requests_foreign: float
+    requests_own: float
+    zk_cpu_ms: float
+    p50: float
+    p99: float
+    p50_ratio: float
+    p99_ratio: float
+    restart_requests: float
+    restart_seconds: float
+    cpu_start: float
+    cpu_storms: float
+    cpu_restart: float
+    rss_mb: float
+    drops: int
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def mntr(server: ZooKeeperServer) -> dict[str, float]:
+    values = {}
+    for line in server.four_letter("mntr").splitlines():
+        key, _, value = line.partition("\t")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            continue
+    return values
+
+
+def packets(server: ZooKeeperServer) -> float:
+    return mntr(server)["zk_packets_received"]
+
+
+def wait_quiet(server: ZooKeeperServer, idle_rate: float, timeout: float = 900.0) -> float:
+    """Until ZooKeeper has received no more than idle traffic for QUIET_WINDOW seconds;
+    returns the packets received so far."""
+    samples: list[tuple[float, float]] = []
+    allowance = 2 * idle_rate * QUIET_WINDOW + 10
+
+    def quiet() -> float | None:
+        now, count = time.monotonic(), packets(server)
+        samples.append((now, count))
+        old = [c for t, c in samples if now - t >= QUIET_WINDOW]
+        return count if old and count - old[-1] <= allowance else None
+
+    return wait_until(quiet, timeout, interval=0.5, message="ZooKeeper never went quiet")
+
+
+def idle_rate(server: ZooKeeperServer, seconds: float = 10.0) -> float:
+    """Packets per second ZooKeeper receives while nothing changes (pings, these polls)."""
+    # Until then, allow a ping every 5 s per connection (kazoo pings every 10 s at 30 s).
+    wait_quiet(server, idle_rate=mntr(server)["zk_num_alive_connections"] / 5)
+    started, before = time.monotonic(), packets(server)
+    time.sleep(seconds)  # measuring a rate: nothing to synchronise with
+    return (packets(server) - before) / (time.monotonic() - started)
+
+
+@contextmanager
+def registry(work: Path, hosts: Hosts, interfaces: int) -> Iterator[ZooKeeperServer]:
+    """A server on the bridge holding ``interfaces`` x PER_INTERFACE registrations of other
+    hosts' addresses (ephemeral, in the loader's session, which lives as long as it)."""
+    with ZooKeeperServer(work / f"zk-{interfaces}", bind=hosts.gateway, heap="1g") as server:
+        loader = client(server.connect_string)
+        say(f"fleet: populating {interfaces} interfaces, {interfaces * PER_INTERFACE} nodes")
+        paths = [f"{ROOT}/svc{i}/providers" for i in range(interfaces)]
+        ensure_paths(loader, [*paths, f"{ROOT}-services"])
+        create_all(loader, (
+            f"{paths[j % interfaces]}/{background_name(j, interfaces)}"
+            for j in range(interfaces * PER_INTERFACE)
+        ))  # fmt: skip
+        try:
+            yield server
+        finally:
+            loader.stop()
+            loader.close()
+
+
+def background_name(j: int, interfaces: int) -> str:
+    """Registration j of the registry: an address of a host outside the fleet."""
+    return node_name(f"10.200.{j // 250 % 250}.{j % 250}", 20880, f"svc{j % interfaces}", "other")
+
+
+def measure(
+    work: Path, hosts: Hosts, server: ZooKeeperServer, count: int, interfaces: int, changes: int
+) -> Row:
+    """One fleet of ``count`` hosts: settle, idle, two storms, a server restart."""
+    say(f"fleet N={count}: starting {count} sidecars on {interfaces * PER_INTERFACE} nodes")
+    with Fleet(hosts, server, count, ROOT, work / f"n{count}-{interfaces}", SIDECAR_ARGS) as fleet:
+        fleet.wait_ready(timeout=1800)
+        cpu_start = sum(fleet.cpu_seconds()) / count
+        drops = fleet.drops()
+        rate = idle_rate(server)
+        watches = mntr(server)["zk_watch_count"]
+        paths = [f"{ROOT}/svc{i}/providers" for i in range(min(changes, interfaces))]
+        watcher = client(server.connect_string)
+        try:
+            consumer = Consumer(watcher, paths)
+            say(f"fleet N={count}: storm of {changes} registrations of other hosts' addresses")
+            base, foreign, _ = storm(server, fleet, consumer, paths, changes, rate, own=False)
+            say(f"fleet N={count}: storm of {changes} registrations of the hosts' containers")
+            cpu_before = sum(fleet.cpu_seconds())
+            side, own, zk_cpu = storm(server, fleet, consumer, paths, changes, rate, own=True)
+            cpu_storms = (sum(fleet.cpu_seconds()) - cpu_before) / count
+        finally:
+            watcher.stop()
+            watcher.close()
+        drops = fleet.drops() - drops
+        say(f"fleet N={count}: ZooKeeper server restart")
+        cpu_before = sum(fleet.cpu_seconds())
+        restart_requests, restart_seconds = restart(server, fleet, rate)
+        cpu_restart = (sum(fleet.cpu_seconds()) - cpu_before) / count
+        rss = sum(fleet.rss_mb()) / count
+    p50, p99 = percentile(side, 50), percentile(side, 99)
+    return Row(
+        count, interfaces * PER_INTERFACE, watches, rate, foreign, own, zk_cpu, p50 * 1000,
+        p99 * 1000, p50 / percentile(base, 50), p99 / percentile(base, 99), restart_requests,
+        restart_seconds, cpu_start, cpu_storms, cpu_restart, rss, drops,
+    )  # fmt: skip
+
+
+def storm(
+    server: ZooKeeperServer, fleet: Fleet, consumer: Consumer, paths: list[str], changes: int,
+    rate: float, own: bool,
+) -> tuple[list[float], float, float]:  # fmt: skip
+    """``changes`` registrations created at once, change j on path j (wrapping) by host
+    j mod N; own: of the hosts' container address (each is rewritten by its host's
+    sidecar), else of an address no host maps. Per registration, create -> seen by the
+    consumer (its rewrite, for own); ZooKeeper requests and CPU (ms) per change."""
+    count = len(fleet.hosts)
+    names: dict[int, list[str]] = {i: [] for i in range(min(count, changes))}
+    expected: dict[str, tuple[int, str]] = {}  # what the consumer waits for -> created path
+    for j in range(changes):
+        index = j % count
+        address = CONTAINER_ADDRESS if own else FOREIGN_ADDRESS
+        application = f"n{count}-{fleet.hosts[index].name}-{'own' if own else 'foreign'}-{j}"
+        name = node_name(address, FIRST_PORT + j % PORTS, f"svc{j % len(paths)}", application)
+        path = f"{paths[j % len(paths)]}/{name}"
+        names[index].append(path)
+        shown = rewritten_for(fleet.hosts[index], name) if own else name
+        expected[shown] = (index, path)
+    before, zk_before, started = packets(server), process_cpu(server_pid(server)), time.monotonic()
+    sent = fleet.create(names)
+    seen = consumer.wait_for(set(expected), timeout=1800)
+    after = wait_quiet(server, rate)
+    elapsed = time.monotonic() - started
+    zk_cpu = (process_cpu(server_pid(server)) - zk_before) * 1000 / changes
+    requests = (after - before - rate * elapsed) / changes
+    return [seen[shown] - sent[path] for shown, (_, path) in expected.items()], requests, zk_cpu
+
+
+def restart(server: ZooKeeperServer, fleet: Fleet, rate: float) -> tuple[float, float]:
+    """Restart the server (sessions survive it); the requests it received from then on until
+    quiet (idle traffic subtracted; its counters start again at 0), and how long that took."""
+    sessions = fleet.sessions()
+    started = time.monotonic()
+    server.restart()
+
+    def reconnected() -> bool:
+        return sessions <= connected_sessions(server)
+
+    wait_until(reconnected, 300, interval=0.5, message="sidecars did not reconnect")
+    after = wait_quiet(server, rate)
+    elapsed = time.monotonic() - started
+    return after - rate * elapsed, elapsed - QUIET_WINDOW
+
+
+def connected_sessions(server: ZooKeeperServer) -> set[int]:
+    found = set()
+    for line in server.four_letter("cons").splitlines():
+        _, sep, rest = line.partition("sid=0x")
+        if sep:
+            found.add(int(rest.split(",")[0].split(")")[0], 16))
+    return found
+
+
+def server_pid(server: ZooKeeperServer) -> int:
+    assert server.pid is not None
+    return server.pid
+
+
+def sweep(
+    work: Path, counts: Sequence[int], interfaces: int, changes: int, full_size: int = 0
+) -> list[Row]:
+    """Each fleet size on one registry of ``interfaces``; then, with ``full_size``, one
+    sidecar on a registry that large (too slow to start N = 50 of on a small machine)."""
+    rows = []
+    with Hosts() as hosts:
+        with registry(work, hosts, interfaces) as server:
+            for count in counts:
+                rows.append(measure(work, hosts, server, count, interfaces, changes))
+        if full_size:
+            with registry(work, hosts, full_size) as server:
+                rows.append(measure(work, hosts, server, 1, full_size, changes))
+    return rows
+
+
+HEADER = (
+    f"{'N':>3} {'nodes':>7} {'watches':>8} {'idle/s':>7} {'req/chg':>8} {'req/own':>8}"
+    f" {'zkms/chg':>8} {'p50 ms':>7} {'p50 x':>6} {'p99 ms':>7} {'p99 x':>6}"
+    f" {'restart':>8} {'rst s':>6} {'cpu st':>7} {'cpu sto':>7} {'cpu rst':>7}"
+    f" {'rss MB':>6} {'drops':>5}"
+)
+LEGEND = """\
+N: sidecars (hosts); nodes: registry size; watches: mntr zk_watch_count with the fleet idle;
+idle/s: requests/s ZooKeeper receives idle (pings, the bench's mntr polls; subtracted below);
+req/chg, req/own: requests ZooKeeper receives per change, storm of registrations of other
+hosts' addresses / of the hosts' own containers (each rewritten by its host's sidecar); both
+include the change itself and the consumer's re-listing; zkms/chg: ZooKeeper CPU ms per
+change (both storms); p50/p99: create -> rewrite seen by a consumer, x: ratio against the
+same storm's create -> original seen; restart: requests a server restart causes until
+quiet, rst s: how long until quiet; cpu st/sto/rst: CPU s per sidecar for the first full
+resync, the two storms, the restart; rss MB: per sidecar at the end; drops: connection
+losses the sidecars logged before the restart (a loaded machine: pings not answered in time)"""
+
+
+def table(rows: Sequence[Row], changes: int) -> list[str]:
+    """The table bench/run prints (stable: the AFTER run is compared with it line by line)."""
+    lines = [f"fleet: {changes} changes per storm, sidecars with {' '.join(SIDECAR_ARGS)}",
+             HEADER]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"{r.hosts:3d} {r.nodes:7d} {r.watches:8.0f} {r.idle_rate:7.1f}"
+            f" {r.requests_foreign:8.1f} {r.requests_own:8.1f} {r.zk_cpu_ms:8.2f}"
+            f" {r.p50:7.1f} {r.p50_ratio:6.2f} {r.p99:7.1f} {r.p99_ratio:6.2f}"
+            f" {r.restart_requests:8.0f} {r.restart_seconds:6.1f} {r.cpu_start:7.2f}"
+            f" {r.cpu_storms:7.2f} {r.cpu_restart:7.2f} {r.rss_mb:6.1f} {r.drops:5d}"
+        )
+    return [*lines, LEGEND]
+
+
+def summary(rows: Sequence[Row]) -> dict[str, float]:
+    """The fleet's figures for the summary line: the largest fleet against N = 1 on the
+    same registry. fleet_watches_per_host: watches each host beyond the first adds."""
+    sizes = [r for r in rows if r.nodes == rows[0].nodes]
+    one = next(r for r in sizes if r.hosts == 1)
+    most = max(sizes, key=lambda r: r.hosts)
+    extra_hosts = max(1, most.hosts - one.hosts)
+    per_change = [(r.requests_foreign + r.requests_own) / 2 for r in (one, most)]
+    return {
+        "fleet_watches_per_host": (most.watches - one.watches) / extra_hosts,
+        "fleet_requests_ratio": per_change[1] / per_change[0],
+        "fleet_p99_ratio": most.p99_ratio,
+    }
