@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bench.fleet_lab import (
     CONTAINER_ADDRESS,
@@ -33,6 +34,7 @@ from bench.workload import (
     percentile,
     process_cpu,
 )
+from sidecar.registry.sessions import parse_cons
 from testbed.hosts import Hosts
 from testbed.polling import wait_until
 from testbed.zookeeper import ZooKeeperServer
@@ -44,6 +46,7 @@ PER_INTERFACE = 5  # registrations per interface in the registry, on other hosts
 # closing the session on SIGTERM, so that a round's rewrites are gone before the next one.
 SIDECAR_ARGS = ("--resync-seconds", "3600", "--session-timeout", "30", "--close-session-on-exit")
 QUIET_WINDOW = 3.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -141,28 +144,36 @@ def background_name(j: int, interfaces: int) -> str:
 def measure(
     work: Path, hosts: Hosts, server: ZooKeeperServer, count: int, interfaces: int, changes: int
 ) -> Row:
-    """One fleet of ``count`` hosts: settle, idle, two storms, a server restart."""
-    say(f"fleet N={count}: starting {count} sidecars on {interfaces * PER_INTERFACE} nodes")
+    """One fleet of ``count`` hosts: a baseline storm before the sidecars start, then their
+    first resync, idle traffic, two storms, a server restart."""
+    paths = [f"{ROOT}/svc{i}/providers" for i in range(min(changes, interfaces))]
     with Fleet(hosts, server, count, ROOT, work / f"n{count}-{interfaces}", SIDECAR_ARGS) as fleet:
-        fleet.wait_ready(timeout=1800)
-        cpu_start = sum(fleet.cpu_seconds()) / count
-        drops = fleet.drops()
-        rate = idle_rate(server)
-        watches = mntr(server)["zk_watch_count"]
-        paths = [f"{ROOT}/svc{i}/providers" for i in range(min(changes, interfaces))]
         watcher = client(server.connect_string)
         try:
             consumer = Consumer(watcher, paths)
+            say(f"fleet N={count}: baseline storm of {changes} registrations, no sidecar")
+            base = storm(fleet, consumer, paths, changes, "base")
+            consumer_watches = mntr(server)["zk_watch_count"]
+            say(f"fleet N={count}: starting {count} sidecars on {interfaces * PER_INTERFACE} nodes")
+            fleet.start_sidecars()
+            fleet.wait_ready(timeout=1800)
+            cpu_start = sum(fleet.cpu_seconds()) / count
+            rate = idle_rate(server)
+            watches = mntr(server)["zk_watch_count"] - consumer_watches
             say(f"fleet N={count}: storm of {changes} registrations of other hosts' addresses")
-            base, foreign, _ = storm(server, fleet, consumer, paths, changes, rate, own=False)
+            _, foreign, zk_foreign = counted(
+                server, rate, changes, lambda: storm(fleet, consumer, paths, changes, "foreign")
+            )  # fmt: skip
             say(f"fleet N={count}: storm of {changes} registrations of the hosts' containers")
             cpu_before = sum(fleet.cpu_seconds())
-            side, own, zk_cpu = storm(server, fleet, consumer, paths, changes, rate, own=True)
+            side, own, zk_own = counted(
+                server, rate, changes, lambda: storm(fleet, consumer, paths, changes, "own")
+            )  # fmt: skip
             cpu_storms = (sum(fleet.cpu_seconds()) - cpu_before) / count
         finally:
             watcher.stop()
             watcher.close()
-        drops = fleet.drops() - drops
+        drops = fleet.drops()
         say(f"fleet N={count}: ZooKeeper server restart")
         cpu_before = sum(fleet.cpu_seconds())
         restart_requests, restart_seconds = restart(server, fleet, rate)
@@ -170,40 +181,46 @@ def measure(
         rss = sum(fleet.rss_mb()) / count
     p50, p99 = percentile(side, 50), percentile(side, 99)
     return Row(
-        count, interfaces * PER_INTERFACE, watches, rate, foreign, own, zk_cpu, p50 * 1000,
-        p99 * 1000, p50 / percentile(base, 50), p99 / percentile(base, 99), restart_requests,
-        restart_seconds, cpu_start, cpu_storms, cpu_restart, rss, drops,
+        count, interfaces * PER_INTERFACE, watches, rate, foreign, own, (zk_foreign + zk_own) / 2,
+        p50 * 1000, p99 * 1000, p50 / percentile(base, 50), p99 / percentile(base, 99),
+        restart_requests, restart_seconds, cpu_start, cpu_storms, cpu_restart, rss, drops,
     )  # fmt: skip
 
 
 def storm(
-    server: ZooKeeperServer, fleet: Fleet, consumer: Consumer, paths: list[str], changes: int,
-    rate: float, own: bool,
-) -> tuple[list[float], float, float]:  # fmt: skip
+    fleet: Fleet, consumer: Consumer, paths: list[str], changes: int, kind: str
+) -> list[float]:
     """``changes`` registrations created at once, change j on path j (wrapping) by host
-    j mod N; own: of the hosts' container address (each is rewritten by its host's
-    sidecar), else of an address no host maps. Per registration, create -> seen by the
-    consumer (its rewrite, for own); ZooKeeper requests and CPU (ms) per change."""
+    j mod N. Kind ``own``: of the hosts' container address, each rewritten by its host's
+    sidecar; ``base`` and ``foreign``: of an address no host maps. Per registration, create
+    -> seen by the consumer (its rewrite, for own)."""
     count = len(fleet.hosts)
     names: dict[int, list[str]] = {i: [] for i in range(min(count, changes))}
-    expected: dict[str, tuple[int, str]] = {}  # what the consumer waits for -> created path
+    expected: dict[str, str] = {}  # what the consumer waits for -> the path created
     for j in range(changes):
         index = j % count
-        address = CONTAINER_ADDRESS if own else FOREIGN_ADDRESS
-        application = f"n{count}-{fleet.hosts[index].name}-{'own' if own else 'foreign'}-{j}"
+        address = CONTAINER_ADDRESS if kind == "own" else FOREIGN_ADDRESS
+        application = f"n{count}-{fleet.hosts[index].name}-{kind}-{j}"
         name = node_name(address, FIRST_PORT + j % PORTS, f"svc{j % len(paths)}", application)
         path = f"{paths[j % len(paths)]}/{name}"
         names[index].append(path)
-        shown = rewritten_for(fleet.hosts[index], name) if own else name
-        expected[shown] = (index, path)
-    before, zk_before, started = packets(server), process_cpu(server_pid(server)), time.monotonic()
+        expected[rewritten_for(fleet.hosts[index], name) if kind == "own" else name] = path
     sent = fleet.create(names)
     seen = consumer.wait_for(set(expected), timeout=1800)
+    return [seen[shown] - sent[path] for shown, path in expected.items()]
+
+
+def counted(
+    server: ZooKeeperServer, rate: float, changes: int, action: Callable[[], T]
+) -> tuple[T, float, float]:
+    """What ``action`` returns, and the ZooKeeper requests and CPU ms per change it caused
+    until ZooKeeper was quiet again (idle traffic subtracted)."""
+    before, zk_before, started = packets(server), process_cpu(server_pid(server)), time.monotonic()
+    result = action()
     after = wait_quiet(server, rate)
     elapsed = time.monotonic() - started
     zk_cpu = (process_cpu(server_pid(server)) - zk_before) * 1000 / changes
-    requests = (after - before - rate * elapsed) / changes
-    return [seen[shown] - sent[path] for shown, (_, path) in expected.items()], requests, zk_cpu
+    return result, (after - before - rate * elapsed) / changes, zk_cpu
 
 
 def restart(server: ZooKeeperServer, fleet: Fleet, rate: float) -> tuple[float, float]:
@@ -223,12 +240,7 @@ def restart(server: ZooKeeperServer, fleet: Fleet, rate: float) -> tuple[float, 
 
 
 def connected_sessions(server: ZooKeeperServer) -> set[int]:
-    found = set()
-    for line in server.four_letter("cons").splitlines():
-        _, sep, rest = line.partition("sid=0x")
-        if sep:
-            found.add(int(rest.split(",")[0].split(")")[0], 16))
-    return found
+    return set(parse_cons(server.four_letter("cons")))
 
 
 def server_pid(server: ZooKeeperServer) -> int:
@@ -259,16 +271,16 @@ HEADER = (
     f" {'rss MB':>6} {'drops':>5}"
 )
 LEGEND = """\
-N: sidecars (hosts); nodes: registry size; watches: mntr zk_watch_count with the fleet idle;
-idle/s: requests/s ZooKeeper receives idle (pings, the bench's mntr polls; subtracted below);
-req/chg, req/own: requests ZooKeeper receives per change, storm of registrations of other
-hosts' addresses / of the hosts' own containers (each rewritten by its host's sidecar); both
-include the change itself and the consumer's re-listing; zkms/chg: ZooKeeper CPU ms per
-change (both storms); p50/p99: create -> rewrite seen by a consumer, x: ratio against the
-same storm's create -> original seen; restart: requests a server restart causes until
-quiet, rst s: how long until quiet; cpu st/sto/rst: CPU s per sidecar for the first full
-resync, the two storms, the restart; rss MB: per sidecar at the end; drops: connection
-losses the sidecars logged before the restart (a loaded machine: pings not answered in time)"""
+N: sidecars (hosts); nodes: registry size; watches: the fleet's (mntr zk_watch_count, idle,
+minus the consumer's); idle/s: requests/s ZooKeeper receives idle (pings, the bench's mntr
+polls; subtracted below); req/chg, req/own: requests ZooKeeper receives per change, storm of
+registrations of other hosts' addresses / of the hosts' own containers (each rewritten by
+its host's sidecar); both include the change itself and the consumer's re-listing;
+zkms/chg: ZooKeeper CPU ms per change (both storms); p50/p99: create -> rewrite seen by a
+consumer, x: ratio against create -> seen in a storm before the sidecars started; restart:
+requests a server restart causes until quiet, rst s: how long until quiet; cpu st/sto/rst:
+CPU s per sidecar for the first full resync, the two storms, the restart; rss MB: per
+sidecar at the end; drops: connection losses the sidecars logged before the restart"""
 
 
 def table(rows: Sequence[Row], changes: int) -> list[str]:

@@ -137,6 +137,7 @@ def run(work: Path) -> int:
         fleet = Fleet(hosts, server, HOSTS, ROOT, work / "chaos", SIDECAR_ARGS)
         try:
             with fleet:
+                fleet.start_sidecars()
                 fleet.wait_ready(timeout=300)
                 chaos = Chaos(fleet, rng)
                 for number in range(WAVES):

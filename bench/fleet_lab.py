@@ -104,7 +104,7 @@ class Fleet:
         self.runs = [0] * count
 
     def start(self) -> Fleet:
-        """Start every agent, then every sidecar; return once the agents are connected."""
+        """Start every agent; return once they are connected (sidecars: start_sidecars)."""
         try:
             for host in self.hosts:
                 self._dir(host).mkdir(parents=True, exist_ok=True)
@@ -113,11 +113,14 @@ class Fleet:
                 )
             for agent in self.agents:
                 agent.answer()
-            self.sidecars = [self._sidecar(host) for host in self.hosts]
         except BaseException:
             self.close()
             raise
         return self
+
+    def start_sidecars(self) -> None:
+        """Start every host's sidecar (wait_ready: until they have read the registry)."""
+        self.sidecars = [self._sidecar(host) for host in self.hosts]
 
     def _dir(self, host: Host) -> Path:
         return self._work / host.name
