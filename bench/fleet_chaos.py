@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignor
 from bench.fleet import ROOT, background_name, registry
 from bench.fleet_lab import CONTAINER_ADDRESS, Fleet, node_name, rewritten_for
 from bench.workload import FIRST_PORT, client
+from sidecar import urls
 from testbed.hosts import Hosts
 from testbed.polling import wait_until
 
@@ -47,7 +50,8 @@ SIDECAR_ARGS = ("--session-timeout", "10", "--resync-seconds", "5")
 class Chaos:
     fleet: Fleet
     rng: random.Random
-    # Per (host, provider): its registrations (paths of the originals).
+    # Per (host, provider): its registrations (paths of the originals), one per interface (a
+    # provider registering a service again on its endpoint re-exports it: the later wins).
     registered: dict[tuple[int, str], list[str]] = field(default_factory=dict)
     restarts: list[tuple[float, int]] = field(default_factory=list)  # (due, host)
     counts: Counter[str] = field(default_factory=Counter)
@@ -57,16 +61,19 @@ class Chaos:
         names: dict[int, list[str]] = {}
         provider = f"p{number % PROVIDERS}"
         for host in self.fleet.hosts:
-            key = (host.index, provider)
-            paths = [self._registration(host.index, provider) for _ in range(PER_WAVE)]
-            self.registered.setdefault(key, []).extend(paths)
+            registered = self.registered.setdefault((host.index, provider), [])
+            used = {path.split("/")[2] for path in registered}
+            fresh = self.rng.sample(
+                [i for i in range(INTERFACES) if f"svc{i}" not in used], PER_WAVE
+            )
+            paths = [self._registration(host.index, provider, i) for i in fresh]
+            registered.extend(paths)
             names[host.index] = paths
         self.fleet.create(names, provider)
 
-    def _registration(self, index: int, provider: str) -> str:
-        interface = self.rng.randrange(INTERFACES)
+    def _registration(self, index: int, provider: str, interface: int) -> str:
         port = FIRST_PORT + int(provider[1:])
-        application = f"{self.fleet.hosts[index].name}-{provider}-{self.rng.randrange(10**9)}"
+        application = f"{self.fleet.hosts[index].name}-{provider}"
         name = node_name(CONTAINER_ADDRESS, port, f"svc{interface}", application)
         return f"{ROOT}/svc{interface}/providers/{name}"
 
@@ -89,6 +96,10 @@ class Chaos:
         index = self.rng.choice(running)
         os.kill(self.fleet.sidecars[index].pid, sig)
         self.fleet.sidecars[index].wait(timeout=15)
+        # What the next run will start from: evidence when a registration is lost.
+        where = self.fleet.directory(self.fleet.hosts[index])
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copy(where / "state.json", where / f"state-{self.fleet.runs[index]}.json")
         self.restarts.append((time.monotonic() + self.rng.uniform(0, 15), index))
         return True
 
@@ -124,13 +135,23 @@ class Chaos:
             }
             present = set(observer.get_children(parent))
             expected = wanted.get(parent, set()) | background
-            problems += [f"missing {n[:90]} under {parent}" for n in expected - present]
-            problems += [f"unexpected {n[:90]} under {parent}" for n in present - expected]
+            problems += [f"missing {_shown(n)} under {parent}" for n in expected - present]
+            problems += [f"unexpected {_shown(n)} under {parent}" for n in present - expected]
         return problems
 
 
+def _shown(name: str) -> str:
+    """A registration as endpoint and application (the node name is long)."""
+    try:
+        url = urls.parse(name)
+    except ValueError:
+        return name[:100]
+    return f"{url.endpoint} of {dict(url.parameters).get('application', '?')}"
+
+
 def run(work: Path) -> int:
-    """The chaos run; 0 if the invariant held in time, 1 (and the violations) if not."""
+    """The chaos run; 0 if the invariant held in time, 1 (and the violations) if not, in
+    which case the sidecars' logs are kept in a directory it names."""
     rng = random.Random(SEED)
     with Hosts() as hosts, registry(work, hosts, INTERFACES) as server:
         observer = client(server.connect_string)
@@ -145,10 +166,15 @@ def run(work: Path) -> int:
                     chaos.fault()
                     time.sleep(rng.uniform(0.1, 1.0))  # pacing the storm, not synchronising
                 chaos.restart_due(float("inf"))
-                return settle(chaos, observer)
+                failed = settle(chaos, observer)
         finally:
             observer.stop()
             observer.close()
+    if failed:
+        kept = Path(tempfile.mkdtemp(prefix="fleet-chaos-"))
+        shutil.copytree(work / "chaos", kept, dirs_exist_ok=True)
+        print(f"sidecar and agent logs: {kept}/host-N/")
+    return failed
 
 
 def settle(chaos: Chaos, observer: KazooClient) -> int:

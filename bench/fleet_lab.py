@@ -107,9 +107,9 @@ class Fleet:
         """Start every agent; return once they are connected (sidecars: start_sidecars)."""
         try:
             for host in self.hosts:
-                self._dir(host).mkdir(parents=True, exist_ok=True)
+                self.directory(host).mkdir(parents=True, exist_ok=True)
                 self.agents.append(
-                    Agent(host, self._server.connect_string, self._dir(host) / "agent.log")
+                    Agent(host, self._server.connect_string, self.directory(host) / "agent.log")
                 )
             for agent in self.agents:
                 agent.answer()
@@ -122,12 +122,13 @@ class Fleet:
         """Start every host's sidecar (wait_ready: until they have read the registry)."""
         self.sidecars = [self._sidecar(host) for host in self.hosts]
 
-    def _dir(self, host: Host) -> Path:
+    def directory(self, host: Host) -> Path:
+        """Where a host's logs, state file and static mapping are."""
         return self._work / host.name
 
     def _sidecar(self, host: Host) -> SidecarProcess:
         self.runs[host.index] += 1
-        mapping = self._dir(host) / "ports.toml"
+        mapping = self.directory(host) / "ports.toml"
         lines = [f'addresses = ["{CONTAINER_ADDRESS}"]', "[ports]"]
         lines += [f"{p} = {p + HOST_PORT_OFFSET}" for p in range(FIRST_PORT, FIRST_PORT + PORTS)]
         mapping.write_text("\n".join(lines) + "\n")
@@ -136,11 +137,11 @@ class Fleet:
             *("--services-root", f"{self._root}-services", "--docker-url", "none"),
             *("--static-file", str(mapping), "--probe-seconds", "0", "--listen", ""),
             *("--advertise-host", host.address),
-            *("--state-file", str(self._dir(host) / "state.json")),
+            *("--state-file", str(self.directory(host) / "state.json")),
             *("--log-level", os.environ.get("BENCH_LOG_LEVEL", "info")),
             *self._extra,
         ]
-        log = self._dir(host) / f"sidecar-{self.runs[host.index]}.log"
+        log = self.directory(host) / f"sidecar-{self.runs[host.index]}.log"
         return SidecarProcess(log, args, wrapper=Hosts.command(host, [])).start()
 
     def restart(self, index: int) -> None:

@@ -13,9 +13,11 @@ removed by the next one; :meth:`Hosts.close` removes everything this run created
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,12 +136,20 @@ def _free_subnet() -> ipaddress.IPv4Network:
 
 
 def _remove_leftovers() -> None:
-    """Namespaces and bridges of runs whose process is gone (killed before cleaning up)."""
+    """Namespaces (and what still runs in them) and bridges of runs whose process is gone
+    (killed before it could clean up)."""
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
     for line in listed.stdout.splitlines():
         match = _NETNS.match(line)
         if match and not _alive(int(match[1])):
-            subprocess.run(["ip", "netns", "del", line.split()[0]], check=False)
+            netns = line.split()[0]
+            pids = subprocess.run(
+                ["ip", "netns", "pids", netns], capture_output=True, text=True, check=False
+            )
+            for pid in pids.stdout.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", netns], check=False)
     links = subprocess.run(
         ["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True, check=False
     )
