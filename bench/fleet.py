@@ -71,6 +71,8 @@ class Row:
     cpu_restart: float
     rss_mb: float
     drops: int
+    full_start: float
+    full_restart: float
 
 
 def say(text: str) -> None:
@@ -173,17 +175,19 @@ def measure(
         finally:
             watcher.stop()
             watcher.close()
-        drops = fleet.drops()
+        drops, full_start = fleet.drops(), fleet.full_resyncs() / count
         say(f"fleet N={count}: ZooKeeper server restart")
         cpu_before = sum(fleet.cpu_seconds())
         restart_requests, restart_seconds = restart(server, fleet, rate)
         cpu_restart = (sum(fleet.cpu_seconds()) - cpu_before) / count
+        full_restart = fleet.full_resyncs() / count - full_start
         rss = sum(fleet.rss_mb()) / count
     p50, p99 = percentile(side, 50), percentile(side, 99)
     return Row(
         count, interfaces * PER_INTERFACE, watches, rate, foreign, own, (zk_foreign + zk_own) / 2,
         p50 * 1000, p99 * 1000, p50 / percentile(base, 50), p99 / percentile(base, 99),
         restart_requests, restart_seconds, cpu_start, cpu_storms, cpu_restart, rss, drops,
+        full_start, full_restart,
     )  # fmt: skip
 
 
@@ -225,10 +229,11 @@ def counted(
 
 def restart(server: ZooKeeperServer, fleet: Fleet, rate: float) -> tuple[float, float]:
     """Restart the server (sessions survive it); the requests it received from then on until
-    quiet (idle traffic subtracted; its counters start again at 0), and how long that took."""
+    quiet (idle traffic subtracted; its counters start again at 0), and how long that took
+    from when it served again."""
     sessions = fleet.sessions()
-    started = time.monotonic()
     server.restart()
+    started = time.monotonic()
 
     def reconnected() -> bool:
         return sessions <= connected_sessions(server)
@@ -268,7 +273,7 @@ HEADER = (
     f"{'N':>3} {'nodes':>7} {'watches':>8} {'idle/s':>7} {'req/chg':>8} {'req/own':>8}"
     f" {'zkms/chg':>8} {'p50 ms':>7} {'p50 x':>6} {'p99 ms':>7} {'p99 x':>6}"
     f" {'restart':>8} {'rst s':>6} {'cpu st':>7} {'cpu sto':>7} {'cpu rst':>7}"
-    f" {'rss MB':>6} {'drops':>5}"
+    f" {'rss MB':>6} {'drops':>5} {'full':>5} {'rfull':>5}"
 )
 LEGEND = """\
 N: sidecars (hosts); nodes: registry size; watches: the fleet's (mntr zk_watch_count, idle,
@@ -278,9 +283,10 @@ registrations of other hosts' addresses / of the hosts' own containers (each rew
 its host's sidecar); both include the change itself and the consumer's re-listing;
 zkms/chg: ZooKeeper CPU ms per change (both storms); p50/p99: create -> rewrite seen by a
 consumer, x: ratio against create -> seen in a storm before the sidecars started; restart:
-requests a server restart causes until quiet, rst s: how long until quiet; cpu st/sto/rst:
+requests a server restart causes until quiet, rst s: from serving again until quiet; cpu st/sto/rst:
 CPU s per sidecar for the first full resync, the two storms, the restart; rss MB: per
-sidecar at the end; drops: connection losses the sidecars logged before the restart"""
+sidecar at the end; drops: connection losses the sidecars logged before the restart; full,
+rfull: full resyncs per sidecar before the restart (1 expected), and after it"""
 
 
 def table(rows: Sequence[Row], changes: int) -> list[str]:
@@ -294,6 +300,7 @@ def table(rows: Sequence[Row], changes: int) -> list[str]:
             f" {r.p50:7.1f} {r.p50_ratio:6.2f} {r.p99:7.1f} {r.p99_ratio:6.2f}"
             f" {r.restart_requests:8.0f} {r.restart_seconds:6.1f} {r.cpu_start:7.2f}"
             f" {r.cpu_storms:7.2f} {r.cpu_restart:7.2f} {r.rss_mb:6.1f} {r.drops:5d}"
+            f" {r.full_start:5.2f} {r.full_restart:5.2f}"
         )
     return [*lines, LEGEND]
 

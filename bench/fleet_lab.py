@@ -181,6 +181,10 @@ class Fleet:
         """Every running sidecar's session (as it last logged it)."""
         return {s.session for s in self.sidecars if s.running}
 
+    def full_resyncs(self) -> int:
+        """Full resyncs the sidecars logged so far."""
+        return sum(_full_resyncs(s) for s in self.sidecars)
+
     def drops(self) -> int:
         """Connection losses the sidecars logged so far."""
         return sum(len(s.events("zookeeper suspended")) for s in self.sidecars)
