@@ -283,10 +283,10 @@ registrations of other hosts' addresses / of the hosts' own containers (each rew
 its host's sidecar); both include the change itself and the consumer's re-listing;
 zkms/chg: ZooKeeper CPU ms per change (both storms); p50/p99: create -> rewrite seen by a
 consumer, x: ratio against create -> seen in a storm before the sidecars started; restart:
-requests a server restart causes until quiet, rst s: from serving again until quiet; cpu st/sto/rst:
-CPU s per sidecar for the first full resync, the two storms, the restart; rss MB: per
-sidecar at the end; drops: connection losses the sidecars logged before the restart; full,
-rfull: full resyncs per sidecar before the restart (1 expected), and after it"""
+requests a server restart causes until quiet, rst s: from serving again until quiet;
+cpu st/sto/rst: CPU s per sidecar for the first full resync, the two storms, the restart;
+rss MB: per sidecar at the end; drops: connection losses the sidecars logged before the
+restart; full, rfull: full resyncs per sidecar before the restart (1 expected), after it"""
 
 
 def table(rows: Sequence[Row], changes: int) -> list[str]:
