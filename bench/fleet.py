@@ -94,25 +94,31 @@ def packets(server: ZooKeeperServer) -> float:
     return mntr(server)["zk_packets_received"]
 
 
-def wait_quiet(server: ZooKeeperServer, idle_rate: float, timeout: float = 900.0) -> float:
-    """Until ZooKeeper has received no more than idle traffic for QUIET_WINDOW seconds;
-    returns the packets received so far."""
-    samples: list[tuple[float, float]] = []
+def wait_quiet(
+    server: ZooKeeperServer, fleet: Fleet, idle_rate: float, timeout: float = 900.0
+) -> float:
+    """Until, for QUIET_WINDOW seconds, ZooKeeper has received no more than idle traffic and
+    the sidecars have used next to no CPU (a sidecar may still be planning what it has
+    read); returns the packets received so far."""
+    samples: list[tuple[float, float, float]] = []
     allowance = 2 * idle_rate * QUIET_WINDOW + 10
+    cpu_allowance = (0.02 * len(fleet.sidecars) + 0.05) * QUIET_WINDOW
 
     def quiet() -> float | None:
-        now, count = time.monotonic(), packets(server)
-        samples.append((now, count))
-        old = [c for t, c in samples if now - t >= QUIET_WINDOW]
-        return count if old and count - old[-1] <= allowance else None
+        now, count, cpu = time.monotonic(), packets(server), sum(fleet.cpu_seconds())
+        samples.append((now, count, cpu))
+        old = [(c, u) for t, c, u in samples if now - t >= QUIET_WINDOW]
+        if old and count - old[-1][0] <= allowance and cpu - old[-1][1] <= cpu_allowance:
+            return count
+        return None
 
-    return wait_until(quiet, timeout, interval=0.5, message="ZooKeeper never went quiet")
+    return wait_until(quiet, timeout, interval=0.5, message="the fleet never went quiet")
 
 
-def idle_rate(server: ZooKeeperServer, seconds: float = 10.0) -> float:
+def idle_rate(server: ZooKeeperServer, fleet: Fleet, seconds: float = 10.0) -> float:
     """Packets per second ZooKeeper receives while nothing changes (pings, these polls)."""
     # Until then, allow a ping every 5 s per connection (kazoo pings every 10 s at 30 s).
-    wait_quiet(server, idle_rate=mntr(server)["zk_num_alive_connections"] / 5)
+    wait_quiet(server, fleet, idle_rate=mntr(server)["zk_num_alive_connections"] / 5)
     started, before = time.monotonic(), packets(server)
     time.sleep(seconds)  # measuring a rate: nothing to synchronise with
     return (packets(server) - before) / (time.monotonic() - started)
@@ -160,16 +166,17 @@ def measure(
             fleet.start_sidecars()
             fleet.wait_ready(timeout=1800)
             cpu_start = sum(fleet.cpu_seconds()) / count
-            rate = idle_rate(server)
+            rate = idle_rate(server, fleet)
             watches = mntr(server)["zk_watch_count"] - consumer_watches
             say(f"fleet N={count}: storm of {changes} registrations of other hosts' addresses")
             _, foreign, zk_foreign = counted(
-                server, rate, changes, lambda: storm(fleet, consumer, paths, changes, "foreign")
+                server, fleet, rate, changes,
+                lambda: storm(fleet, consumer, paths, changes, "foreign"),
             )  # fmt: skip
             say(f"fleet N={count}: storm of {changes} registrations of the hosts' containers")
             cpu_before = sum(fleet.cpu_seconds())
             side, own, zk_own = counted(
-                server, rate, changes, lambda: storm(fleet, consumer, paths, changes, "own")
+                server, fleet, rate, changes, lambda: storm(fleet, consumer, paths, changes, "own"),
             )  # fmt: skip
             cpu_storms = (sum(fleet.cpu_seconds()) - cpu_before) / count
         finally:
@@ -215,13 +222,13 @@ def storm(
 
 
 def counted(
-    server: ZooKeeperServer, rate: float, changes: int, action: Callable[[], T]
+    server: ZooKeeperServer, fleet: Fleet, rate: float, changes: int, action: Callable[[], T]
 ) -> tuple[T, float, float]:
     """What ``action`` returns, and the ZooKeeper requests and CPU ms per change it caused
-    until ZooKeeper was quiet again (idle traffic subtracted)."""
+    until the fleet was quiet again (idle traffic subtracted)."""
     before, zk_before, started = packets(server), process_cpu(server_pid(server)), time.monotonic()
     result = action()
-    after = wait_quiet(server, rate)
+    after = wait_quiet(server, fleet, rate)
     elapsed = time.monotonic() - started
     zk_cpu = (process_cpu(server_pid(server)) - zk_before) * 1000 / changes
     return result, (after - before - rate * elapsed) / changes, zk_cpu
@@ -239,7 +246,7 @@ def restart(server: ZooKeeperServer, fleet: Fleet, rate: float) -> tuple[float, 
         return sessions <= connected_sessions(server)
 
     wait_until(reconnected, 300, interval=0.5, message="sidecars did not reconnect")
-    after = wait_quiet(server, rate)
+    after = wait_quiet(server, fleet, rate)
     elapsed = time.monotonic() - started
     return after - rate * elapsed, elapsed - QUIET_WINDOW
 
