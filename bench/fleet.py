@@ -169,12 +169,12 @@ def measure(
             rate = idle_rate(server, fleet)
             watches = mntr(server)["zk_watch_count"] - consumer_watches
             say(f"fleet N={count}: storm of {changes} registrations of other hosts' addresses")
+            cpu_before = sum(fleet.cpu_seconds())
             _, foreign, zk_foreign = counted(
                 server, fleet, rate, changes,
                 lambda: storm(fleet, consumer, paths, changes, "foreign"),
             )  # fmt: skip
             say(f"fleet N={count}: storm of {changes} registrations of the hosts' containers")
-            cpu_before = sum(fleet.cpu_seconds())
             side, own, zk_own = counted(
                 server, fleet, rate, changes, lambda: storm(fleet, consumer, paths, changes, "own"),
             )  # fmt: skip
