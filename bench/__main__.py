@@ -19,6 +19,7 @@ from bench import fleet, fleet_chaos
 from bench.workload import (
     FIRST_PORT,
     MAPPED_ADDRESS,
+    STOPPING,
     Consumer,
     client,
     create_all,
@@ -236,7 +237,8 @@ def main() -> int:
     # The bench's own clients reconnect on purpose (a server restart): no warnings for that.
     logging.getLogger("kazoo").setLevel(logging.ERROR)
     # SIGTERM unwinds like Ctrl-C: every process, namespace and server started is removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
         work = Path(tmp)
         if args.fleet_chaos:
@@ -262,6 +264,11 @@ def main() -> int:
     }
     print("summary " + _fields(figures))
     return 0
+
+
+def _stop(signum: int, _: object) -> None:
+    STOPPING.set()
+    raise SystemExit(128 + signum)
 
 
 # The fleet sizes of --fleet (a registry of 2,000 interfaces; one sidecar also on 20,000).

@@ -28,6 +28,7 @@ from bench.fleet_lab import (
 from bench.workload import (
     FIRST_PORT,
     Consumer,
+    check_stopping,
     client,
     create_all,
     ensure_paths,
@@ -76,6 +77,7 @@ class Row:
 
 
 def say(text: str) -> None:
+    check_stopping()
     print(text, file=sys.stderr, flush=True)
 
 
@@ -105,6 +107,7 @@ def wait_quiet(
     cpu_allowance = (0.02 * len(fleet.sidecars) + 0.05) * QUIET_WINDOW
 
     def quiet() -> float | None:
+        check_stopping()
         now, count, cpu = time.monotonic(), packets(server), sum(fleet.cpu_seconds())
         samples.append((now, count, cpu))
         old = [(c, u) for t, c, u in samples if now - t >= QUIET_WINDOW]
@@ -243,6 +246,7 @@ def restart(server: ZooKeeperServer, fleet: Fleet, rate: float) -> tuple[float, 
     started = time.monotonic()
 
     def reconnected() -> bool:
+        check_stopping()
         return sessions <= connected_sessions(server)
 
     wait_until(reconnected, 300, interval=0.5, message="sidecars did not reconnect")

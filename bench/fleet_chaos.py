@@ -29,7 +29,7 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignor
 
 from bench.fleet import ROOT, background_name, registry
 from bench.fleet_lab import CONTAINER_ADDRESS, Fleet, node_name, rewritten_for
-from bench.workload import FIRST_PORT, client
+from bench.workload import FIRST_PORT, check_stopping, client
 from sidecar import urls
 from testbed.hosts import Hosts
 from testbed.polling import wait_until
@@ -162,6 +162,7 @@ def run(work: Path) -> int:
                 fleet.wait_ready(timeout=300)
                 chaos = Chaos(fleet, rng)
                 for number in range(WAVES):
+                    check_stopping()
                     chaos.wave(number)
                     chaos.fault()
                     time.sleep(rng.uniform(0.1, 1.0))  # pacing the storm, not synchronising
@@ -182,6 +183,7 @@ def settle(chaos: Chaos, observer: KazooClient) -> int:
     problems: list[str] = []
 
     def holds() -> bool:
+        check_stopping()
         problems[:] = chaos.violations(observer)
         return not problems
 

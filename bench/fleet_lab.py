@@ -20,6 +20,7 @@ from bench.workload import (
     FIRST_PORT,
     HOST_PORT_OFFSET,
     MAPPED_ADDRESS,
+    check_stopping,
     process_cpu,
     process_status,
 )
@@ -152,6 +153,7 @@ class Fleet:
         """Until every sidecar has finished its first full resync."""
 
         def ready() -> bool:
+            check_stopping()
             return all(_full_resyncs(s) >= 1 for s in self.sidecars)
 
         wait_until(ready, timeout, interval=0.5, message="sidecars not ready")

@@ -24,6 +24,15 @@ MAPPED_ADDRESS = "10.98.0.1"
 FIRST_PORT = 20000
 HOST_PORT_OFFSET = 20000
 PIPELINE = 500
+# Set by bench/run's SIGINT and SIGTERM handler, whose exception kazoo can swallow (it wraps
+# a socket send in a bare ``except``): long waits check it too, so that a stop is not lost.
+STOPPING = threading.Event()
+
+
+def check_stopping() -> None:
+    """Raise SystemExit if bench/run was asked to stop."""
+    if STOPPING.is_set():
+        raise SystemExit("stopped by a signal")
 
 
 def percentile(values: list[float], p: int) -> float:
@@ -121,7 +130,8 @@ class Consumer:
                 if remaining <= 0:
                     missing = len(names - self.first_seen.keys())
                     raise TimeoutError(f"{missing} of {len(names)} names never seen")
-                self._changed.wait(remaining)
+                self._changed.wait(min(remaining, 1.0))
+                check_stopping()
             return {n: self.first_seen[n] for n in names}
 
 
