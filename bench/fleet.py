@@ -74,6 +74,7 @@ class Row:
     drops: int
     full_start: float
     full_restart: float
+    expired: int
 
 
 def say(text: str) -> None:
@@ -185,19 +186,20 @@ def measure(
         finally:
             watcher.stop()
             watcher.close()
-        drops, full_start = fleet.drops(), fleet.full_resyncs() / count
+        drops, full_start, expired = fleet.drops(), fleet.full_resyncs() / count, fleet.expiries()
         say(f"fleet N={count}: ZooKeeper server restart")
         cpu_before = sum(fleet.cpu_seconds())
         restart_requests, restart_seconds = restart(server, fleet, rate)
         cpu_restart = (sum(fleet.cpu_seconds()) - cpu_before) / count
         full_restart = fleet.full_resyncs() / count - full_start
+        expired = fleet.expiries() - expired
         rss = sum(fleet.rss_mb()) / count
     p50, p99 = percentile(side, 50), percentile(side, 99)
     return Row(
         count, interfaces * PER_INTERFACE, watches, rate, foreign, own, (zk_foreign + zk_own) / 2,
         p50 * 1000, p99 * 1000, p50 / percentile(base, 50), p99 / percentile(base, 99),
         restart_requests, restart_seconds, cpu_start, cpu_storms, cpu_restart, rss, drops,
-        full_start, full_restart,
+        full_start, full_restart, expired,
     )  # fmt: skip
 
 
@@ -241,15 +243,15 @@ def restart(server: ZooKeeperServer, fleet: Fleet, rate: float) -> tuple[float, 
     """Restart the server (sessions survive it); the requests it received from then on until
     quiet (idle traffic subtracted; its counters start again at 0), and how long that took
     from when it served again."""
-    sessions = fleet.sessions()
     server.restart()
     started = time.monotonic()
 
     def reconnected() -> bool:
+        # A session that expired meanwhile counts once its sidecar has logged its new one.
         check_stopping()
-        return sessions <= connected_sessions(server)
+        return fleet.sessions() <= connected_sessions(server)
 
-    wait_until(reconnected, 300, interval=0.5, message="sidecars did not reconnect")
+    wait_until(reconnected, 900, interval=0.5, message="sidecars did not reconnect")
     after = wait_quiet(server, fleet, rate)
     elapsed = time.monotonic() - started
     return after - rate * elapsed, elapsed - QUIET_WINDOW
@@ -284,7 +286,7 @@ HEADER = (
     f"{'N':>3} {'nodes':>7} {'watches':>8} {'idle/s':>7} {'req/chg':>8} {'req/own':>8}"
     f" {'zkms/chg':>8} {'p50 ms':>7} {'p50 x':>6} {'p99 ms':>7} {'p99 x':>6}"
     f" {'restart':>8} {'rst s':>6} {'cpu st':>7} {'cpu sto':>7} {'cpu rst':>7}"
-    f" {'rss MB':>6} {'drops':>5} {'full':>5} {'rfull':>5}"
+    f" {'rss MB':>6} {'drops':>5} {'full':>5} {'rfull':>5} {'rexp':>4}"
 )
 LEGEND = """\
 N: sidecars (hosts); nodes: registry size; watches: the fleet's (mntr zk_watch_count, idle,
@@ -297,7 +299,8 @@ consumer, x: ratio against create -> seen in a storm before the sidecars started
 requests a server restart causes until quiet, rst s: from serving again until quiet;
 cpu st/sto/rst: CPU s per sidecar for the first full resync, the two storms, the restart;
 rss MB: per sidecar at the end; drops: connection losses the sidecars logged before the
-restart; full, rfull: full resyncs per sidecar before the restart (1 expected), after it"""
+restart; full, rfull: full resyncs per sidecar before the restart (1 expected), after it;
+rexp: sidecar sessions that expired over the restart (their rewrites went with them)"""
 
 
 def table(rows: Sequence[Row], changes: int) -> list[str]:
@@ -311,7 +314,7 @@ def table(rows: Sequence[Row], changes: int) -> list[str]:
             f" {r.p50:7.1f} {r.p50_ratio:6.2f} {r.p99:7.1f} {r.p99_ratio:6.2f}"
             f" {r.restart_requests:8.0f} {r.restart_seconds:6.1f} {r.cpu_start:7.2f}"
             f" {r.cpu_storms:7.2f} {r.cpu_restart:7.2f} {r.rss_mb:6.1f} {r.drops:5d}"
-            f" {r.full_start:5.2f} {r.full_restart:5.2f}"
+            f" {r.full_start:5.2f} {r.full_restart:5.2f} {r.expired:4d}"
         )
     return [*lines, LEGEND]
 

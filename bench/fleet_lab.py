@@ -180,8 +180,16 @@ class Fleet:
         return [process_status(s.pid, "VmRSS") / 1024 for s in self.sidecars if s.running]
 
     def sessions(self) -> set[int]:
-        """Every running sidecar's session (as it last logged it)."""
-        return {s.session for s in self.sidecars if s.running}
+        """Every running sidecar's session, as it last logged it."""
+        return {
+            int(connected[-1]["session"], 16)
+            for s in self.sidecars
+            if s.running and (connected := s.events("zookeeper connected"))
+        }
+
+    def expiries(self) -> int:
+        """Sessions the sidecars logged as lost (expired) so far."""
+        return sum(len(s.events("zookeeper lost")) for s in self.sidecars)
 
     def full_resyncs(self) -> int:
         """Full resyncs the sidecars logged so far."""
