@@ -1,9 +1,9 @@
-"""bench/run --fleet: what N sidecars, one per stand-in host, cost one ZooKeeper.
+"""bench/run --fleet: what N sidecars, one per stand-in host, cost one ZooKeeper ensemble.
 
-Per N, against one server holding a large registry: the watches it holds, the requests it
-receives per registration change (``mntr`` deltas, idle traffic subtracted), the convergence
-of a storm of changes spread over the hosts as a ratio against the same run's
-create -> visible baseline, what a server restart costs, and CPU and RSS per sidecar.
+Per N, against three servers holding a large registry: the watches they hold, the requests
+they receive per registration change (``mntr`` deltas, idle traffic subtracted), the
+convergence of a storm of changes spread over the hosts as a ratio against the same run's
+create -> visible baseline, what restarting one server costs, and CPU and RSS per sidecar.
 Figures of the whole fleet are ratios against N = 1 in the same run.
 """
 
@@ -33,12 +33,11 @@ from bench.workload import (
     create_all,
     ensure_paths,
     percentile,
-    process_cpu,
 )
-from sidecar.registry.sessions import parse_cons
+from bench.zkstats import connected_sessions, cpu_seconds, packets, restarted, total
 from testbed.hosts import Hosts
 from testbed.polling import wait_until
-from testbed.zookeeper import ZooKeeperServer
+from testbed.zookeeper import ZooKeeperEnsemble
 
 ROOT = "/fleet"
 PER_INTERFACE = 5  # registrations per interface in the registry, on other hosts' addresses
@@ -82,23 +81,8 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def mntr(server: ZooKeeperServer) -> dict[str, float]:
-    values = {}
-    for line in server.four_letter("mntr").splitlines():
-        key, _, value = line.partition("\t")
-        try:
-            values[key] = float(value)
-        except ValueError:
-            continue
-    return values
-
-
-def packets(server: ZooKeeperServer) -> float:
-    return mntr(server)["zk_packets_received"]
-
-
 def wait_quiet(
-    server: ZooKeeperServer, fleet: Fleet, idle_rate: float, timeout: float = 900.0
+    ensemble: ZooKeeperEnsemble, fleet: Fleet, idle_rate: float, timeout: float = 900.0
 ) -> float:
     """Until, for QUIET_WINDOW seconds, ZooKeeper has received no more than idle traffic and
     the sidecars have used next to no CPU (a sidecar may still be planning what it has
@@ -109,7 +93,7 @@ def wait_quiet(
 
     def quiet() -> float | None:
         check_stopping()
-        now, count, cpu = time.monotonic(), packets(server), sum(fleet.cpu_seconds())
+        now, count, cpu = time.monotonic(), packets(ensemble), sum(fleet.cpu_seconds())
         samples.append((now, count, cpu))
         old = [(c, u) for t, c, u in samples if now - t >= QUIET_WINDOW]
         if old and count - old[-1][0] <= allowance and cpu - old[-1][1] <= cpu_allowance:
@@ -119,21 +103,25 @@ def wait_quiet(
     return wait_until(quiet, timeout, interval=0.5, message="the fleet never went quiet")
 
 
-def idle_rate(server: ZooKeeperServer, fleet: Fleet, seconds: float = 10.0) -> float:
-    """Packets per second ZooKeeper receives while nothing changes (pings, these polls)."""
+def idle_rate(ensemble: ZooKeeperEnsemble, fleet: Fleet, seconds: float = 10.0) -> float:
+    """Requests per second ZooKeeper receives while nothing changes (pings)."""
     # Until then, allow a ping every 5 s per connection (kazoo pings every 10 s at 30 s).
-    wait_quiet(server, fleet, idle_rate=mntr(server)["zk_num_alive_connections"] / 5)
-    started, before = time.monotonic(), packets(server)
+    wait_quiet(ensemble, fleet, idle_rate=total(ensemble, "zk_num_alive_connections") / 5)
+    started, before = time.monotonic(), packets(ensemble)
     time.sleep(seconds)  # measuring a rate: nothing to synchronise with
-    return (packets(server) - before) / (time.monotonic() - started)
+    return (packets(ensemble) - before) / (time.monotonic() - started)
 
 
 @contextmanager
-def registry(work: Path, hosts: Hosts, interfaces: int) -> Iterator[ZooKeeperServer]:
-    """A server on the bridge holding ``interfaces`` x PER_INTERFACE registrations of other
-    hosts' addresses (ephemeral, in the loader's session, which lives as long as it)."""
-    with ZooKeeperServer(work / f"zk-{interfaces}", bind=hosts.gateway, heap="1g") as server:
-        loader = client(server.connect_string)
+def registry(work: Path, hosts: Hosts, interfaces: int) -> Iterator[ZooKeeperEnsemble]:
+    """Three servers listening on the bridge, holding ``interfaces`` x PER_INTERFACE
+    registrations of other hosts' addresses (ephemeral, in the loader's session, which lives
+    as long as the ensemble)."""
+    ensemble = ZooKeeperEnsemble(work / f"zk-{interfaces}", bind=hosts.gateway)
+    for server in ensemble.servers:
+        server.heap = "1g"
+    with ensemble:
+        loader = client(ensemble.connect_string)
         say(f"fleet: populating {interfaces} interfaces, {interfaces * PER_INTERFACE} nodes")
         paths = [f"{ROOT}/svc{i}/providers" for i in range(interfaces)]
         ensure_paths(loader, [*paths, f"{ROOT}-services"])
@@ -142,7 +130,7 @@ def registry(work: Path, hosts: Hosts, interfaces: int) -> Iterator[ZooKeeperSer
             for j in range(interfaces * PER_INTERFACE)
         ))  # fmt: skip
         try:
-            yield server
+            yield ensemble
         finally:
             loader.stop()
             loader.close()
@@ -154,33 +142,34 @@ def background_name(j: int, interfaces: int) -> str:
 
 
 def measure(
-    work: Path, hosts: Hosts, server: ZooKeeperServer, count: int, interfaces: int, changes: int
+    work: Path, hosts: Hosts, zk: ZooKeeperEnsemble, count: int, interfaces: int, changes: int
 ) -> Row:
     """One fleet of ``count`` hosts: a baseline storm before the sidecars start, then their
     first resync, idle traffic, two storms, a server restart."""
     paths = [f"{ROOT}/svc{i}/providers" for i in range(min(changes, interfaces))]
-    with Fleet(hosts, server, count, ROOT, work / f"n{count}-{interfaces}", SIDECAR_ARGS) as fleet:
-        watcher = client(server.connect_string)
+    place = work / f"n{count}-{interfaces}"
+    with Fleet(hosts, zk.connect_string, count, ROOT, place, SIDECAR_ARGS) as fleet:
+        watcher = client(zk.connect_string)
         try:
             consumer = Consumer(watcher, paths)
             say(f"fleet N={count}: baseline storm of {changes} registrations, no sidecar")
             base = storm(fleet, consumer, paths, changes, "base")
-            consumer_watches = mntr(server)["zk_watch_count"]
+            consumer_watches = total(zk, "zk_watch_count")
             say(f"fleet N={count}: starting {count} sidecars on {interfaces * PER_INTERFACE} nodes")
             fleet.start_sidecars()
             fleet.wait_ready(timeout=1800)
             cpu_start = sum(fleet.cpu_seconds()) / count
-            rate = idle_rate(server, fleet)
-            watches = mntr(server)["zk_watch_count"] - consumer_watches
+            rate = idle_rate(zk, fleet)
+            watches = total(zk, "zk_watch_count") - consumer_watches
             say(f"fleet N={count}: storm of {changes} registrations of other hosts' addresses")
             cpu_before = sum(fleet.cpu_seconds())
             _, foreign, zk_foreign = counted(
-                server, fleet, rate, changes,
+                zk, fleet, rate, changes,
                 lambda: storm(fleet, consumer, paths, changes, "foreign"),
             )  # fmt: skip
             say(f"fleet N={count}: storm of {changes} registrations of the hosts' containers")
             side, own, zk_own = counted(
-                server, fleet, rate, changes, lambda: storm(fleet, consumer, paths, changes, "own"),
+                zk, fleet, rate, changes, lambda: storm(fleet, consumer, paths, changes, "own"),
             )  # fmt: skip
             cpu_storms = (sum(fleet.cpu_seconds()) - cpu_before) / count
         finally:
@@ -189,7 +178,7 @@ def measure(
         drops, full_start, expired = fleet.drops(), fleet.full_resyncs() / count, fleet.expiries()
         say(f"fleet N={count}: ZooKeeper server restart")
         cpu_before = sum(fleet.cpu_seconds())
-        restart_requests, restart_seconds = restart(server, fleet, rate)
+        restart_requests, restart_seconds = restart(zk, fleet, rate)
         cpu_restart = (sum(fleet.cpu_seconds()) - cpu_before) / count
         full_restart = fleet.full_resyncs() / count - full_start
         expired = fleet.expiries() - expired
@@ -227,43 +216,38 @@ def storm(
 
 
 def counted(
-    server: ZooKeeperServer, fleet: Fleet, rate: float, changes: int, action: Callable[[], T]
+    zk: ZooKeeperEnsemble, fleet: Fleet, rate: float, changes: int, action: Callable[[], T]
 ) -> tuple[T, float, float]:
     """What ``action`` returns, and the ZooKeeper requests and CPU ms per change it caused
     until the fleet was quiet again (idle traffic subtracted)."""
-    before, zk_before, started = packets(server), process_cpu(server_pid(server)), time.monotonic()
+    before, zk_before, started = packets(zk), cpu_seconds(zk), time.monotonic()
     result = action()
-    after = wait_quiet(server, fleet, rate)
+    after = wait_quiet(zk, fleet, rate)
     elapsed = time.monotonic() - started
-    zk_cpu = (process_cpu(server_pid(server)) - zk_before) * 1000 / changes
+    zk_cpu = (cpu_seconds(zk) - zk_before) * 1000 / changes
     return result, (after - before - rate * elapsed) / changes, zk_cpu
 
 
-def restart(server: ZooKeeperServer, fleet: Fleet, rate: float) -> tuple[float, float]:
-    """Restart the server (sessions survive it); the requests it received from then on until
-    quiet (idle traffic subtracted; its counters start again at 0), and how long that took
-    from when it served again."""
-    server.restart()
+def restart(zk: ZooKeeperEnsemble, fleet: Fleet, rate: float) -> tuple[float, float]:
+    """Restart a follower (its clients, about a third, move to the others; sessions
+    survive); the requests the ensemble received from then on until quiet (idle traffic
+    subtracted), and how long that took from when the server served again."""
+    follower = zk.followers()[0]
+    follower.stop()
+    before = packets(zk)  # the others'; the restarted server counts from 0 again
+    follower.start()
+    restarted(follower)
     started = time.monotonic()
 
     def reconnected() -> bool:
         # A session that expired meanwhile counts once its sidecar has logged its new one.
         check_stopping()
-        return fleet.sessions() <= connected_sessions(server)
+        return fleet.sessions() <= connected_sessions(zk)
 
     wait_until(reconnected, 900, interval=0.5, message="sidecars did not reconnect")
-    after = wait_quiet(server, fleet, rate)
+    after = wait_quiet(zk, fleet, rate)
     elapsed = time.monotonic() - started
-    return after - rate * elapsed, elapsed - QUIET_WINDOW
-
-
-def connected_sessions(server: ZooKeeperServer) -> set[int]:
-    return set(parse_cons(server.four_letter("cons")))
-
-
-def server_pid(server: ZooKeeperServer) -> int:
-    assert server.pid is not None
-    return server.pid
+    return after - before - rate * elapsed, elapsed - QUIET_WINDOW
 
 
 def sweep(
@@ -273,12 +257,12 @@ def sweep(
     sidecar on a registry that large (too slow to start N = 50 of on a small machine)."""
     rows = []
     with Hosts() as hosts:
-        with registry(work, hosts, interfaces) as server:
+        with registry(work, hosts, interfaces) as zk:
             for count in counts:
-                rows.append(measure(work, hosts, server, count, interfaces, changes))
+                rows.append(measure(work, hosts, zk, count, interfaces, changes))
         if full_size:
-            with registry(work, hosts, full_size) as server:
-                rows.append(measure(work, hosts, server, 1, full_size, changes))
+            with registry(work, hosts, full_size) as zk:
+                rows.append(measure(work, hosts, zk, 1, full_size, changes))
     return rows
 
 
@@ -290,17 +274,18 @@ HEADER = (
 )
 LEGEND = """\
 N: sidecars (hosts); nodes: registry size; watches: the fleet's (mntr zk_watch_count, idle,
-minus the consumer's); idle/s: requests/s ZooKeeper receives idle (pings, the bench's mntr
-polls; subtracted below); req/chg, req/own: requests ZooKeeper receives per change, storm of
-registrations of other hosts' addresses / of the hosts' own containers (each rewritten by
-its host's sidecar); both include the change itself and the consumer's re-listing;
-zkms/chg: ZooKeeper CPU ms per change (both storms); p50/p99: create -> rewrite seen by a
-consumer, x: ratio against create -> seen in a storm before the sidecars started; restart:
-requests a server restart causes until quiet, rst s: from serving again until quiet;
-cpu st/sto/rst: CPU s per sidecar for the first full resync, the two storms, the restart;
-rss MB: per sidecar at the end; drops: connection losses the sidecars logged before the
-restart; full, rfull: full resyncs per sidecar before the restart (1 expected), after it;
-rexp: sidecar sessions that expired over the restart (their rewrites went with them)"""
+minus the consumer's); idle/s: requests/s ZooKeeper receives idle (pings), subtracted below
+(the bench's own mntr and cons are never counted); req/chg, req/own: requests ZooKeeper
+receives per change, storm of registrations of other hosts' addresses / of the hosts' own
+containers (each rewritten by its host's sidecar); both include the change itself and the
+consumer's re-listing; zkms/chg: ZooKeeper CPU ms per change (both storms); p50/p99:
+create -> rewrite seen by a consumer, x: ratio against create -> seen in a storm before the
+sidecars started; restart: requests a follower's restart causes until quiet, rst s: from
+serving again till quiet; cpu st/sto/rst: CPU s per sidecar for the first full resync, the
+two storms, the restart; rss MB: per sidecar at the end; drops: connection losses the
+sidecars logged before the restart; full, rfull: full resyncs per sidecar before the restart
+(1 expected), after it; rexp: sidecar sessions that expired over the restart (their
+rewrites went with them)"""
 
 
 def table(rows: Sequence[Row], changes: int) -> list[str]:

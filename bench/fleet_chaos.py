@@ -153,9 +153,9 @@ def run(work: Path) -> int:
     """The chaos run; 0 if the invariant held in time, 1 (and the violations) if not, in
     which case the sidecars' logs are kept in a directory it names."""
     rng = random.Random(SEED)
-    with Hosts() as hosts, registry(work, hosts, INTERFACES) as server:
-        observer = client(server.connect_string)
-        fleet = Fleet(hosts, server, HOSTS, ROOT, work / "chaos", SIDECAR_ARGS)
+    with Hosts() as hosts, registry(work, hosts, INTERFACES) as zk:
+        observer = client(zk.connect_string)
+        fleet = Fleet(hosts, zk.connect_string, HOSTS, ROOT, work / "chaos", SIDECAR_ARGS)
         try:
             with fleet:
                 fleet.start_sidecars()

@@ -30,7 +30,6 @@ from testbed.dubbo_url import java_url_encode
 from testbed.hosts import Host, Hosts
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperServer
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 CONTAINER_ADDRESS = MAPPED_ADDRESS  # every host's container, as on every default bridge
@@ -92,11 +91,12 @@ class Fleet:
     """``count`` hosts, each with an agent and a sidecar on ``root``."""
 
     def __init__(
-        self, hosts: Hosts, server: ZooKeeperServer, count: int, root: str, work: Path,
+        self, hosts: Hosts, connect: str, count: int, root: str, work: Path,
         extra: Iterable[str] = (),
     ) -> None:  # fmt: skip
+        """``connect``: the ZooKeeper connect string (servers on the hosts' bridge)."""
         self.hosts = hosts.ensure(count)
-        self._server = server
+        self._connect = connect
         self._root = root
         self._work = work
         self._extra = list(extra)
@@ -109,9 +109,7 @@ class Fleet:
         try:
             for host in self.hosts:
                 self.directory(host).mkdir(parents=True, exist_ok=True)
-                self.agents.append(
-                    Agent(host, self._server.connect_string, self.directory(host) / "agent.log")
-                )
+                self.agents.append(Agent(host, self._connect, self.directory(host) / "agent.log"))
             for agent in self.agents:
                 agent.answer()
         except BaseException:
@@ -134,7 +132,7 @@ class Fleet:
         lines += [f"{p} = {p + HOST_PORT_OFFSET}" for p in range(FIRST_PORT, FIRST_PORT + PORTS)]
         mapping.write_text("\n".join(lines) + "\n")
         args = [
-            *("--zookeeper", self._server.connect_string, "--root", self._root),
+            *("--zookeeper", self._connect, "--root", self._root),
             *("--services-root", f"{self._root}-services", "--docker-url", "none"),
             *("--static-file", str(mapping), "--probe-seconds", "0", "--listen", ""),
             *("--advertise-host", host.address),

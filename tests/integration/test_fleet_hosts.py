@@ -66,7 +66,7 @@ def test_each_hosts_sidecar_rewrites_only_its_own_hosts_registration(tmp_path: P
     with Hosts() as hosts, ZooKeeperServer(tmp_path / "zk", bind=hosts.gateway) as server:
         observer = client(server.connect_string)
         ensure_paths(observer, [parent, f"{root}-services"])
-        with Fleet(hosts, server, 2, root, tmp_path / "fleet") as fleet:
+        with Fleet(hosts, server.connect_string, 2, root, tmp_path / "fleet") as fleet:
             fleet.start_sidecars()
             fleet.wait_ready(timeout=60)
             names = {
