@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import statistics
+import logging
+import signal
 import sys
 import tempfile
 import time
@@ -15,16 +15,20 @@ from pathlib import Path
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
-from bench import proxy
+from bench import fleet, fleet_chaos, proxy
 from bench.instances import update_to_visible
 from bench.workload import (
     FIRST_PORT,
     MAPPED_ADDRESS,
+    STOPPING,
     Consumer,
     client,
     create_all,
     ensure_paths,
     name,
+    percentile,
+    process_cpu,
+    process_status,
     rewritten,
     start_sidecar,
 )
@@ -46,10 +50,6 @@ class Row:
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 def convergence(connect: str, work: Path, count: int, interfaces: int) -> list[Row]:
@@ -153,16 +153,16 @@ def cold_start(
         done = sidecar.wait_for_event("resync_done", timeout=600)
         finished = datetime.datetime.fromisoformat(done["timestamp"])
         cold = (finished - started).total_seconds()
-        rss_mb = _status(sidecar, "VmHWM") / 1024
+        rss_mb = process_status(sidecar.pid, "VmHWM") / 1024
         say(f"cold start: {idle_seconds:.0f} s idle")
-        cpu_before = _cpu_seconds(sidecar)
+        cpu_before = process_cpu(sidecar.pid)
         events_before = len(sidecar.events())
         time.sleep(idle_seconds)  # measuring idle CPU: nothing to synchronise with
-        idle_cpu = _cpu_seconds(sidecar) - cpu_before
+        idle_cpu = process_cpu(sidecar.pid) - cpu_before
         # What ran meanwhile: a reconnect (a loaded machine) costs a full resync.
         during = sidecar.events()[events_before:]
         say("while idle: " + (", ".join(
-            f"{e['event']}{' ' + e['scope'] if 'scope' in e else ''}" for e in during
+            f"{e['event']}{' ' + e['kind'] if 'kind' in e else ''}" for e in during
             if e["event"].startswith(("zookeeper", "resync_done"))
         ) or "nothing"))  # fmt: skip
         watches = _watch_counts(server)
@@ -201,18 +201,6 @@ def _scan(connect: str, root: str, pipelined: bool) -> float:
     zk.stop()
     zk.close()
     return elapsed
-
-
-def _status(sidecar: SidecarProcess, field: str) -> float:
-    for line in Path(f"/proc/{sidecar.pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return float(line.split()[1])
-    raise KeyError(field)
-
-
-def _cpu_seconds(sidecar: SidecarProcess) -> float:
-    fields = Path(f"/proc/{sidecar.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _watch_counts(server: ZooKeeperServer) -> dict[str, float]:
@@ -274,39 +262,85 @@ def main() -> int:
         "--instances", action="store_true",
         help="only the update-to-visible of application-level instances (replace, mirror)",
     )  # fmt: skip
+    parser.add_argument(
+        "--fleet", action="store_true",
+        help="only the fleet: N = 1, 10, 50 sidecars as hosts, without and with --fleet; ~1 h",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fleet-chaos", action="store_true",
+        help="only the fleet chaos run: sidecars killed and restarted during a storm",
+    )  # fmt: skip
     args = parser.parse_args()
-    scale = 10 if args.quick else 1
-    if args.instances:
-        with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
-            return instance_updates(Path(tmp), 20 if args.quick else 100)
+    # The bench's own clients reconnect on purpose (a server restart): no warnings for that.
+    logging.getLogger("kazoo").setLevel(logging.ERROR)
+    # SIGTERM unwinds like Ctrl-C: every process, namespace and server started is removed.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
         work = Path(tmp)
-        rows: list[Row] = []
-        with ZooKeeperServer(work / "zk", heap="1g") as server:
-            rows += convergence(server.connect_string, work, 1000 // scale, 100 // scale)
-            rows += storm(server.connect_string, work, 10_000 // scale, 100 // scale)
-        cold_rows, extra = cold_start(
-            work, 20_000 // scale, 5, 1000 // scale, 60.0 / (6 if args.quick else 1)
-        )
-        rows += cold_rows
+        if args.instances:
+            return instance_updates(work, 20 if args.quick else 100)
+        if args.fleet_chaos:
+            return fleet_chaos.run(work)
+        if args.fleet:
+            sweep = fleet.sweep(work, FLEET_SIZES, 2000, 500, full_size=20_000)
+            print("\n".join(fleet.table(sweep, 500)))
+            print("summary " + _fields(fleet.summary(sweep)))
+            return 0
+        scale = 10 if args.quick else 1
+        rows, extra = one_sidecar(work, scale)
         proxy_figures = proxy.run(work, args.quick)
         rows += [Row(*row) for row in proxy.rows(proxy_figures)]
+        fleet_rows = fleet.sweep(work, (1, 5), 300 // scale, 100 // scale, modes=("fleet",))
+    print_one_sidecar(rows, extra)
+    print("\n".join(fleet.table(fleet_rows, 100 // scale)))
+    by_name = {r.figure: r for r in rows}
+    figures = {
+        "convergence_p99_ratio": by_name["convergence p99"].ratio or 0.0,
+        "storm_ratio": by_name["storm: all rewritten"].ratio or 0.0,
+        "coldstart_ratio": by_name["cold start: first full reconcile"].ratio or 0.0,
+        "rss_mb": extra["rss_mb"],
+        "idle_cpu_s": extra["idle_cpu_s"],
+        **proxy.summary(proxy_figures),
+        **fleet.summary(fleet_rows),
+    }
+    print("summary " + _fields(figures))
+    return 0
+
+
+def _stop(signum: int, _: object) -> None:
+    STOPPING.set()
+    raise SystemExit(128 + signum)
+
+
+# The fleet sizes of --fleet (a registry of 2,000 interfaces; one sidecar also on 20,000).
+FLEET_SIZES = (1, 10, 50)
+
+
+def _fields(figures: dict[str, float]) -> str:
+    # idle_cpu_s keeps its three decimals; every ratio and size two or one.
+    digits = {"idle_cpu_s": 3, "rss_mb": 1, "fleet_watches_per_host": 1}
+    return " ".join(f"{k}={v:.{digits.get(k, 2)}f}" for k, v in figures.items())
+
+
+def one_sidecar(work: Path, scale: int) -> tuple[list[Row], dict[str, float]]:
+    """Convergence, storm and cold start of one sidecar."""
+    rows: list[Row] = []
+    with ZooKeeperServer(work / "zk", heap="1g") as server:
+        rows += convergence(server.connect_string, work, 1000 // scale, 100 // scale)
+        rows += storm(server.connect_string, work, 10_000 // scale, 100 // scale)
+    cold_rows, extra = cold_start(
+        work, 20_000 // scale, 5, 1000 // scale, 60.0 / (6 if scale > 1 else 1)
+    )
+    return rows + cold_rows, extra
+
+
+def print_one_sidecar(rows: list[Row], extra: dict[str, float]) -> None:
     _print(rows)
     print(f"{'peak RSS after cold start':42} {extra['rss_mb']:10.1f} {'-':>10} {'-':>7}  (MB)")
     print(f"{'CPU while idle':42} {extra['idle_cpu_s']:10.3f} {'-':>10} {'-':>7}  (s)")
     print(f"{'ZooKeeper watches held (wchs)':42} {extra['wchs']:10.0f} {'-':>10} {'-':>7}")
     print(f"{'with child watches (mntr zk_watch_count)':42} {extra['all_watches']:10.0f}")
-    by_name = {r.figure: r for r in rows}
-    print(
-        "summary"
-        f" convergence_p99_ratio={by_name['convergence p99'].ratio:.2f}"
-        f" storm_ratio={by_name['storm: all rewritten'].ratio:.2f}"
-        f" coldstart_ratio={by_name['cold start: first full reconcile'].ratio:.2f}"
-        f" rss_mb={extra['rss_mb']:.1f}"
-        f" idle_cpu_s={extra['idle_cpu_s']:.3f}"
-        f" {proxy.summary(proxy_figures)}"
-    )
-    return 0
 
 
 if __name__ == "__main__":

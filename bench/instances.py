@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
@@ -69,7 +70,7 @@ def update_to_visible(connect: str, work: Path, mode: str, updates: int) -> list
             start = len(history.entries)
             sent = time.perf_counter()
             provider.set(node, instance(f"rev-{i}"))
-            seen = history.wait_for(lambda s, i=i: _shows(s, where, f"rev-{i}"), 30, start)
+            seen = history.wait_for(partial(_shows, where=where, revision=f"rev-{i}"), 30, start)
             delays.append(seen.at - sent)
     finally:
         if sidecar is not None:

@@ -28,7 +28,7 @@ from bench.workload import client, ensure_paths
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Container, Endpoint, PublishedPort, RegistryNode
 from sidecar.ownership import LocalAddresses, Marker, Ownership
-from sidecar.plan import Identity, Scope, claims_in, plan_providers
+from sidecar.plan import Identity, PathView, claims_in, plan_path
 from testbed.dubbo_url import java_url_encode
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
@@ -100,9 +100,9 @@ def parse_and_plan(paths: int) -> None:
     baseline = peak = rss_mib()
     seconds = 0.0
     for path_index in range(paths):
-        scope = Scope(f"/dubbo/com.example.Service{path_index}/providers", path_nodes(path_index))
+        view = PathView(f"/dubbo/com.example.Service{path_index}/providers", path_nodes(path_index))
         started = time.perf_counter()
-        plan_providers(scope, containers, me, Ownership(None, local, claims_in(scope)))
+        plan_path(view, containers, me, Ownership(None, local, claims_in(view)))
         seconds += time.perf_counter() - started
         peak = max(peak, rss_mib())
     gc.collect()

@@ -28,6 +28,8 @@ from bench.workload import (
     create_all,
     ensure_paths,
     name,
+    percentile,
+    process_status,
     rewritten,
 )
 from sidecar.proxy import jute
@@ -41,11 +43,6 @@ ROUNDS = 5
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 class RawSession:
@@ -166,7 +163,7 @@ def connections(proxy: ProxyProcess, count: int) -> float:
         session.sock.sendall(session.exists("/"))
     for session in sessions:
         session.receive(1)
-    rss = _status_kb(proxy.pid, "VmHWM") / 1024
+    rss = process_status(proxy.pid, "VmHWM") / 1024
     for session in sessions:
         session.close()
     return rss
@@ -229,17 +226,12 @@ def rows(figures: dict[str, float]) -> Iterator[tuple[str, float, float | None, 
            figures["visible_direct_p99"], "ms")  # fmt: skip
 
 
-def summary(figures: dict[str, float]) -> str:
-    p99 = figures["requests_proxy_p99"] / figures["requests_direct_p99"]
-    rate = figures["requests_proxy_rate"] / figures["requests_direct_rate"]
-    return f"proxy_p99_ratio={p99:.2f} proxy_throughput_ratio={rate:.2f}"
-
-
-def _status_kb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return float(line.split()[1])
-    raise KeyError(field)
+def summary(figures: dict[str, float]) -> dict[str, float]:
+    """The proxy's fields of the summary line."""
+    return {
+        "proxy_p99_ratio": figures["requests_proxy_p99"] / figures["requests_direct_p99"],
+        "proxy_throughput_ratio": figures["requests_proxy_rate"] / figures["requests_direct_rate"],
+    }
 
 
 def _close(*clients: KazooClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,33 @@ MAPPED_ADDRESS = "10.98.0.1"
 FIRST_PORT = 20000
 HOST_PORT_OFFSET = 20000
 PIPELINE = 500
+# Set by bench/run's SIGINT and SIGTERM handler, whose exception kazoo can swallow (it wraps
+# a socket send in a bare ``except``): long waits check it too, so that a stop is not lost.
+STOPPING = threading.Event()
+
+
+def check_stopping() -> None:
+    """Raise SystemExit if bench/run was asked to stop."""
+    if STOPPING.is_set():
+        raise SystemExit("stopped by a signal")
+
+
+def percentile(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_status(pid: int, field: str) -> float:
+    """A field of /proc/PID/status, in its unit (kB for memory)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    raise KeyError(field)
 
 
 def name(host: str, port: int, interface: str) -> str:
@@ -102,7 +130,8 @@ class Consumer:
                 if remaining <= 0:
                     missing = len(names - self.first_seen.keys())
                     raise TimeoutError(f"{missing} of {len(names)} names never seen")
-                self._changed.wait(remaining)
+                self._changed.wait(min(remaining, 1.0))
+                check_stopping()
             return {n: self.first_seen[n] for n in names}
 
 

@@ -208,8 +208,8 @@ class ReconcileFields(BaseModel):
     close_session_on_exit: bool = _setting(
         False,
         "Restarts",
-        "On SIGTERM close the ZooKeeper session, which removes every "
-        "rewrite at once, instead of leaving it to the next instance.",
+        "On SIGTERM delete the records of the rewrites and close the ZooKeeper session, "
+        "which removes every rewrite at once, instead of leaving them to the next instance.",
     )
 
 

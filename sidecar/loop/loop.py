@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar import records
 from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.parts import Parts
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
+from sidecar.model import Transaction
 from sidecar.ops.server import OpsServer
 from sidecar.proxy import ProxyServer
 from sidecar.registry.outcomes import Interrupted
@@ -178,6 +180,8 @@ class Loop:
         if rt.proxy is not None:
             steps.append(rt.proxy.stop)  # removes its capture rules
         if rt.close_session_on_exit:
+            if parts is not None:
+                steps.append(lambda: _drop_records(parts))
             steps.append(rt.registry.close)
             if parts is not None:
                 steps.append(parts.persistence.forget_session)
@@ -192,3 +196,11 @@ class Loop:
         assert self.reconciler is not None
         self.reconciler.absorb(work)
         self.reconciler.run_pass(work)
+
+
+def _drop_records(parts: Parts) -> None:
+    """Decommissioning (--close-session-on-exit): the rewrites go with the session, so their
+    records go first, or the next sidecar of this engine would restore them."""
+    engine = parts.engine_id
+    managed = [r.node.path for nodes in parts.memory.managed.values() for r in nodes.values()]
+    parts.registry.start([Transaction((records.delete(engine, path),)) for path in managed])()

@@ -137,7 +137,8 @@ def test_sigterm_keeps_the_session_for_a_successor_unless_asked_to_close_it(
     start_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """By default SIGTERM leaves the session (and the rewrites) to the next instance;
-    with --close-session-on-exit the rewrites disappear with the process."""
+    with --close-session-on-exit the rewrites disappear with the process, and so do their
+    records: a sidecar started later does not bring them back (decommissioned)."""
     provider = start_provider()
     extra = ["--close-session-on-exit"] if close_session else []
     sidecar = start_sidecar(*extra)
@@ -147,6 +148,9 @@ def test_sigterm_keeps_the_session_for_a_successor_unless_asked_to_close_it(
     assert sidecar.terminate() == 0
     if close_session:
         wait_until(lambda: children(registry, providers) == [], 1, message="still registered")
+        later = start_sidecar()
+        later.wait_for_event("resync_done")
+        assert children(registry, providers) == []
     else:
         assert children(registry, providers) == [rewritten]
 
