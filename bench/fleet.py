@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
+from kazoo.exceptions import NoNodeError  # type: ignore[import-untyped,unused-ignore]
+
 from bench.fleet_lab import (
     CONTAINER_ADDRESS,
     FOREIGN_ADDRESS,
@@ -35,6 +38,7 @@ from bench.workload import (
     percentile,
 )
 from bench.zkstats import connected_sessions, cpu_seconds, packets, restarted, total
+from sidecar.records import RECORDS_ROOT
 from testbed.hosts import Hosts
 from testbed.polling import wait_until
 from testbed.zookeeper import ZooKeeperEnsemble
@@ -49,6 +53,7 @@ SIDECAR_ARGS = ("--resync-seconds", "3600", "--session-timeout", "30", "--close-
 # --fleet, as every sidecar did before the fleet index), or "fleet" (--fleet).
 MODES = ("watch", "fleet")
 QUIET_WINDOW = 3.0
+SIDECAR_TREE = RECORDS_ROOT.rsplit("/", 1)[0]
 T = TypeVar("T")
 
 
@@ -74,6 +79,8 @@ class Row:
     cpu_storms: float
     cpu_restart: float
     rss_mb: float
+    held_nodes: float
+    held_kb: float
     drops: int
     full_start: float
     full_restart: float
@@ -178,6 +185,7 @@ def measure(
                 zk, fleet, rate, changes, lambda: storm(fleet, consumer, paths, changes, "own"),
             )  # fmt: skip
             cpu_storms = (sum(fleet.cpu_seconds()) - cpu_before) / count
+            held_nodes, held_bytes = held(watcher)
         finally:
             watcher.stop()
             watcher.close()
@@ -194,9 +202,30 @@ def measure(
         mode, count, interfaces * PER_INTERFACE, watches, rate, foreign, own,
         (zk_foreign + zk_own) / 2,
         p50 * 1000, p99 * 1000, p50 / percentile(base, 50), p99 / percentile(base, 99),
-        restart_requests, restart_seconds, cpu_start, cpu_storms, cpu_restart, rss, drops,
+        restart_requests, restart_seconds, cpu_start, cpu_storms, cpu_restart, rss,
+        held_nodes / count, held_bytes / count / 1024, drops,
         full_start, full_restart, expired,
     )  # fmt: skip
+
+
+def held(zk: KazooClient) -> tuple[int, int]:
+    """Nodes and bytes (names and data) the sidecars keep in ZooKeeper apart from the
+    registry and the records of their rewrites (one per rewrite, not per host): leases and,
+    with --fleet, members, ballots and work."""
+    nodes = size = 0
+    pending = [SIDECAR_TREE]
+    while pending:
+        path = pending.pop()
+        if path == RECORDS_ROOT:
+            continue
+        try:
+            data, _ = zk.get(path)
+            children = zk.get_children(path)
+        except NoNodeError:
+            continue
+        nodes, size = nodes + 1, size + len(path) + len(data)
+        pending += [f"{path}/{child}" for child in children]
+    return nodes, size
 
 
 def storm(
@@ -278,7 +307,7 @@ HEADER = (
     f"{'mode':>5} {'N':>3} {'nodes':>7} {'watches':>8} {'idle/s':>7} {'req/chg':>8} {'req/own':>8}"
     f" {'zkms/chg':>8} {'p50 ms':>7} {'p50 x':>6} {'p99 ms':>7} {'p99 x':>6}"
     f" {'restart':>8} {'rst s':>6} {'cpu st':>7} {'cpu sto':>7} {'cpu rst':>7}"
-    f" {'rss MB':>6} {'drops':>5} {'full':>5} {'rfull':>5} {'rexp':>4}"
+    f" {'rss MB':>6} {'nodes/h':>7} {'KB/h':>6} {'drops':>5} {'full':>5} {'rfull':>5} {'rexp':>4}"
 )
 LEGEND = """\
 mode: watch, each sidecar watches every path itself (no --fleet, as before the fleet index),
@@ -292,9 +321,11 @@ change (both storms); p50/p99: create -> rewrite seen by a consumer, x: ratio ag
 -> seen in a storm before the sidecars started; restart: requests a follower's restart
 causes until quiet, rst s: from serving again till quiet; cpu st/sto/rst: CPU s per sidecar
 for the first full resync, the two storms, the restart; rss MB: per sidecar at the end;
-drops: connection losses the sidecars logged before the restart; full, rfull: full resyncs
-per sidecar before the restart (1 expected), after it; rexp: sidecar sessions that expired
-over the restart (their rewrites went with them)"""
+nodes/h, KB/h: nodes and bytes ZooKeeper holds per host for the sidecars (leases; members,
+ballots, work), besides the registry and one record per rewrite; drops: connection losses
+the sidecars logged before the restart; full, rfull: full resyncs per sidecar before the
+restart (1 expected), after it; rexp: sidecar sessions that expired over the restart (their
+rewrites went with them)"""
 
 
 def table(rows: Sequence[Row], changes: int) -> list[str]:
@@ -307,7 +338,8 @@ def table(rows: Sequence[Row], changes: int) -> list[str]:
             f" {r.requests_foreign:8.1f} {r.requests_own:8.1f} {r.zk_cpu_ms:8.2f}"
             f" {r.p50:7.1f} {r.p50_ratio:6.2f} {r.p99:7.1f} {r.p99_ratio:6.2f}"
             f" {r.restart_requests:8.0f} {r.restart_seconds:6.1f} {r.cpu_start:7.2f}"
-            f" {r.cpu_storms:7.2f} {r.cpu_restart:7.2f} {r.rss_mb:6.1f} {r.drops:5d}"
+            f" {r.cpu_storms:7.2f} {r.cpu_restart:7.2f} {r.rss_mb:6.1f}"
+            f" {r.held_nodes:7.1f} {r.held_kb:6.2f} {r.drops:5d}"
             f" {r.full_start:5.2f} {r.full_restart:5.2f} {r.expired:4d}"
         )
     return [*lines, LEGEND]

@@ -10,7 +10,8 @@ _ONE = Row(
     mode="fleet", hosts=1, nodes=10_000, watches=2004, idle_rate=0.4, requests_foreign=4.0,
     requests_own=6.0,
     zk_cpu_ms=2.0, p50=100.0, p99=200.0, p50_ratio=1.5, p99_ratio=2.0, restart_requests=2000,
-    restart_seconds=5.0, cpu_start=5.0, cpu_storms=1.5, cpu_restart=1.5, rss_mb=65.0, drops=0,
+    restart_seconds=5.0, cpu_start=5.0, cpu_storms=1.5, cpu_restart=1.5, rss_mb=65.0,
+    held_nodes=3.0, held_kb=0.5, drops=0,
     full_start=1.0, full_restart=1.0, expired=0,
 )  # fmt: skip
 
