@@ -32,6 +32,7 @@ from bench.workload import (
     rewritten,
     start_sidecar,
 )
+from bench.zkstats import mntr
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
@@ -209,9 +210,7 @@ def _watch_counts(server: ZooKeeperServer) -> dict[str, float]:
     for line in server.four_letter("wchs").splitlines():
         if line.startswith("Total watches:"):
             counts["wchs"] = float(line.rsplit(":", 1)[1])
-    for line in server.four_letter("mntr").splitlines():
-        if line.startswith("zk_watch_count"):
-            counts["all_watches"] = float(line.split()[1])
+    counts["all_watches"] = mntr(server)["zk_watch_count"]
     return counts
 
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from bench.workload import client, ensure_paths
+from bench.workload import client, ensure_paths, process_status
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Container, Endpoint, PublishedPort, RegistryNode
 from sidecar.ownership import LocalAddresses, Marker, Ownership
@@ -38,10 +39,7 @@ NAME_BYTES = 1024
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    return process_status(os.getpid(), "VmRSS") / 1024
 
 
 def node_name(index: int, host: str) -> str:
