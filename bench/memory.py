@@ -156,10 +156,8 @@ def _resident(work: Path, connect: str, root: str, resyncs: int) -> tuple[float,
     try:
         for count in range(1, resyncs + 1):
             sidecar.wait_for_event("resync_done", count=count, timeout=900)
-        status = Path(f"/proc/{sidecar.pid}/status").read_text().splitlines()
-        fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status
-                  if line.startswith(("VmHWM:", "VmRSS:"))}  # fmt: skip
-        return fields["VmHWM"], fields["VmRSS"]
+        peak, now = (process_status(sidecar.pid, f) / 1024 for f in ("VmHWM", "VmRSS"))
+        return peak, now
     finally:
         sidecar.kill()
 
