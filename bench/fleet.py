@@ -286,21 +286,10 @@ def restart(zk: ZooKeeperEnsemble, fleet: Fleet, rate: float) -> tuple[float, fl
     return after - before - rate * elapsed, elapsed - QUIET_WINDOW
 
 
-def sweep(
-    work: Path, counts: Sequence[int], interfaces: int, changes: int, full_size: int = 0,
-    modes: Sequence[str] = MODES,
-) -> list[Row]:  # fmt: skip
-    """Per mode, each fleet size on one registry of ``interfaces``; then, with ``full_size``,
-    one sidecar on a registry that large (too slow to start N = 50 of on a small machine)."""
-    rows = []
-    with Hosts() as hosts:
-        with registry(work, hosts, interfaces) as zk:
-            rows += [measure(work, hosts, zk, mode, count, interfaces, changes)
-                     for mode in modes for count in counts]  # fmt: skip
-        if full_size:
-            with registry(work, hosts, full_size) as zk:
-                rows += [measure(work, hosts, zk, mode, 1, full_size, changes) for mode in modes]
-    return rows
+def sweep(work: Path, interfaces: int, changes: int, runs: Sequence[tuple[str, int]]) -> list[Row]:
+    """On one registry of ``interfaces``, one fleet per (mode, sidecars) of ``runs``."""
+    with Hosts() as hosts, registry(work, hosts, interfaces) as zk:
+        return [measure(work, hosts, zk, mode, count, interfaces, changes) for mode, count in runs]
 
 
 HEADER = (
@@ -346,10 +335,10 @@ def table(rows: Sequence[Row], changes: int) -> list[str]:
 
 
 def summary(rows: Sequence[Row]) -> dict[str, float]:
-    """The fleet's figures for the summary line: the largest fleet against N = 1 on the
-    same registry, in the last mode measured (fleet, when both were).
-    fleet_watches_per_host: watches each host beyond the first adds."""
-    sizes = [r for r in rows if r.nodes == rows[0].nodes and r.mode == rows[-1].mode]
+    """The fleet's figures for the summary line: the largest fleet against N = 1, in the
+    mode and on the registry measured last. fleet_watches_per_host: watches each host beyond
+    the first adds."""
+    sizes = [r for r in rows if r.nodes == rows[-1].nodes and r.mode == rows[-1].mode]
     one = next(r for r in sizes if r.hosts == 1)
     most = max(sizes, key=lambda r: r.hosts)
     extra_hosts = max(1, most.hosts - one.hosts)
