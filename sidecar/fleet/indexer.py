@@ -44,6 +44,7 @@ class Indexer:
         self._facts: dict[str, dict[str, Facts]] = {}
         self._paths: dict[str, set[str]] = {root: set() for root in (*roots, *services_roots)}
         self._members = Members(())
+        self._member_nodes: dict[str, Member] = {}  # member node name -> what it says
         self._routes = Routes()
         self._origins: dict[int, str] = {}
         self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
@@ -60,6 +61,7 @@ class Indexer:
         """Read everything again (elected, or a new session): roots, paths, members."""
         self._facts.clear()
         self._pending.clear()
+        self._paths = {root: set() for root in self._paths}  # every path is listed again
         self.read_members()
         self.roots_changed(set(self._paths))
 
@@ -90,15 +92,30 @@ class Indexer:
             self._facts[path] = now
             self._reroute(path)
 
-    def read_members(self) -> None:
-        """The live members, from their (ephemeral) member nodes."""
-        names = self._registry.list_names([MEMBERS])[MEMBERS] or []
-        members = []
-        for name in names:
+    def read_members(self, changed: Iterable[str] | None = None) -> None:
+        """The live members, from their (ephemeral) member nodes: all of them again (None),
+        or as ``changed`` says (the members node: its listing; a member node: its data).
+        Routes are redone only when what routes changed, not a member's status figures."""
+        nodes = dict(self._member_nodes)
+        to_read = set()
+        if changed is None or MEMBERS in changed:
+            names = set(self._registry.list_names([MEMBERS])[MEMBERS] or [])
+            nodes = {name: m for name, m in nodes.items() if name in names}
+            to_read = names if changed is None else names - set(nodes)
+        if changed is not None:
+            to_read |= {p.rpartition("/")[2] for p in changed if p.startswith(MEMBERS + "/")}
+        for name in to_read:
             data = self._registry.watch_data(f"{MEMBERS}/{name}")
             member = parse_member(name, data) if data is not None else None
-            if member is not None:
-                members.append(member)
+            if member is None:
+                nodes.pop(name, None)
+            else:
+                nodes[name] = member
+        self._member_nodes = nodes
+        if set(nodes.values()) != set(self._members.by_id.values()):
+            self._route_members(list(nodes.values()))
+
+    def _route_members(self, members: list[Member]) -> None:
         for gone in set(self._members.by_id) - {m.id for m in members}:
             self._routes.forget(gone)
         self._members = Members(members)

@@ -52,9 +52,15 @@ class FleetKeeper:
             self.member_id = member_id
             self.member_path, self.work_path = f"{MEMBERS}/{member_id}", f"{WORK}/{member_id}"
             self._written, self._work = None, {}
+            if self._ballot:  # the ballot names the member: another member, another ballot
+                self._registry.release(self._ballot)
+                self._ballot, self.indexer = "", None
             work.full = True
         self._be_member(session, member_data(session, hosts, containers, **about))
-        if work.full or not self._ballot or self._registry.owner_of(self._ballot) != session:
+        # A ballot lives as long as the session: joining again while it lives would queue a
+        # second ballot behind the others, and the first would hold the election for nobody.
+        check = work.full or work.local or ELECTION in work.fleet
+        if not self._ballot or (check and self._registry.owner_of(self._ballot) != session):
             self._ballot = self._registry.join(f"{ELECTION}/n_", member_id.encode())
             work.fleet.add(ELECTION)
         if ELECTION in work.fleet or self._before in work.fleet or work.full:
@@ -112,8 +118,10 @@ class FleetKeeper:
         if work.full:
             indexer.rebuild()
         else:
-            if any(p == MEMBERS or p.startswith(MEMBERS + "/") for p in work.fleet):
-                indexer.read_members()
+            # The periodic resync reads every member node again (a lost notification).
+            members = {p for p in work.fleet if p == MEMBERS or p.startswith(MEMBERS + "/")}
+            if members or work.local:
+                indexer.read_members(None if work.local else members)
             indexer.roots_changed(work.roots)
             indexer.paths_changed(work.indexed)
             if work.local:

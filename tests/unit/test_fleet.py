@@ -172,3 +172,36 @@ def test_the_indexer_s_sweep_finds_what_a_lost_watch_hid() -> None:
         indexer.run(Work(local=True))
         settle(hosts)
     assert PROVIDERS in work_of(tree, hosts[1])
+
+
+def test_a_member_s_status_figures_cost_the_same_with_more_hosts() -> None:
+    """A member's node changes only in what ``status --fleet`` shows (its counts), as it
+    does on every rewrite: the requests that costs do not depend on how many members there
+    are (the indexer reads that one member node, and routes nothing again)."""
+    costs = []
+    for size in (2, 6):
+        hosts, tree = fleet(size)
+        member = hosts[1].parts.fleet.member_path if hosts[1].parts.fleet else ""
+        doc = json.loads(tree.nodes[member].data)
+        before = sum(c.requests for c in tree.tree.clients)
+        tree.set_data(member, json.dumps(doc | {"managed": 7}).encode())
+        settle(hosts)
+        costs.append(sum(c.requests for c in tree.tree.clients) - before)
+    assert costs[1] == costs[0]
+
+
+def test_an_indexer_on_a_new_session_indexes_every_path_again() -> None:
+    """The indexer reads everything again after a full resync (a new session): every path
+    is indexed as before (the work units it reports), and later changes route as before."""
+    hosts, tree = fleet(3)
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
+    settle(hosts)
+    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    assert indexer.parts.fleet
+    assert indexer.parts.fleet.indexer
+    units = indexer.parts.fleet.indexer.units
+    indexer.run(Work(full=True))
+    settle(hosts)
+    assert units > 0
+    assert indexer.parts.fleet.indexer.units == units
+    assert [PROVIDERS in work_of(tree, h) for h in hosts] == [True, False, False]
