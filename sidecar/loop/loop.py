@@ -200,7 +200,12 @@ class Loop:
 
 def _drop_records(parts: Parts) -> None:
     """Decommissioning (--close-session-on-exit): the rewrites go with the session, so their
-    records go first, or the next sidecar of this engine would restore them."""
+    records go first, or the next sidecar of this engine would restore them. Sent, not
+    waited for (the loop is stopping): the server handles them before the session's close,
+    which follows them on the same connection. One transaction each, so that a record
+    already gone fails alone."""
     engine = parts.engine_id
-    managed = [r.node.path for nodes in parts.memory.managed.values() for r in nodes.values()]
-    parts.registry.start([Transaction((records.delete(engine, path),)) for path in managed])()
+    for nodes in parts.memory.managed.values():
+        for remembered in nodes.values():
+            delete = records.delete(engine, remembered.node.path)
+            parts.registry.start([Transaction((delete,))])

@@ -146,6 +146,7 @@ def test_sigterm_keeps_the_session_for_a_successor_unless_asked_to_close_it(
     wait_until(lambda: children(registry, providers) == [rewritten], 5, message="not rewritten")
 
     assert sidecar.terminate() == 0
+    assert not sidecar.events("shutdown_step_failed")
     if close_session:
         wait_until(lambda: children(registry, providers) == [], 1, message="still registered")
         later = start_sidecar()
