@@ -61,7 +61,7 @@ class FleetKeeper:
         # second ballot behind the others, and the first would hold the election for nobody.
         check = work.full or work.local or ELECTION in work.fleet
         if not self._ballot or (check and self._registry.owner_of(self._ballot) != session):
-            self._ballot = self._registry.join(f"{ELECTION}/n_", member_id.encode())
+            self._join(session)
             work.fleet.add(ELECTION)
         if ELECTION in work.fleet or self._before in work.fleet or work.full:
             self._elect(session)
@@ -94,6 +94,20 @@ class FleetKeeper:
         if self._registry.read_data(self.member_path) != data:
             self._registry.put(self.member_path, data)
         self._written = (session, data)
+
+    def _join(self, session: int) -> None:
+        """Hold one ballot: a sidecar restarted within its session timeout resumes the
+        session, and with it the ballot its previous process held, which it keeps (a ballot
+        nobody knows as its own would hold the election for nobody while the session
+        lives)."""
+        ballots = self._registry.read_paths([ELECTION], watch=False)[ELECTION]
+        held = sorted(n.path for n in ballots if n.owner == session)
+        for extra in held[1:]:
+            self._registry.release(extra)
+        if held:
+            self._ballot = held[0]
+        else:
+            self._ballot = self._registry.join(f"{ELECTION}/n_", self.member_id.encode())
 
     def _elect(self, session: int) -> None:
         ballots = sorted(

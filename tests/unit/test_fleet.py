@@ -205,3 +205,27 @@ def test_an_indexer_on_a_new_session_indexes_every_path_again() -> None:
     assert units > 0
     assert indexer.parts.fleet.indexer.units == units
     assert [PROVIDERS in work_of(tree, h) for h in hosts] == [True, False, False]
+
+
+def test_a_sidecar_restarted_within_its_session_keeps_its_place_in_the_election() -> None:
+    """The indexer's process restarts and resumes its session (within the session timeout):
+    its earlier ballot lives on with the session, and the new process takes it as its own,
+    so the fleet keeps an indexer and a new registration of host 1 is still rewritten."""
+    hosts, tree = fleet(3)
+    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    i = hosts.index(indexer)
+    container = indexer.engine.running_containers()[0]
+    restarted = Harness(
+        registry=tree.another(indexer.registry.session), origins=indexer.origins,
+        engine=MemoryEngine({container.id: container}, identity=f"E{i}@h"),
+        options={"fleet": True}, engine_id=f"E{i}@h", host=f"192.0.2.{i + 1}",
+    )  # fmt: skip
+    restarted.start()
+    now = [restarted if h is indexer else h for h in hosts]
+    settle(now)
+    assert sum(1 for h in now if h.parts.fleet and h.parts.fleet.indexer) == 1
+    assert hosts[0].origins.origins is not None
+    hosts[0].origins.origins[0x2003] = Origin("192.0.2.2", "zk")
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
+    settle(now)
+    assert tree.children(PROVIDERS) == [rewritten("192.0.2.2")]
