@@ -19,9 +19,16 @@ def with_records(
     """``decisions`` with their record operations; ``recorded``: the record paths that exist."""
     engine = ctx.me.engine
     ours = {n for n, m in ctx.markers.items() if m is not None and m.engine == engine}
+    decisions = list(decisions)
+    ops_of = [_record_ops(d, ctx.view.parent, ours, engine, recorded) for d in decisions]
+    # A rewrite made again under the name of one that vanished has the same record: the
+    # vanished one's forgetting must not delete what the new rewrite writes.
+    written = {op.path for d, ops in zip(decisions, ops_of, strict=True)
+               if d.action is not Action.FORGET for op in ops}  # fmt: skip
     found = []
-    for d in decisions:
-        ops = _record_ops(d, ctx.view.parent, ours, engine, recorded)
+    for d, ops in zip(decisions, ops_of, strict=True):
+        if d.action is Action.FORGET:
+            ops = [op for op in ops if op.path not in written]
         if ops:
             before = d.transaction.ops if d.transaction else ()
             d = replace(d, transaction=Transaction((*before, *ops)))

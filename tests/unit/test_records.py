@@ -148,3 +148,20 @@ def test_records_under_another_root_are_left_alone() -> None:
     assert twin.providers() == [rewritten()]
     assert theirs in twin.registry.children(RECORDS)
     assert twin.registry.children("/other/com.example.DemoService/providers") == []
+
+
+def test_a_provider_registering_again_keeps_the_record_of_its_rewrite() -> None:
+    """The sidecar comes back after its session expired and finds the provider registered
+    again (same name) where its record says a rewrite was: it rewrites the registration
+    again, and the record stays (the vanished rewrite's record is the new one's), so a later
+    restart past this session too still restores it."""
+    first = started()
+    first.registry.expire(first.registry.session)
+    first.registry.add(f"{PROVIDERS}/{ORIGINAL}")  # the provider registers again
+    second = Harness(registry=first.registry.another(0x5001))
+    second.start()
+    assert second.providers() == [rewritten()]
+    second.registry.expire(0x5001)
+    third = Harness(registry=first.registry.another(0x5002))
+    third.start()
+    assert third.providers() == [rewritten()]
