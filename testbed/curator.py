@@ -22,8 +22,14 @@ from docker.models.containers import Container
 
 from testbed.engine import DockerEngine
 from testbed.images import DUBBO_PORT, HOST_SYSTEM_DIRS, ensure_runtime_image
-from testbed.jvm import LineProcess, compile_sources, docker_run_argv, jars, java_argv
-from testbed.polling import wait_until
+from testbed.jvm import (
+    LineProcess,
+    compile_sources,
+    docker_run_argv,
+    jars,
+    java_argv,
+    start_in_container,
+)
 
 SOURCES = Path(__file__).resolve().parent / "java"
 MAIN = "CuratorPeer"
@@ -115,16 +121,7 @@ class CuratorPeer:
             engine.url, image, name, command, mounts=mounts, labels=labels, network=network,
             publish_all=not shared,
         )  # fmt: skip
-        process = LineProcess(argv, stderr=stderr)
-        try:
-            container = wait_until(
-                lambda: engine.client.containers.get(name), 30,
-                message=f"container {name} not created", retry_on=(docker.errors.NotFound,),
-            )  # fmt: skip
-        except BaseException:
-            process.kill()
-            raise
-        return cls(process, container)
+        return cls(*start_in_container(engine.client, argv, name, stderr=stderr))
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one command and return its reply; :class:`PeerError` if it failed."""

@@ -12,6 +12,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from testbed.polling import wait_until
+
 JAVA = "/usr/bin/java"
 JAVAC = "/usr/bin/javac"
 JARS = Path("/usr/share/java")
@@ -92,6 +98,23 @@ def docker_run_argv(
     argv += ["--publish-all"] if publish_all else []
     argv += [f"--network={network}"] if network else []
     return [*argv, image, *command]
+
+
+def start_in_container(
+    client: docker.DockerClient, argv: Sequence[str], name: str, stderr: Path | None = None
+) -> tuple[LineProcess, Container]:
+    """Start ``argv`` (a :func:`docker_run_argv` naming its container ``name``) and return
+    once the container exists; the process is killed if it never does."""
+    process = LineProcess(argv, stderr=stderr)
+    try:
+        container = wait_until(
+            lambda: client.containers.get(name), 30,
+            message=f"container {name} not created", retry_on=(docker.errors.NotFound,),
+        )  # fmt: skip
+    except BaseException:
+        process.kill()
+        raise
+    return process, container
 
 
 class LineProcess:

@@ -18,8 +18,7 @@ from docker.models.containers import Container
 
 from testbed.engine import DockerEngine
 from testbed.images import HOST_SYSTEM_DIRS, ensure_runtime_image
-from testbed.jvm import LineProcess, docker_run_argv, jars, java_argv
-from testbed.polling import wait_until
+from testbed.jvm import LineProcess, docker_run_argv, jars, java_argv, start_in_container
 
 MAIN = "org.apache.zookeeper.ZooKeeperMain"
 
@@ -84,16 +83,7 @@ class ZooKeeperShell:
             mounts=[d for d in HOST_SYSTEM_DIRS if Path(d).exists()],
             labels=labels, publish_all=False, network=network,
         )  # fmt: skip
-        process = LineProcess(argv)
-        try:
-            container = wait_until(
-                lambda: engine.client.containers.get(name), 30,
-                message=f"container {name} not created", retry_on=(docker.errors.NotFound,),
-            )  # fmt: skip
-        except BaseException:
-            process.kill()
-            raise
-        return cls(process, container)
+        return cls(*start_in_container(engine.client, argv, name))
 
     def run(self, command: str, expect: str, timeout: float = 30.0) -> str:
         """Send ``command``; the first later output line starting with ``expect``."""
