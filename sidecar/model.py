@@ -22,7 +22,7 @@ class Endpoint:
 
     @classmethod
     def of(cls, host: str, port: int) -> Endpoint:
-        return cls(_normal_host(host), port)
+        return cls(normal_host(host), port)
 
     @property
     def is_ipv6(self) -> bool:
@@ -33,7 +33,8 @@ class Endpoint:
 
 
 @sized_cache(budget=1 << 20, cost=len)
-def _normal_host(host: str) -> str:
+def normal_host(host: str) -> str:
+    """An address as endpoints hold it: an IP literal compressed, a name in lower case."""
     try:
         return ipaddress.ip_address(host).compressed
     except ValueError:
@@ -88,6 +89,15 @@ class RegistryNode:
     @property
     def path(self) -> str:
         return f"{self.parent}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A path's children's names, and its child version (which every create and delete of a
+    child moves by one)."""
+
+    names: list[str]
+    version: int
 
 
 @dataclass(frozen=True)

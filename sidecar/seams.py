@@ -4,10 +4,10 @@ container engine, as typed protocols. ZooKeeper (sidecar/registry/) and Docker
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol
 
-from sidecar.model import Container, Origins, RegistryNode, Transaction, WriteResult
+from sidecar.model import Container, Listing, Origins, RegistryNode, Transaction, WriteResult
 
 
 class Registry(Protocol):
@@ -42,11 +42,14 @@ class Registry(Protocol):
         progress: Callable[[str, int, int], None] | None = None,
         uncached: Collection[str] = (),
         watch: bool = True,
+        wanted: Callable[[str, str], bool] | None = None,
     ) -> dict[str, list[RegistryNode]]: ...
 
     def changed_since_read(self, parents: Iterable[str]) -> set[str]: ...
 
-    def list_names(self, parents: Iterable[str]) -> dict[str, list[str] | None]: ...
+    def list_names(self, parents: Iterable[str]) -> dict[str, Listing | None]: ...
+
+    def child_version(self, parent: str) -> int | None: ...
 
     def stats(
         self, paths: Iterable[str], watch: bool = False
@@ -54,7 +57,7 @@ class Registry(Protocol):
 
     def watch_data(self, path: str) -> bytes | None: ...
 
-    def put(self, path: str, data: bytes) -> None: ...
+    def put(self, nodes: Mapping[str, bytes]) -> None: ...
 
     def join(self, prefix: str, data: bytes) -> str: ...
 

@@ -5,7 +5,7 @@ behaviour that is ZooKeeper's or Docker's own is tested against the real ones.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sidecar.model import (
@@ -13,6 +13,7 @@ from sidecar.model import (
     Container,
     Create,
     Delete,
+    Listing,
     Origin,
     Origins,
     Outcome,
@@ -131,6 +132,7 @@ class MemoryRegistry:
         progress: Callable[[str, int, int], None] | None = None,
         uncached: Collection[str] = (),
         watch: bool = True,
+        wanted: Callable[[str, str], bool] | None = None,
     ) -> dict[str, list[RegistryNode]]:
         found: dict[str, list[RegistryNode]] = {}
         for parent in parents:
@@ -141,6 +143,9 @@ class MemoryRegistry:
             self._read_cversions[parent] = node.cversion if node else -1
             found[parent] = []
             for name in self.children(parent) if node else []:
+                if wanted is not None and not wanted(parent, name):
+                    continue
+                self.requests += 1
                 child = self.nodes[f"{parent}/{name}"]
                 if parent in uncached:
                     self._data_watches.add(f"{parent}/{name}")
@@ -148,6 +153,9 @@ class MemoryRegistry:
                     RegistryNode(parent, name, child.data, child.owner, child.version)
                 )
         return found
+
+    def child_version(self, parent: str) -> int | None:
+        return self._read_cversions.get(parent)
 
     def changed_since_read(self, parents: Iterable[str]) -> set[str]:
         changed = set()
@@ -158,13 +166,13 @@ class MemoryRegistry:
                 changed.add(parent)
         return changed
 
-    def list_names(self, parents: Iterable[str]) -> dict[str, list[str] | None]:
-        found: dict[str, list[str] | None] = {}
+    def list_names(self, parents: Iterable[str]) -> dict[str, Listing | None]:
+        found: dict[str, Listing | None] = {}
         for parent in parents:
             self._read()
             if parent in self.nodes:
                 self._child_watches.add(parent)
-                found[parent] = self.children(parent)
+                found[parent] = Listing(self.children(parent), self.nodes[parent].cversion)
             else:
                 self._data_watches.add(parent)
                 found[parent] = None
@@ -186,15 +194,16 @@ class MemoryRegistry:
         node = self.nodes.get(path)
         return node.data if node else None
 
-    def put(self, path: str, data: bytes) -> None:
-        self.requests += 1
-        node = self.nodes.get(path)
-        if node is None:
-            self._ensure(path.rpartition("/")[0])
-            self._create(path, data, 0)
-        else:
-            node.data, node.version = data, node.version + 1
-            self._data_changed(path, path.rpartition("/")[0])
+    def put(self, nodes: Mapping[str, bytes]) -> None:
+        for path, data in nodes.items():
+            self.requests += 1
+            node = self.nodes.get(path)
+            if node is None:
+                self._ensure(path.rpartition("/")[0])
+                self._create(path, data, 0)
+            else:
+                node.data, node.version = data, node.version + 1
+                self._data_changed(path, path.rpartition("/")[0])
 
     def join(self, prefix: str, data: bytes) -> str:
         self.requests += 1
@@ -254,6 +263,9 @@ class MemoryRegistry:
             return WriteResult(Outcome.FAILED, problem)
         self.tree.transactions.append(transaction)
         for op in transaction.ops:
+            parent = op.path.rpartition("/")[0]
+            if isinstance(op, Create | Delete) and parent in self._read_cversions:
+                self._read_cversions[parent] += 1  # as the real registry's cache follows it
             if isinstance(op, Create):
                 self._ensure(op.path.rpartition("/")[0])
                 self._create(op.path, op.data, 0 if op.persistent else self.session)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sidecar import instances, urls
 from sidecar.fleet.routes import Facts, Member, Members, Routes
+from sidecar.model import Origin
+from sidecar.plan.kinds import named_host
 from sidecar.seams import OriginSource, Registry
 from sidecar.sweep import sweep_slice
 
@@ -42,11 +43,13 @@ class Indexer:
         self._services = services_roots
         self._origins_source = origins
         self._facts: dict[str, dict[str, Facts]] = {}
+        self._versions: dict[str, int] = {}  # path -> its child version, as last listed
         self._paths: dict[str, set[str]] = {root: set() for root in (*roots, *services_roots)}
         self._members = Members(())
         self._member_nodes: dict[str, Member] = {}  # member node name -> what it says
         self._routes = Routes()
-        self._origins: dict[int, str] = {}
+        self._origins: dict[int, Origin] = {}
+        self._addresses: dict[int, str] = {}  # session -> the address it connects from
         self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
         self._dirty: set[str] = set()  # members whose work changed since published
         self._published: dict[str, bytes] = {}
@@ -60,6 +63,7 @@ class Indexer:
     def rebuild(self) -> None:
         """Read everything again (elected, or a new session): roots, paths, members."""
         self._facts.clear()
+        self._versions.clear()
         self._pending.clear()
         self._paths = {root: set() for root in self._paths}  # every path is listed again
         self.read_members()
@@ -67,10 +71,11 @@ class Indexer:
 
     def roots_changed(self, roots: Iterable[str]) -> None:
         listed = self._registry.list_names(list(roots))
-        for root, names in listed.items():
-            now = {self._path_of(root, n) for n in names or ()}
+        for root, listing in listed.items():
+            now = {self._path_of(root, n) for n in (listing.names if listing else ())}
             for gone in self._paths[root] - now:
                 self._facts.pop(gone, None)
+                self._versions.pop(gone, None)
                 self._reroute(gone)
             added = now - self._paths[root]
             self._paths[root] = now
@@ -80,11 +85,12 @@ class Indexer:
         """List these paths again (watched) and route what changed. An instance path is also
         reported when one of its nodes' data changed: its versions are looked up again."""
         paths = [p for p in paths if self._root_of(p) is not None]
-        for path, names in self._registry.list_names(paths).items():
+        for path, listing in self._registry.list_names(paths).items():
             before = self._facts.get(path, {})
             instance = self._root_of(path) in self._services
             now: dict[str, Facts] = {}
-            for name in names or ():
+            self._versions[path] = listing.version if listing else -1
+            for name in listing.names if listing else ():
                 known = before.get(name)
                 now[name] = known if known is not None else self._facts_of(path, name)
                 if instance and known is not None and known.owner is not None:
@@ -99,7 +105,8 @@ class Indexer:
         nodes = dict(self._member_nodes)
         to_read = set()
         if changed is None or MEMBERS in changed:
-            names = set(self._registry.list_names([MEMBERS])[MEMBERS] or [])
+            listing = self._registry.list_names([MEMBERS])[MEMBERS]
+            names = set(listing.names if listing else ())
             nodes = {name: m for name, m in nodes.items() if name in names}
             to_read = names if changed is None else names - set(nodes)
         if changed is not None:
@@ -118,10 +125,13 @@ class Indexer:
     def _route_members(self, members: list[Member]) -> None:
         for gone in set(self._members.by_id) - {m.id for m in members}:
             self._routes.forget(gone)
+        # Each member's work is written once by each indexer (it may hold an earlier
+        # indexer's); after that, only when it changes.
+        self._dirty |= {m.id for m in members} - set(self._members.by_id)
         self._members = Members(members)
         for path, facts in self._facts.items():
             for name, fact in facts.items():  # addresses new members bring
-                if fact.owner is None and fact.host and self._members.could_concern(fact.host):
+                if fact.owner is None and fact.host and self._worth_looking_up(path, fact.host):
                     self._pending.add((path, name))
             self._reroute(path)
 
@@ -146,7 +156,8 @@ class Indexer:
         if unknown_session:
             found = self._origins_source.fetch()
             if found is not None:
-                self._origins = {s: o.address for s, o in found.sessions.items()}
+                self._origins = dict(found.sessions)
+                self._addresses = {s: o.address for s, o in found.sessions.items()}
         for parent in touched:
             self._reroute(parent)
 
@@ -174,10 +185,10 @@ class Indexer:
         found: dict[str, int] = {}
         for facts in self._facts.values():
             for fact in facts.values():
-                origin = self._origins.get(fact.owner or 0)
+                origin = self._addresses.get(fact.owner or 0)
                 if origin is None or fact.host in (None, origin):
                     continue
-                if not self._members.concerned(fact, self._origins):
+                if not self._members.concerned(fact, self._addresses):
                     found[origin] = found.get(origin, 0) + 1
         return found
 
@@ -187,27 +198,49 @@ class Indexer:
         return bool(self._pending)
 
     def publish(self) -> int:
-        """Write the work of each member whose work changed; how many were written."""
-        written = 0
+        """Write the work of each member whose work changed (all at once); how many were
+        written."""
+        changed = {}
         for member in sorted(self._dirty):
-            data = json.dumps(self._routes.work.get(member, {}), sort_keys=True,
-                              separators=(",", ":")).encode()  # fmt: skip
+            data = self._work_of(member)
             if self._published.get(member) != data:
-                self._registry.put(f"{WORK}/{member}", data)
-                self._published[member] = data
-                written += 1
+                changed[member] = data
+        self._registry.put({f"{WORK}/{member}": data for member, data in changed.items()})
+        self._published.update(changed)
         self._dirty.clear()
-        return written
+        return len(changed)
+
+    def _work_of(self, member: str) -> bytes:
+        """A member's work node: each path with its digest and child version (a member that
+        finds there the version its own write left knows the change is its own: nothing to
+        read again), and where the sessions routed to it connect from (as the servers told
+        the indexer: the member need not ask them again to prove a node its own)."""
+        routed = self._routes.work.get(member, {})
+        paths = {p: [digest, self._versions.get(p, -1)] for p, digest in routed.items()}
+        origins = {
+            f"{s:x}": [self._origins[s].address, self._origins[s].server]
+            for s in sorted(self._routes.sessions_of(member))
+            if s in self._origins
+        }  # fmt: skip
+        doc = {"paths": paths, "origins": origins}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     def _reroute(self, path: str) -> None:
         facts = self._facts.get(path, {})
-        self._dirty |= self._routes.reroute(path, facts, self._members, self._origins)
+        self._dirty |= self._routes.reroute(path, facts, self._members, self._addresses)
 
     def _facts_of(self, path: str, name: str) -> Facts:
-        host = _host_of(name, self._root_of(path) in self._services)
-        if host is not None and self._members.could_concern(host):
+        host = named_host(name, self._root_of(path) in self._services)
+        if host is not None and self._worth_looking_up(path, host):
             self._pending.add((path, name))
         return Facts(host)
+
+    def _worth_looking_up(self, path: str, host: str) -> bool:
+        """Whether a node's session must be looked up to route it: its address could be a
+        member's but does not say whose (an instance is always looked up: its version too)."""
+        if self._root_of(path) in self._services:
+            return self._members.could_concern(host)
+        return self._members.ambiguous(host)
 
     def _path_of(self, root: str, name: str) -> str:
         return f"{root}/{name}" if root in self._services else f"{root}/{name}/providers"
@@ -240,14 +273,3 @@ def member_data(
     ``status --fleet`` shows about it."""
     doc = {"session": f"{session:x}", "hosts": sorted(hosts), "containers": sorted(containers)}
     return json.dumps(doc | about, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _host_of(name: str, instance: bool) -> str | None:
-    """The address a node's name registers (None: not a name the sidecar reads)."""
-    if instance:
-        endpoint = instances.endpoint_of(name)
-        return endpoint.host if endpoint is not None else None
-    try:
-        return urls.parse(name).endpoint.host
-    except urls.MalformedName:
-        return None

@@ -53,9 +53,14 @@ class Members:
                 self._by_container[address].add(m.id)
 
     def could_concern(self, host: str) -> bool:
-        """Whether a node registering ``host`` might concern some member (worth looking its
-        session up)."""
+        """Whether a node registering ``host`` might concern some member."""
         return host in self._by_host or host in self._by_container
+
+    def ambiguous(self, host: str) -> bool:
+        """Whether only its session can tell which member a node registering ``host``
+        concerns: a container address (the same on many hosts, say 172.17.0.2), or an address
+        several members share (per-application sidecars on one host)."""
+        return host in self._by_container or len(self._by_host.get(host, ())) > 1
 
     def concerned(self, facts: Facts, origins: Mapping[int, str]) -> set[str]:
         """The members a node concerns."""
@@ -82,6 +87,8 @@ class Routes:
 
     def __init__(self) -> None:
         self.work: dict[str, dict[str, str]] = defaultdict(dict)  # member -> path -> digest
+        # member -> path -> the sessions of the nodes routed there (their origins go along)
+        self.sessions: dict[str, dict[str, frozenset[int]]] = defaultdict(dict)
 
     def reroute(
         self,
@@ -103,14 +110,21 @@ class Routes:
                 now = _digest(entries)
                 if now != before:
                     self.work[member][path] = now
+                    self.sessions[member][path] = frozenset(o for _, o, _ in entries if o)
                     changed.add(member)
             elif before is not None:
                 del self.work[member][path]
+                self.sessions[member].pop(path, None)
                 changed.add(member)
         return changed
 
+    def sessions_of(self, member: str) -> set[int]:
+        """The sessions of every node routed to ``member``."""
+        return set().union(*self.sessions.get(member, {}).values())
+
     def forget(self, member: str) -> None:
         self.work.pop(member, None)
+        self.sessions.pop(member, None)
 
 
 def _digest(entries: list[tuple[str, int, int]]) -> str:

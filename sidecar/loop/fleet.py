@@ -6,10 +6,12 @@ Owned by the loop thread."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
 from sidecar.loop.dirty import Work
+from sidecar.model import Origin
 from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
 from sidecar.seams import Registry
@@ -24,8 +26,11 @@ class FleetKeeper:
         new_indexer: Callable[[], Indexer],
         events: Events,
         metrics: FleetMetrics,
+        in_place: Callable[[str], bool],
     ) -> None:
+        """``in_place``: whether a path's nodes change in place (instances)."""
         self._registry = registry
+        self._in_place = in_place
         self._metrics = metrics
         self.member_id = ""  # the engine's id and the lease's name: one member per lease
         self.member_path = self.work_path = ""
@@ -35,7 +40,8 @@ class FleetKeeper:
         self._ballot = ""  # this member's election node
         self._before = ""  # the ballot this one waits behind
         self._written: tuple[int, bytes] | None = None  # member data, as of which session
-        self._work: dict[str, str] = {}  # path -> digest, as last read
+        self._work: dict[str, tuple[str, int]] = {}  # path -> digest, child version; as read
+        self.origins: dict[int, Origin] = {}  # the routed sessions' origins, as the work says
 
     def watched(self) -> frozenset[str]:
         """Fleet nodes whose changes this member acts on."""
@@ -92,7 +98,7 @@ class FleetKeeper:
             owner = self._registry.owner_of(self.member_path)
             self._registry.acquire(self.member_path, data, owner if owner != session else None)
         if self._registry.read_data(self.member_path) != data:
-            self._registry.put(self.member_path, data)
+            self._registry.put({self.member_path: data})
         self._written = (session, data)
 
     def _join(self, session: int) -> None:
@@ -129,6 +135,7 @@ class FleetKeeper:
     def _index(self, work: Work) -> None:
         indexer = self.indexer
         assert indexer is not None
+        started, pending = time.monotonic(), indexer.pending
         if work.full:
             indexer.rebuild()
         else:
@@ -141,24 +148,48 @@ class FleetKeeper:
             if work.local:
                 indexer.sweep()
         indexer.look_up()
-        indexer.publish()
+        published = indexer.publish()
+        self._events.debug(
+            "fleet_indexed", paths=len(work.indexed), looked_up=pending - indexer.pending,
+            published=published, seconds=round(time.monotonic() - started, 4),
+        )  # fmt: skip
         if indexer.busy:
             work.more = True
 
     def _read_work(self, everything: bool) -> set[str]:
         data = self._registry.watch_data(self.work_path)
         try:
-            now = {str(p): str(d) for p, d in json.loads(data or b"{}").items()}
-        except (ValueError, AttributeError, RecursionError):
+            now, self.origins = parse_work(json.loads(data or b"{}"))
+        except (ValueError, AttributeError, TypeError, RecursionError):
             self._events.connection("fleet_work", "unreadable", problem=self.work_path)
-            now = {}
-        changed = set(now) if everything else {
-            p for p in set(now) | set(self._work) if now.get(p) != self._work.get(p)
+            now, self.origins = {}, {}
+        before, self._work = self._work, now
+        if everything:
+            return set(now)
+        changed = {p for p in set(now) | set(before) if now.get(p) != before.get(p)}
+        # A path whose children this member's own writes alone moved since it read them needs
+        # no second look (instances change in place, without moving the child version).
+        return {
+            p for p in changed
+            if p not in now or now[p][1] != self._registry.child_version(p) or self._in_place(p)
         }  # fmt: skip
-        self._work = now
-        return changed
 
     @property
     def paths(self) -> set[str]:
         """Every path the indexer says concerns this member."""
         return set(self._work)
+
+
+def parse_work(doc: object) -> tuple[dict[str, tuple[str, int]], dict[int, Origin]]:
+    """A work node's paths, each with its digest and child version, and the origins of the
+    sessions routed to this member (an earlier version's node: paths and digests only)."""
+    if not isinstance(doc, dict):
+        raise ValueError("not a work document")
+    if "paths" not in doc:
+        return {str(p): (str(d), -1) for p, d in doc.items()}, {}
+    paths, origins = doc["paths"], doc.get("origins", {})
+    if not isinstance(paths, dict) or not isinstance(origins, dict):
+        raise ValueError("not a work document")
+    work = {str(p): (str(d), int(v)) for p, (d, v) in paths.items()}
+    said = {int(str(s), 16): Origin(str(a), str(server)) for s, (a, server) in origins.items()}
+    return work, said

@@ -27,6 +27,9 @@ class Memory:
     def remembered(self, parent: str) -> list[Remembered]:
         return list(self.managed.get(parent, {}).values())
 
+    def remembers(self, parent: str, name: str) -> bool:
+        return name in self.managed.get(parent, {})
+
     def restore(self, remembered: Iterable[Remembered]) -> set[str]:
         """Rewrites managed before (from the records, or an earlier version's state file) that
         this memory does not know yet; returns the paths they are in."""

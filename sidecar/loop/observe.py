@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from sidecar.loop.memory import Memory
 from sidecar.loop.paths import Roots
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Origins
+from sidecar.model import Origin, Origins, normal_host
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
 from sidecar.plan import PathView, claims_in
+from sidecar.plan.kinds import named_host
 from sidecar.seams import OriginSource, Registry
 
 # Asking every server for its connections is not free: at most this often...
 _ORIGINS_MIN_INTERVAL = 0.05
 # ...but origins older than this are not trusted for a decision: a session may have gone.
 _ORIGINS_MAX_AGE = 1.0
+_TOLD = "the fleet's indexer (only the sessions it routed here)"
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,17 @@ class Observer:
         roots: Roots,
         configured_host_addresses: Iterable[str],
         clock: Callable[[], float] = time.monotonic,
-        watch: bool = True,
+        member: bool = False,
     ) -> None:
-        """``watch`` False: paths are read without watches (in a fleet, the indexer watches)."""
+        """``member``: in a fleet, paths are read without watches (the indexer watches), and
+        of their nodes only those whose names could concern this host (the other hosts'
+        are their sidecars' business: not read, not planned)."""
         self._registry = registry
         self._origins_source = origins
         self._roots = roots
         self._configured = frozenset(configured_host_addresses)
         self._clock = clock
-        self._watch = watch
+        self._member = member
         self._origins: Origins | None = None
         self._origins_at = float("-inf")
 
@@ -76,23 +80,39 @@ class Observer:
         known_sessions: set[int],
         engine: str,
         progress: Callable[[str, int, int], None] | None = None,
+        told: Mapping[int, Origin] | None = None,
     ) -> Observation:
         """Read ``parents`` and what proving their owners takes. ``host_addresses``: the
         advertised host and configured ones; ``known_sessions``: this sidecar's and its
-        peers'."""
-        views = self.read(parents, memory, progress)
+        peers'; ``told``: origins of sessions as the fleet's indexer had them from the
+        servers (used when they cover every session the proof needs)."""
+        concerning = None
+        if self._member:
+            concerning = frozenset(
+                normal_host(a)
+                for a in containers.addresses() | interface_addresses | host_addresses
+                | self._configured | containers.gateways | containers.advertised_addresses()
+            )  # fmt: skip
+        views = self.read(parents, memory, progress, concerning)
         # Only endpoints of local containers can need a claim count; the paths that mention
         # an address are read again when a container takes it.
         local = containers.addresses()
         for view in views:
             claims = {e: s for e, s in claims_in(view).items() if e.host in local}
             memory.set_claims(view.parent, claims)
-        needed = memory.sessions_claiming(parents, local)
-        if needed:
+        needed = memory.sessions_claiming(parents, local) - {0}
+        origins = self._origins
+        if needed and told and needed <= told.keys():
+            # Not a complete answer: it never proves a session gone (that takes asking).
+            origins = Origins({s: told[s] for s in needed}, (_TOLD,))
+        elif needed:
             known = set(self._origins.sessions) if self._origins is not None else set()
-            unknown = self._origins is not None and bool(needed - known - {0})
+            unknown = self._origins is not None and bool(needed - known)
             self._fetch_origins(max_age=0.0 if unknown else _ORIGINS_MAX_AGE)
-        ownership = self._ownership(memory, containers, interface_addresses, host_addresses)
+            origins = self._origins
+        ownership = self._ownership(
+            origins, memory, containers, interface_addresses, host_addresses
+        )
         return Observation(views, ownership, _strangers(views, known_sessions, engine))
 
     def read(
@@ -100,16 +120,25 @@ class Observer:
         parents: list[str],
         memory: Memory,
         progress: Callable[[str, int, int], None] | None = None,
+        concerning: frozenset[str] | None = None,
     ) -> list[PathView]:
         """What the registry holds under ``parents`` (and their mirrors), as the planner sees
-        it, with the rewrites this sidecar remembers there."""
+        it, with the rewrites this sidecar remembers there. ``concerning``: only nodes whose
+        names register one of these addresses, say nothing of one, or are remembered."""
         mirrors = {p: m for p in parents if (m := self._roots.mirror_of(p))}
         every = [*parents, *mirrors.values()]
         # Instance data changes in place (Curator updates it): never taken from a cache.
         instance_paths = {path for path in every if self._roots.holds_instances(path)}
+
+        def wanted(parent: str, name: str) -> bool:
+            assert concerning is not None
+            host = named_host(name, parent in instance_paths)
+            return host is None or host in concerning or memory.remembers(parent, name)
+
         read = self._registry.read_paths(
-            every, progress, uncached=instance_paths, watch=self._watch
-        )
+            every, progress, uncached=instance_paths, watch=not self._member,
+            wanted=None if concerning is None else wanted,
+        )  # fmt: skip
         return [
             PathView(
                 parent,
@@ -124,6 +153,7 @@ class Observer:
 
     def _ownership(
         self,
+        origins: Origins | None,
         memory: Memory,
         containers: ContainerIndex,
         interface_addresses: set[str],
@@ -141,7 +171,7 @@ class Observer:
             near=frozenset(interface_addresses | containers.gateways),
             containers=frozenset(containers.addresses()),
         )
-        return Ownership(self._origins, local, memory.claims)
+        return Ownership(origins, local, memory.claims)
 
     def _fetch_origins(self, max_age: float) -> None:
         now = self._clock()

@@ -249,7 +249,7 @@ def build_parts(
     lease = LeaseKeeper(settings.scope, settings.container, engine_id, registry, events, metrics,
                         persistence.earlier_session)  # fmt: skip
     observer = Observer(registry, origins, roots, settings.host_address,
-                        watch=not settings.fleet)  # fmt: skip
+                        member=settings.fleet)  # fmt: skip
     parts = Parts(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
         inventory, lease, observer, Applier(registry, events, metrics), persistence, Retries(),
@@ -258,7 +258,7 @@ def build_parts(
     if settings.fleet:
         parts.fleet = FleetKeeper(
             registry, lambda: Indexer(registry, settings.root, settings.services_root, origins),
-            events, metrics.fleet,
+            events, metrics.fleet, roots.holds_instances,
         )  # fmt: skip
     return parts
 

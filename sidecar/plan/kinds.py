@@ -118,6 +118,18 @@ class InstanceKind:
         return existing == wanted
 
 
+def named_host(name: str, instance: bool) -> str | None:
+    """The address a node's name registers, read from the name alone (None: the name does not
+    say; an instance's name usually does, as its id)."""
+    if instance:
+        endpoint = instances.endpoint_of(name)
+        return endpoint.host if endpoint is not None else None
+    try:
+        return urls.parse(name).endpoint.host
+    except urls.MalformedName:
+        return None
+
+
 def kind_of(view: PathView) -> UrlKind | InstanceKind:
     return InstanceKind(view.remembered) if view.instances else UrlKind()
 

@@ -1,10 +1,12 @@
 """What the registry remembers of its last reads: each path's child version (the periodic
 sweep re-reads only paths whose children moved without a watch saying so) and, for recently
-read paths, their nodes (unchanged children are not read again). Pure bookkeeping."""
+read paths, their nodes (unchanged children are not read again; children a read chose not
+to read are known by name only). Pure bookkeeping."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from sidecar.model import Check, Delete, RegistryNode, SetData, Transaction
 
@@ -18,7 +20,8 @@ class ReadCache:
 
     def __init__(self) -> None:
         self._child_versions: dict[str, int] = {}
-        self._nodes: OrderedDict[str, dict[str, RegistryNode]] = OrderedDict()
+        # name -> node as read, or None: listed, not read (it did not concern the reader)
+        self._nodes: OrderedDict[str, dict[str, RegistryNode | None]] = OrderedDict()
 
     def version(self, parent: str) -> int | None:
         return self._child_versions.get(parent)
@@ -31,23 +34,26 @@ class ReadCache:
     def unknown(
         self, parent: str, children: list[str], cversion: int, known: list[RegistryNode]
     ) -> list[str]:
-        """The children whose data must be read; the others are taken from the last read
-        (added to ``known``). The cache is trusted only if the parent's child version moved
-        by exactly the creates and deletes the two listings show: then no child was deleted
-        and created again under the same name in between."""
+        """The children whose data must be read (or skipped again); the others are taken from
+        the last read (added to ``known``). The cache is trusted only if the parent's child
+        version moved by exactly the creates and deletes the two listings show: then no child
+        was deleted and created again under the same name in between."""
         old_version, old_nodes = self._child_versions.get(parent), self._nodes.get(parent)
         if old_version is None or old_nodes is None:
             return list(children)
         now = set(children)
         if cversion - old_version != len(now.symmetric_difference(old_nodes)):
             return list(children)
-        known.extend(old_nodes[name] for name in children if name in old_nodes)
-        return [name for name in children if name not in old_nodes]
+        cached = [old_nodes.get(name) for name in children]
+        known.extend(node for node in cached if node is not None)
+        return [name for name, node in zip(children, cached, strict=True) if node is None]
 
-    def store(self, parent: str, cversion: int, nodes: list[RegistryNode]) -> None:
-        """What a read of ``parent`` found."""
+    def store(
+        self, parent: str, cversion: int, nodes: list[RegistryNode], skipped: Iterable[str] = ()
+    ) -> None:
+        """What a read of ``parent`` found; ``skipped``: children listed but not read."""
         self._child_versions[parent] = cversion
-        self._nodes[parent] = {n.name: n for n in nodes}
+        self._nodes[parent] = dict.fromkeys(skipped) | {n.name: n for n in nodes}
         self._nodes.move_to_end(parent)
         while len(self._nodes) > CACHED_PATHS:
             self._nodes.popitem(last=False)

@@ -8,7 +8,7 @@ Everything kazoo returns is turned into typed values here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from kazoo.exceptions import (
@@ -21,6 +21,7 @@ from sidecar.model import (
     Check,
     Create,
     Delete,
+    Listing,
     Outcome,
     RegistryNode,
     SetData,
@@ -84,9 +85,11 @@ class ZooKeeperRegistry(Session):
         progress: Callable[[str, int, int], None] | None = None,
         uncached: Collection[str] = (),
         watch: bool = True,
+        wanted: Callable[[str, str], bool] | None = None,
     ) -> dict[str, list[RegistryNode]]:
         """Every node under each path, read pipelined; watches set on each parent (unless
-        ``watch`` is False: paths only this sidecar's own engine changes).
+        ``watch`` is False: paths only this sidecar's own engine changes). ``wanted(parent,
+        name)`` False: that child is left out, unread.
 
         A parent that does not exist yet maps to an empty list and gets an existence watch.
         Paths and nodes this session may not read are left out and listed in ``denied``.
@@ -98,6 +101,12 @@ class ZooKeeperRegistry(Session):
         nodes: dict[str, list[RegistryNode]] = {parent: [] for parent in parents}
         listings, versions = self._list(parents, uncached, nodes, report, watch)
         children = [(parent, name) for parent in parents for name in listings[parent]]
+        skipped: dict[str, list[str]] = {parent: [] for parent in parents}
+        if wanted is not None:
+            for parent, name in children:
+                if not wanted(parent, name):
+                    skipped[parent].append(name)
+            children = [c for c in children if wanted(*c)]
 
         def get(child: tuple[str, str]) -> Any:
             # Data that changes in place (instances) is watched: a change re-reads the path.
@@ -119,7 +128,7 @@ class ZooKeeperRegistry(Session):
             )
         for parent, version in versions.items():
             if parent not in uncached:
-                self._cache.store(parent, version, nodes[parent])
+                self._cache.store(parent, version, nodes[parent], skipped[parent])
         return nodes
 
     def _list(
@@ -162,13 +171,14 @@ class ZooKeeperRegistry(Session):
                 )
         return listings, versions
 
-    def list_names(self, parents: Iterable[str]) -> dict[str, list[str] | None]:
-        """The children's names of each path (no data), pipelined and watched; None for a path
-        that does not exist (watched for its creation)."""
+    def list_names(self, parents: Iterable[str]) -> dict[str, Listing | None]:
+        """The children's names of each path (no data) and its child version, pipelined and
+        watched; None for a path that does not exist (watched for its creation)."""
         parents = list(parents)
-        found: dict[str, list[str] | None] = {}
+        found: dict[str, Listing | None] = {}
         for parent, result in self._pipelined(
-            parents, lambda p: self._client.get_children_async(p, watch=self._watched)
+            parents,
+            lambda p: self._client.get_children_async(p, watch=self._watched, include_data=True),
         ):
             if isinstance(result, NoNodeError):
                 found[parent] = None
@@ -180,8 +190,14 @@ class ZooKeeperRegistry(Session):
             elif isinstance(result, Exception):
                 raise result
             else:
-                found[parent] = list(result)
+                children, stat = result
+                found[parent] = Listing(list(children), stat.cversion)
         return found
+
+    def child_version(self, parent: str) -> int | None:
+        """The child version of ``parent`` as this session last read it, moved by what it
+        wrote there since (None: not read)."""
+        return self._cache.version(parent)
 
     def stats(self, paths: Iterable[str], watch: bool = False) -> dict[str, tuple[int, int] | None]:
         """The owner session and data version of each node (None: gone), pipelined; ``watch``:
@@ -205,16 +221,27 @@ class ZooKeeperRegistry(Session):
             return None if self.owner_of(path) is None else self.watch_data(path)
         return bytes(data or b"")
 
-    def put(self, path: str, data: bytes) -> None:
-        """Write a persistent node, creating it (and its parents) if needed."""
-        try:
-            self._wait(self._client.set_async(path, data))
-        except NoNodeError:
-            self._ensure_parent(path)
+    def put(self, nodes: Mapping[str, bytes]) -> None:
+        """Write persistent nodes (path -> data) in one ``multi``: one proposal for the
+        ensemble, one notification round. If some node (or its parent) does not exist yet,
+        each is written on its own, created if needed."""
+        if not nodes:
+            return
+        request = self._client.transaction()
+        for path, data in nodes.items():
+            request.set_data(path, data)
+        results = self._wait(request.commit_async())
+        if not any(isinstance(r, Exception) for r in results):
+            return
+        for path, data in nodes.items():
             try:
-                self._wait(self._client.create_async(path, data, acl=self._acl))
-            except NodeExistsError:
                 self._wait(self._client.set_async(path, data))
+            except NoNodeError:
+                self._ensure_parent(path)
+                try:
+                    self._wait(self._client.create_async(path, data, acl=self._acl))
+                except NodeExistsError:
+                    self._wait(self._client.set_async(path, data))
 
     def join(self, prefix: str, data: bytes) -> str:
         """Create an ephemeral sequential node ``prefix<sequence>`` in this session; its path."""

@@ -14,6 +14,7 @@ from sidecar import urls
 from sidecar.fleet.indexer import WORK
 from sidecar.fleet.routes import Facts, Member, Members, Routes
 from sidecar.loop.dirty import Work
+from sidecar.loop.fleet import parse_work
 from sidecar.model import Container, Endpoint, Origin, PublishedPort
 from sidecar.sweep import SWEEP_RESYNCS
 from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
@@ -50,10 +51,11 @@ def settle(hosts: list[Harness]) -> None:
             host.settle()
 
 
-def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, str]:
+def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:
+    """The paths the indexer published as this host's work."""
     member = host.parts.fleet.member_id if host.parts.fleet else ""
     node = tree.nodes.get(f"{WORK}/{member}")
-    return dict(json.loads(node.data)) if node else {}
+    return parse_work(json.loads(node.data))[0] if node else {}
 
 
 def test_each_host_hears_only_of_its_own_provider() -> None:
