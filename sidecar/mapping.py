@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sidecar import labels
-from sidecar.model import Container, Endpoint, PublishedPort, normal_host
+from sidecar.model import Container, Endpoint, PublishedPort, endpoint_host
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ class ContainerIndex:
         ``subnets``: the engine's network subnets; ``host_addresses``: this host's own;
         ``gateways``: the engine's network gateways (this host's addresses on its bridges,
         visible even from inside a container)."""
-        self.gateways = frozenset(normal_host(g) for g in gateways)
+        self.gateways = frozenset(endpoint_host(g) for g in gateways)
         self.unreachable = dict(unreachable or {})
-        self._host_addresses = {normal_host(a) for a in host_addresses}
+        self._host_addresses = {endpoint_host(a) for a in host_addresses}
         self.subnets = tuple(ipaddress.ip_network(s, strict=False) for s in subnets)
         self._in_networks: dict[str, bool] = {}
         self.by_id: dict[str, Container] = {}
@@ -71,7 +71,7 @@ class ContainerIndex:
                 self._bindings[(container.id, published.container_port)].append(published)
                 self._publishers[published.host_port].add(container.id)
             for address in container.addresses:
-                self._by_address[normal_host(address)].append(container)
+                self._by_address[endpoint_host(address)].append(container)
 
     def addresses(self) -> set[str]:
         """Every address of every running container."""
@@ -82,13 +82,15 @@ class ContainerIndex:
         the host addresses their ports are bound to, the hosts their labels advertise."""
         found = set()
         for container in self.by_id.values():
-            found |= {normal_host(b.host_ip) for b in container.published if not b.any_host_address}
+            found |= {
+                endpoint_host(b.host_ip) for b in container.published if not b.any_host_address
+            }
             try:
                 wanted = labels.parse(container.labels)
             except labels.InvalidLabels:
                 continue
             if wanted.advertise_host:
-                found.add(normal_host(wanted.advertise_host))
+                found.add(endpoint_host(wanted.advertise_host))
         return found
 
     def binding(self, container: Container, port: int, advertise_host: str) -> PublishedPort | None:
@@ -126,7 +128,7 @@ class ContainerIndex:
         """Map a registered container endpoint to its published host endpoint, or say why not."""
         owners = self._by_address.get(endpoint.host, [])
         if not owners:
-            if endpoint.host in self._host_addresses | {normal_host(advertise_host)}:
+            if endpoint.host in self._host_addresses | {endpoint_host(advertise_host)}:
                 return self._published_already(endpoint)
             return Unmapped("not a container address on this Docker host", local=False)
         if len(owners) > 1:

@@ -22,7 +22,7 @@ class Endpoint:
 
     @classmethod
     def of(cls, host: str, port: int) -> Endpoint:
-        return cls(normal_host(host), port)
+        return cls(endpoint_host(host), port)
 
     @property
     def is_ipv6(self) -> bool:
@@ -33,7 +33,7 @@ class Endpoint:
 
 
 @sized_cache(budget=1 << 20, cost=len)
-def normal_host(host: str) -> str:
+def endpoint_host(host: str) -> str:
     """An address as endpoints hold it: an IP literal compressed, a name in lower case."""
     try:
         return ipaddress.ip_address(host).compressed

@@ -5,6 +5,7 @@ behaviour that is ZooKeeper's or Docker's own is tested against the real ones.""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -60,6 +61,7 @@ class MemoryRegistry:
     _child_watches: set[str] = field(default_factory=set)
     _data_watches: set[str] = field(default_factory=set)
     _read_cversions: dict[str, int] = field(default_factory=dict)
+    reads: Counter[str] = field(default_factory=Counter)  # "list|get|stat <path>" -> how often
 
     def __post_init__(self) -> None:
         self.tree.clients.append(self)
@@ -137,6 +139,7 @@ class MemoryRegistry:
         found: dict[str, list[RegistryNode]] = {}
         for parent in parents:
             self._read()
+            self.reads[f"list {parent}"] += 1
             if watch:
                 self._child_watches.add(parent)
             node = self.nodes.get(parent)
@@ -146,6 +149,7 @@ class MemoryRegistry:
                 if wanted is not None and not wanted(parent, name):
                     continue
                 self.requests += 1
+                self.reads[f"get {parent}/{name}"] += 1
                 child = self.nodes[f"{parent}/{name}"]
                 if parent in uncached:
                     self._data_watches.add(f"{parent}/{name}")
@@ -170,6 +174,7 @@ class MemoryRegistry:
         found: dict[str, Listing | None] = {}
         for parent in parents:
             self._read()
+            self.reads[f"list {parent}"] += 1
             if parent in self.nodes:
                 self._child_watches.add(parent)
                 found[parent] = Listing(self.children(parent), self.nodes[parent].cversion)
@@ -182,6 +187,7 @@ class MemoryRegistry:
         found: dict[str, tuple[int, int] | None] = {}
         for path in paths:
             self._read()
+            self.reads[f"stat {path}"] += 1
             node = self.nodes.get(path)
             if watch:
                 self._data_watches.add(path)
@@ -369,8 +375,10 @@ class FixedOrigins:
 
     origins: dict[int, Origin] | None = field(default_factory=dict)
     unanswered: tuple[str, ...] = ()
+    fetches: int = 0
 
     def fetch(self) -> Origins | None:
+        self.fetches += 1
         if self.origins is None:
             return None
         return Origins(dict(self.origins), self.unanswered)

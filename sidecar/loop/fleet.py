@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
 from sidecar.loop.dirty import Work
+from sidecar.loop.paths import Roots
 from sidecar.model import Origin
 from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
 from sidecar.seams import Registry
+from sidecar.syntax import shorten
 
 
 class FleetKeeper:
@@ -26,11 +28,10 @@ class FleetKeeper:
         new_indexer: Callable[[], Indexer],
         events: Events,
         metrics: FleetMetrics,
-        in_place: Callable[[str], bool],
+        roots: Roots,
     ) -> None:
-        """``in_place``: whether a path's nodes change in place (instances)."""
         self._registry = registry
-        self._in_place = in_place
+        self._roots = roots
         self._metrics = metrics
         self.member_id = ""  # the engine's id and the lease's name: one member per lease
         self.member_path = self.work_path = ""
@@ -159,20 +160,33 @@ class FleetKeeper:
     def _read_work(self, everything: bool) -> set[str]:
         data = self._registry.watch_data(self.work_path)
         try:
-            now, self.origins = parse_work(json.loads(data or b"{}"))
-        except (ValueError, AttributeError, TypeError, RecursionError):
-            self._events.connection("fleet_work", "unreadable", problem=self.work_path)
+            now, self.origins = parse_work(data or b"")
+        except ValueError as exc:
+            problem = f"{self.work_path}: {exc}"
+            self._events.connection("fleet_work", "unreadable", problem=problem)
             now, self.origins = {}, {}
+        now = {p: entry for p, entry in now.items() if self._registry_path(p)}
         before, self._work = self._work, now
         if everything:
             return set(now)
-        changed = {p for p in set(now) | set(before) if now.get(p) != before.get(p)}
+        changed = {p for p in set(now) | set(before) if _digest(now, p) != _digest(before, p)}
         # A path whose children this member's own writes alone moved since it read them needs
         # no second look (instances change in place, without moving the child version).
         return {
             p for p in changed
-            if p not in now or now[p][1] != self._registry.child_version(p) or self._in_place(p)
+            if p not in now
+            or now[p][1] != self._registry.child_version(p)
+            or self._roots.holds_instances(p)
         }  # fmt: skip
+
+    def _registry_path(self, path: str) -> bool:
+        """Whether a path the work names is one under this sidecar's roots (anything can be
+        written into a work node)."""
+        try:
+            path.encode()
+        except UnicodeEncodeError:
+            return False
+        return self._roots.root_of(path) is not None
 
     @property
     def paths(self) -> set[str]:
@@ -180,16 +194,26 @@ class FleetKeeper:
         return set(self._work)
 
 
-def parse_work(doc: object) -> tuple[dict[str, tuple[str, int]], dict[int, Origin]]:
+def parse_work(data: bytes) -> tuple[dict[str, tuple[str, int]], dict[int, Origin]]:
     """A work node's paths, each with its digest and child version, and the origins of the
-    sessions routed to this member (an earlier version's node: paths and digests only)."""
-    if not isinstance(doc, dict):
-        raise ValueError("not a work document")
-    if "paths" not in doc:
-        return {str(p): (str(d), -1) for p, d in doc.items()}, {}
-    paths, origins = doc["paths"], doc.get("origins", {})
-    if not isinstance(paths, dict) or not isinstance(origins, dict):
-        raise ValueError("not a work document")
-    work = {str(p): (str(d), int(v)) for p, (d, v) in paths.items()}
-    said = {int(str(s), 16): Origin(str(a), str(server)) for s, (a, server) in origins.items()}
+    sessions routed to this member (an earlier version's node: paths and digests only).
+    Raises ValueError for anything else: any client can write there."""
+    try:
+        doc = json.loads(data or b"{}", parse_constant=_not_a_number)
+        if "paths" not in doc:
+            return {str(p): (str(d), -1) for p, d in doc.items()}, {}
+        paths, origins = doc["paths"], doc.get("origins", {})
+        work = {str(p): (str(d), int(v)) for p, (d, v) in paths.items()}
+        said = {int(s, 16): Origin(str(a), str(server)) for s, (a, server) in origins.items()}
+    except (ValueError, TypeError, AttributeError, RecursionError, OverflowError) as exc:
+        raise ValueError(f"not a work document: {shorten(str(exc))}") from None
     return work, said
+
+
+def _digest(work: dict[str, tuple[str, int]], path: str) -> str | None:
+    entry = work.get(path)
+    return entry[0] if entry is not None else None
+
+
+def _not_a_number(constant: str) -> float:
+    raise ValueError(f"{constant} is not a number")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sidecar.loop.memory import Memory
 from sidecar.loop.paths import Roots
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Origin, Origins, normal_host
+from sidecar.model import Origin, Origins, endpoint_host
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
 from sidecar.plan import PathView, claims_in
 from sidecar.plan.kinds import named_host
@@ -89,7 +89,7 @@ class Observer:
         concerning = None
         if self._member:
             concerning = frozenset(
-                normal_host(a)
+                endpoint_host(a)
                 for a in containers.addresses() | interface_addresses | host_addresses
                 | self._configured | containers.gateways | containers.advertised_addresses()
             )  # fmt: skip
@@ -100,14 +100,14 @@ class Observer:
         for view in views:
             claims = {e: s for e, s in claims_in(view).items() if e.host in local}
             memory.set_claims(view.parent, claims)
-        needed = memory.sessions_claiming(parents, local) - {0}
+        needed = memory.sessions_claiming(parents, local)
         origins = self._origins
-        if needed and told and needed <= told.keys():
+        if needed and told and needed <= told.keys():  # never 0: no session says that
             # Not a complete answer: it never proves a session gone (that takes asking).
             origins = Origins({s: told[s] for s in needed}, (_TOLD,))
         elif needed:
             known = set(self._origins.sessions) if self._origins is not None else set()
-            unknown = self._origins is not None and bool(needed - known)
+            unknown = self._origins is not None and bool(needed - known - {0})
             self._fetch_origins(max_age=0.0 if unknown else _ORIGINS_MAX_AGE)
             origins = self._origins
         ownership = self._ownership(

@@ -258,7 +258,7 @@ def build_parts(
     if settings.fleet:
         parts.fleet = FleetKeeper(
             registry, lambda: Indexer(registry, settings.root, settings.services_root, origins),
-            events, metrics.fleet, roots.holds_instances,
+            events, metrics.fleet, roots,
         )  # fmt: skip
     return parts
 

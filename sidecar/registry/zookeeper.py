@@ -30,7 +30,11 @@ from sidecar.model import (
 )
 from sidecar.progress import Progress
 from sidecar.registry.client import Session
-from sidecar.registry.outcomes import Failed, batches, cause, outcome
+from sidecar.registry.outcomes import BATCH_OPS, Failed, batches, cause, outcome
+
+# A server drops the connection of a request over jute.maxbuffer (1 MB by default): the
+# nodes one put writes go in multis of about this much.
+_MULTI_BYTES = 256 << 10
 
 
 class ZooKeeperRegistry(Session):
@@ -222,18 +226,22 @@ class ZooKeeperRegistry(Session):
         return bytes(data or b"")
 
     def put(self, nodes: Mapping[str, bytes]) -> None:
-        """Write persistent nodes (path -> data) in one ``multi``: one proposal for the
-        ensemble, one notification round. If some node (or its parent) does not exist yet,
-        each is written on its own, created if needed."""
-        if not nodes:
-            return
-        request = self._client.transaction()
-        for path, data in nodes.items():
-            request.set_data(path, data)
-        results = self._wait(request.commit_async())
-        if not any(isinstance(r, Exception) for r in results):
-            return
-        for path, data in nodes.items():
+        """Write persistent nodes (path -> data) in few ``multi`` requests (one proposal
+        each for the ensemble, one notification round), each well under the servers' packet
+        limit. A node that (or whose parent) does not exist yet is created on its own."""
+        requests = []
+        for group in _groups(list(nodes.items())):
+            request = self._client.transaction()
+            for path, data in group:
+                request.set_data(path, data)
+            requests.append((group, request.commit_async()))
+        missing = []
+        for group, result in self._drain(requests):
+            if isinstance(result, Exception):
+                raise result
+            if any(isinstance(r, Exception) for r in result):
+                missing += group
+        for path, data in missing:
             try:
                 self._wait(self._client.set_async(path, data))
             except NoNodeError:
@@ -323,3 +331,17 @@ class ZooKeeperRegistry(Session):
                 case Check(path=path, version=version):
                     request.check(path, version)
         return request.commit_async()
+
+
+def _groups(nodes: list[tuple[str, bytes]]) -> Iterable[list[tuple[str, bytes]]]:
+    """Nodes in groups of at most BATCH_OPS and about _MULTI_BYTES of names and data."""
+    group: list[tuple[str, bytes]] = []
+    size = 0
+    for path, data in nodes:
+        if group and (len(group) >= BATCH_OPS or size + len(path) + len(data) > _MULTI_BYTES):
+            yield group
+            group, size = [], 0
+        group.append((path, data))
+        size += len(path) + len(data)
+    if group:
+        yield group

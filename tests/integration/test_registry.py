@@ -10,7 +10,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 from kazoo.retry import KazooRetry
 
-from sidecar.model import Connection, Create, Transaction
+from sidecar.model import Connection, Create, Delete, Transaction
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from testbed.polling import wait_until
 from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
@@ -107,3 +107,50 @@ def _create_through_failover(client: KazooClient, path: str) -> None:
             client.create(path, b"")
 
     KazooRetry(max_tries=-1, deadline=30)(once)
+
+
+def test_put_writes_many_nodes_past_the_packet_limit_and_creates_the_missing(
+    zookeeper: ZooKeeperServer, root: str, registry: KazooClient
+) -> None:
+    """Work nodes written together (more than one request may carry): existing ones are
+    updated, missing ones (and a missing parent) created, all with their data."""
+    work = f"{root}/work"
+    registry.ensure_path(work)
+    for i in range(4):
+        registry.create(f"{work}/m{i}", b"old")
+    nodes = {f"{work}/m{i}": bytes([65 + i]) * 300_000 for i in range(6)}
+    nodes[f"{root}/new/parent/m9"] = b"fresh"
+    sidecar = ZooKeeperRegistry(zookeeper.connect_string, 10, lambda _: None, lambda _: None)
+    sidecar.connect(15)
+    try:
+        sidecar.put(nodes)
+        assert {path: registry.get(path)[0] for path in nodes} == nodes
+    finally:
+        sidecar.close()
+
+
+def test_the_child_version_after_an_own_write_is_the_one_others_then_list(
+    zookeeper: ZooKeeperServer, root: str, registry: KazooClient
+) -> None:
+    """What a fleet member relies on to skip a second read: after reading a path and writing
+    there (a create and a delete in one multi), the child version it keeps is the one a
+    listing then shows; another client's create moves the listing past it."""
+    path = f"{root}/svc/providers"
+    registry.ensure_path(path)
+    registry.create(f"{path}/original", b"", ephemeral=True)
+    sidecar = ZooKeeperRegistry(zookeeper.connect_string, 10, lambda _: None, lambda _: None)
+    sidecar.connect(15)
+    try:
+        sidecar.read_paths([path], watch=False)
+        sidecar.apply_all(
+            [Transaction((Create(f"{path}/rewritten", b""), Delete(f"{path}/original", -1)))]
+        )
+        listing = sidecar.list_names([path])[path]
+        assert listing is not None
+        assert sidecar.child_version(path) == listing.version
+        registry.create(f"{path}/another", b"", ephemeral=True)
+        listing = sidecar.list_names([path])[path]
+        assert listing is not None
+        assert sidecar.child_version(path) != listing.version
+    finally:
+        sidecar.close()

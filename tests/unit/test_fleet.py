@@ -11,51 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar import urls
-from sidecar.fleet.indexer import WORK
 from sidecar.fleet.routes import Facts, Member, Members, Routes
 from sidecar.loop.dirty import Work
-from sidecar.loop.fleet import parse_work
-from sidecar.model import Container, Endpoint, Origin, PublishedPort
+from sidecar.model import Endpoint, Origin
 from sidecar.sweep import SWEEP_RESYNCS
-from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
+from tests.twins import MemoryEngine
+from tests.unit.fleets import PROVIDER, fleet, settle, work_of
 from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
 from tests.unit.scenarios import url_name
-
-PROVIDER = 0x2002  # the session of host 0's provider
-
-
-def fleet(size: int) -> tuple[list[Harness], MemoryRegistry]:
-    """``size`` hosts 192.0.2.1..; each runs one container at the same address 172.17.0.5
-    (every default bridge hands it out), each host's own provider session connects from its
-    host's address."""
-    origins = FixedOrigins({PROVIDER: Origin("192.0.2.1", "zk")})
-    tree = MemoryRegistry(session=0x5000)
-    hosts = []
-    for i in range(size):
-        container = Container(f"c{i}".ljust(64, "0"), f"shop-{i}", "bridge", ("172.17.0.5",),
-                              (PublishedPort(20880, "0.0.0.0", 32768),))  # fmt: skip
-        registry = tree if i == 0 else tree.another(0x5000 + i)
-        hosts.append(Harness(
-            registry=registry, engine=MemoryEngine({container.id: container}, identity=f"E{i}@h"),
-            origins=origins, options={"fleet": True}, engine_id=f"E{i}@h", host=f"192.0.2.{i + 1}",
-        ))  # fmt: skip
-    for host in hosts:
-        host.start()
-    settle(hosts)
-    return hosts, tree
-
-
-def settle(hosts: list[Harness]) -> None:
-    for _ in range(5):
-        for host in hosts:
-            host.settle()
-
-
-def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:
-    """The paths the indexer published as this host's work."""
-    member = host.parts.fleet.member_id if host.parts.fleet else ""
-    node = tree.nodes.get(f"{WORK}/{member}")
-    return parse_work(json.loads(node.data))[0] if node else {}
 
 
 def test_each_host_hears_only_of_its_own_provider() -> None:

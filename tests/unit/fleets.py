@@ -1,0 +1,47 @@
+"""A fleet of sidecars (--fleet) on one in-memory registry, for the fleet's unit tests."""
+
+from __future__ import annotations
+
+from sidecar.fleet.indexer import WORK
+from sidecar.loop.fleet import parse_work
+from sidecar.model import Container, Origin, PublishedPort
+from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
+from tests.unit.harness import Harness
+
+PROVIDER = 0x2002  # the session of host 0's provider
+
+
+def fleet(size: int) -> tuple[list[Harness], MemoryRegistry]:
+    """``size`` hosts 192.0.2.1..; each runs one container at the same address 172.17.0.5
+    (every default bridge hands it out), each host's own provider session connects from its
+    host's address."""
+    said = {PROVIDER: Origin("192.0.2.1", "zk")}  # what the servers say, to every host
+    tree = MemoryRegistry(session=0x5000)
+    hosts = []
+    for i in range(size):
+        container = Container(f"c{i}".ljust(64, "0"), f"shop-{i}", "bridge", ("172.17.0.5",),
+                              (PublishedPort(20880, "0.0.0.0", 32768),))  # fmt: skip
+        registry = tree if i == 0 else tree.another(0x5000 + i)
+        hosts.append(Harness(
+            registry=registry, engine=MemoryEngine({container.id: container}, identity=f"E{i}@h"),
+            origins=FixedOrigins(said), options={"fleet": True}, engine_id=f"E{i}@h",
+            host=f"192.0.2.{i + 1}",
+        ))  # fmt: skip
+    for host in hosts:
+        host.start()
+    settle(hosts)
+    return hosts, tree
+
+
+def settle(hosts: list[Harness]) -> None:
+    """Every host's pending work done, as often as notifications take to travel."""
+    for _ in range(5):
+        for host in hosts:
+            host.settle()
+
+
+def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:
+    """The paths the indexer published as this host's work."""
+    member = host.parts.fleet.member_id if host.parts.fleet else ""
+    node = tree.nodes.get(f"{WORK}/{member}")
+    return parse_work(node.data)[0] if node else {}
