@@ -135,8 +135,9 @@ class Indexer:
                     self._pending.add((path, name))
             self._reroute(path)
 
-    def look_up(self) -> None:
-        """Sessions (and instance versions) of the nodes that may concern a member."""
+    def look_up(self) -> int:
+        """Sessions (and instance versions) of the nodes that may concern a member; how many
+        were looked up."""
         batch = sorted(self._pending)[:_LOOKUPS_PER_PASS]
         self._pending.difference_update(batch)
         paths = [f"{parent}/{name}" for parent, name in batch]
@@ -160,6 +161,7 @@ class Indexer:
                 self._addresses = {s: o.address for s, o in found.sessions.items()}
         for parent in touched:
             self._reroute(parent)
+        return len(batch)
 
     def sweep(self) -> None:
         """List the next slice of the paths again (each path once every SWEEP_RESYNCS

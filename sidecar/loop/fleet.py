@@ -136,7 +136,7 @@ class FleetKeeper:
     def _index(self, work: Work) -> None:
         indexer = self.indexer
         assert indexer is not None
-        started, pending = time.monotonic(), indexer.pending
+        started = time.monotonic()
         if work.full:
             indexer.rebuild()
         else:
@@ -148,10 +148,10 @@ class FleetKeeper:
             indexer.paths_changed(work.indexed)
             if work.local:
                 indexer.sweep()
-        indexer.look_up()
+        looked_up = indexer.look_up()
         published = indexer.publish()
         self._events.debug(
-            "fleet_indexed", paths=len(work.indexed), looked_up=pending - indexer.pending,
+            "fleet_indexed", paths=len(work.indexed), looked_up=looked_up,
             published=published, seconds=round(time.monotonic() - started, 4),
         )  # fmt: skip
         if indexer.busy:
