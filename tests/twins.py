@@ -61,6 +61,7 @@ class MemoryRegistry:
     _child_watches: set[str] = field(default_factory=set)
     _data_watches: set[str] = field(default_factory=set)
     _read_cversions: dict[str, int] = field(default_factory=dict)
+    _written: set[str] = field(default_factory=set)
     reads: Counter[str] = field(default_factory=Counter)  # "list|get|stat <path>" -> how often
 
     def __post_init__(self) -> None:
@@ -144,6 +145,7 @@ class MemoryRegistry:
                 self._child_watches.add(parent)
             node = self.nodes.get(parent)
             self._read_cversions[parent] = node.cversion if node else -1
+            self._written.discard(parent)
             found[parent] = []
             for name in self.children(parent) if node else []:
                 if wanted is not None and not wanted(parent, name):
@@ -158,8 +160,8 @@ class MemoryRegistry:
                 )
         return found
 
-    def child_version(self, parent: str) -> int | None:
-        return self._read_cversions.get(parent)
+    def moved_only_by_own_writes(self, parent: str, version: int) -> bool:
+        return parent in self._written and self._read_cversions.get(parent) == version
 
     def changed_since_read(self, parents: Iterable[str]) -> set[str]:
         changed = set()
@@ -272,6 +274,7 @@ class MemoryRegistry:
             parent = op.path.rpartition("/")[0]
             if isinstance(op, Create | Delete) and parent in self._read_cversions:
                 self._read_cversions[parent] += 1  # as the real registry's cache follows it
+                self._written.add(parent)
             if isinstance(op, Create):
                 self._ensure(op.path.rpartition("/")[0])
                 self._create(op.path, op.data, 0 if op.persistent else self.session)

@@ -175,7 +175,7 @@ class FleetKeeper:
         return {
             p for p in changed
             if p not in now
-            or now[p][1] != self._registry.child_version(p)
+            or not self._registry.moved_only_by_own_writes(p, now[p][1])
             or self._roots.holds_instances(p)
         }  # fmt: skip
 

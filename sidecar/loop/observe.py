@@ -93,7 +93,7 @@ class Observer:
                 for a in containers.addresses() | interface_addresses | host_addresses
                 | self._configured | containers.gateways | containers.advertised_addresses()
             )  # fmt: skip
-        views = self.read(parents, memory, progress, concerning)
+        views = self.read(parents, memory, progress, concerning, containers.in_docker_network)
         # Only endpoints of local containers can need a claim count; the paths that mention
         # an address are read again when a container takes it.
         local = containers.addresses()
@@ -121,10 +121,12 @@ class Observer:
         memory: Memory,
         progress: Callable[[str, int, int], None] | None = None,
         concerning: frozenset[str] | None = None,
+        in_network: Callable[[str], bool] = lambda _: False,
     ) -> list[PathView]:
         """What the registry holds under ``parents`` (and their mirrors), as the planner sees
         it, with the rewrites this sidecar remembers there. ``concerning``: only nodes whose
-        names register one of these addresses, say nothing of one, or are remembered."""
+        names register one of these addresses or one ``in_network`` of this host's Docker
+        networks, say nothing of one, or are remembered."""
         mirrors = {p: m for p in parents if (m := self._roots.mirror_of(p))}
         every = [*parents, *mirrors.values()]
         # Instance data changes in place (Curator updates it): never taken from a cache.
@@ -133,7 +135,12 @@ class Observer:
         def wanted(parent: str, name: str) -> bool:
             assert concerning is not None
             host = named_host(name, parent in instance_paths)
-            return host is None or host in concerning or memory.remembers(parent, name)
+            return (
+                host is None
+                or host in concerning
+                or memory.remembers(parent, name)
+                or in_network(host)  # a container may take it (the path is indexed by it)
+            )
 
         read = self._registry.read_paths(
             every, progress, uncached=instance_paths, watch=not self._member,

@@ -20,14 +20,21 @@ class ReadCache:
 
     def __init__(self) -> None:
         self._child_versions: dict[str, int] = {}
+        self._written: set[str] = set()  # paths this session wrote children of since reading
         # name -> node as read, or None: listed, not read (it did not concern the reader)
         self._nodes: OrderedDict[str, dict[str, RegistryNode | None]] = OrderedDict()
 
     def version(self, parent: str) -> int | None:
         return self._child_versions.get(parent)
 
+    def moved_only_by_own_writes(self, parent: str, version: int) -> bool:
+        """Whether ``parent`` at child version ``version`` differs from its last read by
+        this session's own writes alone."""
+        return parent in self._written and self._child_versions.get(parent) == version
+
     def drop(self, parent: str) -> None:
         """``parent`` is gone."""
+        self._written.discard(parent)
         self._nodes.pop(parent, None)
         self._child_versions.pop(parent, None)
 
@@ -53,6 +60,7 @@ class ReadCache:
     ) -> None:
         """What a read of ``parent`` found; ``skipped``: children listed but not read."""
         self._child_versions[parent] = cversion
+        self._written.discard(parent)
         self._nodes[parent] = dict.fromkeys(skipped) | {n.name: n for n in nodes}
         self._nodes.move_to_end(parent)
         while len(self._nodes) > CACHED_PATHS:
@@ -73,6 +81,7 @@ class ReadCache:
                     nodes.pop(name, None)
                 continue
             self._child_versions[parent] += 1
+            self._written.add(parent)
             if nodes is None:
                 continue
             if isinstance(op, Delete):

@@ -198,10 +198,11 @@ class ZooKeeperRegistry(Session):
                 found[parent] = Listing(list(children), stat.cversion)
         return found
 
-    def child_version(self, parent: str) -> int | None:
-        """The child version of ``parent`` as this session last read it, moved by what it
-        wrote there since (None: not read)."""
-        return self._cache.version(parent)
+    def moved_only_by_own_writes(self, parent: str, version: int) -> bool:
+        """Whether ``parent``, listed at child version ``version`` (by anyone), differs from
+        what this session last read there by its own writes alone: no other client created
+        or deleted a child since."""
+        return self._cache.moved_only_by_own_writes(parent, version)
 
     def stats(self, paths: Iterable[str], watch: bool = False) -> dict[str, tuple[int, int] | None]:
         """The owner session and data version of each node (None: gone), pipelined; ``watch``:

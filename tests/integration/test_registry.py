@@ -129,12 +129,13 @@ def test_put_writes_many_nodes_past_the_packet_limit_and_creates_the_missing(
         sidecar.close()
 
 
-def test_the_child_version_after_an_own_write_is_the_one_others_then_list(
+def test_a_path_moved_only_by_the_sessions_own_write_is_told_apart(
     zookeeper: ZooKeeperServer, root: str, registry: KazooClient
 ) -> None:
     """What a fleet member relies on to skip a second read: after reading a path and writing
-    there (a create and a delete in one multi), the child version it keeps is the one a
-    listing then shows; another client's create moves the listing past it."""
+    there (a create and a delete in one multi), the child version a listing then shows is
+    one its own write explains; after another client's create, or with no write of its own
+    since its read, it is not."""
     path = f"{root}/svc/providers"
     registry.ensure_path(path)
     registry.create(f"{path}/original", b"", ephemeral=True)
@@ -142,15 +143,18 @@ def test_the_child_version_after_an_own_write_is_the_one_others_then_list(
     sidecar.connect(15)
     try:
         sidecar.read_paths([path], watch=False)
+        listing = sidecar.list_names([path])[path]
+        assert listing is not None
+        assert not sidecar.moved_only_by_own_writes(path, listing.version)
         sidecar.apply_all(
             [Transaction((Create(f"{path}/rewritten", b""), Delete(f"{path}/original", -1)))]
         )
         listing = sidecar.list_names([path])[path]
         assert listing is not None
-        assert sidecar.child_version(path) == listing.version
+        assert sidecar.moved_only_by_own_writes(path, listing.version)
         registry.create(f"{path}/another", b"", ephemeral=True)
         listing = sidecar.list_names([path])[path]
         assert listing is not None
-        assert sidecar.child_version(path) != listing.version
+        assert not sidecar.moved_only_by_own_writes(path, listing.version)
     finally:
         sidecar.close()

@@ -9,7 +9,8 @@ import pytest
 
 from sidecar import urls
 from sidecar.fleet.indexer import WORK
-from sidecar.model import Endpoint, Origin
+from sidecar.loop.dirty import Work
+from sidecar.model import Container, Endpoint, Origin, PublishedPort
 from tests.unit.fleets import fleet, settle
 from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
 from tests.unit.scenarios import url_name
@@ -121,3 +122,22 @@ def test_other_hosts_changes_on_a_path_do_not_make_a_member_read_it_again() -> N
     settle(hosts)
     assert member.registry.reads[f"list {other}"] == 1
     assert member.registry.reads[f"list {PROVIDERS}"] == 1
+
+
+def test_a_container_that_starts_after_its_provider_registered_is_rewritten() -> None:
+    """A registration of an address in the member's Docker network, before the container
+    that takes it is known there (its event comes late): the member reads it all the same,
+    and rewrites it once the container shows up."""
+    hosts, tree = fleet(3)
+    member, address = member_provider(hosts)
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=SESSION)
+    early = url_name("172.17.0.9", application="early")
+    tree.add(f"{PROVIDERS}/{early}", owner=SESSION)
+    settle(hosts)
+    assert f"get {PROVIDERS}/{early}" in member.registry.reads
+    late = Container("d".ljust(64, "0"), "late", "bridge", ("172.17.0.9",),
+                     (PublishedPort(20880, "0.0.0.0", 32770),))  # fmt: skip
+    member.engine.containers[late.id] = late
+    member.run(Work(containers={late.id}))
+    settle(hosts)
+    assert urls.parse(early).with_endpoint(Endpoint(address, 32770)) in tree.children(PROVIDERS)
