@@ -23,6 +23,7 @@ class Applier:
         self._events = events
         self._metrics = metrics
         self._counted: dict[str, tuple[int, int]] = {}  # path -> (managed, refused)
+        self._totals = (0, 0)  # the sums of _counted
 
     def start(self, decisions: list[Decision]) -> Callable[[], Results]:
         """Send the decisions' transactions; calling the result waits for their outcomes,
@@ -57,20 +58,23 @@ class Applier:
             if d.rewritten_path and (result is None or result.ok):
                 tally[0] += 1
             tally[1] += d.refused
-        for path, (managed, refused) in tallies.items():
-            self._counted[path] = (managed, refused)
+        for path, tally in tallies.items():
+            self._add(self._counted.get(path, (0, 0)), -1)
+            self._counted[path] = (tally[0], tally[1])
+            self._add(self._counted[path], 1)
         managed, refused = self.totals()
         self._metrics.managed.set(managed)
         self._metrics.refused.set(refused)
 
+    def _add(self, tally: tuple[int, int], sign: int) -> None:
+        # Kept as a running sum: a pass over thousands of paths reports path by path.
+        self._totals = (self._totals[0] + sign * tally[0], self._totals[1] + sign * tally[1])
+
     def totals(self) -> tuple[int, int]:
         """Registrations managed and refused, over every path."""
-        return (
-            sum(m for m, _ in self._counted.values()),
-            sum(r for _, r in self._counted.values()),
-        )
+        return self._totals
 
     def forget(self, paths: Iterable[str]) -> None:
         """Paths that no longer exist count nothing."""
         for path in paths:
-            self._counted.pop(path, None)
+            self._add(self._counted.pop(path, (0, 0)), -1)

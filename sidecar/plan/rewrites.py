@@ -33,9 +33,11 @@ def plan_rewritten(ctx: PlanContext, node: RegistryNode) -> Decision:
     parsed = ctx.kind.parse(marker.original, marker.original_data)
     if isinstance(parsed, str):
         return decide(base, Action.LEAVE, f"its original is unreadable now: {parsed}")
-    later = ctx.same_service_rewrites(parsed, marker.original)
+    # Decoding the service of every rewrite at the endpoint is the costly part of a periodic
+    # resync: done only for a provider session that is gone.
     if ctx.owners.disconnected(marker.provider_session) and any(
-        ctx.owners.connected(m.provider_session) for _, m in later
+        ctx.owners.connected(m.provider_session)
+        for _, m in ctx.same_service_rewrites(parsed, marker.original)
     ):
         return decide(
             base, Action.REMOVE, "its provider session is gone and a newer registration "
