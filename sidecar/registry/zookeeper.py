@@ -107,10 +107,13 @@ class ZooKeeperRegistry(Session):
         children = [(parent, name) for parent in parents for name in listings[parent]]
         skipped: dict[str, list[str]] = {parent: [] for parent in parents}
         if wanted is not None:
+            kept = []
             for parent, name in children:
-                if not wanted(parent, name):
+                if wanted(parent, name):
+                    kept.append((parent, name))
+                else:
                     skipped[parent].append(name)
-            children = [c for c in children if wanted(*c)]
+            children = kept
 
         def get(child: tuple[str, str]) -> Any:
             # Data that changes in place (instances) is watched: a change re-reads the path.
