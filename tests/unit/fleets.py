@@ -45,3 +45,13 @@ def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:
     member = host.parts.fleet.member_id if host.parts.fleet else ""
     node = tree.nodes.get(f"{WORK}/{member}")
     return parse_work(node.data)[0] if node else {}
+
+
+def provider_on(hosts: list[Harness], index: int, session: int) -> str:
+    """From now on the servers say ``session`` connects from host ``index`` (every host
+    hears the same servers); that host's address."""
+    address = f"192.0.2.{index + 1}"
+    said = hosts[0].origins.origins
+    assert said is not None
+    said[session] = Origin(address, "zk")
+    return address

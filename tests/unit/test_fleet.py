@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from sidecar import urls
 from sidecar.fleet.routes import Facts, Member, Members, Routes
 from sidecar.loop.dirty import Work
-from sidecar.model import Endpoint, Origin
+from sidecar.model import Endpoint
 from sidecar.sweep import SWEEP_RESYNCS
 from tests.twins import MemoryEngine
-from tests.unit.fleets import PROVIDER, fleet, settle, work_of
+from tests.unit.fleets import PROVIDER, fleet, provider_on, settle, work_of
 from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
 from tests.unit.scenarios import url_name
 
@@ -68,8 +68,7 @@ def test_when_the_indexer_dies_another_member_takes_over() -> None:
     rest = [h for h in hosts if h is not indexer]
     settle(rest)
     assert sum(1 for h in rest if h.parts.fleet and h.parts.fleet.indexer) == 1
-    assert hosts[0].origins.origins is not None
-    hosts[0].origins.origins[0x2003] = Origin("192.0.2.2", "zk")
+    provider_on(hosts, 1, 0x2003)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
     settle(rest)
     assert [PROVIDERS in work_of(tree, h) for h in rest] == [True, False]
@@ -110,8 +109,7 @@ def test_a_later_registration_at_a_known_path_reaches_its_own_host() -> None:
     hosts, tree = fleet(3)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
     settle(hosts)
-    assert hosts[0].origins.origins is not None
-    hosts[0].origins.origins[0x2003] = Origin("192.0.2.2", "zk")
+    provider_on(hosts, 1, 0x2003)
     later = url_name("172.17.0.5", application="later")
     tree.add(f"{PROVIDERS}/{later}", owner=0x2003)
     settle(hosts)
@@ -128,8 +126,7 @@ def test_the_indexer_s_sweep_finds_what_a_lost_watch_hid() -> None:
     settle(hosts)
     [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
     indexer.registry._child_watches.clear()  # as a lost notification would
-    assert hosts[0].origins.origins is not None
-    hosts[0].origins.origins[0x2003] = Origin("192.0.2.2", "zk")  # host 1's provider
+    provider_on(hosts, 1, 0x2003)  # host 1's provider
     tree.add(f"{PROVIDERS}/{url_name('172.17.0.5', application='later')}", owner=0x2003)
     settle(hosts)
     assert PROVIDERS not in work_of(tree, hosts[1])
@@ -189,8 +186,7 @@ def test_a_sidecar_restarted_within_its_session_keeps_its_place_in_the_election(
     now = [restarted if h is indexer else h for h in hosts]
     settle(now)
     assert sum(1 for h in now if h.parts.fleet and h.parts.fleet.indexer) == 1
-    assert hosts[0].origins.origins is not None
-    hosts[0].origins.origins[0x2003] = Origin("192.0.2.2", "zk")
+    provider_on(hosts, 1, 0x2003)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
     settle(now)
     assert tree.children(PROVIDERS) == [rewritten("192.0.2.2")]

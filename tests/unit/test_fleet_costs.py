@@ -10,8 +10,8 @@ import pytest
 from sidecar import urls
 from sidecar.fleet.indexer import WORK
 from sidecar.loop.dirty import Work
-from sidecar.model import Container, Endpoint, Origin, PublishedPort
-from tests.unit.fleets import fleet, settle
+from sidecar.model import Container, Endpoint, PublishedPort
+from tests.unit.fleets import fleet, provider_on, settle
 from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
 from tests.unit.scenarios import url_name
 
@@ -23,10 +23,7 @@ def member_provider(hosts: list[Harness]) -> tuple[Harness, str]:
     """The first host that is not the indexer, with its provider's session known to the
     servers; and that host's address."""
     member = next(h for h in hosts if h.parts.fleet and not h.parts.fleet.indexer)
-    address = f"192.0.2.{hosts.index(member) + 1}"
-    assert member.origins.origins is not None
-    member.origins.origins[SESSION] = Origin(address, "zk")
-    return member, address
+    return member, provider_on(hosts, hosts.index(member), SESSION)
 
 
 def test_a_member_reads_no_data_of_other_hosts_registrations() -> None:
