@@ -154,7 +154,11 @@ def _register(
     host_port = listeners.add(application)
     ports.append((container_port, host_port))
     lines = [f"{c} = {h}" for c, h in ports]
-    mapping.write_text(f'addresses = ["{CONTAINER}"]\n[ports]\n' + "\n".join(lines) + "\n")
+    # Written whole, then renamed: this test is about SIGKILLs, and a reader that catches the
+    # file half written sees a mapping without ports (a case this test does not cover).
+    written = mapping.with_suffix(".new")
+    written.write_text(f'addresses = ["{CONTAINER}"]\n[ports]\n' + "\n".join(lines) + "\n")
+    written.replace(mapping)
     interface = f"com.example.S{rng.randrange(8)}"
     name = java_url_encode(
         f"dubbo://{CONTAINER}:{container_port}/{interface}?application={application}"
