@@ -31,6 +31,7 @@ from bench.workload import (
     process_status,
     rewritten,
     start_sidecar,
+    write_mapping,
 )
 from bench.zkstats import mntr
 from testbed.sidecar_process import SidecarProcess
@@ -143,6 +144,7 @@ def cold_start(
                 host, port = f"10.200.{j // 250 % 250}.{j % 250}", 20880
             nodes.append(f"{paths[interface]}/{name(host, port, f'svc{interface}')}")
         create_all(load, nodes)
+        write_mapping(work, root, mapped)  # configuration, written before the clock starts
 
         say("cold start: pipelined scan (baseline)")
         pipelined = _scan(server.connect_string, root, pipelined=True)

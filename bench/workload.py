@@ -135,13 +135,22 @@ class Consumer:
             return {n: self.first_seen[n] for n in names}
 
 
-def start_sidecar(work: Path, connect: str, root: str, ports: int, *extra: str) -> SidecarProcess:
-    """The sidecar on ``root`` with a static mapping of ``ports`` ports and no Docker
-    (``extra``: more arguments)."""
+def write_mapping(work: Path, root: str, ports: int) -> Path:
+    """The static mapping of ``ports`` ports for the sidecar on ``root`` (left as it is when
+    it already says that: a sidecar re-reads a file changed in the last second before use)."""
     mapping = work / f"ports-{root.strip('/')}.toml"
     lines = [f'addresses = ["{MAPPED_ADDRESS}"]', "[ports]"]
     lines += [f"{p} = {p + HOST_PORT_OFFSET}" for p in range(FIRST_PORT, FIRST_PORT + ports)]
-    mapping.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    if not mapping.exists() or mapping.read_text() != text:
+        mapping.write_text(text)
+    return mapping
+
+
+def start_sidecar(work: Path, connect: str, root: str, ports: int, *extra: str) -> SidecarProcess:
+    """The sidecar on ``root`` with a static mapping of ``ports`` ports and no Docker
+    (``extra``: more arguments)."""
+    mapping = write_mapping(work, root, ports)
     return SidecarProcess(
         work / f"sidecar-{root.strip('/')}.log",
         [

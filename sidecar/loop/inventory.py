@@ -43,6 +43,7 @@ class Inventory:
     ) -> None:
         self.engine = engine
         self._static = static
+        self._candidate: static_source.StaticMapping | None = None
         self._static_file = static_file
         self._static_ports = static_ports
         self._prober = prober
@@ -115,9 +116,17 @@ class Inventory:
             self._events.connection("static_mapping", "unchanged", problem=str(exc))
             return set()
         if mapping == self._static:
+            self._candidate = None
+            return set()
+        if mapping != self._candidate:
+            # A file written in place can be read half written (empty, or cut at a line):
+            # a change is acted on only once a later read (the watch reads again a second
+            # later) finds the same mapping.
+            self._candidate = mapping
+            self._events.debug("static_mapping_settling", ports=len(mapping.ports))
             return set()
         self._events.info("static_mapping_changed", ports=dict(mapping.ports))
-        self._static = mapping
+        self._static, self._candidate = mapping, None
         return {STATIC_ID}
 
     def _refresh_docker(

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import threading
+import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from sidecar.model import STATIC_ID, Container, PublishedPort
 from sidecar.syntax import is_ip, parse_port, quote
 
 _CHECK_EVERY = 1.0
+# A file written in place (an editor that truncates, then writes) can be read half written:
+# a file changed this recently is read again until two reads agree, at start for at most
+# _SETTLE_LIMIT seconds.
+_SETTLE = 1.0
+_SETTLE_LIMIT = 10.0
 _NETWORK_NAMESPACE = "/proc/self/ns/net"
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -72,6 +78,32 @@ def configured(path: Path | None, ports: Iterable[str]) -> StaticMapping:
     if path is not None:
         return load(path, ports)
     return StaticMapping(parse_ports(ports))
+
+
+def settled(path: Path | None, ports: Iterable[str]) -> StaticMapping:
+    """``configured``, at start: a file changed in the last second is read again a second
+    later, until two reads agree (for at most 10 s), so that a half-written file (empty, cut
+    at a line, not yet TOML) is neither mapped nor refused."""
+    ports = tuple(ports)
+    deadline = time.monotonic() + _SETTLE_LIMIT
+    earlier: StaticMapping | None = None
+    while path is not None and _young(path) and time.monotonic() < deadline:
+        try:
+            found: StaticMapping | None = configured(path, ports)
+        except StaticMappingError:
+            found = None
+        if found is not None and found == earlier:
+            return found
+        earlier = found
+        time.sleep(_SETTLE)
+    return configured(path, ports)
+
+
+def _young(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < _SETTLE
+    except OSError:
+        return False
 
 
 @functools.lru_cache(maxsize=1)
@@ -142,7 +174,9 @@ def load(path: Path, extra_ports: Iterable[str] = ()) -> StaticMapping:
 
 
 class StaticWatch:
-    """Reports when the mapping file changes (checked once a second; a stat is cheap)."""
+    """Reports when the mapping file changes (checked once a second; a stat is cheap), and
+    once more a second later, so that the reader can confirm a change by reading the same
+    mapping twice (a file written in place can be read half written)."""
 
     def __init__(self, path: Path, on_change: Callable[[], None]) -> None:
         self._path = path
@@ -165,9 +199,11 @@ class StaticWatch:
         return stat.st_mtime_ns, stat.st_size
 
     def _run(self) -> None:
+        confirm = False
         while not self._stopping.wait(_CHECK_EVERY):
             stamp = self._stamp()
-            if stamp != self._seen:
+            if stamp != self._seen or confirm:
+                confirm = stamp != self._seen
                 self._seen = stamp
                 self._on_change()
 
