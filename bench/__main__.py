@@ -31,6 +31,7 @@ from bench.workload import (
     process_status,
     rewritten,
     start_sidecar,
+    wait_settled,
     write_mapping,
 )
 from bench.zkstats import mntr
@@ -157,6 +158,7 @@ def cold_start(
         finished = datetime.datetime.fromisoformat(done["timestamp"])
         cold = (finished - started).total_seconds()
         rss_mb = process_status(sidecar.pid, "VmHWM") / 1024
+        wait_settled(sidecar.pid)  # its first writes' watches fire: that is not idle yet
         say(f"cold start: {idle_seconds:.0f} s idle")
         cpu_before = process_cpu(sidecar.pid)
         events_before = len(sidecar.events())

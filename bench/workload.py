@@ -15,6 +15,7 @@ from kazoo.recipe.watchers import ChildrenWatch  # type: ignore[import-untyped,u
 from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.dubbo_url import java_url_encode
+from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 
 # Registrations the sidecar can map: this address, ports from FIRST_PORT on, published (in
@@ -43,6 +44,21 @@ def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_settled(pid: int, window: float = 3.0, allowance: float = 0.05) -> None:
+    """Until a process has used at most ``allowance`` CPU seconds over ``window`` seconds
+    (a sidecar finishing its start: planning again the paths whose watches its own first
+    writes fired)."""
+    samples: list[tuple[float, float]] = []
+
+    def settled() -> bool:
+        now, cpu = time.monotonic(), process_cpu(pid)
+        samples.append((now, cpu))
+        old = [u for t, u in samples if now - t >= window]
+        return bool(old) and cpu - old[-1] <= allowance
+
+    wait_until(settled, 300, interval=0.5, message="the sidecar never settled")
 
 
 def process_status(pid: int, field: str) -> float:

@@ -167,6 +167,7 @@ class MemoryRegistry:
         changed = set()
         for parent in parents:
             self.requests += 1
+            self.reads[f"stat {parent}"] += 1
             node = self.nodes.get(parent)
             if node is None or self._read_cversions.get(parent) != node.cversion:
                 changed.add(parent)

@@ -22,6 +22,7 @@ class Work:
 
     full: bool = False
     local: bool = False  # the paths that concern this host's containers and rewrites
+    replan: bool = False  # ... all of them planned again, not only those that may have moved
     all_containers: bool = False
     static: bool = False  # the static mapping file changed
     lease: bool = False

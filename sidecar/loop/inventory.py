@@ -145,9 +145,15 @@ class Inventory:
                 subnets, self._gateways = engine.networks()
                 found.everything = bool(self._subnets) and subnets != self._subnets
                 self._subnets = subnets
-                found.keys = self._keys_of(set(self.containers) | {c.id for c in listed})
-                self.containers = {c.id: c for c in listed}
-                found.keys |= self._keys_of(set(self.containers))
+                # Only containers that differ from what the events said (a missed event):
+                # their paths, under the old addresses and the new, are read again.
+                now = {c.id: c for c in listed}
+                moved = {
+                    i for i in self.containers.keys() | now if self.containers.get(i) != now.get(i)
+                }
+                found.keys = self._keys_of(moved)
+                self.containers = now
+                found.keys |= self._keys_of(moved)
                 self.fresh = found.listed = True
             else:
                 for container_id in changed - {STATIC_ID}:

@@ -108,6 +108,14 @@ class Memory:
             r.marker.container_endpoint for nodes in self.managed.values() for r in nodes.values()
         }
 
+    def provider_sessions(self, parents: Iterable[str]) -> dict[str, set[int]]:
+        """Per path holding rewrites, the sessions of their providers (none: persistent)."""
+        return {
+            parent: {r.marker.provider_session for r in self.managed[parent].values()} - {0}
+            for parent in parents
+            if parent in self.managed
+        }
+
     def forget(self, parent: str) -> None:
         """A path that no longer exists."""
         self.managed.pop(parent, None)

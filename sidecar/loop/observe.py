@@ -158,6 +158,15 @@ class Observer:
             for parent in parents
         ]
 
+    def sessions_gone(self, sessions: set[int]) -> set[int]:
+        """Of ``sessions``, those every server says is not connected now (the servers are
+        asked when their last answer is over a second old). A fleet member goes by the last
+        answer it has: asking at every resync would cost each server a ``cons`` per host."""
+        if sessions and not self._member:
+            self._fetch_origins(max_age=_ORIGINS_MAX_AGE)
+        origins = self._origins
+        return {s for s in sessions if origins is not None and origins.gone(s)}
+
     def _ownership(
         self,
         origins: Origins | None,

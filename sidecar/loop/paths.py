@@ -87,6 +87,9 @@ class PathIndex:
         self._swept_up_to = 0
         self._paths_by_key: dict[str, set[str]] = defaultdict(set)
         self._keys_by_path: dict[str, set[str]] = {}
+        # Paths whose last plan left something unsettled (a write, a refusal, a wait, a retry):
+        # a periodic resync plans them again even when nothing they show has changed.
+        self.restless: set[str] = set()
 
     def paths_of(self, keys: Iterable[str]) -> set[str]:
         return {path for key in keys for path in self._paths_by_key.get(key, ())}
@@ -112,7 +115,15 @@ class PathIndex:
             self.known[root] = current
         for path in gone:
             self.forget(path)
+        self.restless -= gone
         return gone
+
+    def planned(self, path: str, settled: bool) -> None:
+        """``path`` was just planned: everything in it ``settled``, or not."""
+        if settled:
+            self.restless.discard(path)
+        else:
+            self.restless.add(path)
 
     def next_sweep_slice(self) -> set[str]:
         everything = sorted(path for paths in self.known.values() for path in paths)

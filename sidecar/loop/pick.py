@@ -22,13 +22,26 @@ def paths_to_read(p: Parts, work: Work) -> tuple[set[str], dict[str, set[str]]]:
         current = set(scope_paths(p, root))
         listed[root] = current
         paths |= current if work.full else current - p.index.known[root]
-    # Paths holding remembered rewrites are read too: those may have to be re-created.
     if work.full or work.local:
-        paths |= set(p.memory.managed)
-    if work.local:
-        paths |= p.index.paths_of(p.inventory.local_keys())
-        paths |= p.registry.changed_since_read(p.index.next_sweep_slice())
+        paths |= local_paths(p, work, p.index.next_sweep_slice() if work.local else set())
     return paths, listed
+
+
+def local_paths(p: Parts, work: Work, sweep: set[str]) -> set[str]:
+    """The paths that concern this host: those holding its rewrites (they may have to be
+    re-created) and those its containers' addresses appear in. A periodic resync plans only
+    those that may plan differently now: changed since last read, left unsettled by their
+    last plan, or holding a rewrite whose provider session the servers no longer know. A
+    full pass, a new address or a scope taken over plans them all. ``sweep``: other paths
+    to plan if they changed since last read (the sweep's slice), checked in the same go."""
+    paths = set(p.memory.managed) | p.index.paths_of(p.inventory.local_keys())
+    if work.full or work.replan:
+        return paths | p.registry.changed_since_read(sweep - paths)
+    restless = paths & p.index.restless
+    providers = p.memory.provider_sessions(paths - restless)
+    gone = p.observer.sessions_gone(set().union(*providers.values()))
+    restless |= {path for path, sessions in providers.items() if sessions & gone}
+    return restless | p.registry.changed_since_read((paths | sweep) - restless)
 
 
 def fleet_paths(
@@ -49,7 +62,7 @@ def fleet_paths(
     member = f"{p.engine_id}+{scope.lease_name}"
     paths = work.paths | fleet.keep(member, session, hosts, containers, about, work)
     if work.full or work.local:
-        paths |= set(p.memory.managed) | p.index.paths_of(p.inventory.local_keys())
+        paths |= local_paths(p, work, set())
     return paths
 
 

@@ -86,7 +86,7 @@ class Reconciler:
                 "address_changed", before=before.address, address=found.address,
                 source=found.source,
             )  # fmt: skip
-            work.local = True
+            work.local = work.replan = True
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -160,7 +160,8 @@ class Reconciler:
             if not p.lease.hold(session, work, self._about(), p.observer.session_gone, p.retries):
                 return None, 0
             if p.lease.settle_if_due():
-                work.local = True  # take this container's rewrites over from the per-host one
+                # Take this container's rewrites over from the per-host one.
+                work.local = work.replan = True
             if p.proxy is not None:
                 return Counter(), 0  # the proxy rewrites in flight: nothing to read or write
         if work.full:
@@ -297,11 +298,14 @@ class Reconciler:
         }
         again |= self._plan_failed.intersection(chunk)
         self._plan_failed.difference_update(chunk)
+        restless = again | {d.node.parent for d in decisions if not d.settled}
         for path in chunk:
             if path in again:
                 p.retries.schedule(path)
             else:
                 p.retries.succeeded(path)
+            mirror = p.roots.mirror_of(path)
+            p.index.planned(path, path not in restless and mirror not in restless)
         if p.observing:
             self.decided += decisions
         else:
@@ -336,7 +340,7 @@ class Reconciler:
         p = self.parts
         for path in work.paths | work.roots:
             p.retries.schedule(path)
-        if work.full:
+        if work.full or work.replan:  # a periodic resync would not plan every path again
             p.retries.schedule(Whole.EVERYTHING)
         if work.lease:
             p.retries.schedule(Whole.LEASE)

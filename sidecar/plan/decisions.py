@@ -104,6 +104,13 @@ class Decision:
     own_in_place: bool = False
 
     @property
+    def settled(self) -> bool:
+        """Whether planning again can only decide the same until the path, a container or a
+        provider session changes: nothing to write, wait for or prove."""
+        quiet = self.action in (Action.KEEP, Action.LEAVE, Action.FORGET)
+        return quiet and not (self.refused or self.provisional)
+
+    @property
     def interface(self) -> str:
         return interface_of(self.node.parent)
 

@@ -9,6 +9,7 @@ from sidecar import urls
 from sidecar.config import Settings, load_settings
 from sidecar.fleet.indexer import FLEET_ROOT
 from sidecar.loop.dirty import Dirty, Work
+from sidecar.loop.observe import Observer
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
@@ -65,6 +66,8 @@ class Harness:
             lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"},
         )  # fmt: skip
         parts.retries = Retries(self.clock)
+        parts.observer = Observer(self.registry, self.origins, roots, self.settings.host_address,
+                                  self.clock, member=self.settings.fleet)  # fmt: skip
         parts.observing = self.observing
         self.parts = parts
         self.reconciler = Reconciler(parts, AdvertiseHost(self.host, "--advertise-host"))
