@@ -158,14 +158,18 @@ class Observer:
             for parent in parents
         ]
 
-    def sessions_gone(self, sessions: set[int]) -> set[int]:
+    def sessions_gone(
+        self, sessions: set[int], told: Mapping[int, Origin] | None = None
+    ) -> set[int]:
         """Of ``sessions``, those every server says is not connected now (the servers are
-        asked when their last answer is over a second old). A fleet member goes by the last
-        answer it has: asking at every resync would cost each server a ``cons`` per host."""
-        if sessions and not self._member:
+        asked when their last answer is over a second old). ``told``: in a fleet, the
+        sessions the indexer found connected; as in planning, only the others are asked
+        about (asking at every resync would cost each server a ``cons`` per host)."""
+        unsure = sessions - told.keys() if told is not None else sessions
+        if unsure:
             self._fetch_origins(max_age=_ORIGINS_MAX_AGE)
         origins = self._origins
-        return {s for s in sessions if origins is not None and origins.gone(s)}
+        return {s for s in unsure if origins is not None and origins.gone(s)}
 
     def _ownership(
         self,
