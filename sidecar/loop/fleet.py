@@ -43,6 +43,7 @@ class FleetKeeper:
         self._written: tuple[int, bytes] | None = None  # member data, as of which session
         self._work: dict[str, tuple[str, int]] = {}  # path -> digest, child version; as read
         self.origins: dict[int, Origin] = {}  # the routed sessions' origins, as the work says
+        self._deferred: set[str] = set()  # registry paths changed, indexed next pass
 
     def watched(self) -> frozenset[str]:
         """Fleet nodes whose changes this member acts on."""
@@ -73,7 +74,7 @@ class FleetKeeper:
         if ELECTION in work.fleet or self._before in work.fleet or work.full:
             self._elect(session)
         if self.indexer is not None:
-            self._index(work)
+            self._index_unless_own_work(work)
         self._count(work.full or work.local)
         if work.full or work.local or WORK in work.fleet or self.work_path in work.fleet:
             return self._read_work(everything=work.full)
@@ -132,6 +133,23 @@ class FleetKeeper:
             self._before = f"{ELECTION}/{ahead[-1]}"
             if self._registry.owner_of(self._before) is None:  # gone already: elect again
                 self._elect(session)
+
+    def _index_unless_own_work(self, work: Work) -> None:
+        """Index what changed, unless this member's own work changed too and nothing but
+        registry paths did: then this host's paths are planned first, and the changes wait
+        for the next pass, which comes at once. In a storm those changes are mostly the
+        fleet's own rewrites, and this host's rewrites would queue behind indexing them."""
+        # A work node's data change is reported as its parent's.
+        own = {WORK, self.work_path}
+        routine = not (work.full or work.local or work.roots or work.fleet - own)
+        if work.fleet & own and work.indexed and routine:
+            self._deferred |= work.indexed
+            work.indexed = set()
+            work.more = True
+            return
+        work.indexed |= self._deferred
+        self._deferred = set()
+        self._index(work)
 
     def _index(self, work: Work) -> None:
         indexer = self.indexer

@@ -50,6 +50,7 @@ class Reconciler:
         """Log and act on the sources' reports: connection changes, Docker's event stream,
         a new advertised address; and add the retries that are due."""
         p = self.parts
+        work.more = False  # this is the pass that was asked for; this one may ask for another
         for state, at in work.connection:
             connected = state in (Connection.CONNECTED, Connection.RESUMED)
             session = f"0x{p.registry.session_id:x}" if connected else None

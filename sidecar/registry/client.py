@@ -133,6 +133,16 @@ class Session:
         yield from self._drain(pending)
 
     def _drain(self, pending: list[tuple[K, Any]]) -> Iterable[tuple[K, Any]]:
+        # A session's replies come in request order: once the last is in, so are the others.
+        # Waiting for it alone wakes this thread once per batch, not once per reply (each
+        # wake-up is a thread switch, what a pass of many small reads mostly cost).
+        if pending:
+            try:
+                self._wait(pending[-1][1])
+            except Interrupted:
+                raise
+            except Exception:  # reported below, in its turn
+                pass
         for key, async_result in pending:
             try:
                 yield key, self._wait(async_result)

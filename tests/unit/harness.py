@@ -78,14 +78,20 @@ class Harness:
     def settle(self, passes: int = 20) -> None:
         """Run passes over the work the watches marked, until there is none."""
         for _ in range(passes):
-            self.dirty.watch_leases(self.parts.lease.watched_paths())
-            work = self.dirty.take(timeout=0)
-            if not work:
+            if not self.one_pass():
                 return
-            self.run(work)
-            if work.more:
-                self.dirty.again()
         raise AssertionError(f"still busy after {passes} passes")
+
+    def one_pass(self) -> bool:
+        """One pass of the loop over the work marked so far; False if there was none."""
+        self.dirty.watch_leases(self.parts.lease.watched_paths())
+        work = self.dirty.take(timeout=0)
+        if not work:
+            return False
+        self.run(work)
+        if work.more:
+            self.dirty.again()
+        return True
 
     def run(self, work: Work) -> None:
         self.reconciler.absorb(work)

@@ -138,3 +138,26 @@ def test_a_container_that_starts_after_its_provider_registered_is_rewritten() ->
     member.run(Work(containers={late.id}))
     settle(hosts)
     assert urls.parse(early).with_endpoint(Endpoint(address, 32770)) in tree.children(PROVIDERS)
+
+
+def test_the_indexers_host_plans_its_own_work_before_indexing_the_fleets_writes() -> None:
+    """The indexer routes a registration to a member and one to its own host; the member's
+    rewrite changes its path. The indexer's next pass rewrites its own host's registration
+    first, and lists the path the member changed only in the pass after."""
+    hosts, tree = fleet(3)
+    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    member, _ = member_provider(hosts)
+    own_address = provider_on(hosts, hosts.index(indexer), 0x2004)
+    other = "/dubbo/com.example.Other/providers"
+    own = url_name("172.17.0.5", interface="com.example.Other")
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=SESSION)
+    tree.add(f"{other}/{own}", owner=0x2004)
+    indexer.one_pass()  # indexes both, publishes both members' work
+    member.settle()  # the member's rewrite fires the indexer's watch on PROVIDERS
+    listed = indexer.registry.reads[f"list {PROVIDERS}"]
+    indexer.one_pass()
+    assert urls.parse(own).with_endpoint(Endpoint(own_address, 32768)) in tree.children(other)
+    assert indexer.registry.reads[f"list {PROVIDERS}"] == listed
+    indexer.one_pass()
+    assert indexer.registry.reads[f"list {PROVIDERS}"] == listed + 1
+    settle(hosts)  # the pass asked for is the last: the fleet comes to rest
