@@ -52,7 +52,7 @@ def assemble(
 ) -> Loop:
     """The daemon. Raises StateFileBusy, OSError (the listen address), StaticMappingError and
     DockerConfigError."""
-    static = static_source.settled(settings.static_file, settings.static_ports)
+    static = static_source.at_start(settings.static_file, settings.static_ports)
     persistence = Persistence(settings.state_file, events)
     roots = Roots(settings)
     dirty = Dirty(roots.all, roots.source_of, FLEET_ROOT if settings.fleet else None)
@@ -185,7 +185,7 @@ class _OnePass:
         events: Events,
         environ: Mapping[str, str],
     ) -> None:
-        self._static = static_source.settled(settings.static_file, settings.static_ports)
+        self._static = static_source.at_start(settings.static_file, settings.static_ports)
         self._registry = ReadOnlyRegistry(
             settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
             digest=_digest(settings),

@@ -80,7 +80,7 @@ def configured(path: Path | None, ports: Iterable[str]) -> StaticMapping:
     return StaticMapping(parse_ports(ports))
 
 
-def settled(path: Path | None, ports: Iterable[str]) -> StaticMapping:
+def at_start(path: Path | None, ports: Iterable[str]) -> StaticMapping:
     """``configured``, at start: a file changed in the last second is read again a second
     later, until two reads agree (for at most 10 s), so that a half-written file (empty, cut
     at a line, not yet TOML) is neither mapped nor refused."""

@@ -83,7 +83,7 @@ def test_start_waits_until_a_file_being_written_is_whole(tmp_path: Path) -> None
     writer = threading.Timer(0.3, lambda: mapping.write_text(FULL))
     writer.start()
     try:
-        found = static.settled(mapping, ())
+        found = static.at_start(mapping, ())
     finally:
         writer.cancel()
     assert found.ports == ((20880, 30880), (20881, 30881))
