@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import (
-    FIRST_PORT,
     HOST_PORT_OFFSET,
     MAPPED_ADDRESS,
     check_stopping,
+    mapping_file,
     process_cpu,
     process_status,
 )
@@ -127,10 +127,7 @@ class Fleet:
 
     def _sidecar(self, host: Host) -> SidecarProcess:
         self.runs[host.index] += 1
-        mapping = self.directory(host) / "ports.toml"
-        lines = [f'addresses = ["{CONTAINER_ADDRESS}"]', "[ports]"]
-        lines += [f"{p} = {p + HOST_PORT_OFFSET}" for p in range(FIRST_PORT, FIRST_PORT + PORTS)]
-        mapping.write_text("\n".join(lines) + "\n")
+        mapping = mapping_file(self.directory(host) / "ports.toml", CONTAINER_ADDRESS, PORTS)
         args = [
             *("--zookeeper", self._connect, "--root", self._root),
             *("--services-root", f"{self._root}-services", "--docker-url", "none"),

@@ -152,10 +152,15 @@ class Consumer:
 
 
 def write_mapping(work: Path, root: str, ports: int) -> Path:
-    """The static mapping of ``ports`` ports for the sidecar on ``root`` (left as it is when
-    it already says that: a sidecar re-reads a file changed in the last second before use)."""
-    mapping = work / f"ports-{root.strip('/')}.toml"
-    lines = [f'addresses = ["{MAPPED_ADDRESS}"]', "[ports]"]
+    """The static mapping of ``ports`` ports for the sidecar on ``root``."""
+    return mapping_file(work / f"ports-{root.strip('/')}.toml", MAPPED_ADDRESS, ports)
+
+
+def mapping_file(mapping: Path, address: str, ports: int) -> Path:
+    """A static mapping of ``address``'s ports FIRST_PORT... to +HOST_PORT_OFFSET, left as
+    it is when it already says that (a sidecar re-reads a file changed in the last second
+    before use)."""
+    lines = [f'addresses = ["{address}"]', "[ports]"]
     lines += [f"{p} = {p + HOST_PORT_OFFSET}" for p in range(FIRST_PORT, FIRST_PORT + ports)]
     text = "\n".join(lines) + "\n"
     if not mapping.exists() or mapping.read_text() != text:
