@@ -16,7 +16,13 @@ from kazoo.security import CREATOR_ALL_ACL
 
 from sidecar.model import Connection
 from sidecar.registry.cache import ReadCache
-from sidecar.registry.connection import MarkingHandler, held, rearm
+from sidecar.registry.connection import (
+    MarkingHandler,
+    PollingHandler,
+    held,
+    rearm,
+    send_together,
+)
 from sidecar.registry.outcomes import Failed, Interrupted
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
@@ -59,8 +65,9 @@ class Session:
             auth_data=[("digest", digest)] if digest else None,
             connection_retry=KazooRetry(max_tries=-1, max_delay=5),
             command_retry=KazooRetry(max_tries=3, max_delay=2),
-            handler=MarkingHandler(mark) if mark else None,
+            handler=MarkingHandler(mark) if mark else PollingHandler(),
         )
+        send_together(self._client)
         self._client.add_listener(self._state_changed)
 
     def connect(self, timeout: float) -> None:

@@ -158,3 +158,60 @@ def test_a_path_moved_only_by_the_sessions_own_write_is_told_apart(
         assert not sidecar.moved_only_by_own_writes(path, listing.version)
     finally:
         sidecar.close()
+
+
+def test_reads_queued_together_are_sent_together_and_each_gets_its_answer(
+    zookeeper: ZooKeeperServer, root: str, registry: KazooClient
+) -> None:
+    """A read of 1,200 paths at once goes out in a few writes, not one per request; each
+    path still gets its own listing, and its own watch: a later change to one path is
+    reported for that path alone."""
+    paths = [f"{root}/s{i}/providers" for i in range(1200)]
+    for result in [registry.create_async(f"{p}/n{i}", makepath=True) for i, p in enumerate(paths)]:
+        result.get(timeout=10)
+    changed: list[str] = []
+    sidecar = ZooKeeperRegistry(zookeeper.connect_string, 10, changed.append, lambda _: None)
+    sidecar.connect(15)
+    writes = 0
+    connection = sidecar._client._connection
+    write = connection._write
+
+    def counted(*args: object) -> None:
+        nonlocal writes
+        writes += 1
+        write(*args)
+
+    connection._write = counted
+    try:
+        listed = sidecar.list_names(paths)
+        assert {p: listing.names if listing else None for p, listing in listed.items()} == {
+            p: [f"n{i}"] for i, p in enumerate(paths)
+        }
+        assert writes <= len(paths) // 10
+        registry.create(f"{paths[777]}/again")
+        wait_until(lambda: bool(changed), 10, message="the change was not reported")
+        assert changed == [paths[777]]
+    finally:
+        sidecar.close()
+
+
+def test_a_request_that_cannot_be_encoded_fails_alone(
+    zookeeper: ZooKeeperServer, root: str, registry: KazooClient
+) -> None:
+    """A path with no UTF-8 form fails its own request; the requests sent with it are
+    answered and the connection lives on (kazoo's own loop died on it: nothing answered
+    again)."""
+    registry.ensure_path(f"{root}/ok")
+    sidecar = ZooKeeperRegistry(zookeeper.connect_string, 10, lambda _: None, lambda _: None)
+    sidecar.connect(15)
+    try:
+        client = sidecar._client
+        bad = client.get_children_async(f"{root}/\udc80")
+        good = client.get_children_async(f"{root}/ok")
+        with pytest.raises(UnicodeEncodeError):
+            bad.get(timeout=10)
+        assert good.get(timeout=10) == []
+        assert sidecar.list_names([f"{root}/ok"])[f"{root}/ok"] is not None
+        assert sidecar.alive
+    finally:
+        sidecar.close()

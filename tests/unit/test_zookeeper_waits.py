@@ -1,0 +1,82 @@
+"""How the ZooKeeper client's connection thread waits on its sockets (one poll(2) call):
+what is ready is reported as kazoo's own select reports it, a hung-up peer counts as
+readable (the read then reports the drop), and a closed socket is an error."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sidecar.registry.connection import poll_select
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_a_socket_with_nothing_to_read_is_only_writable(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Nothing sent yet: not readable; a socket with room in its buffer is writable."""
+    a, _ = pair
+    assert poll_select([a], [a], 0) == ([], [a], [])
+
+
+def test_a_socket_with_data_is_readable(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Once the peer sends, the socket is readable, given as an object or as a descriptor."""
+    a, b = pair
+    b.send(b"\0")
+    assert poll_select([a], [], 1.0) == ([a], [], [])
+    assert poll_select([a.fileno()], [], 1.0) == ([a.fileno()], [], [])
+
+
+def test_only_the_ready_ones_are_returned(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Of several sockets waited on, only those ready are returned, in the order given."""
+    a, b = pair
+    c, d = socket.socketpair()
+    try:
+        d.send(b"\0")
+        assert poll_select([a, c], [], 1.0) == ([c], [], [])
+        b.send(b"\0")
+        assert poll_select([a, c], [], 1.0) == ([a, c], [], [])
+    finally:
+        c.close()
+        d.close()
+
+
+def test_nothing_ready_returns_empty_after_the_timeout(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """With nothing to read, the wait ends after its timeout with nothing ready."""
+    a, _ = pair
+    started = time.monotonic()
+    assert poll_select([a], [], 0.05) == ([], [], [])
+    assert time.monotonic() - started >= 0.04
+
+
+def test_a_peer_that_hung_up_makes_the_socket_readable(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A closed peer wakes the wait: the read that follows finds the end of the stream."""
+    a, b = pair
+    b.close()
+    assert poll_select([a], [], 1.0) == ([a], [], [])
+    assert a.recv(1) == b""
+
+
+def test_a_closed_socket_is_an_error(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Waiting on a socket closed meanwhile raises ValueError, as kazoo's own wait does."""
+    a, _ = pair
+    descriptor = a.fileno()
+    a.close()
+    with pytest.raises(ValueError, match="fd"):
+        poll_select([a], [], 0)
+    with pytest.raises(ValueError, match="fd"):
+        poll_select([descriptor], [], 0)
