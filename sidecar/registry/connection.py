@@ -39,12 +39,11 @@ def poll_select(
     """Which of ``rlist`` can be read and of ``wlist`` written (files or descriptors), waiting
     at most ``timeout`` seconds (None: until one can); as kazoo's select, a closed one raises
     ValueError."""
+    reads = [(obj, _fd(obj)) for obj in rlist]
+    writes = [(obj, _fd(obj)) for obj in wlist]
     wanted: dict[int, int] = {}
-    for objects, mask in ((rlist, select.POLLIN), (wlist, select.POLLOUT)):
-        for obj in objects:
-            fd = _fd(obj)
-            if fd < 0:
-                raise ValueError("Invalid event mask or fd")
+    for pairs, mask in ((reads, select.POLLIN), (writes, select.POLLOUT)):
+        for _, fd in pairs:
             wanted[fd] = wanted.get(fd, 0) | mask
     poller = select.poll()
     for fd, mask in wanted.items():
@@ -54,13 +53,16 @@ def poll_select(
         raise ValueError("Invalid event mask or fd")
     # A hung-up or failed socket counts as ready: reading or writing it reports the error.
     broken = select.POLLHUP | select.POLLERR
-    readable = [o for o in rlist if ready.get(_fd(o), 0) & (select.POLLIN | broken)]
-    writable = [o for o in wlist if ready.get(_fd(o), 0) & (select.POLLOUT | broken)]
+    readable = [o for o, fd in reads if ready.get(fd, 0) & (select.POLLIN | broken)]
+    writable = [o for o, fd in writes if ready.get(fd, 0) & (select.POLLOUT | broken)]
     return readable, writable, []
 
 
 def _fd(obj: Any) -> int:
-    return obj if isinstance(obj, int) else int(obj.fileno())
+    fd = obj if isinstance(obj, int) else int(obj.fileno())
+    if fd < 0:  # a socket closed meanwhile
+        raise ValueError("Invalid event mask or fd")
+    return fd
 
 
 class MarkingHandler(PollingHandler):
@@ -123,7 +125,8 @@ def send_together(client: KazooClient) -> None:
         if not queue or not _plain(queue[0][0]):
             send_one(read_timeout, connect_timeout)  # also drops a wake-up left by a failure
             return
-        # Only requests whose wake-up byte is in: a request is queued before its byte.
+        # No more requests than wake-up bytes are in (a request is queued before its byte),
+        # so taking one byte per request sent never waits.
         try:
             woken = len(wakes.recv(len(queue), socket.MSG_PEEK | socket.MSG_DONTWAIT))
         except BlockingIOError:
