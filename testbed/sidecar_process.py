@@ -106,7 +106,7 @@ class SidecarProcess:
 
     @property
     def session(self) -> int:
-        """The ZooKeeper session it logged most recently."""
+        """The ZooKeeper session of its first connection."""
         return int(self.wait_for_event("zookeeper_connected")["session"], 16)
 
     def terminate(self, timeout: float = 10.0, sig: signal.Signals = signal.SIGTERM) -> int:

@@ -120,6 +120,9 @@ def test_curator_provider_keeps_its_node_through_updates_reconnects_and_death(
     assert stat.mtime - stat.ctime < 1000
     assert stat.ephemeralOwner == session
 
+    # A rewrite is logged after it commits: wait for the third line (first pass, update,
+    # re-registration) before taking the count that the container's death must not change.
+    sidecar.logged("rewrite-in-place", count=3)
     written = writes_to(sidecar, path)
     assert provider.container is not None
     provider.container.kill()

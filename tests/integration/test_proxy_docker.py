@@ -95,7 +95,10 @@ def test_provider_in_a_container_registers_through_the_proxy(
     listings.wait_for(name)
     assert not any(original_name(app) in seen for seen in listings.all())
     assert pong("127.0.0.1", port).startswith("pong in-pod ")
-    instance = json.loads(registry.get(f"{services}/in-pod/127.0.0.1:{port}")[0])
+    # The provider registers its instance after its URL.
+    instance_path = f"{services}/in-pod/127.0.0.1:{port}"
+    wait_until(lambda: registry.exists(instance_path), 5, message="no instance")
+    instance = json.loads(registry.get(instance_path)[0])
     assert (instance["address"], instance["port"], instance["id"]) == (
         "127.0.0.1",
         port,

@@ -91,7 +91,8 @@ def test_docker_outage_changes_nothing_until_docker_is_back(
         message="did not catch up after Docker came back",
     )
     assert sidecar.logged("docker_answering")
-    assert get(f"{sidecar.ops_url}/readyz")[0] == 200
+    # Readiness is set once the pass that wrote the catch-up has returned.
+    wait_until(lambda: get(f"{sidecar.ops_url}/readyz")[0] == 200, 5, message="not ready")
 
 
 # -- Never rewrite another host's provider ----------------------------------------------------
@@ -310,4 +311,5 @@ def test_provider_that_stops_serving_is_removed_and_restored(
     provider.kill(signal=signal.SIGUSR2)
     wait_until(lambda: children(registry, providers) == [rewritten], 10, message="not restored")
     assert sidecar.logged("restore")
-    assert watch.lists()[-1] == [rewritten]
+    # The watch's notification may trail a direct read: wait for the consumer to be shown it.
+    wait_until(lambda: watch.lists()[-1] == [rewritten], 5, message="consumer not shown it")

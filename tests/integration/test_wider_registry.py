@@ -59,6 +59,8 @@ def test_application_instance_and_both_protocols_are_mapped_port_by_port(
     tri_port = published_port(provider, "50051/tcp")
     ip = container_ip(provider)
     app = f"{services}/demo-provider"
+    # The provider registers its instance after its URLs.
+    wait_until(lambda: registry.exists(f"{app}/{ip}:20880"), 5, message="no instance")
     original_instance, original_stat = registry.get(f"{app}/{ip}:20880")
     sidecar = start_sidecar("--services-root", services)
 
