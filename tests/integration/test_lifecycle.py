@@ -116,6 +116,7 @@ def test_killed_sidecar_resumes_its_session_and_consumers_see_no_gap(
     rewritten = rewritten_name(provider)
     wait_until(lambda: children(registry, providers) == [rewritten], 5, message="not rewritten")
     session = owner(registry, f"{providers}/{rewritten}")
+    created = registry.get(f"{providers}/{rewritten}")[1].czxid
     watch = ProvidersWatch(registry, providers)
 
     first.kill()
@@ -123,6 +124,8 @@ def test_killed_sidecar_resumes_its_session_and_consumers_see_no_gap(
 
     assert second.session == session
     assert second.events("session_resumed")
+    # The same node (a watch's notification may trail; the creating transaction does not).
+    assert registry.get(f"{providers}/{rewritten}")[1].czxid == created
     assert owner(registry, f"{providers}/{rewritten}") == session
     assert all(seen == [rewritten] for seen in watch.lists())
     assert not [e for e in second.events() if e["event"] in ("rewrite", "update", "restore")]
