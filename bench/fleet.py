@@ -39,9 +39,9 @@ from bench.workload import (
 )
 from bench.zkstats import connected_sessions, cpu_seconds, packets, restarted, total
 from sidecar.records import RECORDS_ROOT
+from testbed.ensemble import ZooKeeperEnsemble
 from testbed.hosts import Hosts
 from testbed.polling import wait_until
-from testbed.zookeeper import ZooKeeperEnsemble
 
 ROOT = "/fleet"
 PER_INTERFACE = 5  # registrations per interface in the registry, on other hosts' addresses

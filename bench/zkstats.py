@@ -11,7 +11,8 @@ from collections import Counter
 
 from bench.workload import process_cpu
 from sidecar.registry.sessions import parse_cons
-from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
+from testbed.ensemble import ZooKeeperEnsemble
+from testbed.zookeeper import ZooKeeperServer
 
 _asked: Counter[int] = Counter()  # per server (client port): four-letter words sent
 

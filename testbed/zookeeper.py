@@ -1,4 +1,4 @@
-"""Real ZooKeeper servers (standalone or a loopback ensemble) run as child processes for tests."""
+"""Real ZooKeeper servers (standalone or an ensemble's members) run as child processes for tests."""
 
 from __future__ import annotations
 
@@ -9,16 +9,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-
-from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
-from kazoo.handlers.threading import (  # type: ignore[import-untyped,unused-ignore]
-    SequentialThreadingHandler,
-)
 
 from testbed.polling import free_port, wait_until
 
@@ -375,195 +369,6 @@ class ZooKeeperServer:
         self._paused = False
         self.pid_path.unlink(missing_ok=True)
         _live_servers.discard(self)
-
-
-class ZooKeeperEnsemble:
-    """``size`` ZooKeeper servers forming one quorum on loopback, each in ``work_dir/zkN``.
-
-    Individual members are in :attr:`servers` and can be killed, paused and restarted on their
-    own to exercise leader failover under the sidecar.
-    """
-
-    def __init__(
-        self,
-        work_dir: Path,
-        size: int = 3,
-        bind: str = "127.0.0.1",
-        *,
-        start_timeout: float = 60.0,
-        tick_time_ms: int = 500,
-        min_session_timeout_ms: int = 1000,
-        max_session_timeout_ms: int = 120_000,
-        addresses: Sequence[str] = (),
-        four_letter_words: str = FOUR_LETTER_WORDS,
-    ) -> None:
-        """Prepare (but do not start) the ensemble; ports are chosen here. With
-        ``addresses`` (one per server, e.g. 127.0.0.1, 127.0.0.2, ...) the servers share one
-        client port, each listening (and talking to its peers) on its own address, as
-        behind one DNS name."""
-        if size < 1:
-            raise ValueError("an ensemble needs at least one server")
-        if addresses and len(addresses) != size:
-            raise ValueError("one address per server")
-        shared_port = free_port() if addresses else None
-        self.work_dir = work_dir
-        self.start_timeout = start_timeout
-        peers = [(free_port("127.0.0.1"), free_port("127.0.0.1")) for _ in range(size)]
-        quorum = [
-            f"server.{index}={addresses[index - 1] if addresses else '127.0.0.1'}:{peer}:{election}"
-            for index, (peer, election) in enumerate(peers, start=1)
-        ]
-        self.servers: list[ZooKeeperServer] = [
-            ZooKeeperServer(
-                work_dir / f"zk{index}",
-                addresses[index - 1] if addresses else bind,
-                client_port=shared_port or free_port(),
-                four_letter_words=four_letter_words,
-                tick_time_ms=tick_time_ms,
-                min_session_timeout_ms=min_session_timeout_ms,
-                max_session_timeout_ms=max_session_timeout_ms,
-                start_timeout=start_timeout,
-                server_id=index,
-                quorum=quorum,
-            )
-            for index in range(1, size + 1)
-        ]
-
-    @property
-    def connect_string(self) -> str:
-        """All members' ``host:port``, comma separated."""
-        return ",".join(server.connect_string for server in self.servers)
-
-    def start(self) -> ZooKeeperEnsemble:
-        """Start every member and return once all serve and exactly one is leader."""
-        try:
-            for server in self.servers:
-                server.start(wait=False)
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until every running member serves and one of them is leader."""
-
-        def ready() -> bool:
-            running = [server for server in self.servers if server.running]
-            return (
-                all(server.is_serving() for server in running) and self._find_leader() is not None
-            )
-
-        wait_until(
-            ready,
-            self.start_timeout if timeout is None else timeout,
-            message=f"ZooKeeper ensemble in {self.work_dir} not ready",
-            retry_on=(OSError,),
-        )
-
-    def leader(self, timeout: float = 0.0) -> ZooKeeperServer:
-        """The member whose ``srvr`` says ``Mode: leader``, waiting up to ``timeout`` for one."""
-        found = wait_until(
-            self._find_leader,
-            timeout,
-            message=f"no leader in the ZooKeeper ensemble in {self.work_dir}",
-        )
-        assert found is not None  # wait_until only returns truthy results
-        return found
-
-    def followers(self) -> list[ZooKeeperServer]:
-        """The members currently reporting ``Mode: follower``."""
-        return [server for server in self.servers if server.mode() == "follower"]
-
-    def stop(self) -> None:
-        """Stop every member."""
-        for server in self.servers:
-            server.stop()
-
-    def kill(self) -> None:
-        """SIGKILL every member."""
-        for server in self.servers:
-            server.kill()
-
-    def __enter__(self) -> ZooKeeperEnsemble:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _find_leader(self) -> ZooKeeperServer | None:
-        leaders = [s for s in self.servers if s.running and not s.paused and s.mode() == "leader"]
-        return leaders[0] if len(leaders) == 1 else None
-
-
-def expire_session(
-    connect_string: str, session_id: int, password: bytes, timeout: float = 15.0
-) -> None:
-    """Force-expire someone else's session, the way ZooKeeper's own tests do.
-
-    A second client attaches to the session with its ``(id, password)`` and closes it; the
-    server then drops the owner's connection and deletes its ephemeral nodes, and the owner
-    sees ``SESSION_EXPIRED`` when it reconnects. Returns once re-attaching with the same
-    credentials yields a fresh session id, i.e. the server has really forgotten the session.
-    """
-    deadline = time.monotonic() + timeout
-
-    def attach() -> int:
-        client = KazooClient(
-            hosts=connect_string,
-            client_id=(session_id, password),
-            timeout=10.0,
-        )
-        try:
-            client.start(timeout=max(1.0, deadline - time.monotonic()))
-            attached: int = client.client_id[0]
-        finally:
-            # Closing is the point: if we got the original session, this expires it.
-            client.stop()
-            client.close()
-        return attached
-
-    attach()
-    wait_until(
-        lambda: attach() != session_id,
-        max(0.0, deadline - time.monotonic()),
-        message=f"session 0x{session_id:x} still alive after closing it",
-    )
-
-
-class _SourceBoundHandler(SequentialThreadingHandler):  # type: ignore[misc]
-    """Kazoo's threading handler, connecting from a chosen local address."""
-
-    def __init__(self, source_address: str) -> None:
-        super().__init__()
-        self._source_address = source_address
-
-    def create_connection(
-        self, address: tuple[str, int], timeout: float | None = None, **_: object
-    ) -> socket.socket:
-        connection = socket.create_connection(
-            address, timeout, source_address=(self._source_address, 0)
-        )
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
-
-
-def client_from(connect_string: str, source_address: str, timeout: float = 10.0) -> KazooClient:
-    """A started ZooKeeper client whose connections come from ``source_address``.
-
-    With ``127.0.0.2`` it plays a provider on another host: the servers report that address
-    for its session, which is none of this host's interface addresses.
-    """
-    client = KazooClient(
-        hosts=connect_string, timeout=timeout, handler=_SourceBoundHandler(source_address)
-    )
-    client.start(timeout=15)
-    return client
 
 
 @atexit.register

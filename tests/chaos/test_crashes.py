@@ -24,8 +24,9 @@ from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.dubbo_url import java_url_encode
 from testbed.polling import wait_until
+from testbed.sessions import expire_session
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperServer, expire_session
+from testbed.zookeeper import ZooKeeperServer
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

@@ -36,10 +36,11 @@ from sidecar.model import Endpoint
 from testbed import provider as provider_script
 from testbed.dubbo_url import java_url_encode
 from testbed.engine import DockerEngine, private_engine, published_port
+from testbed.ensemble import ZooKeeperEnsemble
 from testbed.images import output_lines, run_python, wait_for_line
 from testbed.polling import wait_until
+from testbed.sessions import client_from, expire_session
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperEnsemble, client_from, expire_session
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 

@@ -16,9 +16,10 @@ from sidecar.model import Endpoint
 from testbed.curator import CuratorPeer, dubbo_metadata
 from testbed.engine import RUN_LABEL, DockerEngine, container_ip, published_port
 from testbed.polling import wait_until
+from testbed.sessions import expire_session
 from testbed.sidecar_process import SidecarProcess
 from testbed.zkcli import ZooKeeperShell, zk_cli
-from testbed.zookeeper import ZooKeeperServer, expire_session
+from testbed.zookeeper import ZooKeeperServer
 
 from .helpers import children, pong
 

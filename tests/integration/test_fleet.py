@@ -19,8 +19,9 @@ from sidecar.model import Endpoint
 from testbed.dubbo_url import java_url_encode
 from testbed.engine import DockerEngine
 from testbed.polling import wait_until
+from testbed.sessions import client_from, expire_session
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperServer, client_from, expire_session
+from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
 from .helpers import children, one_shot

@@ -16,10 +16,12 @@ from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.consumer import ProvidersWatch
 from testbed.engine import DockerEngine
+from testbed.ensemble import ZooKeeperEnsemble
 from testbed.images import wait_for_line
 from testbed.polling import wait_until
+from testbed.sessions import expire_session
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, expire_session
+from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
 from .helpers import children, owner, rewritten_name

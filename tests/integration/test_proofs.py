@@ -15,10 +15,11 @@ from kazoo.client import KazooClient
 
 from sidecar.model import Origin, Origins
 from sidecar.registry.sessions import SessionOrigins
+from testbed.ensemble import ZooKeeperEnsemble
 from testbed.polling import wait_until
 from testbed.relay import ConsRelay
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
+from testbed.zookeeper import ZooKeeperServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient, KazooState
 
+from testbed.ensemble import ZooKeeperEnsemble
 from testbed.polling import free_port, wait_until
 from testbed.proxy_process import ProxyProcess
-from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
+from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
 from .proxy_helpers import ADDRESS, PORTS, Events, Listings, node_name, proxy_for, published

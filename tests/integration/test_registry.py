@@ -12,8 +12,9 @@ from kazoo.retry import KazooRetry
 
 from sidecar.model import Connection, Create, Delete, Transaction
 from sidecar.registry.zookeeper import ZooKeeperRegistry
+from testbed.ensemble import ZooKeeperEnsemble
 from testbed.polling import wait_until
-from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
+from testbed.zookeeper import ZooKeeperServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

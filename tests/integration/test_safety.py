@@ -31,8 +31,9 @@ from testbed.engine import (
 from testbed.firewall import unreachable_for_group
 from testbed.images import wait_for_line
 from testbed.polling import wait_until
+from testbed.sessions import client_from
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperServer, client_from
+from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
 from .helpers import children, get, metric, one_shot, original_name, rewritten_name

@@ -17,8 +17,9 @@ from testbed.consumer import ProvidersWatch
 from testbed.engine import DockerEngine, published_port
 from testbed.images import container_output
 from testbed.polling import wait_until
+from testbed.sessions import expire_session
 from testbed.sidecar_process import SidecarProcess
-from testbed.zookeeper import ZooKeeperServer, expire_session
+from testbed.zookeeper import ZooKeeperServer
 
 from .helpers import children, one_shot, owner, pong, removed_at_end, rewritten_name, sidecar_beside
 

@@ -16,10 +16,12 @@ from testbed.engine import (
     container_ip,
     published_port,
 )
+from testbed.ensemble import ZooKeeperEnsemble
 from testbed.firewall import unreachable_for_group
 from testbed.images import container_output, output_lines, wait_for_line
 from testbed.polling import wait_until
-from testbed.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, expire_session
+from testbed.sessions import expire_session
+from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
 
