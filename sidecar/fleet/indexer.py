@@ -52,6 +52,7 @@ class Indexer:
         self._addresses: dict[int, str] = {}  # session -> the address it connects from
         self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
         self._dirty: set[str] = set()  # members whose work changed since published
+        self._unrouted: set[str] = set()  # paths whose nodes changed since they were routed
         self._published: dict[str, bytes] = {}
         self._swept_up_to = 0
         self.members_path = MEMBERS
@@ -202,6 +203,7 @@ class Indexer:
     def publish(self) -> int:
         """Write the work of each member whose work changed (all at once); how many were
         written."""
+        self._route()
         changed = {}
         for member in sorted(self._dirty):
             data = self._work_of(member)
@@ -228,8 +230,16 @@ class Indexer:
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     def _reroute(self, path: str) -> None:
-        facts = self._facts.get(path, {})
-        self._dirty |= self._routes.reroute(path, facts, self._members, self._addresses)
+        # Routed once, when the work is published: a node seen before its session is looked
+        # up (in the same pass) would first be routed by its address, often a container's
+        # that every member has, and then again to one member.
+        self._unrouted.add(path)
+
+    def _route(self) -> None:
+        for path in self._unrouted:
+            facts = self._facts.get(path, {})
+            self._dirty |= self._routes.reroute(path, facts, self._members, self._addresses)
+        self._unrouted.clear()
 
     def _facts_of(self, path: str, name: str) -> Facts:
         host = named_host(name, self._root_of(path) in self._services)
