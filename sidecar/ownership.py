@@ -140,6 +140,17 @@ class LocalAddresses:
         return server in self.near or _is_loopback(server)
 
 
+def only_here(address: str) -> bool:
+    """Whether an address means a host only to whoever sees it: loopback (127.0.0.0/8,
+    ``::1``) and link-local (169.254.0.0/16, ``fe80::/10``, which other links reuse). Such
+    an address proves nothing about a host once it crosses to another one."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_link_local
+
+
 class Ownership:
     """Decides whether a registration's session is provably this host's, and its container's."""
 

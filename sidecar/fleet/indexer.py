@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sidecar.fleet.routes import Facts, Member, Members, Routes
-from sidecar.model import Origin
+from sidecar.fleet.routes import Facts, Member, Members, Routes, where_from
 from sidecar.plan.kinds import named_host
 from sidecar.seams import OriginSource, Registry
 from sidecar.sweep import sweep_slice
@@ -48,8 +47,9 @@ class Indexer:
         self._members = Members(())
         self._member_nodes: dict[str, Member] = {}  # member node name -> what it says
         self._routes = Routes()
-        self._origins: dict[int, Origin] = {}
-        self._addresses: dict[int, str] = {}  # session -> the address it connects from
+        # session -> the address it connects from (None: one that tells no member's host)
+        self._addresses: dict[int, str | None] = {}
+        self.here: str | None = None  # an address of the indexer's own host
         self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
         self._dirty: set[str] = set()  # members whose work changed since published
         self._unrouted: set[str] = set()  # paths whose nodes changed since they were routed
@@ -153,13 +153,14 @@ class Indexer:
                 continue
             owner, version = stats[path]  # type: ignore[misc]
             facts[name] = Facts(facts[name].host, owner, version)
-            unknown_session |= owner != 0 and owner not in self._origins
+            unknown_session |= owner != 0 and owner not in self._addresses
             touched.add(parent)
         if unknown_session:
             found = self._origins_source.fetch()
             if found is not None:
-                self._origins = dict(found.sessions)
-                self._addresses = {s: o.address for s, o in found.sessions.items()}
+                self._addresses = {
+                    s: where_from(origin, self.here) for s, origin in found.sessions.items()
+                }
         for parent in touched:
             self._reroute(parent)
         return len(batch)
@@ -217,17 +218,10 @@ class Indexer:
     def _work_of(self, member: str) -> bytes:
         """A member's work node: each path with its digest and child version (a member that
         finds there the version its own write left knows the change is its own: nothing to
-        read again), and where the sessions routed to it connect from (as the servers told
-        the indexer: the member need not ask them again to prove a node its own)."""
+        read again). Where to look, never proof: a member asks the servers itself."""
         routed = self._routes.work.get(member, {})
         paths = {p: [digest, self._versions.get(p, -1)] for p, digest in routed.items()}
-        origins = {
-            f"{s:x}": [self._origins[s].address, self._origins[s].server]
-            for s in sorted(self._routes.sessions_of(member))
-            if s in self._origins
-        }  # fmt: skip
-        doc = {"paths": paths, "origins": origins}
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps({"paths": paths}, sort_keys=True, separators=(",", ":")).encode()
 
     def _reroute(self, path: str) -> None:
         # Routed once, when the work is published: a node seen before its session is looked

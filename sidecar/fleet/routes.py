@@ -16,6 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from sidecar.model import Origin
+from sidecar.ownership import only_here
+
 
 @dataclass(frozen=True)
 class Member:
@@ -62,7 +65,7 @@ class Members:
         several members share (per-application sidecars on one host)."""
         return host in self._by_container or len(self._by_host.get(host, ())) > 1
 
-    def concerned(self, facts: Facts, origins: Mapping[int, str]) -> set[str]:
+    def concerned(self, facts: Facts, origins: Mapping[int, str | None]) -> set[str]:
         """The members a node concerns."""
         if facts.host is None and facts.owner is None:
             return set()
@@ -81,21 +84,30 @@ class Members:
         return set(self._by_host.get(address, ())) | set(self._by_container.get(address, ()))
 
 
+def where_from(origin: Origin, here: str | None) -> str | None:
+    """The address that says which host a session connects from, as every member reads it.
+    A server tells a client on its own host by a loopback or link-local address, which
+    means that host only to the one who asked: it stands for the server's host (the
+    server's address as the indexer reached it), or, where the indexer reached the server
+    by such an address too, for the indexer's own host (``here``; None: unknown)."""
+    if not only_here(origin.address):
+        return origin.address
+    return origin.server if not only_here(origin.server) else here
+
+
 class Routes:
     """Per member, the paths that concern it and a digest of what concerns it there: a change
     of the digest is what tells the member to read the path again."""
 
     def __init__(self) -> None:
         self.work: dict[str, dict[str, str]] = defaultdict(dict)  # member -> path -> digest
-        # member -> path -> the sessions of the nodes routed there (their origins go along)
-        self.sessions: dict[str, dict[str, frozenset[int]]] = defaultdict(dict)
 
     def reroute(
         self,
         path: str,
         facts: Mapping[str, Facts],
         members: Members,
-        origins: Mapping[int, str],
+        origins: Mapping[int, str | None],
     ) -> set[str]:
         """Route one path's nodes; returns the members whose work changed."""
         mine: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
@@ -110,21 +122,14 @@ class Routes:
                 now = _digest(entries)
                 if now != before:
                     self.work[member][path] = now
-                    self.sessions[member][path] = frozenset(o for _, o, _ in entries if o)
                     changed.add(member)
             elif before is not None:
                 del self.work[member][path]
-                self.sessions[member].pop(path, None)
                 changed.add(member)
         return changed
 
-    def sessions_of(self, member: str) -> set[int]:
-        """The sessions of every node routed to ``member``."""
-        return set().union(*self.sessions.get(member, {}).values())
-
     def forget(self, member: str) -> None:
         self.work.pop(member, None)
-        self.sessions.pop(member, None)
 
 
 def _digest(entries: list[tuple[str, int, int]]) -> str:

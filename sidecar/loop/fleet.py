@@ -12,7 +12,6 @@ from collections.abc import Callable
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
 from sidecar.loop.dirty import Work
 from sidecar.loop.paths import Roots
-from sidecar.model import Origin
 from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
 from sidecar.seams import Registry
@@ -42,7 +41,6 @@ class FleetKeeper:
         self._before = ""  # the ballot this one waits behind
         self._written: tuple[int, bytes] | None = None  # member data, as of which session
         self._work: dict[str, tuple[str, int]] = {}  # path -> digest, child version; as read
-        self.origins: dict[int, Origin] = {}  # the routed sessions' origins, as the work says
         self._deferred: set[str] = set()  # registry paths changed, indexed next pass
 
     def watched(self) -> frozenset[str]:
@@ -74,6 +72,7 @@ class FleetKeeper:
         if ELECTION in work.fleet or self._before in work.fleet or work.full:
             self._elect(session)
         if self.indexer is not None:
+            self.indexer.here = min(hosts, default=None)
             self._index_unless_own_work(work)
         self._count(work.full or work.local)
         if work.full or work.local or WORK in work.fleet or self.work_path in work.fleet:
@@ -178,11 +177,11 @@ class FleetKeeper:
     def _read_work(self, everything: bool) -> set[str]:
         data = self._registry.watch_data(self.work_path)
         try:
-            now, self.origins = parse_work(data or b"")
+            now = parse_work(data or b"")
         except ValueError as exc:
             problem = f"{self.work_path}: {exc}"
             self._events.connection("fleet_work", "unreadable", problem=problem)
-            now, self.origins = {}, {}
+            now = {}
         now = {p: entry for p, entry in now.items() if self._registry_path(p)}
         before, self._work = self._work, now
         if everything:
@@ -212,20 +211,17 @@ class FleetKeeper:
         return set(self._work)
 
 
-def parse_work(data: bytes) -> tuple[dict[str, tuple[str, int]], dict[int, Origin]]:
-    """A work node's paths, each with its digest and child version, and the origins of the
-    sessions routed to this member (an earlier version's node: paths and digests only).
-    Raises ValueError for anything else: any client can write there."""
+def parse_work(data: bytes) -> dict[str, tuple[str, int]]:
+    """A work node's paths, each with its digest and child version (an earlier version's
+    node: paths and digests only; the origins it may carry are not read: they are never
+    proof). Raises ValueError for anything else: any client can write there."""
     try:
         doc = json.loads(data or b"{}", parse_constant=_not_a_number)
         if "paths" not in doc:
-            return {str(p): (str(d), -1) for p, d in doc.items()}, {}
-        paths, origins = doc["paths"], doc.get("origins", {})
-        work = {str(p): (str(d), int(v)) for p, (d, v) in paths.items()}
-        said = {int(s, 16): Origin(str(a), str(server)) for s, (a, server) in origins.items()}
+            return {str(p): (str(d), -1) for p, d in doc.items()}
+        return {str(p): (str(d), int(v)) for p, (d, v) in doc["paths"].items()}
     except (ValueError, TypeError, AttributeError, RecursionError, OverflowError) as exc:
         raise ValueError(f"not a work document: {shorten(str(exc))}") from None
-    return work, said
 
 
 def _digest(work: dict[str, tuple[str, int]], path: str) -> str | None:

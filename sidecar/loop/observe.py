@@ -3,16 +3,15 @@ asks the servers where sessions connect from, as far as the planner needs it."""
 
 from __future__ import annotations
 
-import ipaddress
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sidecar.loop.memory import Memory
 from sidecar.loop.paths import Roots
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Origin, Origins, endpoint_host
-from sidecar.ownership import LocalAddresses, Ownership, read_marker
+from sidecar.model import Origins, endpoint_host
+from sidecar.ownership import LocalAddresses, Ownership, only_here, read_marker
 from sidecar.plan import PathView, claims_in
 from sidecar.plan.kinds import named_host
 from sidecar.seams import OriginSource, Registry
@@ -21,7 +20,6 @@ from sidecar.seams import OriginSource, Registry
 _ORIGINS_MIN_INTERVAL = 0.05
 # ...but origins older than this are not trusted for a decision: a session may have gone.
 _ORIGINS_MAX_AGE = 1.0
-_TOLD = "the fleet's indexer (only the sessions it routed here)"
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,9 @@ class Observer:
 
     def host_addresses(self, interface_addresses: set[str]) -> set[str]:
         """This host's addresses as other hosts and the servers see them: its interfaces'
-        (not loopback) and the configured ones."""
-        return {a for a in interface_addresses if not _is_loopback(a)} | set(self._configured)
+        (not loopback or link-local: those mean "here" only to whoever sees them) and the
+        configured ones."""
+        return {a for a in interface_addresses if not only_here(a)} | set(self._configured)
 
     def session_gone(self, session: int) -> bool:
         """Whether every server says ``session`` is not connected (False if any server does
@@ -80,12 +79,11 @@ class Observer:
         known_sessions: set[int],
         engine: str,
         progress: Callable[[str, int, int], None] | None = None,
-        told: Mapping[int, Origin] | None = None,
     ) -> Observation:
-        """Read ``parents`` and what proving their owners takes. ``host_addresses``: the
-        advertised host and configured ones; ``known_sessions``: this sidecar's and its
-        peers'; ``told``: origins of sessions as the fleet's indexer had them from the
-        servers (used when they cover every session the proof needs)."""
+        """Read ``parents`` and what proving their owners takes: where the sessions that
+        registered local endpoints connect from, asked of the servers now (in a fleet too:
+        what the coordination nodes say is never proof). ``host_addresses``: the advertised
+        host and configured ones; ``known_sessions``: this sidecar's and its peers'."""
         concerning = None
         if self._member:
             concerning = frozenset(
@@ -100,19 +98,12 @@ class Observer:
         for view in views:
             claims = {e: s for e, s in claims_in(view).items() if e.host in local}
             memory.set_claims(view.parent, claims)
-        needed = memory.sessions_claiming(parents, local)
-        origins = self._origins
-        if needed and told and needed <= told.keys():  # never 0: no session says that
-            # Not a complete answer: it never proves a session gone (that takes asking).
-            origins = Origins({s: told[s] for s in needed}, (_TOLD,))
-        elif needed:
+        needed = memory.sessions_claiming(parents, local) | _vanished_providers(views)
+        if needed:
             known = set(self._origins.sessions) if self._origins is not None else set()
             unknown = self._origins is not None and bool(needed - known - {0})
             self._fetch_origins(max_age=0.0 if unknown else _ORIGINS_MAX_AGE)
-            origins = self._origins
-        ownership = self._ownership(
-            origins, memory, containers, interface_addresses, host_addresses
-        )
+        ownership = self._ownership(memory, containers, interface_addresses, host_addresses)
         return Observation(views, ownership, _strangers(views, known_sessions, engine))
 
     def read(
@@ -158,22 +149,16 @@ class Observer:
             for parent in parents
         ]
 
-    def sessions_gone(
-        self, sessions: set[int], told: Mapping[int, Origin] | None = None
-    ) -> set[int]:
+    def sessions_gone(self, sessions: set[int]) -> set[int]:
         """Of ``sessions``, those every server says is not connected now (the servers are
-        asked when their last answer is over a second old). ``told``: in a fleet, the
-        sessions the indexer found connected; as in planning, only the others are asked
-        about (asking at every resync would cost each server a ``cons`` per host)."""
-        unsure = sessions - told.keys() if told is not None else sessions
-        if unsure:
+        asked when their last answer is over a second old)."""
+        if sessions:
             self._fetch_origins(max_age=_ORIGINS_MAX_AGE)
         origins = self._origins
-        return {s for s in unsure if origins is not None and origins.gone(s)}
+        return {s for s in sessions if origins is not None and origins.gone(s)}
 
     def _ownership(
         self,
-        origins: Origins | None,
         memory: Memory,
         containers: ContainerIndex,
         interface_addresses: set[str],
@@ -182,7 +167,7 @@ class Observer:
         anywhere = {
             address
             for address in interface_addresses
-            if not _is_loopback(address) and not containers.in_docker_network(address)
+            if not only_here(address) and not containers.in_docker_network(address)
         }
         # A Docker gateway is this host's address too, even when the sidecar runs in a
         # container and cannot see the host's interfaces.
@@ -191,7 +176,7 @@ class Observer:
             near=frozenset(interface_addresses | containers.gateways),
             containers=frozenset(containers.addresses()),
         )
-        return Ownership(origins, local, memory.claims)
+        return Ownership(self._origins, local, memory.claims)
 
     def _fetch_origins(self, max_age: float) -> None:
         now = self._clock()
@@ -199,6 +184,16 @@ class Observer:
         if age > max_age and age >= _ORIGINS_MIN_INTERVAL:
             self._origins = self._origins_source.fetch()
             self._origins_at = now
+
+
+def _vanished_providers(views: Iterable[PathView]) -> set[int]:
+    """The provider sessions of remembered rewrites gone from their paths: restoring one
+    takes the servers' proof that its provider is still this host's."""
+    found = set()
+    for view in views:
+        present = {node.name for node in view.nodes}
+        found |= {r.marker.provider_session for r in view.remembered if r.node.name not in present}
+    return found - {0}
 
 
 def _strangers(views: Iterable[PathView], known_sessions: set[int], engine: str) -> bool:
@@ -210,10 +205,3 @@ def _strangers(views: Iterable[PathView], known_sessions: set[int], engine: str)
                 if marker is not None and marker.engine == engine:
                     return True
     return False
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False

@@ -39,8 +39,7 @@ def local_paths(p: Parts, work: Work, sweep: set[str]) -> set[str]:
         return paths | p.registry.changed_since_read(sweep - paths)
     restless = paths & p.index.restless
     providers = p.memory.provider_sessions(paths - restless)
-    told = p.fleet.origins if p.fleet is not None else None
-    gone = p.observer.sessions_gone(set().union(*providers.values()), told)
+    gone = p.observer.sessions_gone(set().union(*providers.values()))
     restless |= {path for path, sessions in providers.items() if sessions & gone}
     return restless | p.registry.changed_since_read((paths | sweep) - restless)
 

@@ -259,7 +259,6 @@ class Reconciler:
         seen = p.observer.observe(
             paths, p.memory, p.inventory.index, p.inventory.interface_addresses,
             {self.address.address} if self.address else set(), known, p.engine_id,
-            told=p.fleet.origins if p.fleet is not None else None,
         )  # fmt: skip
         if seen.strangers:
             p.lease.read_peers()  # before taking over a node, know whether its owner is alive

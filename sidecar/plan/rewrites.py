@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sidecar.mapping import Unmapped
+from sidecar.mapping import Mapped, Unmapped
 from sidecar.model import Create, Delete, RegistryNode
-from sidecar.ownership import read_marker
+from sidecar.ownership import Marker, read_marker
 from sidecar.plan.context import PlanContext
 from sidecar.plan.decisions import Action, Decision, Remembered, decide
 
@@ -112,12 +112,35 @@ def plan_vanished(ctx: PlanContext, remembered: Remembered) -> Decision:
     wanted, content, _ = ctx.kind.target(parsed, found, ctx.containers, ctx.me.advertise_host)
     if wanted in ctx.by_name:
         return decide(base, Action.FORGET, "a registration at the advertised address exists")
+    unproven = _provider_unproven(ctx, base, marker, found)
+    if unproven is not None:
+        return unproven
     # A rewrite of a persistent registration (no provider session) is persistent too.
     create = Create(
         f"{node.parent}/{wanted}", ctx.kind.data(marker, content),
         persistent=marker.provider_session == 0,
     )  # fmt: skip
     return decide(base, Action.RESTORE, "its container still serves; re-creating it", create)
+
+
+def _provider_unproven(
+    ctx: PlanContext, base: Decision, marker: Marker, found: Mapped
+) -> Decision | None:
+    """What becomes of a vanished rewrite whose provider session the servers do not prove
+    this host's now (None: they do, or it has none). What it says it replaced (its record,
+    or this sidecar's memory) says where to look; only the servers prove."""
+    if marker.provider_session == 0:
+        return None  # a persistent registration: claimed by label, proven when rewritten
+    provider = RegistryNode(base.node.parent, marker.original, b"", marker.provider_session, 0)
+    refusal = ctx.owners.refusal(provider, marker.container_endpoint, found.container.addresses)
+    if refusal is None:
+        return None
+    if ctx.owners.disconnected(marker.provider_session):
+        return decide(base, Action.FORGET, "its provider session is gone")
+    if ctx.owners.unproven(provider):
+        return replace(decide(base, Action.HOLD, f"not restored yet: {refusal}"),
+                       provisional=True)  # fmt: skip
+    return replace(decide(base, Action.LEAVE, f"not restored: {refusal}"), refused=True)
 
 
 def plan_mirrored(ctx: PlanContext, node: RegistryNode) -> Decision:

@@ -44,7 +44,7 @@ def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:
     """The paths the indexer published as this host's work."""
     member = host.parts.fleet.member_id if host.parts.fleet else ""
     node = tree.nodes.get(f"{WORK}/{member}")
-    return parse_work(node.data)[0] if node else {}
+    return parse_work(node.data) if node else {}
 
 
 def provider_on(hosts: list[Harness], index: int, session: int) -> str:
