@@ -185,7 +185,7 @@ def _one_shot(command: str, settings: Settings, host: advertise.AdvertiseHost) -
             for path in sorted(unreadable):
                 print(f"not authorised to read, left alone: {path}")
         elif settings.fleet:
-            print(render_fleet(fleet_once(settings)))
+            print(render_fleet(*fleet_once(settings)))
         else:
             print(render_status(status_once(settings, host, events, os.environ)))
     except Unreachable as exc:

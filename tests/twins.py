@@ -41,7 +41,6 @@ class Tree:
     nodes: dict[str, _Node] = field(default_factory=dict)
     clients: list[MemoryRegistry] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)  # as applied, in order
-    sequence: int = 0  # of sequential nodes
 
 
 @dataclass
@@ -197,11 +196,12 @@ class MemoryRegistry:
             found[path] = (node.owner, node.version) if node else None
         return found
 
-    def watch_data(self, path: str) -> bytes | None:
+    def watch_node(self, path: str) -> RegistryNode | None:
         self._read()
         self._data_watches.add(path)
         node = self.nodes.get(path)
-        return node.data if node else None
+        parent, _, name = path.rpartition("/")
+        return RegistryNode(parent, name, node.data, node.owner, node.version) if node else None
 
     def put(self, nodes: Mapping[str, bytes]) -> None:
         for path, data in nodes.items():
@@ -216,9 +216,11 @@ class MemoryRegistry:
 
     def join(self, prefix: str, data: bytes) -> str:
         self.requests += 1
-        self.tree.sequence += 1
-        path = f"{prefix}{self.tree.sequence:010d}"
-        self._ensure(path.rpartition("/")[0])
+        parent = prefix.rpartition("/")[0]
+        self._ensure(parent)
+        # As ZooKeeper numbers them: the parent's child version, which every create and
+        # delete of a child moves.
+        path = f"{prefix}{self.nodes[parent].cversion:010d}"
         self._create(path, data, self.session)
         return path
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from sidecar.fleet.junk import Junk, read_member
 from sidecar.fleet.routes import Facts, Member, Members, Routes, where_from
+from sidecar.model import Listing
 from sidecar.plan.kinds import named_host
 from sidecar.seams import OriginSource, Registry
 from sidecar.sweep import sweep_slice
@@ -36,8 +38,11 @@ class Indexer:
         roots: tuple[str, ...],
         services_roots: tuple[str, ...],
         origins: OriginSource,
+        junk: Junk,
     ) -> None:
+        """``junk``: where member nodes that are none are reported."""
         self._registry = registry
+        self._junk = junk
         self._roots = roots
         self._services = services_roots
         self._origins_source = origins
@@ -84,20 +89,31 @@ class Indexer:
 
     def paths_changed(self, paths: Iterable[str]) -> None:
         """List these paths again (watched) and route what changed. An instance path is also
-        reported when one of its nodes' data changed: its versions are looked up again."""
+        reported when one of its nodes' data changed: its versions are looked up again. A
+        child version that moved more than the names that came and went explain means a
+        node was deleted and created again under its name: sessions are looked up again."""
         paths = [p for p in paths if self._root_of(p) is not None]
         for path, listing in self._registry.list_names(paths).items():
             before = self._facts.get(path, {})
-            instance = self._root_of(path) in self._services
+            names = listing.names if listing else []
+            again = self._root_of(path) in self._services or self._recreated(path, before, listing)
             now: dict[str, Facts] = {}
             self._versions[path] = listing.version if listing else -1
-            for name in listing.names if listing else ():
+            for name in names:
                 known = before.get(name)
                 now[name] = known if known is not None else self._facts_of(path, name)
-                if instance and known is not None and known.owner is not None:
+                if again and known is not None and known.owner is not None:
                     self._pending.add((path, name))
             self._facts[path] = now
             self._reroute(path)
+
+    def _recreated(self, path: str, before: dict[str, Facts], listing: Listing | None) -> bool:
+        """Whether some name listed both times may stand for another node now."""
+        version = self._versions.get(path)
+        if listing is None or version is None or version < 0:
+            return False
+        moved = len(set(listing.names) ^ set(before))
+        return listing.version - version > moved
 
     def read_members(self, changed: Iterable[str] | None = None) -> None:
         """The live members, from their (ephemeral) member nodes: all of them again (None),
@@ -110,15 +126,22 @@ class Indexer:
             names = set(listing.names if listing else ())
             nodes = {name: m for name, m in nodes.items() if name in names}
             to_read = names if changed is None else names - set(nodes)
+            for path in self._junk.nodes:
+                if path.startswith(MEMBERS + "/") and path.rpartition("/")[2] not in names:
+                    self._junk.clear("member", path)
         if changed is not None:
             to_read |= {p.rpartition("/")[2] for p in changed if p.startswith(MEMBERS + "/")}
         for name in to_read:
-            data = self._registry.watch_data(f"{MEMBERS}/{name}")
-            member = parse_member(name, data) if data is not None else None
-            if member is None:
-                nodes.pop(name, None)
+            path = f"{MEMBERS}/{name}"
+            node = self._registry.watch_node(path)
+            found = read_member(node) if node is not None else None
+            nodes.pop(name, None)
+            if isinstance(found, Member):
+                nodes[name] = found
+            if isinstance(found, str):
+                self._junk.add("member", path, found)  # anyone can write there
             else:
-                nodes[name] = member
+                self._junk.clear("member", path)
         self._member_nodes = nodes
         if set(nodes.values()) != set(self._members.by_id.values()):
             self._route_members(list(nodes.values()))
@@ -255,20 +278,6 @@ class Indexer:
         for root in self._paths:
             if path.startswith(root + "/"):
                 return root
-        return None
-
-
-def parse_member(name: str, data: bytes) -> Member | None:
-    """A member node's data (None if it is not one: anything can be written there)."""
-    try:
-        doc = json.loads(data)
-        return Member(
-            name,
-            int(str(doc["session"]), 16),
-            frozenset(str(a) for a in doc["hosts"]),
-            frozenset(str(a) for a in doc["containers"]),
-        )
-    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 

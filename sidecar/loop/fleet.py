@@ -10,12 +10,17 @@ import time
 from collections.abc import Callable
 
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
+from sidecar.fleet.junk import Junk, ballot_member, ballot_problem
 from sidecar.loop.dirty import Work
 from sidecar.loop.paths import Roots
+from sidecar.model import RegistryNode
 from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
 from sidecar.seams import Registry
 from sidecar.syntax import shorten
+
+# Reads of the ballots in one election at most, while the ballot ahead goes as it is read.
+_ELECTION_READS = 5
 
 
 class FleetKeeper:
@@ -24,7 +29,7 @@ class FleetKeeper:
     def __init__(
         self,
         registry: Registry,
-        new_indexer: Callable[[], Indexer],
+        new_indexer: Callable[[Junk], Indexer],
         events: Events,
         metrics: FleetMetrics,
         roots: Roots,
@@ -39,13 +44,15 @@ class FleetKeeper:
         self.indexer: Indexer | None = None
         self._ballot = ""  # this member's election node
         self._before = ""  # the ballot this one waits behind
+        self._before_member = ""  # the member node of that ballot's member
+        self.junk = Junk(self._ignored, metrics.ignored.set)
         self._written: tuple[int, bytes] | None = None  # member data, as of which session
         self._work: dict[str, tuple[str, int]] = {}  # path -> digest, child version; as read
         self._deferred: set[str] = set()  # registry paths changed, indexed next pass
 
     def watched(self) -> frozenset[str]:
         """Fleet nodes whose changes this member acts on."""
-        paths = {self.work_path, self._before} - {""}
+        paths = {self.work_path, self._before, self._before_member} - {""}
         return frozenset(paths)
 
     def keep(
@@ -69,7 +76,7 @@ class FleetKeeper:
         if not self._ballot or (check and self._registry.owner_of(self._ballot) != session):
             self._join(session)
             work.fleet.add(ELECTION)
-        if ELECTION in work.fleet or self._before in work.fleet or work.full:
+        if ELECTION in work.fleet or work.fleet & {self._before, self._before_member} or work.full:
             self._elect(session)
         if self.indexer is not None:
             self.indexer.here = min(hosts, default=None)
@@ -108,7 +115,7 @@ class FleetKeeper:
         nobody knows as its own would hold the election for nobody while the session
         lives)."""
         ballots = self._registry.read_paths([ELECTION], watch=False)[ELECTION]
-        held = sorted(n.path for n in ballots if n.owner == session)
+        held = sorted(n.path for n in ballots if n.owner == session and not ballot_problem(n))
         for extra in held[1:]:
             self._registry.release(extra)
         if held:
@@ -117,21 +124,49 @@ class FleetKeeper:
             self._ballot = self._registry.join(f"{ELECTION}/n_", self.member_id.encode())
 
     def _elect(self, session: int) -> None:
-        ballots = sorted(
-            n.name for n in self._registry.read_paths([ELECTION], watch=False)[ELECTION]
-        )
+        """Index if no ballot ahead of this member's counts, else wait behind the nearest one
+        that does. A ballot counts when it has the form the sidecar gives it and the member
+        it names holds its member node in the ballot's session: anything else anyone wrote
+        there is ignored and reported once, and cannot stop the election."""
         mine = self._ballot.rpartition("/")[2]
-        ahead = [b for b in ballots if b < mine]
-        if not ahead and self.indexer is None:
+        for _ in range(_ELECTION_READS):
+            ballots = self._registry.read_paths([ELECTION], watch=False)[ELECTION]
+            ahead = sorted((b for b in ballots if b.name < mine), key=lambda b: b.name)
+            before, ignored = self._nearest_ballot(ahead)
+            self.junk.found("ballot", ignored)
+            if before is None:
+                break
+            self._before = before.path
+            if self._registry.owner_of(self._before) == before.owner:
+                self.indexer = None
+                return
+            # Gone already (its watch is set now): look again.
+        else:
+            return  # ballots come and go faster than they are read: wait behind the last
+        self._before = self._before_member = ""
+        if self.indexer is None:
             self._events.info("fleet_indexer_elected", member=self.member_id,
                               session=f"0x{session:x}")  # fmt: skip
-            self.indexer = self._new_indexer()
+            self.indexer = self._new_indexer(self.junk)
             self.indexer.rebuild()
-        elif ahead:
-            self.indexer = None
-            self._before = f"{ELECTION}/{ahead[-1]}"
-            if self._registry.owner_of(self._before) is None:  # gone already: elect again
-                self._elect(session)
+
+    def _nearest_ballot(
+        self, ahead: list[RegistryNode]
+    ) -> tuple[RegistryNode | None, dict[str, str]]:
+        """The nearest ballot ahead that counts, and why those nearer than it do not."""
+        ignored: dict[str, str] = {}
+        for ballot in reversed(ahead):
+            problem = ballot_problem(ballot)
+            if problem is None:
+                self._before_member = f"{MEMBERS}/{ballot_member(ballot)}"
+                if self._registry.owner_of(self._before_member) == ballot.owner:
+                    return ballot, ignored
+                problem = "its member holds no member node in its session"
+            ignored[ballot.path] = problem
+        return None, ignored
+
+    def _ignored(self, node: str, problem: str) -> None:
+        self._events.warning("fleet_node_ignored", node=node, problem=problem)
 
     def _index_unless_own_work(self, work: Work) -> None:
         """Index what changed, unless this member's own work changed too and nothing but
@@ -175,12 +210,12 @@ class FleetKeeper:
             work.more = True
 
     def _read_work(self, everything: bool) -> set[str]:
-        data = self._registry.watch_data(self.work_path)
+        node = self._registry.watch_node(self.work_path)
         try:
-            now = parse_work(data or b"")
+            now = parse_work(node.data if node else b"")
+            self.junk.clear("work", self.work_path)
         except ValueError as exc:
-            problem = f"{self.work_path}: {exc}"
-            self._events.connection("fleet_work", "unreadable", problem=problem)
+            self.junk.add("work", self.work_path, str(exc))  # anyone can write there
             now = {}
         now = {p: entry for p, entry in now.items() if self._registry_path(p)}
         before, self._work = self._work, now

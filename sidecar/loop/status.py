@@ -9,7 +9,11 @@ from dataclasses import replace
 from typing import Any
 
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK
+from sidecar.fleet.junk import ballot_member, ballot_problem, read_member
+from sidecar.fleet.routes import Member
+from sidecar.loop.fleet import parse_work
 from sidecar.loop.reconcile import Reconciler
+from sidecar.model import RegistryNode
 from sidecar.ownership import read_marker
 from sidecar.report.tables import FleetMember, Managed
 from sidecar.scope import HOST_LEASE, Lease, Scope, peers_from
@@ -79,23 +83,42 @@ def _through_proxies(reconciler: Reconciler, leases: dict[int, Lease]) -> list[M
     ]
 
 
-def fleet_now(registry: Registry) -> list[FleetMember]:
-    """Every live member of the fleet, from its member node, its work node and the ballots."""
-    members = registry.read_paths([MEMBERS], watch=False)[MEMBERS]
-    ballots = sorted(registry.read_paths([ELECTION], watch=False)[ELECTION], key=lambda n: n.name)
-    indexer = ballots[0].data.decode(errors="replace") if ballots else ""
-    works = {n.name: n.data for n in registry.read_paths([WORK], watch=False)[WORK]}
+def fleet_now(registry: Registry) -> tuple[list[FleetMember], dict[str, str]]:
+    """Every live member of the fleet, from its member node, its work node and the ballots;
+    and the nodes there that count for nothing (anyone can write these paths), with why."""
+    ignored: dict[str, str] = {}
+    members: dict[str, tuple[Member, RegistryNode]] = {}
+    for node in registry.read_paths([MEMBERS], watch=False)[MEMBERS]:
+        found = read_member(node)
+        if isinstance(found, str):
+            ignored[node.path] = found
+        else:
+            members[node.name] = (found, node)
+    indexer = ""
+    for ballot in sorted(registry.read_paths([ELECTION], watch=False)[ELECTION],
+                         key=lambda n: n.name):  # fmt: skip
+        problem = ballot_problem(ballot)
+        held = members.get(ballot_member(ballot) or "")
+        if problem is None and (held is None or held[0].session != ballot.owner):
+            problem = "its member holds no member node in its session"
+        if problem is not None:
+            ignored[ballot.path] = problem
+        elif not indexer:
+            indexer = ballot_member(ballot) or ""
+    works = {n.name: n for n in registry.read_paths([WORK], watch=False)[WORK]}
     rows = []
-    for node in members:
+    for name, (member, node) in members.items():
         about = _json(node.data)
-        work = _json(works.get(node.name, b"{}"))
+        try:
+            paths = len(parse_work(works[name].data)) if name in works else 0
+        except ValueError as exc:
+            ignored[works[name].path], paths = str(exc), 0
         rows.append(FleetMember(
-            node.name, str(about.get("host", "?")), str(about.get("scope", "?")), node.owner,
+            name, str(about.get("host", "?")), str(about.get("scope", "?")), member.session,
             tuple(str(r) for r in about.get("not_ready", []) or []),
-            _int(about.get("managed")), _int(about.get("refused")), len(work),
-            node.name == indexer,
+            _int(about.get("managed")), _int(about.get("refused")), paths, name == indexer,
         ))  # fmt: skip
-    return rows
+    return rows, ignored
 
 
 def _json(data: bytes) -> dict[str, Any]:

@@ -159,7 +159,7 @@ def status_once(
         return managed_now(reconciler)
 
 
-def fleet_once(settings: Settings) -> list[FleetMember]:
+def fleet_once(settings: Settings) -> tuple[list[FleetMember], dict[str, str]]:
     """``status --fleet``: the fleet's live members, from the registry alone."""
     registry = ReadOnlyRegistry(
         settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
@@ -257,7 +257,8 @@ def build_parts(
     )  # fmt: skip
     if settings.fleet:
         parts.fleet = FleetKeeper(
-            registry, lambda: Indexer(registry, settings.root, settings.services_root, origins),
+            registry,
+            lambda junk: Indexer(registry, settings.root, settings.services_root, origins, junk),
             events, metrics.fleet, roots,
         )  # fmt: skip
     return parts

@@ -98,6 +98,12 @@ class FleetMetrics:
             "the hosts by address only)",
             registry=registry,
         )
+        self.ignored = Gauge(
+            "dubbo_sidecar_fleet_ignored_nodes",
+            "Nodes in the fleet's members, election and work paths that are not what a sidecar "
+            "writes there (ignored; the fleet_node_ignored event names each)",
+            registry=registry,
+        )
         self.unserved = Gauge(
             "dubbo_sidecar_fleet_unserved_registrations",
             "Registrations with a container's address whose session connects from a host "

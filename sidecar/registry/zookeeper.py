@@ -221,13 +221,14 @@ class ZooKeeperRegistry(Session):
             found[path] = (int(result.ephemeralOwner), int(result.version)) if ok else None
         return found
 
-    def watch_data(self, path: str) -> bytes | None:
-        """A node's data, watched (None if absent: watched for its creation)."""
+    def watch_node(self, path: str) -> RegistryNode | None:
+        """A node's data and owner, watched (None if absent: watched for its creation)."""
         try:
-            data, _ = self._wait(self._client.get_async(path, watch=self._watched))
+            data, stat = self._wait(self._client.get_async(path, watch=self._watched))
         except NoNodeError:
-            return None if self.owner_of(path) is None else self.watch_data(path)
-        return bytes(data or b"")
+            return None if self.owner_of(path) is None else self.watch_node(path)
+        parent, _, name = path.rpartition("/")
+        return RegistryNode(parent, name, bytes(data or b""), stat.ephemeralOwner, stat.version)
 
     def put(self, nodes: Mapping[str, bytes]) -> None:
         """Write persistent nodes (path -> data) in few ``multi`` requests (one proposal

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sidecar import urls
@@ -102,8 +102,9 @@ class FleetMember:
     indexer: bool
 
 
-def render_fleet(rows: Iterable[FleetMember]) -> str:
-    """``status --fleet``: every live sidecar of the ensemble and its share of the work."""
+def render_fleet(rows: Iterable[FleetMember], ignored: Mapping[str, str]) -> str:
+    """``status --fleet``: every live sidecar of the ensemble and its share of the work; and
+    the nodes in the fleet's paths that count for nothing, with why."""
     table = [("HOST", "SCOPE", "SESSION", "READY", "MANAGED", "REFUSED", "PATHS", "ROLE", "MEMBER")]
     for row in sorted(rows, key=lambda r: (r.host, r.member)):
         table.append((
@@ -112,4 +113,7 @@ def render_fleet(rows: Iterable[FleetMember]) -> str:
             str(row.managed), str(row.refused), str(row.paths),
             "indexer" if row.indexer else "member", row.member,
         ))  # fmt: skip
-    return _columns(table)
+    shown = _columns(table)
+    if ignored:
+        shown += "\n\n" + _columns([("IGNORED", "WHY"), *sorted(ignored.items())])
+    return shown

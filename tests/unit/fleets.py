@@ -11,12 +11,15 @@ from tests.unit.harness import Harness
 PROVIDER = 0x2002  # the session of host 0's provider
 
 
-def fleet(size: int) -> tuple[list[Harness], MemoryRegistry]:
+def fleet(
+    size: int, together: bool = True, tree: MemoryRegistry | None = None
+) -> tuple[list[Harness], MemoryRegistry]:
     """``size`` hosts 192.0.2.1..; each runs one container at the same address 172.17.0.5
     (every default bridge hands it out), each host's own provider session connects from its
-    host's address."""
+    host's address. ``together`` False: the same hosts without --fleet. ``tree``: a registry
+    that holds something already."""
     said = {PROVIDER: Origin("192.0.2.1", "zk")}  # what the servers say, to every host
-    tree = MemoryRegistry(session=0x5000)
+    tree = tree or MemoryRegistry(session=0x5000)
     hosts = []
     for i in range(size):
         container = Container(f"c{i}".ljust(64, "0"), f"shop-{i}", "bridge", ("172.17.0.5",),
@@ -24,7 +27,7 @@ def fleet(size: int) -> tuple[list[Harness], MemoryRegistry]:
         registry = tree if i == 0 else tree.another(0x5000 + i)
         hosts.append(Harness(
             registry=registry, engine=MemoryEngine({container.id: container}, identity=f"E{i}@h"),
-            origins=FixedOrigins(said), options={"fleet": True}, engine_id=f"E{i}@h",
+            origins=FixedOrigins(said), options={"fleet": together}, engine_id=f"E{i}@h",
             host=f"192.0.2.{i + 1}",
         ))  # fmt: skip
     for host in hosts:
@@ -38,6 +41,17 @@ def settle(hosts: list[Harness]) -> None:
     for _ in range(5):
         for host in hosts:
             host.settle()
+
+
+def later(hosts: list[Harness], seconds: float = 2.0, resync: bool = False) -> None:
+    """Time passes on every host (the servers' earlier answers age, retries fall due), and
+    each does what fell due; ``resync``: a periodic resync too."""
+    for host in hosts:
+        host.clock.now += seconds
+        if resync:
+            host.dirty.periodic()
+        host.due()
+    settle(hosts)
 
 
 def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:

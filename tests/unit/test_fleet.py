@@ -9,14 +9,17 @@ import json
 
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from sidecar import urls
+from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK
 from sidecar.fleet.routes import Facts, Member, Members, Routes
 from sidecar.loop.dirty import Work
-from sidecar.model import Endpoint
+from sidecar.loop.status import fleet_now
+from sidecar.model import Endpoint, Origin
 from sidecar.sweep import SWEEP_RESYNCS
-from tests.twins import MemoryEngine
-from tests.unit.fleets import PROVIDER, fleet, provider_on, settle, work_of
+from tests.twins import MemoryEngine, MemoryRegistry
+from tests.unit.fleets import PROVIDER, fleet, later, provider_on, settle, work_of
 from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
 from tests.unit.scenarios import url_name
 
@@ -190,3 +193,60 @@ def test_a_sidecar_restarted_within_its_session_keeps_its_place_in_the_election(
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
     settle(now)
     assert tree.children(PROVIDERS) == [rewritten("192.0.2.2")]
+
+
+def test_a_node_created_again_between_two_listings_is_looked_up_again() -> None:
+    """A host without a sidecar registers the shared container address; before the indexer
+    lists the path again, that node is deleted and host 1's provider creates one of the
+    same name: the indexer looks its session up again and routes it to host 1, which
+    rewrites it."""
+    hosts, tree = fleet(3)
+    said = hosts[0].origins.origins
+    assert said is not None
+    said[0x3003] = Origin("198.51.100.7", "zk")
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x3003)
+    settle(hosts)
+    provider_on(hosts, 1, 0x2003)
+    tree.remove(f"{PROVIDERS}/{ORIGINAL}")
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
+    settle(hosts)
+    assert tree.children(PROVIDERS) == [rewritten("192.0.2.2")]
+
+
+JUNK = {
+    f"{ELECTION}/a": (b"", 0),  # sorts before every ballot
+    f"{ELECTION}/n_0000000000": (b"E9@h+host", 0),  # a ballot's name, but persistent
+    f"{ELECTION}/n_0000000001": (b"nobody", 0x6666),  # a live session that is no member
+    f"{MEMBERS}/E9@h+host": (b'{"session": "6666", "hosts": [], "containers": []}', 0),
+    f"{MEMBERS}/E8@h+host": (b"{", 0x6667),
+    f"{WORK}/E9@h+host": (b"[]", 0),
+}
+
+
+def test_junk_in_every_coordination_path_neither_jams_the_election_nor_counts() -> None:
+    """Nodes anyone wrote into the election, members and work paths: they are ignored and
+    reported once each; the indexer dies and the next member is elected and routes host 1's
+    new registration to host 1; status --fleet lists the live members and the junk."""
+    tree = MemoryRegistry(session=0x5000)
+    for path, (data, owner) in JUNK.items():
+        tree.add(path, data, owner=owner)
+    with capture_logs() as logs:
+        hosts, tree = fleet(3, tree=tree)
+        [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+        tree.expire(indexer.registry.session)
+        rest = [h for h in hosts if h is not indexer]
+        settle(rest)
+    assert sum(1 for h in rest if h.parts.fleet and h.parts.fleet.indexer) == 1
+    provider_on(hosts, 1, 0x2003)
+    tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
+    settle(rest)
+    assert tree.children(PROVIDERS) == [rewritten("192.0.2.2")]
+    reported = {e["node"] for e in logs if e["event"] == "fleet_node_ignored"}
+    assert reported == {p for p in JUNK if not p.startswith(WORK)}
+    with capture_logs() as logs:
+        later(rest, resync=True)
+    assert not [e for e in logs if e["event"] == "fleet_node_ignored"]  # said once
+    rows, ignored = fleet_now(tree)
+    assert len(rows) == 2
+    assert sum(r.indexer for r in rows) == 1
+    assert set(ignored) == {p for p in JUNK if not p.startswith(WORK)}
