@@ -189,6 +189,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # not applied: try again
     UNKNOWN = "unknown"  # the connection went during the write: perhaps applied
     DENIED = "denied"  # not authorised: left alone, not retried
+    TOO_LARGE = "too-large"  # larger than the servers accept: left alone, not retried
     DRY_RUN = "dry-run"  # a registry that refuses writes (plan, status) was asked
 
 

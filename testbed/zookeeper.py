@@ -83,6 +83,7 @@ class ZooKeeperServer:
         four_letter_words: str = FOUR_LETTER_WORDS,
         heap: str = "256m",
         max_client_connections: int | None = None,
+        jute_maxbuffer: int | None = None,
     ) -> None:
         """Prepare (but do not start) a server.
 
@@ -92,7 +93,8 @@ class ZooKeeperServer:
         :class:`ZooKeeperEnsemble`. ``four_letter_words`` is the whitelist (``ruok,srvr`` are
         needed to tell when the server is ready). ``max_client_connections``: connections
         allowed from one client address (``maxClientCnxns``; ZooKeeper's default is 60, 0 is
-        unlimited).
+        unlimited). ``jute_maxbuffer``: the largest request the server takes, bytes (its
+        ``jute.maxbuffer``; ``None``: ZooKeeper's default, 1 MB less one byte).
         """
         self.work_dir = work_dir
         self.bind = bind
@@ -107,6 +109,7 @@ class ZooKeeperServer:
         self.four_letter_words = four_letter_words
         self.heap = heap
         self.max_client_connections = max_client_connections
+        self.jute_maxbuffer = jute_maxbuffer
         self._port = client_port
         self._admin_port = admin_port
         self._process: subprocess.Popen[bytes] | None = None
@@ -189,6 +192,7 @@ class ZooKeeperServer:
             self.java,
             f"-Xmx{self.heap}",
             *JVM_OPTIONS,
+            *([f"-Djute.maxbuffer={self.jute_maxbuffer}"] if self.jute_maxbuffer else []),
             "-cp",
             ":".join(self.classpath),
             MAIN_CLASS,

@@ -41,6 +41,7 @@ class Tree:
     nodes: dict[str, _Node] = field(default_factory=dict)
     clients: list[MemoryRegistry] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)  # as applied, in order
+    unwritable: set[str] = field(default_factory=set)  # nodes whose ACL refuses every writer
 
 
 @dataclass
@@ -203,9 +204,13 @@ class MemoryRegistry:
         parent, _, name = path.rpartition("/")
         return RegistryNode(parent, name, node.data, node.owner, node.version) if node else None
 
-    def put(self, nodes: Mapping[str, bytes]) -> None:
+    def put(self, nodes: Mapping[str, bytes]) -> dict[str, str]:
+        failed = {}
         for path, data in nodes.items():
             self.requests += 1
+            if path in self.tree.unwritable:
+                failed[path] = "NoAuthError"
+                continue
             node = self.nodes.get(path)
             if node is None:
                 self._ensure(path.rpartition("/")[0])
@@ -213,6 +218,7 @@ class MemoryRegistry:
             else:
                 node.data, node.version = data, node.version + 1
                 self._data_changed(path, path.rpartition("/")[0])
+        return failed
 
     def join(self, prefix: str, data: bytes) -> str:
         self.requests += 1
@@ -269,6 +275,8 @@ class MemoryRegistry:
         self.requests += 1
         if not self.connected:
             return WriteResult(Outcome.UNKNOWN, "ConnectionLoss")
+        if any(op.path in self.tree.unwritable for op in transaction.ops):
+            return WriteResult(Outcome.DENIED, "NoAuthError")
         problem = self._dry_run(transaction)
         if problem:
             return WriteResult(Outcome.FAILED, problem)

@@ -63,6 +63,16 @@ class RegistryFields(BaseModel):
         "the same CREATOR_ALL ACL Dubbo gives its own. Never printed.",
         metavar="USER:PASSWORD",
     )
+    jute_maxbuffer: int = _setting(
+        0xFFFFF,
+        "ZooKeeper",
+        "The servers' `jute.maxbuffer`, bytes: no node or transaction the sidecar writes is "
+        "larger (what would be is left alone, with the reason); in proxy mode a request frame "
+        "larger than this (plus 1 KiB) closes its connection, as the server would.",
+        ge=1024,
+        le=2**31 - 1,
+        metavar="BYTES",
+    )
     zookeeper_admin_port: int = _setting(
         8080,
         "ZooKeeper",
@@ -248,15 +258,6 @@ class OperationsFields(BaseModel):
         "proxy (iptables `nat OUTPUT` REDIRECT; needs `NET_ADMIN`), so that the app keeps its "
         "ZooKeeper address.",
         metavar="PORT",
-    )
-    proxy_jute_maxbuffer: int = _setting(
-        0xFFFFF,
-        "Proxy",
-        "The servers' `jute.maxbuffer`, bytes: a frame larger than this (plus 1 KiB) closes "
-        "its connection, as the server would.",
-        ge=1024,
-        le=2**31 - 1,
-        metavar="BYTES",
     )
     # Logging
     log_format: Literal["auto", "json", "console"] = _setting(

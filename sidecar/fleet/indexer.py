@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sidecar.fleet.junk import Junk, read_member
+from sidecar.fleet.nodes import Problems, read_member
 from sidecar.fleet.routes import Facts, Member, Members, Routes, where_from
+from sidecar.fleet.work import part_path, split
 from sidecar.model import Listing
 from sidecar.plan.kinds import named_host
 from sidecar.seams import OriginSource, Registry
@@ -27,6 +28,9 @@ ELECTION = f"{FLEET_ROOT}/election"
 # Sessions looked up per pass at most: a new indexer routes by address at once, by session
 # soon after, without one pass holding everything back.
 _LOOKUPS_PER_PASS = 5000
+# A member's work that could not be written is tried again after this, twice as late each
+# time it fails again, up to the last.
+_FIRST_RETRY, _LAST_RETRY = 0.5, 30.0
 
 
 class Indexer:
@@ -38,11 +42,16 @@ class Indexer:
         roots: tuple[str, ...],
         services_roots: tuple[str, ...],
         origins: OriginSource,
-        junk: Junk,
+        junk: Problems,
+        unwritable: Problems,
+        max_request: int,
     ) -> None:
-        """``junk``: where member nodes that are none are reported."""
+        """``junk``: where member nodes that are none are reported; ``unwritable``: where
+        work nodes that cannot be written are; ``max_request``: the servers'
+        jute.maxbuffer (a work node takes at most half of it)."""
         self._registry = registry
         self._junk = junk
+        self._unwritable = unwritable
         self._roots = roots
         self._services = services_roots
         self._origins_source = origins
@@ -58,7 +67,10 @@ class Indexer:
         self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
         self._dirty: set[str] = set()  # members whose work changed since published
         self._unrouted: set[str] = set()  # paths whose nodes changed since they were routed
-        self._published: dict[str, bytes] = {}
+        self._published: dict[str, bytes] = {}  # work node -> data, as last written
+        self._parts: dict[str, int] = {}  # member -> how many work nodes hold its work
+        self._retries: dict[str, tuple[float, float]] = {}  # member -> due at, last delay
+        self._part_budget = max_request // 2
         self._swept_up_to = 0
         self.members_path = MEMBERS
 
@@ -224,27 +236,49 @@ class Indexer:
         """Whether sessions are still to be looked up (another pass is due at once)."""
         return bool(self._pending)
 
-    def publish(self) -> int:
-        """Write the work of each member whose work changed (all at once); how many were
-        written."""
+    def publish(self, now: float) -> int:
+        """Write the work of each member whose work changed (all at once), except where an
+        earlier write failed and its retry is not due yet; how many nodes were written. A
+        node that cannot be written (no permission, anything) holds back no other: it is
+        reported, and tried again later each time it fails again."""
         self._route()
-        changed = {}
-        for member in sorted(self._dirty):
-            data = self._work_of(member)
-            if self._published.get(member) != data:
-                changed[member] = data
-        self._registry.put({f"{WORK}/{member}": data for member, data in changed.items()})
-        self._published.update(changed)
-        self._dirty.clear()
-        return len(changed)
+        due = {m for m in self._dirty if self._retries.get(m, (0.0, 0.0))[0] <= now}
+        writes: dict[str, bytes] = {}
+        for member in sorted(due):
+            for path, data in self._parts_of(member).items():
+                if self._published.get(path) != data:
+                    writes[path] = data
+        failed = self._registry.put(writes)
+        self._published.update((p, d) for p, d in writes.items() if p not in failed)
+        failing = {_member_of(path): problem for path, problem in failed.items()}
+        for member in due:
+            if member in failing:
+                _, delay = self._retries.get(member, (0.0, _FIRST_RETRY / 2))
+                delay = min(delay * 2, _LAST_RETRY)
+                self._retries[member] = (now + delay, delay)
+            else:
+                self._retries.pop(member, None)
+                self._dirty.discard(member)
+        still = {p: why for p, why in self._unwritable.nodes.items() if _member_of(p) not in due}
+        self._unwritable.found(
+            "unwritable", still | {f"{WORK}/{m}": why for m, why in failing.items()}
+        )
+        return len(writes) - len(failed)
 
-    def _work_of(self, member: str) -> bytes:
-        """A member's work node: each path with its digest and child version (a member that
+    def next_retry(self) -> float:
+        """When the earliest work write that failed is due again (infinity: none)."""
+        pending = [at for m, (at, _) in self._retries.items() if m in self._dirty]
+        return min(pending, default=float("inf"))
+
+    def _parts_of(self, member: str) -> dict[str, bytes]:
+        """A member's work nodes: each path with its digest and child version (a member that
         finds there the version its own write left knows the change is its own: nothing to
         read again). Where to look, never proof: a member asks the servers itself."""
         routed = self._routes.work.get(member, {})
-        paths = {p: [digest, self._versions.get(p, -1)] for p, digest in routed.items()}
-        return json.dumps({"paths": paths}, sort_keys=True, separators=(",", ":")).encode()
+        paths = {p: (digest, self._versions.get(p, -1)) for p, digest in routed.items()}
+        parts = split(paths, self._part_budget, self._parts.get(member, 1))
+        self._parts[member] = len(parts)
+        return {part_path(WORK, member, i): data for i, data in enumerate(parts)}
 
     def _reroute(self, path: str) -> None:
         # Routed once, when the work is published: a node seen before its session is looked
@@ -279,6 +313,11 @@ class Indexer:
             if path.startswith(root + "/"):
                 return root
         return None
+
+
+def _member_of(work_path: str) -> str:
+    """The member a work node (a part of its work) belongs to."""
+    return work_path.removeprefix(WORK + "/").split("/")[0]
 
 
 def member_data(

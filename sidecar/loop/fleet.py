@@ -5,19 +5,23 @@ Owned by the loop thread."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
-from sidecar.fleet.junk import Junk, ballot_member, ballot_problem
+from sidecar.fleet.nodes import Problems, ballot_member, ballot_problem
+from sidecar.fleet.work import Part, Paths, parse_part, part_path
 from sidecar.loop.dirty import Work
 from sidecar.loop.paths import Roots
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
 from sidecar.seams import Registry
-from sidecar.syntax import shorten
+
+
+class FleetError(Exception):
+    """This sidecar cannot take its part in the fleet now (the message says why)."""
+
 
 # Reads of the ballots in one election at most, while the ballot ahead goes as it is read.
 _ELECTION_READS = 5
@@ -29,12 +33,16 @@ class FleetKeeper:
     def __init__(
         self,
         registry: Registry,
-        new_indexer: Callable[[Junk], Indexer],
+        new_indexer: Callable[[Problems, Problems], Indexer],
         events: Events,
         metrics: FleetMetrics,
         roots: Roots,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``new_indexer(junk, unwritable)``: the indexer, once elected, reporting where
+        these say."""
         self._registry = registry
+        self._clock = clock
         self._roots = roots
         self._metrics = metrics
         self.member_id = ""  # the engine's id and the lease's name: one member per lease
@@ -45,9 +53,12 @@ class FleetKeeper:
         self._ballot = ""  # this member's election node
         self._before = ""  # the ballot this one waits behind
         self._before_member = ""  # the member node of that ballot's member
-        self.junk = Junk(self._ignored, metrics.ignored.set)
+        self.junk = Problems(self._ignored, metrics.ignored.set)
+        self.unwritable = Problems(self._not_written, metrics.unwritable.set)
+        self.problem = ""  # why this sidecar is not a working member now ("": it is)
         self._written: tuple[int, bytes] | None = None  # member data, as of which session
-        self._work: dict[str, tuple[str, int]] = {}  # path -> digest, child version; as read
+        self._work: Paths = {}  # path -> digest, child version; as read
+        self._parts: dict[int, tuple[int, Part]] = {}  # parts 1..: as read, at which version
         self._deferred: set[str] = set()  # registry paths changed, indexed next pass
 
     def watched(self) -> frozenset[str]:
@@ -64,7 +75,7 @@ class FleetKeeper:
         if member_id != self.member_id:  # the first pass, or another scope (another lease)
             self.member_id = member_id
             self.member_path, self.work_path = f"{MEMBERS}/{member_id}", f"{WORK}/{member_id}"
-            self._written, self._work = None, {}
+            self._written, self._work, self._parts = None, {}, {}
             if self._ballot:  # the ballot names the member: another member, another ballot
                 self._registry.release(self._ballot)
                 self._ballot, self.indexer = "", None
@@ -82,9 +93,16 @@ class FleetKeeper:
             self.indexer.here = min(hosts, default=None)
             self._index_unless_own_work(work)
         self._count(work.full or work.local)
-        if work.full or work.local or WORK in work.fleet or self.work_path in work.fleet:
+        told = WORK in work.fleet or any(
+            p == self.work_path or p.startswith(self.work_path + "/") for p in work.fleet
+        )
+        if work.full or work.local or told:
             return self._read_work(everything=work.full)
         return set()
+
+    def next_deadline(self) -> float:
+        """When the fleet has something to do without being told (a work write to retry)."""
+        return self.indexer.next_retry() if self.indexer is not None else float("inf")
 
     def _count(self, unserved_too: bool) -> None:
         indexer, m = self.indexer, self._metrics
@@ -104,9 +122,13 @@ class FleetKeeper:
             return
         if self._written is None or self._written[0] != session:
             owner = self._registry.owner_of(self.member_path)
-            self._registry.acquire(self.member_path, data, owner if owner != session else None)
+            taken = owner if owner != session else None
+            if not self._registry.acquire(self.member_path, data, taken):
+                raise FleetError(f"{self.member_path}: cannot be held in this session")
         if self._registry.read_data(self.member_path) != data:
-            self._registry.put({self.member_path: data})
+            failed = self._registry.put({self.member_path: data})
+            if failed:
+                raise FleetError(f"{self.member_path}: {failed[self.member_path]}")
         self._written = (session, data)
 
     def _join(self, session: int) -> None:
@@ -147,7 +169,7 @@ class FleetKeeper:
         if self.indexer is None:
             self._events.info("fleet_indexer_elected", member=self.member_id,
                               session=f"0x{session:x}")  # fmt: skip
-            self.indexer = self._new_indexer(self.junk)
+            self.indexer = self._new_indexer(self.junk, self.unwritable)
             self.indexer.rebuild()
 
     def _nearest_ballot(
@@ -167,6 +189,9 @@ class FleetKeeper:
 
     def _ignored(self, node: str, problem: str) -> None:
         self._events.warning("fleet_node_ignored", node=node, problem=problem)
+
+    def _not_written(self, node: str, problem: str) -> None:
+        self._events.warning("fleet_work_unwritable", node=node, problem=problem)
 
     def _index_unless_own_work(self, work: Work) -> None:
         """Index what changed, unless this member's own work changed too and nothing but
@@ -201,7 +226,7 @@ class FleetKeeper:
             if work.local:
                 indexer.sweep()
         looked_up = indexer.look_up()
-        published = indexer.publish()
+        published = indexer.publish(self._clock())
         self._events.debug(
             "fleet_indexed", paths=len(work.indexed), looked_up=looked_up,
             published=published, seconds=round(time.monotonic() - started, 4),
@@ -210,14 +235,9 @@ class FleetKeeper:
             work.more = True
 
     def _read_work(self, everything: bool) -> set[str]:
-        node = self._registry.watch_node(self.work_path)
-        try:
-            now = parse_work(node.data if node else b"")
-            self.junk.clear("work", self.work_path)
-        except ValueError as exc:
-            self.junk.add("work", self.work_path, str(exc))  # anyone can write there
-            now = {}
-        now = {p: entry for p, entry in now.items() if self._registry_path(p)}
+        """Read this member's work again: the paths whose digest changed since the last
+        read (all of them: ``everything``), except those its own writes alone changed."""
+        now = {p: entry for p, entry in self._read_parts().items() if self._registry_path(p)}
         before, self._work = self._work, now
         if everything:
             return set(now)
@@ -230,6 +250,33 @@ class FleetKeeper:
             or not self._registry.moved_only_by_own_writes(p, now[p][1])
             or self._roots.holds_instances(p)
         }  # fmt: skip
+
+    def _read_parts(self) -> Paths:
+        """Every path the work nodes name: part 0 (read each time: it says how many parts
+        there are), and of the others those whose version moved since read (watched)."""
+        first = self._read_part(0)
+        self._parts = {i: found for i, found in self._parts.items() if 0 < i < first.parts}
+        paths = [part_path(WORK, self.member_id, i) for i in range(1, first.parts)]
+        versions = self._registry.stats(paths) if paths else {}
+        for i, path in enumerate(paths, start=1):
+            version = versions.get(path)
+            if version is None or self._parts.get(i, (-1, Part({})))[0] != version[1]:
+                self._parts[i] = (version[1] if version else -1, self._read_part(i))
+        found = dict(first.paths)
+        for _, part in self._parts.values():
+            found.update(part.paths)
+        return found
+
+    def _read_part(self, index: int) -> Part:
+        path = part_path(WORK, self.member_id, index)
+        node = self._registry.watch_node(path)
+        try:
+            part = parse_part(node.data if node else b"")
+        except ValueError as exc:
+            self.junk.add("work", path, str(exc))  # anyone can write there
+            return Part({})
+        self.junk.clear("work", path)
+        return part
 
     def _registry_path(self, path: str) -> bool:
         """Whether a path the work names is one under this sidecar's roots (anything can be
@@ -246,23 +293,6 @@ class FleetKeeper:
         return set(self._work)
 
 
-def parse_work(data: bytes) -> dict[str, tuple[str, int]]:
-    """A work node's paths, each with its digest and child version (an earlier version's
-    node: paths and digests only; the origins it may carry are not read: they are never
-    proof). Raises ValueError for anything else: any client can write there."""
-    try:
-        doc = json.loads(data or b"{}", parse_constant=_not_a_number)
-        if "paths" not in doc:
-            return {str(p): (str(d), -1) for p, d in doc.items()}
-        return {str(p): (str(d), int(v)) for p, (d, v) in doc["paths"].items()}
-    except (ValueError, TypeError, AttributeError, RecursionError, OverflowError) as exc:
-        raise ValueError(f"not a work document: {shorten(str(exc))}") from None
-
-
-def _digest(work: dict[str, tuple[str, int]], path: str) -> str | None:
+def _digest(work: Paths, path: str) -> str | None:
     entry = work.get(path)
     return entry[0] if entry is not None else None
-
-
-def _not_a_number(constant: str) -> float:
-    raise ValueError(f"{constant} is not a number")

@@ -102,6 +102,8 @@ class Loop:
                 rt.dirty.periodic()
                 next_resync = now + rt.resync_seconds
             deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline())
+            if parts.fleet is not None:
+                deadline = min(deadline, parts.fleet.next_deadline())
             work = rt.dirty.take(timeout=max(0.0, deadline - time.monotonic()))
             if self.stopping:
                 return
@@ -130,6 +132,8 @@ class Loop:
             reasons.append("no advertised address: no configured source answered yet")
         if lease.waiting:
             reasons.append(f"per-app sidecar waiting: {lease.waiting}")
+        if parts.fleet is not None and parts.fleet.problem:
+            reasons.append(f"not a working member of the fleet: {parts.fleet.problem}")
         if not lease.holding:
             reasons.append("not holding its lease (starting, or standing by)")
         elif not reconciler.reconciled_once:

@@ -7,9 +7,11 @@ from __future__ import annotations
 from sidecar.loop.dirty import Work
 from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.parts import Parts
+from sidecar.loop.retries import Whole
 from sidecar.plan import Remembered
 from sidecar.records import decode as decode_record
 from sidecar.records import records_parent
+from sidecar.registry.outcomes import Interrupted
 
 
 def paths_to_read(p: Parts, work: Work) -> tuple[set[str], dict[str, set[str]]]:
@@ -60,10 +62,33 @@ def fleet_paths(
     hosts = p.observer.host_addresses(p.inventory.interface_addresses)
     hosts |= {str(about["advertise_host"])} if about.get("advertise_host") else set()
     member = f"{p.engine_id}+{scope.lease_name}"
-    paths = work.paths | fleet.keep(member, session, hosts, containers, about, work)
+    paths = work.paths | _keep(p, fleet, member, session, hosts, containers, about, work)
     if work.full or work.local:
         paths |= local_paths(p, work, set())
     return paths
+
+
+def _keep(
+    p: Parts, fleet: FleetKeeper, member: str, session: int, hosts: set[str],
+    containers: set[str], about: dict[str, object], work: Work,
+) -> set[str]:  # fmt: skip
+    """This member's part in the fleet, kept apart: whatever fails there (a node it may not
+    write, anything) is reported and tried again later, and the pass goes on with this
+    host's own paths."""
+    try:
+        told = fleet.keep(member, session, hosts, containers, about, work)
+    except Interrupted:
+        raise
+    except Exception as exc:
+        fleet.problem = f"{type(exc).__name__} {exc}".strip()
+        p.events.connection("fleet", "failed", problem=fleet.problem)
+        p.retries.schedule(Whole.FLEET)
+        return set()
+    if fleet.problem:
+        fleet.problem = ""
+        p.events.recovered("fleet")
+    p.retries.succeeded(Whole.FLEET)
+    return told
 
 
 def scope_paths(p: Parts, root: str) -> list[str]:

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from sidecar.fleet.indexer import ELECTION, WORK
 from sidecar.loop.apply import Results
 from sidecar.loop.dirty import Work
 from sidecar.loop.parts import Parts
@@ -354,6 +355,8 @@ def _add(work: Work, key: Whole | str, roots: tuple[str, ...]) -> None:
         work.all_containers = True
     elif key is Whole.LEASE:
         work.lease = True
+    elif key is Whole.FLEET:
+        work.fleet |= {ELECTION, WORK}
     elif key in roots:
         work.roots.add(key)
     else:

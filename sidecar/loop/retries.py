@@ -17,6 +17,7 @@ class Whole(Enum):
     EVERYTHING = "everything"  # a full resync
     CONTAINERS = "containers"  # the container listing
     LEASE = "lease"
+    FLEET = "fleet"  # this member's part in the fleet: membership, election, work
 
 
 RetryKey = Whole | str  # a str is a path (a root or a providers/instance path)

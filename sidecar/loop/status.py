@@ -9,9 +9,9 @@ from dataclasses import replace
 from typing import Any
 
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK
-from sidecar.fleet.junk import ballot_member, ballot_problem, read_member
+from sidecar.fleet.nodes import ballot_member, ballot_problem, read_member
 from sidecar.fleet.routes import Member
-from sidecar.loop.fleet import parse_work
+from sidecar.fleet.work import parse_part
 from sidecar.loop.reconcile import Reconciler
 from sidecar.model import RegistryNode
 from sidecar.ownership import read_marker
@@ -109,16 +109,34 @@ def fleet_now(registry: Registry) -> tuple[list[FleetMember], dict[str, str]]:
     rows = []
     for name, (member, node) in members.items():
         about = _json(node.data)
-        try:
-            paths = len(parse_work(works[name].data)) if name in works else 0
-        except ValueError as exc:
-            ignored[works[name].path], paths = str(exc), 0
+        paths = _work_paths(registry, works.get(name), ignored)
         rows.append(FleetMember(
             name, str(about.get("host", "?")), str(about.get("scope", "?")), member.session,
             tuple(str(r) for r in about.get("not_ready", []) or []),
             _int(about.get("managed")), _int(about.get("refused")), paths, name == indexer,
         ))  # fmt: skip
     return rows, ignored
+
+
+def _work_paths(registry: Registry, first: RegistryNode | None, ignored: dict[str, str]) -> int:
+    """How many paths a member's work names, over all its parts; unreadable parts are added
+    to ``ignored``."""
+    if first is None:
+        return 0
+    try:
+        head = parse_part(first.data)
+    except ValueError as exc:
+        ignored[first.path] = str(exc)
+        return 0
+    found = set(head.paths)
+    if head.parts > 1:
+        for node in registry.read_paths([first.path], watch=False)[first.path]:
+            if node.name.isdigit() and 0 < int(node.name) < head.parts:
+                try:
+                    found |= set(parse_part(node.data).paths)
+                except ValueError as exc:
+                    ignored[node.path] = str(exc)
+    return len(found)
 
 
 def _json(data: bytes) -> dict[str, Any]:

@@ -61,6 +61,7 @@ def assemble(
         settings.zookeeper, settings.session_timeout, on_change=dirty.path_changed,
         on_connection=dirty.connection_changed, resume=persistence.resume(), stopping=stopping,
         digest=_digest(settings), mark=capture.mark if settings.proxy_capture else None,
+        jute_maxbuffer=settings.jute_maxbuffer,
     )  # fmt: skip
     engine = _engine(settings, environ)
     metrics = Metrics()
@@ -131,7 +132,7 @@ def _proxy(settings: Settings, mapper: InventoryMapper) -> ProxyServer:
     proxy = ProxyServer(
         (host.strip("[]"), port), mapper, structlog.get_logger("sidecar"),
         servers=servers(settings.zookeeper), services_roots=settings.services_root,
-        capture_ports=settings.proxy_capture, jute_maxbuffer=settings.proxy_jute_maxbuffer,
+        capture_ports=settings.proxy_capture, jute_maxbuffer=settings.jute_maxbuffer,
     )  # fmt: skip
     try:
         proxy.start()
@@ -258,7 +259,10 @@ def build_parts(
     if settings.fleet:
         parts.fleet = FleetKeeper(
             registry,
-            lambda junk: Indexer(registry, settings.root, settings.services_root, origins, junk),
+            lambda junk, unwritable: Indexer(
+                registry, settings.root, settings.services_root, origins, junk, unwritable,
+                settings.jute_maxbuffer,
+            ),
             events, metrics.fleet, roots,
         )  # fmt: skip
     return parts

@@ -104,6 +104,12 @@ class FleetMetrics:
             "writes there (ignored; the fleet_node_ignored event names each)",
             registry=registry,
         )
+        self.unwritable = Gauge(
+            "dubbo_sidecar_fleet_work_unwritable",
+            "Members whose work the indexer could not write (each retried with backoff; the "
+            "fleet_work_unwritable event says why)",
+            registry=registry,
+        )
         self.unserved = Gauge(
             "dubbo_sidecar_fleet_unserved_registrations",
             "Registrations with a container's address whose session connects from a host "

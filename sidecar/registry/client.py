@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from kazoo.client import KazooClient, KazooState
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
-from kazoo.security import CREATOR_ALL_ACL
+from kazoo.security import CREATOR_ALL_ACL, OPEN_ACL_UNSAFE
 
 from sidecar.model import Connection
 from sidecar.registry.cache import ReadCache
@@ -23,7 +23,7 @@ from sidecar.registry.connection import (
     rearm,
     send_together,
 )
-from sidecar.registry.outcomes import Failed, Interrupted
+from sidecar.registry.outcomes import JUTE_MAXBUFFER, Drops, Failed, Interrupted, acl_size
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
@@ -44,16 +44,21 @@ class Session:
         stopping: threading.Event | None = None,
         digest: str | None = None,
         mark: Callable[[socket.socket], None] | None = None,
+        jute_maxbuffer: int = JUTE_MAXBUFFER,
     ) -> None:
         """``resume``: the (session id, password) of a session to continue, if still alive;
         ``stopping``: set when requests should no longer be waited for; ``digest``:
         ``user:password`` credentials, which also make created nodes CREATOR_ALL; ``mark``:
-        applied to each connection (so that the proxy's capture lets the sidecar's own pass)."""
+        applied to each connection (so that the proxy's capture lets the sidecar's own pass);
+        ``jute_maxbuffer``: the largest request the servers take, bytes."""
         self._on_change = on_change
         self._on_connection = on_connection
         self._stopping = stopping or threading.Event()
         self._known_parents: set[str] = set()
         self._acl = CREATOR_ALL_ACL if digest else None
+        self._acl_size = acl_size(self._acl or OPEN_ACL_UNSAFE)
+        self._max_request = jute_maxbuffer
+        self._drops = Drops()
         self.denied: set[str] = set()  # what the last read was not allowed to read
         self._cache = ReadCache()
         # The session and the (data, child) watches held when the connection last dropped.

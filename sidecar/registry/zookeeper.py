@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from kazoo.exceptions import (
+    ConnectionLoss,
     NoAuthError,
     NodeExistsError,
     NoNodeError,
@@ -30,11 +31,14 @@ from sidecar.model import (
 )
 from sidecar.progress import Progress
 from sidecar.registry.client import Session
-from sidecar.registry.outcomes import BATCH_OPS, Failed, batches, cause, outcome
-
-# A server drops the connection of a request over jute.maxbuffer (1 MB by default): the
-# nodes one put writes go in multis of about this much.
-_MULTI_BYTES = 256 << 10
+from sidecar.registry.outcomes import (
+    Failed,
+    Interrupted,
+    batches,
+    cause,
+    outcome,
+    request_size,
+)
 
 
 class ZooKeeperRegistry(Session):
@@ -230,31 +234,41 @@ class ZooKeeperRegistry(Session):
         parent, _, name = path.rpartition("/")
         return RegistryNode(parent, name, bytes(data or b""), stat.ephemeralOwner, stat.version)
 
-    def put(self, nodes: Mapping[str, bytes]) -> None:
+    def put(self, nodes: Mapping[str, bytes]) -> dict[str, str]:
         """Write persistent nodes (path -> data) in few ``multi`` requests (one proposal
-        each for the ensemble, one notification round), each well under the servers' packet
-        limit. A node that (or whose parent) does not exist yet is created on its own."""
-        requests = []
-        for group in _groups(list(nodes.items())):
-            request = self._client.transaction()
-            for path, data in group:
-                request.set_data(path, data)
-            requests.append((group, request.commit_async()))
-        missing = []
-        for group, result in self._drain(requests):
-            if isinstance(result, Exception):
-                raise result
-            if any(isinstance(r, Exception) for r in result):
-                missing += group
-        for path, data in missing:
+        each for the ensemble, one notification round), each under the servers'
+        jute.maxbuffer. A node that (or whose parent) does not exist yet is created on its
+        own. Returns why each node that could not be written was not: one that fails (no
+        permission, too large, anything) never holds back the others."""
+        paths = list(nodes)
+        results = self.start([Transaction((SetData(p, nodes[p], -1),)) for p in paths])()
+        failed = {}
+        for path, result in zip(paths, results, strict=True):
+            if result.error == NoNodeError.__name__:
+                problem = self._create_persistent(path, nodes[path])
+            else:
+                problem = "" if result.ok else result.error or str(result.outcome)
+            if problem:
+                failed[path] = problem
+        return failed
+
+    def _create_persistent(self, path: str, data: bytes) -> str:
+        """Create a persistent node (or set its data, if it was created meanwhile); why not,
+        or "" once done."""
+        create = Transaction((Create(path, data, persistent=True),))
+        if request_size(create, self._acl_size) > self._max_request:
+            return f"too large for the servers' jute.maxbuffer ({self._max_request} bytes)"
+        try:
+            self._ensure_parent(path)
             try:
+                self._wait(self._client.create_async(path, data, acl=self._acl))
+            except NodeExistsError:
                 self._wait(self._client.set_async(path, data))
-            except NoNodeError:
-                self._ensure_parent(path)
-                try:
-                    self._wait(self._client.create_async(path, data, acl=self._acl))
-                except NodeExistsError:
-                    self._wait(self._client.set_async(path, data))
+        except Interrupted:
+            raise
+        except Exception as exc:  # returned, not raised: the caller reports it
+            return type(exc).__name__
+        return ""
 
     def join(self, prefix: str, data: bytes) -> str:
         """Create an ephemeral sequential node ``prefix<sequence>`` in this session; its path."""
@@ -290,30 +304,41 @@ class ZooKeeperRegistry(Session):
         """Send the transactions and return at once: calling the result waits for each
         transaction's outcome, in order. The caller may read and plan other paths in between.
 
-        Several transactions travel in one ``multi`` (all of them or none): a storm of
-        rewrites costs a fraction of the requests. If a batch fails, its transactions are
-        sent again one by one, so each gets its own outcome.
+        Several transactions travel in one ``multi`` (all of them or none), each multi under
+        the servers' jute.maxbuffer: a storm of rewrites costs a fraction of the requests.
+        If a batch fails, its transactions are sent again one by one, so each gets its own
+        outcome; one the servers drop travels alone from then on. A transaction too large
+        for the servers is never sent: its outcome says so, and the others go on.
         """
-        started = []
-        for batch in batches(transactions) if batched else ([t] for t in transactions):
+        started: list[tuple[list[Transaction], int, Any]] = []
+        for batch, size, too_large in batches(
+            transactions, self._max_request, self._acl_size, self._drops, together=batched
+        ):
             try:
-                started.append((batch, self._commit(batch)))
+                started.append((batch, size, Failed(too_large) if too_large else
+                                self._commit(batch)))  # fmt: skip
             except Exception as exc:  # returned, not raised: the outcome reports it
-                started.append((batch, Failed(exc)))
+                started.append((batch, size, Failed(exc)))
         return lambda: self._finish(started)
 
-    def _finish(self, started: list[tuple[list[Transaction], Any]]) -> list[WriteResult]:
+    def _finish(self, started: list[tuple[list[Transaction], int, Any]]) -> list[WriteResult]:
         results: list[WriteResult] = []
-        for batch, result in self._drain(started):
+        drained = self._drain([((batch, size), result) for batch, size, result in started])
+        for (batch, size), result in drained:
             error = cause(result)
             written = outcome(error)
             if isinstance(error, NoNodeError):
                 self._known_parents.clear()  # a parent may have been deleted: ensure it again
+            if isinstance(error, ConnectionLoss):
+                self._drops.dropped(batch, size)
+            elif written.outcome is not Outcome.TOO_LARGE:
+                for transaction in batch:
+                    self._drops.settled(transaction)
             if written.outcome in (Outcome.APPLIED, Outcome.UNKNOWN) or len(batch) == 1:
                 results += [written] * len(batch)
             else:
                 results += self.start(batch, batched=False)()
-        transactions = [t for batch, _ in started for t in batch]
+        transactions = [t for batch, _, _ in started for t in batch]
         for transaction, result in zip(transactions, results, strict=True):
             if result.ok:
                 self._cache.applied(transaction, self.session_id)
@@ -336,17 +361,3 @@ class ZooKeeperRegistry(Session):
                 case Check(path=path, version=version):
                     request.check(path, version)
         return request.commit_async()
-
-
-def _groups(nodes: list[tuple[str, bytes]]) -> Iterable[list[tuple[str, bytes]]]:
-    """Nodes in groups of at most BATCH_OPS and about _MULTI_BYTES of names and data."""
-    group: list[tuple[str, bytes]] = []
-    size = 0
-    for path, data in nodes:
-        if group and (len(group) >= BATCH_OPS or size + len(path) + len(data) > _MULTI_BYTES):
-            yield group
-            group, size = [], 0
-        group.append((path, data))
-        size += len(path) + len(data)
-    if group:
-        yield group

@@ -3,7 +3,7 @@
 Every line's ``event`` is a stable machine name (README, "Logs", lists them), with the facts
 as structured fields: tests and log pipelines match on those, never on wording. Decisions:
 the action (``rewrite``, ``rewrite-in-place``, ``update``, ``restore``, ``remove``,
-``drop-original``), ``write_failed``, ``write_denied``, ``left_alone``. States:
+``drop-original``), ``write_failed``, ``write_denied``, ``write_too_large``, ``left_alone``. States:
 ``<system>_<state>`` (e.g. ``zookeeper_connected``, ``lease_standing_by``, ``docker_lost``),
 logged once per change.
 """
@@ -42,10 +42,12 @@ class Events:
         fields = _fields(decision)
         if result.ok:
             self._log.info(str(decision.action), **fields)
-        elif result.outcome is Outcome.DENIED:
+        elif result.outcome in (Outcome.DENIED, Outcome.TOO_LARGE):
+            # Not retried: said once, until the node changes.
             if decision.node.path not in self._refused:
                 self._refused.add(decision.node.path)
-                self._log.error("write_denied", action=str(decision.action), error=result.error,
+                event = "write_denied" if result.outcome is Outcome.DENIED else "write_too_large"
+                self._log.error(event, action=str(decision.action), error=result.error,
                                 **fields)  # fmt: skip
         elif result.outcome is not Outcome.DRY_RUN:
             self._log.warning("write_failed", action=str(decision.action), error=result.error,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sidecar.fleet.indexer import WORK
-from sidecar.loop.fleet import parse_work
+from sidecar.fleet.work import parse_part, part_path
 from sidecar.model import Container, Origin, PublishedPort
 from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
 from tests.unit.harness import Harness
@@ -12,12 +12,15 @@ PROVIDER = 0x2002  # the session of host 0's provider
 
 
 def fleet(
-    size: int, together: bool = True, tree: MemoryRegistry | None = None
+    size: int,
+    together: bool = True,
+    tree: MemoryRegistry | None = None,
+    **options: object,
 ) -> tuple[list[Harness], MemoryRegistry]:
     """``size`` hosts 192.0.2.1..; each runs one container at the same address 172.17.0.5
     (every default bridge hands it out), each host's own provider session connects from its
     host's address. ``together`` False: the same hosts without --fleet. ``tree``: a registry
-    that holds something already."""
+    that holds something already; ``options``: settings of every host."""
     said = {PROVIDER: Origin("192.0.2.1", "zk")}  # what the servers say, to every host
     tree = tree or MemoryRegistry(session=0x5000)
     hosts = []
@@ -27,7 +30,8 @@ def fleet(
         registry = tree if i == 0 else tree.another(0x5000 + i)
         hosts.append(Harness(
             registry=registry, engine=MemoryEngine({container.id: container}, identity=f"E{i}@h"),
-            origins=FixedOrigins(said), options={"fleet": together}, engine_id=f"E{i}@h",
+            origins=FixedOrigins(said), options={"fleet": together, **options},
+            engine_id=f"E{i}@h",
             host=f"192.0.2.{i + 1}",
         ))  # fmt: skip
     for host in hosts:
@@ -57,8 +61,14 @@ def later(hosts: list[Harness], seconds: float = 2.0, resync: bool = False) -> N
 def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:
     """The paths the indexer published as this host's work."""
     member = host.parts.fleet.member_id if host.parts.fleet else ""
-    node = tree.nodes.get(f"{WORK}/{member}")
-    return parse_work(node.data) if node else {}
+    node = tree.nodes.get(part_path(WORK, member, 0))
+    if node is None:
+        return {}
+    first = parse_part(node.data)
+    found = dict(first.paths)
+    for i in range(1, first.parts):
+        found.update(parse_part(tree.nodes[part_path(WORK, member, i)].data).paths)
+    return found
 
 
 def provider_on(hosts: list[Harness], index: int, session: int) -> str:

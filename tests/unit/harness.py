@@ -66,6 +66,8 @@ class Harness:
             lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"},
         )  # fmt: skip
         parts.retries = Retries(self.clock)
+        if parts.fleet is not None:
+            parts.fleet._clock = self.clock
         parts.observer = Observer(self.registry, self.origins, roots, self.settings.host_address,
                                   self.clock, member=self.settings.fleet)  # fmt: skip
         parts.observing = self.observing

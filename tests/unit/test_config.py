@@ -174,7 +174,7 @@ def test_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DUBBO_SIDECAR_PROXY_CAPTURE", "2181, 2182")
     settings = load_settings({})
     assert (settings.proxy_listen, settings.proxy_capture) == ("127.0.0.1:2181", (2181, 2182))
-    assert settings.proxy_jute_maxbuffer == 0xFFFFF
+    assert settings.jute_maxbuffer == 0xFFFFF
     monkeypatch.delenv("DUBBO_SIDECAR_PROXY_LISTEN")
     for overrides, message in [
         ({}, "settings: --proxy-capture redirects to the proxy: give --proxy-listen"),

@@ -250,3 +250,51 @@ def test_junk_in_every_coordination_path_neither_jams_the_election_nor_counts() 
     assert len(rows) == 2
     assert sum(r.indexer for r in rows) == 1
     assert set(ignored) == {p for p in JUNK if not p.startswith(WORK)}
+
+
+def test_a_work_node_no_one_may_write_holds_back_no_other_member() -> None:
+    """A client makes itself a member (an ephemeral member node in its own session) whose
+    work node refuses every writer: the indexer reports it once, tries it again later each
+    time it fails, and publishes every other member's work: host 1's new registration is
+    rewritten."""
+    tree = MemoryRegistry(session=0x5000)
+    doc = {"session": "6666", "hosts": ["192.0.2.99"], "containers": ["172.17.0.5"]}
+    tree.add(f"{MEMBERS}/E9@h+host", json.dumps(doc).encode(), owner=0x6666)
+    tree.add(f"{WORK}/E9@h+host", b"{}", owner=0)
+    tree.tree.unwritable.add(f"{WORK}/E9@h+host")
+    with capture_logs() as logs:
+        hosts, tree = fleet(3, tree=tree)
+        provider_on(hosts, 1, 0x2003)
+        tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
+        settle(hosts)
+        assert tree.children(PROVIDERS) == [rewritten("192.0.2.2")]
+        [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+        assert indexer.parts.fleet is not None
+        first = indexer.parts.fleet.next_deadline() - indexer.clock.now
+        assert 0 < first < float("inf")
+        later(hosts, seconds=first)  # due: fails again, waits twice as long
+        assert indexer.parts.fleet.next_deadline() - indexer.clock.now == 2 * first
+    unwritable = [e for e in logs if e["event"] == "fleet_work_unwritable"]
+    assert [e["node"] for e in unwritable] == [f"{WORK}/E9@h+host"]
+    assert indexer.parts.metrics.fleet.unwritable._value.get() == 1
+
+
+def test_a_member_whose_work_outgrows_a_node_gets_it_in_parts() -> None:
+    """Host 1's providers register forty interfaces: its work is larger than a work node
+    may be (half the servers' jute.maxbuffer, here 2 KiB), so it comes in several nodes,
+    and host 1 rewrites every registration."""
+    hosts, tree = fleet(3, jute_maxbuffer=4096)
+    provider_on(hosts, 1, 0x2003)
+    interfaces = [f"com.example.Service{i:02d}" for i in range(40)]
+    for interface in interfaces:
+        name = url_name("172.17.0.5", interface=interface)
+        tree.add(f"/dubbo/{interface}/providers/{name}", owner=0x2003)
+    settle(hosts)
+    member = hosts[1].parts.fleet.member_id if hosts[1].parts.fleet else ""
+    parts = [p for p in tree.nodes if p.startswith(f"{WORK}/{member}/")]
+    assert len(parts) >= 1
+    assert all(len(tree.nodes[p].data) <= 2048 for p in [f"{WORK}/{member}", *parts])
+    assert len(work_of(tree, hosts[1])) == 40
+    for interface in interfaces:
+        [name] = tree.children(f"/dubbo/{interface}/providers")
+        assert "192.0.2.2%3A32768" in name

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sidecar import instances, labels, urls
-from sidecar.loop.fleet import parse_work
+from sidecar.fleet.work import parse_part
 from sidecar.model import Endpoint
 from sidecar.ownership import TAG, marker_from_state, read_marker
 from sidecar.registry.sessions import parse_admin_connections, parse_cons
@@ -313,7 +313,10 @@ def test_labels_parse_or_say_which_is_invalid(pairs: list[tuple[str, str]]) -> N
 
 work_documents = st.fixed_dictionaries(
     {"paths": st.dictionaries(any_text, json_values, max_size=3) | json_values},
-    optional={"origins": st.dictionaries(any_text | digits, json_values, max_size=3) | json_values},
+    optional={
+        "origins": st.dictionaries(any_text | digits, json_values, max_size=3) | json_values,
+        "parts": json_values,
+    },
 )
 
 
@@ -322,10 +325,12 @@ work_documents = st.fixed_dictionaries(
 @example(b'{"paths": {"/p": ["d", 1e999]}}')
 @example(b'{"paths": {}, "origins": {"' + b"f" * 5000 + b'": ["a", "s"]}}')
 @example(b"[" * 100_000)
+@example(b'{"paths": {}, "parts": 1e999}')
+@example(b'{"paths": {}, "parts": 99999999999999999999}')
 def test_work_nodes_are_read_or_refused(data: bytes) -> None:
     """A fleet work node (anyone can write there) is read or refused as not a work document,
     with a short message."""
     try:
-        parse_work(data)
+        parse_part(data)
     except ValueError as exc:
         _assert_short(exc)

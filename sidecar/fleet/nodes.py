@@ -58,8 +58,9 @@ def read_member(node: RegistryNode) -> Member | str:
     return member
 
 
-class Junk:
-    """The nodes ignored in each coordination path, each reported once while it lasts."""
+class Problems:
+    """Problems with nodes, by kind (nodes ignored, work not written), each reported once
+    while it lasts."""
 
     def __init__(self, report: Callable[[str, str], None], count: Callable[[int], None]) -> None:
         """``report(node, problem)`` says why a node is ignored; ``count`` is told how many
