@@ -38,6 +38,22 @@ class Work:
     fleet: set[str] = field(default_factory=set)  # fleet nodes changed (work, ballots, members)
     more: bool = False  # the indexer has more to look up: another pass at once
 
+    def carry(self, other: Work) -> None:
+        """Add ``other``'s scopes (what to read again), not its reports (those were acted on
+        when it was absorbed)."""
+        self.full |= other.full
+        self.local |= other.local
+        self.replan |= other.replan
+        self.all_containers |= other.all_containers
+        self.static |= other.static
+        self.lease |= other.lease
+        for mine, theirs in (
+            (self.roots, other.roots), (self.paths, other.paths),
+            (self.containers, other.containers), (self.addresses, other.addresses),
+            (self.indexed, other.indexed), (self.fleet, other.fleet),
+        ):  # fmt: skip
+            mine |= theirs
+
     def __bool__(self) -> bool:
         return (
             self.full

@@ -42,6 +42,9 @@ class Reconciler:
         self._full_pass_began = float("-inf")
         self._disconnected_at = float("-inf")
         self._plan_failed: set[str] = set()  # paths to plan again later
+        # What passes that could not run (no connection) or failed were to read: read once
+        # connected again, or after a backoff.
+        self._carried = Work()
         self.not_ready: tuple[str, ...] = ("starting",)  # as the loop last published it
         self._counts: tuple[int, int] | None = None  # managed, refused: as the fleet was told
 
@@ -59,7 +62,12 @@ class Reconciler:
             p.metrics.connected.labels("zookeeper").set(connected)
             if not connected:
                 self._disconnected_at = at
-            elif state is Connection.CONNECTED and self._full_pass_began <= self._disconnected_at:
+                continue
+            # Back: what waited for the connection is done now, and what failed with it.
+            work.carry(self._carried)
+            self._carried = Work()
+            p.retries.hurry()
+            if state is Connection.CONNECTED and self._full_pass_began <= self._disconnected_at:
                 # A new session has no watches: read everything, unless a full pass began on
                 # this connection. A resumed one got its watches back (what changed fires).
                 work.full = work.lease = True
@@ -73,7 +81,11 @@ class Reconciler:
         if work.new_address is not None:
             self._take_address(work.new_address, work)
         for key in p.retries.take_due():
-            _add(work, key, p.roots.all)
+            if key is Whole.CARRIED:
+                work.carry(self._carried)
+                self._carried = Work()
+            else:
+                _add(work, key, p.roots.all)
         work.paths |= p.index.paths_of(work.addresses)
 
     def _take_address(self, found: AdvertiseHost, work: Work) -> None:
@@ -111,7 +123,8 @@ class Reconciler:
             p.events.info("mirrors_in_use", reason="a container's label asks for mirror mode")
             work.full = True
         if not p.registry.connected:
-            return  # the reconnect marks everything dirty
+            self._carried.carry(work)  # done once connected again
+            return
         if work.full:
             self._full_pass_began = time.monotonic()
         started = time.monotonic()
@@ -126,6 +139,7 @@ class Reconciler:
         if summary is None:
             return
         p.events.recovered("zookeeper")
+        p.retries.succeeded(Whole.CARRIED)
         for root in work.roots:
             p.retries.succeeded(root)
         if work.full:
@@ -337,14 +351,12 @@ class Reconciler:
             p.events.forget_missing(path, names_by_path[path])
 
     def _requeue(self, work: Work) -> None:
-        """Read these scopes again later."""
-        p = self.parts
-        for path in work.paths | work.roots:
-            p.retries.schedule(path)
-        if work.full or work.replan:  # a periodic resync would not plan every path again
-            p.retries.schedule(Whole.EVERYTHING)
-        if work.lease:
-            p.retries.schedule(Whole.LEASE)
+        """Read these scopes again later (at once if the connection comes back first)."""
+        scopes = Work()
+        scopes.carry(work)
+        if scopes:  # a pass over nothing that failed (a retry not yet due) adds no delay
+            self._carried.carry(scopes)
+            self.parts.retries.schedule(Whole.CARRIED)
 
 
 def _add(work: Work, key: Whole | str, roots: tuple[str, ...]) -> None:
@@ -357,6 +369,8 @@ def _add(work: Work, key: Whole | str, roots: tuple[str, ...]) -> None:
         work.lease = True
     elif key is Whole.FLEET:
         work.fleet |= {ELECTION, WORK}
+    elif isinstance(key, Whole):
+        raise AssertionError(f"{key} is absorbed on its own")
     elif key in roots:
         work.roots.add(key)
     else:

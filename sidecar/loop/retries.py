@@ -18,6 +18,7 @@ class Whole(Enum):
     CONTAINERS = "containers"  # the container listing
     LEASE = "lease"
     FLEET = "fleet"  # this member's part in the fleet: membership, election, work
+    CARRIED = "carried"  # the scopes of passes that could not run or failed
 
 
 RetryKey = Whole | str  # a str is a path (a root or a providers/instance path)
@@ -47,6 +48,12 @@ class Retries:
         for key in due:
             self._due[key] = (float("inf"), self._due[key][1])
         return due
+
+    def hurry(self) -> None:
+        """Everything waiting is due now (the connection is back: what failed with it can
+        work again), each keeping its delay should it fail again."""
+        now = self._clock()
+        self._due = {key: (min(at, now), delay) for key, (at, delay) in self._due.items()}
 
     def next_due(self) -> float:
         """When the earliest retry is due (infinity if none)."""

@@ -49,17 +49,17 @@ def test_a_failed_read_is_retried_later_each_time_then_cleared(twin: Harness) ->
         twin.start()
     assert [e["event"] for e in logs if e["event"] == "zookeeper_pass_failed"]
     retries = twin.parts.retries
-    assert retries.delay(Whole.EVERYTHING) == FIRST
+    assert retries.delay(Whole.CARRIED) == FIRST
     twin.due()  # not due yet: nothing happens
-    assert retries.delay(Whole.EVERYTHING) == FIRST
+    assert retries.delay(Whole.CARRIED) == FIRST
     twin.clock.now += FIRST
     twin.due()  # due: fails again, waits twice as long
-    assert retries.delay(Whole.EVERYTHING) == 2 * FIRST
+    assert retries.delay(Whole.CARRIED) == 2 * FIRST
     assert twin.providers() == [ORIGINAL]
     twin.clock.now += 2 * FIRST
     twin.due()
     assert twin.providers() == [rewritten()]
-    assert retries.delay(Whole.EVERYTHING) is None
+    assert retries.delay(Whole.CARRIED) is None
 
 
 def test_a_held_lease_means_stand_by_until_its_session_is_gone(twin: Harness) -> None:
