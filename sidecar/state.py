@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sidecar.files import open_private, read_regular
 from sidecar.syntax import quote
+
+# A state file larger than this is not one the sidecar wrote: refused, not read.
+_LIMIT = 64 << 20
 
 
 class StateFileBusy(Exception):
@@ -48,7 +52,7 @@ class StateFile:
     def lock(self) -> None:
         """Hold the lock until the process ends; raise StateFileBusy if another process has it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = _open_private(self.path.with_name(self.path.name + ".lock"), os.O_RDWR)
+        lock = open_private(self.path.with_name(self.path.name + ".lock"), os.O_RDWR)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -61,7 +65,7 @@ class StateFile:
         (None: nothing; a missing file is a first start, not a problem). Whatever part is
         unreadable is left out: a session that cannot be resumed, or a rewrite entry."""
         try:
-            text = self.path.read_text()
+            text = read_regular(self.path, _LIMIT).decode()
         except FileNotFoundError:
             return State(), None
         except (OSError, ValueError) as exc:
@@ -98,16 +102,9 @@ class StateFile:
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
         # Atomic (rename), not synced: what matters is surviving the process, not the host.
-        with os.fdopen(_open_private(temporary, os.O_WRONLY | os.O_TRUNC), "w") as out:
+        with os.fdopen(open_private(temporary, os.O_WRONLY | os.O_TRUNC), "w") as out:
             json.dump(doc, out)
         temporary.replace(self.path)
-
-
-def _open_private(path: Path, flags: int) -> int:
-    """Open (creating) a file only its owner may read, whatever mode an older one had."""
-    descriptor = os.open(path, flags | os.O_CREAT, 0o600)
-    os.fchmod(descriptor, 0o600)
-    return descriptor
 
 
 def _session(doc: dict[str, Any]) -> tuple[int, bytes]:

@@ -217,7 +217,8 @@ class Settings(
 def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:
     """Build the settings, or raise ConfigError with a one-line message."""
     if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} does not exist")
+        problem = "is not a regular file" if config_file.exists() else "does not exist"
+        raise ConfigError(f"config file {config_file} {problem}")
     token = _config_file.set(config_file)
     try:
         return Settings(**overrides)

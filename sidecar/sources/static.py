@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar import labels
+from sidecar.files import read_regular
 from sidecar.model import STATIC_ID, Container, PublishedPort
 from sidecar.syntax import is_ip, parse_port, quote
 
@@ -31,6 +32,8 @@ _CHECK_EVERY = 1.0
 _SETTLE = 1.0
 _SETTLE_LIMIT = 10.0
 _NETWORK_NAMESPACE = "/proc/self/ns/net"
+# A mapping file larger than this is refused (300,000 ports take 6 MB).
+_LIMIT = 32 << 20
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -134,7 +137,7 @@ def parse_ports(entries: Iterable[str]) -> tuple[tuple[int, int], ...]:
 def load(path: Path, extra_ports: Iterable[str] = ()) -> StaticMapping:
     """The mapping in ``path`` (TOML), plus ``extra_ports`` entries, which win."""
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(read_regular(path, _LIMIT).decode())
     except (OSError, ValueError, RecursionError) as exc:  # unreadable, not UTF-8, not TOML
         raise StaticMappingError(f"static mapping {path}: {exc}") from None
     unknown = set(doc) - {"ports", "addresses", "labels"}

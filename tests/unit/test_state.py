@@ -4,6 +4,7 @@ left out; the file and its lock are readable by their owner only (they hold a pa
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -107,3 +108,23 @@ def test_state_file_and_lock_are_private(tmp_path: Path) -> None:
     state_file.save(State(0x1001, PASSWORD))
     for made in (path, tmp_path / "state.json.lock"):
         assert stat.S_IMODE(made.stat().st_mode) == 0o600
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("where", ["state", "temporary"])
+def test_a_fifo_in_the_state_files_place_is_refused_without_blocking(
+    tmp_path: Path, where: str
+) -> None:
+    """A FIFO where the state file (or the file it is written through) should be: loading
+    and saving refuse it at once, with the reason, instead of waiting for a writer or a
+    reader that never comes."""
+    path = tmp_path / "state.json"
+    os.mkfifo(path if where == "state" else path.with_name("state.json.tmp"))
+    if where == "state":
+        state, found = StateFile(path).load()
+        assert state == State()
+        assert found is not None
+        assert "a FIFO" in found
+    else:
+        with pytest.raises(OSError, match=r"state\.json\.tmp"):
+            StateFile(path).save(State(session_id=4097, password=b"p" * 16))

@@ -3,9 +3,11 @@ acted on, a finished change is."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from sidecar.loop.inventory import Inventory
@@ -87,3 +89,28 @@ def test_start_waits_until_a_file_being_written_is_whole(tmp_path: Path) -> None
     finally:
         writer.cancel()
     assert found.ports == ((20880, 30880), (20881, 30881))
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "oversized"])
+def test_anything_but_a_regular_file_is_refused_without_blocking(tmp_path: Path, kind: str) -> None:
+    """The mapping file is replaced by a FIFO nobody writes (as a hung mount behaves), a
+    directory, a device or a file too large to be one: the loop is not held, the earlier
+    mapping stays, and the reason names the file."""
+    mapping = tmp_path / "ports.toml"
+    mapping.write_text(FULL)
+    inventory = _inventory(mapping)
+    mapping.unlink()
+    if kind == "fifo":
+        os.mkfifo(mapping)
+    elif kind == "directory":
+        mapping.mkdir()
+    elif kind == "device":
+        mapping.symlink_to("/dev/zero")
+    else:
+        mapping.write_bytes(b"#" * (33 << 20))
+    with capture_logs() as logs:
+        inventory.refresh(False, set(), static=True)
+    [unchanged] = [e for e in logs if e["event"] == "static_mapping_unchanged"]
+    assert str(mapping) in unchanged["problem"]
+    assert _ports(inventory) == ((20880, 30880), (20881, 30881))
