@@ -86,6 +86,7 @@ class Dirty:
         self._fleet_root = fleet_root
         self._lease_paths: frozenset[str] = frozenset()
         self._work = Work()
+        self._since: float | None = None  # when the work not yet taken was first marked
         self._stopping = False
         self._wake = threading.Condition()
 
@@ -106,55 +107,55 @@ class Dirty:
                 self._work.fleet.add(path)
             else:
                 self._work.indexed.add(self._source_of(path) or path)
-            self._wake.notify()
+            self._marked()
 
     def connection_changed(self, state: Connection) -> None:
         with self._wake:
             self._work.connection.append((state, time.monotonic()))
-            self._wake.notify()
+            self._marked()
 
     def container_changed(self, container_id: str) -> None:
         with self._wake:
             self._work.containers.add(container_id)
-            self._wake.notify()
+            self._marked()
 
     def static_changed(self) -> None:
         with self._wake:
             self._work.static = True
-            self._wake.notify()
+            self._marked()
 
     def docker_subscribed(self) -> None:
         """The event stream is live: everything must be read (events may have been missed)."""
         with self._wake:
             self._work.docker.append("")
             self._mark_everything()
-            self._wake.notify()
+            self._marked()
 
     def docker_lost(self, problem: str) -> None:
         with self._wake:
             self._work.docker.append(problem or "event stream lost")
-            self._wake.notify()
+            self._marked()
 
     def address_found(self, found: AdvertiseHost) -> None:
         with self._wake:
             self._work.new_address = found
             self._work.address_problem = ""
-            self._wake.notify()
+            self._marked()
 
     def address_unavailable(self, problem: str) -> None:
         with self._wake:
             self._work.address_problem = problem
-            self._wake.notify()
+            self._marked()
 
     def endpoint_changed(self, endpoint: Endpoint) -> None:
         with self._wake:
             self._work.addresses.add(endpoint.host)
-            self._wake.notify()
+            self._marked()
 
     def everything(self, containers_too: bool = True) -> None:
         with self._wake:
             self._mark_everything(containers_too)
-            self._wake.notify()
+            self._marked()
 
     def _mark_everything(self, containers_too: bool = True) -> None:
         self._work.full = True
@@ -169,13 +170,13 @@ class Dirty:
             self._work.roots |= self._roots
             self._work.all_containers = True
             self._work.lease = True
-            self._wake.notify()
+            self._marked()
 
     def again(self) -> None:
         """Another pass at once (the fleet's indexer has more to do)."""
         with self._wake:
             self._work.more = True
-            self._wake.notify()
+            self._marked()
 
     def stop(self) -> None:
         with self._wake:
@@ -187,5 +188,14 @@ class Dirty:
         with self._wake:
             if not self._work and not self._stopping:
                 self._wake.wait(timeout)
-            work, self._work = self._work, Work()
+            work, self._work, self._since = self._work, Work(), None
             return work
+
+    def waiting_since(self) -> float | None:
+        """When the oldest work marked and not yet taken was marked (None: none is)."""
+        return self._since
+
+    def _marked(self) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+        self._wake.notify()

@@ -100,6 +100,11 @@ class FleetKeeper:
             return self._read_work(everything=work.full)
         return set()
 
+    @property
+    def no_indexer(self) -> bool:
+        """Whether this member knows of no indexer: it is none, and waits behind no ballot."""
+        return bool(self.member_id) and self.indexer is None and not self._before
+
     def next_deadline(self) -> float:
         """When the fleet has something to do without being told (a work write to retry)."""
         return self.indexer.next_retry() if self.indexer is not None else float("inf")

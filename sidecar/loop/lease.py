@@ -149,7 +149,7 @@ class LeaseKeeper:
                 "lease", "standing_by", problem=f"held by another sidecar: {holder[:200]}",
                 lease=self.path, session=f"0x{owner or 0:x}",
             )  # fmt: skip
-            retries.schedule(Whole.LEASE)
+            retries.schedule(Whole.LEASE, failed=False)  # standing by is no failure
         self.holding = holding
         self._metrics.lease.set(holding)
         return holding

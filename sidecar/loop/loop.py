@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sidecar import records
 from sidecar.loop.dirty import Dirty, Work
+from sidecar.loop.liveness import Bounds, Liveness
 from sidecar.loop.parts import Parts
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
@@ -45,6 +46,7 @@ class Runtime:
     stopping: threading.Event  # set once asked to stop (the registry stops waiting too)
     # Builds the pass's parts once the engine's identity is known (see wiring.py).
     parts_for: Callable[[str, threading.Event], Parts]
+    bounds: Bounds  # how long work may wait (see liveness.py)
     proxy: ProxyServer | None = None  # already listening: the app may start before the loop
 
 
@@ -59,6 +61,7 @@ class Loop:
         self.reconciler: Reconciler | None = None
         self.readiness: tuple[str, ...] = ("starting",)
         self.ended = False  # run() returned (asked to stop, or not)
+        self.liveness = Liveness(runtime.bounds, runtime.dirty.waiting_since)
 
     def stop(self) -> None:
         """Ask the loop to return soon: requests in flight are abandoned."""
@@ -83,6 +86,7 @@ class Loop:
             if self.stopping:
                 return
             self.reconciler = Reconciler(rt.parts_for(engine_id, self._stopping), self._address)
+            self.reconciler.progressed = self.liveness.progressed
             for source in rt.sources:
                 source.start()
             if rt.engine is None:
@@ -108,6 +112,7 @@ class Loop:
             if self.stopping:
                 return
             rt.dirty.watch_leases(parts.lease.watched_paths())
+            self.liveness.began()
             try:
                 reconciler.absorb(work)
                 reconciler.run_pass(work)
@@ -117,6 +122,7 @@ class Loop:
                 # A bug, not an outage: say where, and try everything again after a while.
                 rt.events.exception("pass_crashed")
                 parts.retries.schedule(Whole.EVERYTHING)
+            self.liveness.ended(reconciler.backlog_since())
             self.readiness = reconciler.not_ready = self._not_ready(reconciler)
             if work.more:
                 rt.dirty.again()
@@ -134,6 +140,8 @@ class Loop:
             reasons.append(f"per-app sidecar waiting: {lease.waiting}")
         if parts.fleet is not None and parts.fleet.problem:
             reasons.append(f"not a working member of the fleet: {parts.fleet.problem}")
+        elif parts.fleet is not None and parts.fleet.no_indexer:
+            reasons.append("the fleet has no indexer: no ballot ahead counts, none is its own")
         if not lease.holding:
             reasons.append("not holding its lease (starting, or standing by)")
         elif not reconciler.reconciled_once:
@@ -144,7 +152,8 @@ class Loop:
         """For /readyz: why the sidecar is not ready (empty when it is). Called from the ops
         threads: reads the registry's connection state and what the loop published."""
         reasons = [] if self._rt.registry.connected else ["not connected to ZooKeeper"]
-        return reasons + list(self.readiness)
+        late = self.liveness.late()
+        return reasons + list(self.readiness) + ([late] if late else [])
 
     def not_healthy(self) -> list[str]:
         """For /healthz: what no longer runs and will not come back by itself (an orchestrator
@@ -152,6 +161,8 @@ class Loop:
         problems = []
         if self.ended and not self.stopping:
             problems.append("the reconcile loop has ended")
+        elif stuck := self.liveness.stuck():
+            problems.append(stuck)
         if not self._rt.registry.alive:
             problems.append("the ZooKeeper client's connection thread has died")
         return problems
@@ -168,6 +179,7 @@ class Loop:
                 return engine.engine_id()
             except DockerUnavailable as exc:
                 self._rt.events.connection("docker", "unavailable", problem=str(exc))
+                self.liveness.progressed()  # an attempt made: waiting for Docker, not stuck
                 self._stopping.wait(delay)
                 delay = min(delay * 2, MAX)
         return ""

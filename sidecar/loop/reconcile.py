@@ -45,6 +45,8 @@ class Reconciler:
         # What passes that could not run (no connection) or failed were to read: read once
         # connected again, or after a backoff.
         self._carried = Work()
+        self.carried_since: float | None = None
+        self.progressed: Callable[[], None] = lambda: None  # the loop's liveness, per chunk
         self.not_ready: tuple[str, ...] = ("starting",)  # as the loop last published it
         self._counts: tuple[int, int] | None = None  # managed, refused: as the fleet was told
 
@@ -123,7 +125,7 @@ class Reconciler:
             p.events.info("mirrors_in_use", reason="a container's label asks for mirror mode")
             work.full = True
         if not p.registry.connected:
-            self._carried.carry(work)  # done once connected again
+            self._carry(work)  # done once connected again
             return
         if work.full:
             self._full_pass_began = time.monotonic()
@@ -140,6 +142,8 @@ class Reconciler:
             return
         p.events.recovered("zookeeper")
         p.retries.succeeded(Whole.CARRIED)
+        if not self._carried:
+            self.carried_since = None
         for root in work.roots:
             p.retries.succeeded(root)
         if work.full:
@@ -259,6 +263,7 @@ class Reconciler:
                 self._settle(*in_flight, session, summary)
             in_flight = (chunk, decisions, pending)
             progress("reconciling paths", min(start + size, len(paths)), len(paths))
+            self.progressed()
         if in_flight is not None:
             self._settle(*in_flight, session, summary)
         return summary
@@ -308,15 +313,14 @@ class Reconciler:
         p = self.parts
         results = pending()
         self._index_paths(decisions)
-        again = {d.node.parent for d in decisions if d.provisional} | {
-            d.node.parent for d, r in results.items() if r.retry
-        }
-        again |= self._plan_failed.intersection(chunk)
+        failed = {d.node.parent for d, r in results.items() if r.retry}
+        failed |= self._plan_failed.intersection(chunk)
         self._plan_failed.difference_update(chunk)
+        again = failed | {d.node.parent for d in decisions if d.provisional}
         restless = again | {d.node.parent for d in decisions if not d.settled}
         for path in chunk:
             if path in again:
-                p.retries.schedule(path)
+                p.retries.schedule(path, failed=path in failed)
             else:
                 p.retries.succeeded(path)
             mirror = p.roots.mirror_of(path)
@@ -355,8 +359,19 @@ class Reconciler:
         scopes = Work()
         scopes.carry(work)
         if scopes:  # a pass over nothing that failed (a retry not yet due) adds no delay
-            self._carried.carry(scopes)
+            self._carry(scopes)
             self.parts.retries.schedule(Whole.CARRIED)
+
+    def _carry(self, work: Work) -> None:
+        self._carried.carry(work)
+        if self.carried_since is None and self._carried:
+            self.carried_since = time.monotonic()
+
+    def backlog_since(self) -> float | None:
+        """Since when the oldest work put off (carried, or failed and to be retried) has
+        waited."""
+        since = [t for t in (self.carried_since, self.parts.retries.failing_since()) if t]
+        return min(since, default=None)
 
 
 def _add(work: Work, key: Whole | str, roots: tuple[str, ...]) -> None:

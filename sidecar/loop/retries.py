@@ -30,15 +30,25 @@ class Retries:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._due: dict[RetryKey, tuple[float, float]] = {}  # key -> (due at, last delay)
+        self._failing_since: dict[RetryKey, float] = {}  # keys whose work failed: since when
 
-    def schedule(self, key: RetryKey) -> None:
-        """Try ``key`` again later, twice as late as the last time (up to MAX)."""
+    def schedule(self, key: RetryKey, failed: bool = True) -> None:
+        """Try ``key`` again later, twice as late as the last time (up to MAX). ``failed``
+        False: nothing failed, the key only waits for something to be proven."""
         _, delay = self._due.get(key, (0.0, FIRST / 2))
         delay = min(delay * 2, MAX)
-        self._due[key] = (self._clock() + delay, delay)
+        now = self._clock()
+        self._due[key] = (now + delay, delay)
+        if failed:
+            self._failing_since.setdefault(key, now)
 
     def succeeded(self, key: RetryKey) -> None:
         self._due.pop(key, None)
+        self._failing_since.pop(key, None)
+
+    def failing_since(self) -> float | None:
+        """Since when the oldest work that failed and is to be retried has failed."""
+        return min(self._failing_since.values(), default=None)
 
     def take_due(self) -> list[RetryKey]:
         """The keys due now. Each keeps its delay, so that another failure backs off

@@ -16,6 +16,7 @@ from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.inventory import Inventory
 from sidecar.loop.lease import LeaseKeeper
+from sidecar.loop.liveness import Bounds
 from sidecar.loop.loop import Loop, Runtime
 from sidecar.loop.memory import Memory
 from sidecar.loop.observe import Observer
@@ -95,9 +96,11 @@ def assemble(
 
     runtime = Runtime(
         registry, engine, dirty, events, sources, ops, settings.resync_seconds,
-        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for, proxy,
+        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for,
+        Bounds.of(settings.resync_seconds, settings.session_timeout), proxy,
     )  # fmt: skip
     loop = Loop(runtime, address)
+    metrics.oldest_pending.set_function(loop.liveness.oldest)
     return loop
 
 

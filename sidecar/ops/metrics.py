@@ -54,6 +54,12 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
             registry=self.registry,
         )
+        self.oldest_pending = Gauge(
+            "dubbo_sidecar_oldest_pending_seconds",
+            "Seconds the oldest work still to do has waited (0: none): marked and not yet "
+            "taken, in the pass running now, or put off to be retried",
+            registry=self.registry,
+        )
         self._last_success = 0.0
         since = Gauge(
             "dubbo_sidecar_seconds_since_last_reconcile",
