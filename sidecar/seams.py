@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol
 
+from sidecar.acls import Entry
 from sidecar.model import Container, Listing, Origins, RegistryNode, Transaction, WriteResult
 
 
@@ -56,6 +57,8 @@ class Registry(Protocol):
     ) -> dict[str, tuple[int, int] | None]: ...
 
     def watch_node(self, path: str) -> RegistryNode | None: ...
+
+    def acls(self, paths: Iterable[str]) -> dict[str, list[Entry] | None]: ...
 
     def put(self, nodes: Mapping[str, bytes]) -> dict[str, str]: ...
 

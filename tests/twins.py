@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from sidecar.acls import Entry
 from sidecar.model import (
     Connection,
     Container,
@@ -42,6 +43,7 @@ class Tree:
     clients: list[MemoryRegistry] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)  # as applied, in order
     unwritable: set[str] = field(default_factory=set)  # nodes whose ACL refuses every writer
+    acls: dict[str, list[Entry]] = field(default_factory=dict)  # others: open to anyone
 
 
 @dataclass
@@ -195,6 +197,14 @@ class MemoryRegistry:
             if watch:
                 self._data_watches.add(path)
             found[path] = (node.owner, node.version) if node else None
+        return found
+
+    def acls(self, paths: Iterable[str]) -> dict[str, list[Entry] | None]:
+        found: dict[str, list[Entry] | None] = {}
+        for path in paths:
+            self._read()
+            acl = self.tree.acls.get(path, [Entry("world", "anyone", 31)])
+            found[path] = acl if path in self.nodes else None
         return found
 
     def watch_node(self, path: str) -> RegistryNode | None:

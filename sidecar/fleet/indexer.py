@@ -61,8 +61,8 @@ class Indexer:
         self._members = Members(())
         self._member_nodes: dict[str, Member] = {}  # member node name -> what it says
         self._routes = Routes()
-        # session -> the address it connects from (None: one that tells no member's host)
-        self._addresses: dict[int, str | None] = {}
+        # session -> the addresses that tell where it connects from (see routes.where_from)
+        self._addresses: dict[int, frozenset[str]] = {}
         self.here: str | None = None  # an address of the indexer's own host
         self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
         self._dirty: set[str] = set()  # members whose work changed since published
@@ -225,10 +225,11 @@ class Indexer:
         for facts in self._facts.values():
             for fact in facts.values():
                 origin = self._addresses.get(fact.owner or 0)
-                if origin is None or fact.host in (None, origin):
+                if not origin or fact.host is None or fact.host in origin:
                     continue
                 if not self._members.concerned(fact, self._addresses):
-                    found[origin] = found.get(origin, 0) + 1
+                    host = min(origin)
+                    found[host] = found.get(host, 0) + 1
         return found
 
     @property

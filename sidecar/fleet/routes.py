@@ -65,7 +65,7 @@ class Members:
         several members share (per-application sidecars on one host)."""
         return host in self._by_container or len(self._by_host.get(host, ())) > 1
 
-    def concerned(self, facts: Facts, origins: Mapping[int, str | None]) -> set[str]:
+    def concerned(self, facts: Facts, origins: Mapping[int, frozenset[str]]) -> set[str]:
         """The members a node concerns."""
         if facts.host is None and facts.owner is None:
             return set()
@@ -77,22 +77,25 @@ class Members:
                 return {member}
             origin = origins.get(facts.owner)
             if origin is not None:
-                return self._at(origin)
+                return set().union(*(self._at(address) for address in origin))
         return self._at(facts.host or "")
 
     def _at(self, address: str) -> set[str]:
         return set(self._by_host.get(address, ())) | set(self._by_container.get(address, ()))
 
 
-def where_from(origin: Origin, here: str | None) -> str | None:
-    """The address that says which host a session connects from, as every member reads it.
-    A server tells a client on its own host by a loopback or link-local address, which
-    means that host only to the one who asked: it stands for the server's host (the
-    server's address as the indexer reached it), or, where the indexer reached the server
-    by such an address too, for the indexer's own host (``here``; None: unknown)."""
+def where_from(origin: Origin, here: str | None) -> frozenset[str]:
+    """The addresses that say which host a session connects from, as every member reads
+    them. A server tells a client on its own host by a loopback or link-local address, which
+    means that host only to the one who asked: it stands for the server's host (the server's
+    address as the indexer reached it), or, where the indexer reached the server by such an
+    address too, for the indexer's own host (``here``; None: unknown). The address as told
+    is kept too (a member may say it is its own): routing to one more member costs a read,
+    and its proof decides."""
     if not only_here(origin.address):
-        return origin.address
-    return origin.server if not only_here(origin.server) else here
+        return frozenset({origin.address})
+    host = origin.server if not only_here(origin.server) else here
+    return frozenset({origin.address, *([host] if host else [])})
 
 
 class Routes:
@@ -107,7 +110,7 @@ class Routes:
         path: str,
         facts: Mapping[str, Facts],
         members: Members,
-        origins: Mapping[int, str | None],
+        origins: Mapping[int, frozenset[str]],
     ) -> set[str]:
         """Route one path's nodes; returns the members whose work changed."""
         mine: dict[str, list[tuple[str, int, int]]] = defaultdict(list)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar.loop.acl_check import AclCheck
 from sidecar.loop.apply import Applier
 from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.inventory import Inventory
@@ -43,6 +44,7 @@ class Parts:
     metrics: Metrics
     prober: Prober | None
     stopping: Callable[[], bool]
+    acl_check: AclCheck
     observing: bool = False  # plan and status: decide as an observer, hold no lease
     # Proxy mode: the app's own requests are rewritten in flight from this mapping; the loop
     # keeps it current and holds the lease, and reads no registry path at all.

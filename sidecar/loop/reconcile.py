@@ -182,8 +182,10 @@ class Reconciler:
             if p.lease.settle_if_due():
                 # Take this container's rewrites over from the per-host one.
                 work.local = work.replan = True
-            if p.proxy is not None:
-                return Counter(), 0  # the proxy rewrites in flight: nothing to read or write
+        if work.full or work.local:
+            p.acl_check.check()  # once the lease (and its parents) exists
+        if p.proxy is not None and not p.observing:
+            return Counter(), 0  # the proxy rewrites in flight: nothing to read or write
         if work.full:
             p.inventory.refresh_host_addresses()
         if p.lease.take_peers_gone() or work.full or p.memory.records_stale:

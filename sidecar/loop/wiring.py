@@ -11,6 +11,7 @@ import structlog
 
 from sidecar.config import ConfigError, Settings
 from sidecar.fleet.indexer import FLEET_ROOT, Indexer
+from sidecar.loop.acl_check import AclCheck
 from sidecar.loop.apply import Applier
 from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.fleet import FleetKeeper
@@ -254,10 +255,12 @@ def build_parts(
                         persistence.earlier_session)  # fmt: skip
     observer = Observer(registry, origins, roots, settings.host_address,
                         member=settings.fleet)  # fmt: skip
+    acl_check = AclCheck(registry, events, metrics.coordination_open.set, engine_id,
+                         settings.fleet, _digest(settings))  # fmt: skip
     parts = Parts(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
         inventory, lease, observer, Applier(registry, events, metrics), persistence, Retries(),
-        events, metrics, prober, stopping,
+        events, metrics, prober, stopping, acl_check,
     )  # fmt: skip
     if settings.fleet:
         parts.fleet = FleetKeeper(

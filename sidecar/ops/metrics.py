@@ -42,6 +42,13 @@ class Metrics:
             registry=self.registry,
         )
         self.fleet = FleetMetrics(self.registry)
+        self.coordination_open = Gauge(
+            "dubbo_sidecar_coordination_open_nodes",
+            "The sidecar's coordination parents (leases, records, the fleet's paths) whose ACL "
+            "lets others than its credentials change them (the coordination_open event says "
+            "which, and the command that closes them)",
+            registry=self.registry,
+        )
         self.lease = Gauge(
             "dubbo_sidecar_lease_held",
             "1 while this sidecar holds its lease (0: standing by)",

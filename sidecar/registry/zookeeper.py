@@ -18,6 +18,7 @@ from kazoo.exceptions import (
     NoNodeError,
 )
 
+from sidecar.acls import Entry
 from sidecar.model import (
     Check,
     Create,
@@ -223,6 +224,18 @@ class ZooKeeperRegistry(Session):
                 raise result
             ok = result is not None and not isinstance(result, Exception)
             found[path] = (int(result.ephemeralOwner), int(result.version)) if ok else None
+        return found
+
+    def acls(self, paths: Iterable[str]) -> dict[str, list[Entry] | None]:
+        """Each node's ACL (None: the node is absent or its ACL may not be read), pipelined."""
+        found: dict[str, list[Entry] | None] = {}
+        for path, result in self._pipelined(list(paths), self._client.get_acls_async):
+            if isinstance(result, NoNodeError | NoAuthError):
+                found[path] = None
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                found[path] = [Entry(a.id.scheme, a.id.id, int(a.perms)) for a in result[0]]
         return found
 
     def watch_node(self, path: str) -> RegistryNode | None:

@@ -97,7 +97,7 @@ def test_a_route_changes_only_for_the_members_a_change_concerns(
         Member("b", 2, frozenset({"192.0.2.2"}), frozenset({"172.17.0.5"})),
         Member("c", 3, frozenset({"192.0.2.3"}), frozenset({"10.0.0.1"})),
     ])  # fmt: skip
-    origins = {0x99: "192.0.2.1"}
+    origins = {0x99: frozenset({"192.0.2.1"})}
     facts = {name: Facts(host, owner) for name, (host, owner) in nodes.items()}
     routes = Routes()
     routes.reroute("/p", facts, members, origins)

@@ -43,11 +43,11 @@ def test_loopback_origins_route_to_the_servers_host() -> None:
     """A server reports a client on its own host by a loopback or link-local address: the
     indexer routes by the server's address instead, or by its own host's where it reached
     that server by loopback as well."""
-    assert where_from(Origin("127.0.0.1", "10.0.0.5"), "10.0.0.9") == "10.0.0.5"
-    assert where_from(Origin("fe80::1", "10.0.0.5"), "10.0.0.9") == "10.0.0.5"
-    assert where_from(Origin("127.0.0.1", "127.0.1.1"), "10.0.0.9") == "10.0.0.9"
-    assert where_from(Origin("::1", "::1"), None) is None
-    assert where_from(Origin("172.17.0.5", "127.0.1.1"), "10.0.0.9") == "172.17.0.5"
+    assert where_from(Origin("127.0.0.1", "10.0.0.5"), "10.0.0.9") == {"127.0.0.1", "10.0.0.5"}
+    assert where_from(Origin("fe80::1", "10.0.0.5"), "10.0.0.9") == {"fe80::1", "10.0.0.5"}
+    assert where_from(Origin("127.0.0.1", "127.0.1.1"), "10.0.0.9") == {"127.0.0.1", "10.0.0.9"}
+    assert where_from(Origin("::1", "::1"), None) == {"::1"}
+    assert where_from(Origin("172.17.0.5", "127.0.1.1"), "10.0.0.9") == {"172.17.0.5"}
 
 
 def _restarted_past_its_session(
