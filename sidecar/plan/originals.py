@@ -76,6 +76,14 @@ def plan_original(ctx: PlanContext, node: RegistryNode) -> Decision:
     return _replace(ctx, base, parsed, target, reason)
 
 
+def _same_provider(ctx: PlanContext, node: RegistryNode, rewrite: RegistryNode) -> bool:
+    """Whether our rewrite names the session that registered ``node`` as its provider's (a
+    provider that registered again in a new session gets a rewrite that names the new one:
+    a restore proves that session, never the gone one)."""
+    marker = ctx.markers.get(rewrite.name)
+    return marker is None or marker.provider_session == node.owner
+
+
 def _target(
     ctx: PlanContext, parsed: Parsed, found: Mapped, mode: Mode, marker: Marker
 ) -> _Target | None:
@@ -121,7 +129,11 @@ def _replace(
         return decide(
             base, Action.REWRITE, reason, Delete(node.path, node.version), *stale, target.create
         )
-    if target.ours and ctx.kind.same(existing.data, target.data):
+    if (
+        target.ours
+        and ctx.kind.same(existing.data, target.data)
+        and _same_provider(ctx, node, existing)
+    ):
         return decide(
             base,
             Action.DROP_ORIGINAL,

@@ -23,61 +23,32 @@ from testbed.sessions import client_from, expire_session
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
-from .conftest import INTERFACE
+from . import stand_ins
 from .helpers import children, one_shot
+from .stand_ins import CONTAINER, StandIns, host_address
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-CONTAINER = "10.66.0.5"  # every host's provider container has this address
 # The work of a dead indexer resumes within a second of its session's end (the outcome);
 # the bound leaves half a second for a loaded test machine.
 TAKEOVER_SECONDS = 1.5
-
-
-def host_address(i: int) -> str:
-    return f"127.0.0.{i + 2}"
 
 
 @pytest.fixture
 def start_host(
     tmp_path: Path, zookeeper: ZooKeeperServer, root: str
 ) -> Iterator[Callable[[int], SidecarProcess]]:
-    """The sidecar of host ``i``: its own identity, advertised address and static mapping
-    (container port 20880 published on 30000 + i)."""
-    started: list[SidecarProcess] = []
-
-    def start(i: int) -> SidecarProcess:
-        mapping = tmp_path / f"ports-{i}.toml"
-        mapping.write_text(f'addresses = ["{CONTAINER}"]\n[ports]\n20880 = {30000 + i}\n')
-        sidecar = SidecarProcess(
-            tmp_path / f"host-{i}-{len(started)}.log",
-            [
-                *("--zookeeper", zookeeper.connect_string, "--root", root, "--fleet"),
-                *("--docker-url", "none", "--static-file", str(mapping), "--listen", ""),
-                *("--advertise-host", host_address(i), "--session-timeout", "4"),
-                *("--state-file", str(tmp_path / f"state-{i}.json"), "--log-level", "debug"),
-            ],
-            env={"POD_UID": f"host-{i}"},
-        ).start()
-        started.append(sidecar)
-        sidecar.wait_for_event("resync_done")
-        return sidecar
-
+    """The sidecar of stand-in host ``i`` (tests/integration/stand_ins.py), with --fleet."""
+    hosts = StandIns(tmp_path, zookeeper, root, ["--fleet"])
     try:
-        yield start
+        yield hosts.start
     finally:
-        for sidecar in started:
-            if sidecar.running:
-                sidecar.kill()
+        hosts.close()
 
 
 def register(zookeeper: ZooKeeperServer, root: str, i: int, app: str) -> tuple[KazooClient, str]:
     """Host ``i``'s provider: a session from the host's address, its container's address."""
-    client = client_from(zookeeper.connect_string, host_address(i), timeout=30)
-    name = java_url_encode(f"dubbo://{CONTAINER}:20880/{INTERFACE}?application={app}"
-                           f"&interface={INTERFACE}&side=provider")  # fmt: skip
-    client.create(f"{root}/{INTERFACE}/providers/{name}", b"", ephemeral=True, makepath=True)
-    return client, urls.parse(name).with_endpoint(Endpoint(host_address(i), 30000 + i))
+    return stand_ins.register(zookeeper, root, host_address(i), app, 30000 + i)
 
 
 def test_each_host_rewrites_its_own_and_one_sidecar_watches_for_all(

@@ -187,16 +187,31 @@ def test_rewrite_follows_a_changed_host_port_and_advertise_host() -> None:
 
 
 def test_original_registered_again_is_dropped_while_its_rewrite_stays() -> None:
-    """A provider re-registering (new session) next to its rewrite loses only the original;
-    the transaction checks the rewrite still exists, so consumers never see neither."""
+    """A provider re-registering in the same session (a reconnect) next to its rewrite loses
+    only the original; the transaction checks the rewrite still exists, so consumers never
+    see neither."""
     index = ContainerIndex([container()])
     rewritten = converge([registration(url_name("172.17.0.5"))], index)
-    registry = [*rewritten, registration(url_name("172.17.0.5"), owner=0x4004)]
+    registry = [*rewritten, registration(url_name("172.17.0.5"))]
     decisions = plan_providers(registry, index, ME)
     drop = next(d for d in decisions if d.action is Action.DROP_ORIGINAL)
     assert drop.transaction is not None
     assert isinstance(drop.transaction.ops[0], Check)
     assert converge(registry, index) == rewritten
+
+
+def test_a_rewrite_follows_its_provider_into_a_new_session() -> None:
+    """A provider re-registering in a new session next to its rewrite: in one transaction the
+    original goes and the rewrite is made again naming the new session (its marker is what a
+    restore later proves: the gone session would prove nothing)."""
+    index = ContainerIndex([container()])
+    [rewritten] = converge([registration(url_name("172.17.0.5"))], index)
+    registry = [rewritten, registration(url_name("172.17.0.5"), owner=0x4004)]
+    [after] = converge(registry, index)
+    assert after.name == rewritten.name
+    marker = read_marker(after.data)
+    assert marker is not None
+    assert marker.provider_session == 0x4004
 
 
 def test_original_is_left_when_the_rewritten_name_belongs_to_someone_else() -> None:
