@@ -55,6 +55,7 @@ class Session:
         self._on_connection = on_connection
         self._stopping = stopping or threading.Event()
         self._known_parents: set[str] = set()
+        self._absent: set[str] = set()  # nodes watched for their creation
         self._acl = CREATOR_ALL_ACL if digest else None
         self._acl_size = acl_size(self._acl or OPEN_ACL_UNSAFE)
         self._max_request = jute_maxbuffer
@@ -176,9 +177,16 @@ class Session:
     def _watched(self, event: WatchedEvent) -> None:
         # Kazoo also fires every watch with type NONE when a connection drops (and forgets
         # them); the reconnect marks everything dirty, and re-reading sets them again.
-        if event.type == EventType.CHANGED and event.path:
+        if event.type == EventType.NONE or not event.path:
+            return
+        if event.path in self._absent:
+            # Watched while absent: what happened is the node's own (a watch set again after
+            # a reconnect reports a node created meanwhile as a data change).
+            self._absent.discard(event.path)
+            self._on_change(event.path)
+        elif event.type == EventType.CHANGED:
             self._on_change(event.path.rpartition("/")[0])  # a node's data: re-read its path
-        elif event.type != EventType.NONE and event.path:
+        else:
             self._on_change(event.path)
 
     def _state_changed(self, state: str) -> None:

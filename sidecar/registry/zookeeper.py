@@ -48,7 +48,10 @@ class ZooKeeperRegistry(Session):
     def owner_of(self, path: str) -> int | None:
         """The session owning the ephemeral node ``path`` (None if absent); watched."""
         stat = self._wait(self._client.exists_async(path, watch=self._watched))
-        return int(stat.ephemeralOwner) if stat is not None else None
+        if stat is None:
+            self._absent.add(path)  # its creation is reported as the node's own change
+            return None
+        return int(stat.ephemeralOwner)
 
     def read_data(self, path: str) -> bytes | None:
         try:

@@ -190,8 +190,8 @@ def test_a_work_node_nobody_may_write_holds_back_no_other_member(
     doc = {"session": session, "hosts": ["127.0.0.99"], "containers": [CONTAINER]}
     intruder.create(f"{MEMBERS}/intruder", json.dumps(doc).encode(), ephemeral=True,
                     makepath=True)  # fmt: skip
-    registry.create(f"{WORK}/intruder", b"{}", makepath=True,
-                    acl=[make_acl("world", "anyone", read=True)])  # fmt: skip
+    registry.ensure_path(WORK)
+    registry.create(f"{WORK}/intruder", b"{}", acl=[make_acl("world", "anyone", read=True)])
     hosts = StandIns(tmp_path, zookeeper, root, ["--fleet"])
     clients = [intruder]
     try:
