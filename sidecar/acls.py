@@ -7,25 +7,11 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-# ZooKeeper's permission bits.
-READ, WRITE, CREATE, DELETE, ADMIN = 1, 2, 4, 8, 16
+from sidecar.model import ADMIN, CREATE, DELETE, WRITE, AclEntry
+
+# ZooKeeper's permission bits that change a node or its children.
 _CHANGES = WRITE | CREATE | DELETE | ADMIN
-_LETTERS = ((CREATE, "c"), (DELETE, "d"), (READ, "r"), (WRITE, "w"), (ADMIN, "a"))
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One ACL entry: who (scheme and id) may do what (permission bits)."""
-
-    scheme: str
-    id: str
-    perms: int
-
-    def __str__(self) -> str:
-        letters = "".join(letter for bit, letter in _LETTERS if self.perms & bit)
-        return f"{self.scheme}:{self.id}:{letters}"
 
 
 def digest_identity(credentials: str) -> str:
@@ -36,7 +22,7 @@ def digest_identity(credentials: str) -> str:
     return f"{user}:{base64.b64encode(hashed).decode()}"
 
 
-def others_may_change(acl: Iterable[Entry], own: str | None) -> list[Entry]:
+def others_may_change(acl: Iterable[AclEntry], own: str | None) -> list[AclEntry]:
     """The entries that let someone other than ``own`` (the sidecar's digest id; None: it has
     none) change the node or its children."""
     return [

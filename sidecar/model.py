@@ -129,6 +129,24 @@ class Origins:
         return self.complete and session not in self.sessions
 
 
+# ZooKeeper's permission bits.
+READ, WRITE, CREATE, DELETE, ADMIN = 1, 2, 4, 8, 16
+_LETTERS = ((CREATE, "c"), (DELETE, "d"), (READ, "r"), (WRITE, "w"), (ADMIN, "a"))
+
+
+@dataclass(frozen=True)
+class AclEntry:
+    """One ACL entry: who (scheme and id) may do what (permission bits)."""
+
+    scheme: str
+    id: str
+    perms: int
+
+    def __str__(self) -> str:
+        letters = "".join(letter for bit, letter in _LETTERS if self.perms & bit)
+        return f"{self.scheme}:{self.id}:{letters}"
+
+
 @dataclass(frozen=True)
 class Create:
     """Create a node: ephemeral, owned by the sidecar's session, unless ``persistent``."""

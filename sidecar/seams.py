@@ -7,8 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol
 
-from sidecar.acls import Entry
-from sidecar.model import Container, Listing, Origins, RegistryNode, Transaction, WriteResult
+from sidecar.model import (
+    AclEntry,
+    Container,
+    Listing,
+    Origins,
+    RegistryNode,
+    Transaction,
+    WriteResult,
+)
 
 
 class Registry(Protocol):
@@ -58,7 +65,7 @@ class Registry(Protocol):
 
     def watch_node(self, path: str) -> RegistryNode | None: ...
 
-    def acls(self, paths: Iterable[str]) -> dict[str, list[Entry] | None]: ...
+    def acls(self, paths: Iterable[str]) -> dict[str, list[AclEntry] | None]: ...
 
     def put(self, nodes: Mapping[str, bytes]) -> dict[str, str]: ...
 

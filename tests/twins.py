@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sidecar.acls import Entry
 from sidecar.model import (
+    AclEntry,
     Connection,
     Container,
     Create,
@@ -43,7 +43,7 @@ class Tree:
     clients: list[MemoryRegistry] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)  # as applied, in order
     unwritable: set[str] = field(default_factory=set)  # nodes whose ACL refuses every writer
-    acls: dict[str, list[Entry]] = field(default_factory=dict)  # others: open to anyone
+    acls: dict[str, list[AclEntry]] = field(default_factory=dict)  # others: open to anyone
 
 
 @dataclass
@@ -199,11 +199,11 @@ class MemoryRegistry:
             found[path] = (node.owner, node.version) if node else None
         return found
 
-    def acls(self, paths: Iterable[str]) -> dict[str, list[Entry] | None]:
-        found: dict[str, list[Entry] | None] = {}
+    def acls(self, paths: Iterable[str]) -> dict[str, list[AclEntry] | None]:
+        found: dict[str, list[AclEntry] | None] = {}
         for path in paths:
             self._read()
-            acl = self.tree.acls.get(path, [Entry("world", "anyone", 31)])
+            acl = self.tree.acls.get(path, [AclEntry("world", "anyone", 31)])
             found[path] = acl if path in self.nodes else None
         return found
 

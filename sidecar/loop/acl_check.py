@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar.acls import Entry, digest_identity, fix_command, others_may_change
+from sidecar.acls import digest_identity, fix_command, others_may_change
 from sidecar.fleet.indexer import ELECTION, FLEET_ROOT, MEMBERS, WORK
+from sidecar.model import AclEntry
 from sidecar.records import RECORDS_ROOT, records_parent
 from sidecar.report.events import Events
 from sidecar.scope import LEASE_ROOT
@@ -39,7 +40,7 @@ class AclCheck:
                        records_parent(engine)]  # fmt: skip
         if fleet:
             self._paths += [FLEET_ROOT, MEMBERS, ELECTION, WORK]
-        self.open: dict[str, list[Entry]] = {}
+        self.open: dict[str, list[AclEntry]] = {}
 
     def check(self) -> None:
         """Read the parents' ACLs again; say so if who may change them changed."""

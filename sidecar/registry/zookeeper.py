@@ -18,8 +18,8 @@ from kazoo.exceptions import (
     NoNodeError,
 )
 
-from sidecar.acls import Entry
 from sidecar.model import (
+    AclEntry,
     Check,
     Create,
     Delete,
@@ -229,16 +229,16 @@ class ZooKeeperRegistry(Session):
             found[path] = (int(result.ephemeralOwner), int(result.version)) if ok else None
         return found
 
-    def acls(self, paths: Iterable[str]) -> dict[str, list[Entry] | None]:
+    def acls(self, paths: Iterable[str]) -> dict[str, list[AclEntry] | None]:
         """Each node's ACL (None: the node is absent or its ACL may not be read), pipelined."""
-        found: dict[str, list[Entry] | None] = {}
+        found: dict[str, list[AclEntry] | None] = {}
         for path, result in self._pipelined(list(paths), self._client.get_acls_async):
             if isinstance(result, NoNodeError | NoAuthError):
                 found[path] = None
             elif isinstance(result, Exception):
                 raise result
             else:
-                found[path] = [Entry(a.id.scheme, a.id.id, int(a.perms)) for a in result[0]]
+                found[path] = [AclEntry(a.id.scheme, a.id.id, int(a.perms)) for a in result[0]]
         return found
 
     def watch_node(self, path: str) -> RegistryNode | None:

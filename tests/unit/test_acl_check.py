@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar.acls import Entry, digest_identity, others_may_change
+from sidecar.acls import digest_identity, others_may_change
 from sidecar.loop.acl_check import TOP
 from sidecar.loop.dirty import Work
+from sidecar.model import AclEntry
 from tests.unit.harness import Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -35,7 +36,7 @@ def test_parents_only_the_sidecars_credentials_may_change_are_not_reported() -> 
     """Parents whose ACL gives changes to the sidecar's own digest id only (and reads to
     anyone) are closed: nothing is said; one someone opens later is said then."""
     twin = Harness(options={"zookeeper_auth": "sidecar:secret"})
-    closed = [Entry("digest", OWN, 31), Entry("world", "anyone", 1)]
+    closed = [AclEntry("digest", OWN, 31), AclEntry("world", "anyone", 1)]
     twin.start()
     for path in twin.parts.acl_check._paths:
         twin.registry.tree.acls[path] = closed
@@ -44,7 +45,7 @@ def test_parents_only_the_sidecars_credentials_may_change_are_not_reported() -> 
     assert [e["event"] for e in logs if e["event"] == "coordination_closed"] == [
         "coordination_closed"
     ]
-    twin.registry.tree.acls[TOP] = [Entry("world", "anyone", 31)]
+    twin.registry.tree.acls[TOP] = [AclEntry("world", "anyone", 31)]
     with capture_logs() as logs:
         twin.run(Work(local=True))
     [said] = [e for e in logs if e["event"] == "coordination_open"]
@@ -56,8 +57,10 @@ def test_parents_only_the_sidecars_credentials_may_change_are_not_reported() -> 
 
 def test_whose_changes_count() -> None:
     """Reads are anyone's; a change right of any other id counts; the sidecar's own does not."""
-    acl = [Entry("world", "anyone", 1), Entry("digest", OWN, 31), Entry("ip", "10.0.0.0/8", 2),
-           Entry("digest", "other:xyz", 8)]  # fmt: skip
+    acl = [
+        AclEntry("world", "anyone", 1), AclEntry("digest", OWN, 31),
+        AclEntry("ip", "10.0.0.0/8", 2), AclEntry("digest", "other:xyz", 8),
+    ]  # fmt: skip
     assert [str(e) for e in others_may_change(acl, OWN)] == [
         "ip:10.0.0.0/8:w",
         "digest:other:xyz:d",
