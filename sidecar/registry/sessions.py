@@ -43,12 +43,11 @@ class NotAllowed(Exception):
 
 @dataclass(frozen=True)
 class _Answer:
-    """One server's answer: its sessions, or why there are none; the members it publishes."""
+    """One server's answer: its sessions, or why there are none."""
 
     sessions: dict[int, str] | None
     problem: str = ""
     refused: bool = False  # by the server's configuration, not by a failure
-    members: tuple[tuple[str, int], ...] = ()
 
 
 class SessionOrigins:
@@ -59,6 +58,7 @@ class SessionOrigins:
         self._servers = servers(connect_string)
         self._admin_port = admin_port
         self._timeout = timeout
+        self._executor: ThreadPoolExecutor | None = None
 
     def fetch(self) -> Origins | None:
         """Where every session connects from, and which servers did not say; None if every
@@ -66,11 +66,14 @@ class SessionOrigins:
         unresolved: list[str] = []
         answers: dict[tuple[str, int], _Answer] = {}
         targets = _resolved(self._servers, unresolved)
-        with ThreadPoolExecutor(_ASKED_AT_ONCE, thread_name_prefix="session-origins") as pool:
-            while targets:
-                answers.update(zip(targets, pool.map(self._ask, targets), strict=True))
-                members = [m for answer in answers.values() for m in answer.members]
-                targets = [t for t in _resolved(members, unresolved) if t not in answers]
+        pool = self._pool()
+        # The members are the ensemble's: one server that publishes them is asked, while
+        # every server is asked for its connections.
+        members = pool.submit(self._members, targets) if targets else None
+        while targets:
+            answers.update(zip(targets, pool.map(self._ask, targets), strict=True))
+            found, members = (members.result() if members else []), None
+            targets = [t for t in _resolved(found, unresolved) if t not in answers]
         if answers and all(answer.refused for answer in answers.values()):
             return None
         sessions: dict[int, Origin] = {}
@@ -84,25 +87,39 @@ class SessionOrigins:
             )
         return Origins(sessions, tuple(unanswered))
 
+    def _pool(self) -> ThreadPoolExecutor:
+        """Threads kept for the next fetch (starting threads was much of a fetch's cost)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                _ASKED_AT_ONCE, thread_name_prefix="session-origins"
+            )
+        return self._executor
+
     def _ask(self, target: tuple[str, int]) -> _Answer:
         address, port = target
         deadline = time.monotonic() + self._timeout
         try:
-            sessions = self._from_cons(address, port, deadline)
+            return _Answer(self._from_cons(address, port, deadline))
         except NotAllowed:
             try:
-                sessions = self._from_admin(address, deadline)
+                return _Answer(self._from_admin(address, deadline))
             except NotAllowed as exc:
                 return _Answer(None, f"does not tell ({shorten(str(exc), 80)})", refused=True)
             except (OSError, ValueError) as exc:
                 return _Answer(None, f"did not answer: {shorten(str(exc), 120)}")
         except (OSError, ValueError) as exc:
             return _Answer(None, f"did not answer: {shorten(str(exc), 120)}")
-        try:
-            members = parse_members(_word(address, port, b"conf", deadline), port)
-        except (OSError, ValueError):
-            members = []  # membership is a bonus: a server that does not publish it is asked
-        return _Answer(sessions, members=tuple(members))
+
+    def _members(self, targets: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The ensemble's members as the first server that publishes them says (``conf``);
+        none if none does: membership is a bonus (the connect string's servers are asked)."""
+        deadline = time.monotonic() + self._timeout
+        for address, port in targets:
+            try:
+                return parse_members(_word(address, port, b"conf", deadline), port)
+            except (OSError, ValueError):
+                continue
+        return []
 
     def _from_cons(self, address: str, port: int, deadline: float) -> dict[int, str]:
         text = _word(address, port, b"cons", deadline)

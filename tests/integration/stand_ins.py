@@ -5,6 +5,7 @@ at the same address on every host (as every default bridge's first container has
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.dubbo_url import java_url_encode
-from testbed.sessions import client_from
+from testbed.sessions import client_from, expire_session
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
@@ -61,6 +62,13 @@ class StandIns:
 
     def state_file(self, i: int) -> Path:
         return self._tmp / f"state-{i}.json"
+
+    def end_session(self, i: int, sidecar: SidecarProcess) -> None:
+        """Kill host ``i``'s sidecar and end its session (as its session timeout would)."""
+        state = json.loads(self.state_file(i).read_text())
+        sidecar.kill()
+        expire_session(self._zookeeper.connect_string, int(state["session_id"]),
+                       bytes.fromhex(state["password"]))  # fmt: skip
 
     def close(self) -> None:
         for sidecar in self.started:

@@ -6,9 +6,8 @@ work to another member."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ from sidecar.model import Endpoint
 from testbed.dubbo_url import java_url_encode
 from testbed.engine import DockerEngine
 from testbed.polling import wait_until
-from testbed.sessions import client_from, expire_session
-from testbed.sidecar_process import SidecarProcess
+from testbed.sessions import client_from
 from testbed.zookeeper import ZooKeeperServer
 
 from . import stand_ins
@@ -35,15 +33,13 @@ TAKEOVER_SECONDS = 1.5
 
 
 @pytest.fixture
-def start_host(
-    tmp_path: Path, zookeeper: ZooKeeperServer, root: str
-) -> Iterator[Callable[[int], SidecarProcess]]:
-    """The sidecar of stand-in host ``i`` (tests/integration/stand_ins.py), with --fleet."""
-    hosts = StandIns(tmp_path, zookeeper, root, ["--fleet"])
+def hosts(tmp_path: Path, zookeeper: ZooKeeperServer, root: str) -> Iterator[StandIns]:
+    """Stand-in hosts (tests/integration/stand_ins.py) whose sidecars run with --fleet."""
+    stand_ins = StandIns(tmp_path, zookeeper, root, ["--fleet"])
     try:
-        yield hosts.start
+        yield stand_ins
     finally:
-        hosts.close()
+        stand_ins.close()
 
 
 def register(zookeeper: ZooKeeperServer, root: str, i: int, app: str) -> tuple[KazooClient, str]:
@@ -56,14 +52,14 @@ def test_each_host_rewrites_its_own_and_one_sidecar_watches_for_all(
     registry: KazooClient,
     root: str,
     providers: str,
-    start_host: Callable[[int], SidecarProcess],
+    hosts: StandIns,
     tmp_path: Path,
     engine: DockerEngine,
 ) -> None:
     """Same container address on three hosts: each provider is rewritten by its own host's
     sidecar to its own host's address; only the indexer watches registry paths; status
     --fleet lists the members; when the indexer dies another member takes over."""
-    sidecars = [start_host(i) for i in range(3)]
+    sidecars = [hosts.start(i) for i in range(3)]
     clients = []
     try:
         expected = set()
@@ -97,13 +93,10 @@ def test_each_host_rewrites_its_own_and_one_sidecar_watches_for_all(
 
         # The indexer dies and its session ends; a registration made meanwhile is rewritten
         # within a second of that end: another member is elected and indexes the registry.
-        state = json.loads((tmp_path / f"state-{sidecars.index(indexer)}.json").read_text())
-        indexer.kill()
         survivor = next(i for i, s in enumerate(sidecars) if s is not indexer)
         client, rewritten = register(zookeeper, root, survivor, "later")
         clients.append(client)
-        expire_session(zookeeper.connect_string, int(state["session_id"]),
-                       bytes.fromhex(state["password"]))  # fmt: skip
+        hosts.end_session(sidecars.index(indexer), indexer)
         ended = time.monotonic()
         wait_until(lambda: rewritten in children(registry, providers), 20,
                    message="no indexer took over")  # fmt: skip

@@ -19,7 +19,7 @@ from kazoo.security import make_acl
 
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK
 from testbed.polling import wait_until
-from testbed.sessions import client_from, expire_session
+from testbed.sessions import client_from
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
@@ -155,13 +155,10 @@ def test_junk_in_every_coordination_path_jams_no_election(
         [indexer] = [s for s in sidecars if s.events("fleet_indexer_elected")]
         i = sidecars.index(indexer)
         survivor = next(n for n in range(3) if n != i)
-        state = json.loads(hosts.state_file(i).read_text())
-        indexer.kill()
         client, rewritten = register(zookeeper, root, host_address(survivor), "later",
                                      30000 + survivor)  # fmt: skip
         clients.append(client)
-        expire_session(zookeeper.connect_string, int(state["session_id"]),
-                       bytes.fromhex(state["password"]))  # fmt: skip
+        hosts.end_session(i, indexer)
         ended = time.monotonic()
         wait_until(lambda: rewritten in children(registry, providers), 20,
                    message="no indexer took over")  # fmt: skip

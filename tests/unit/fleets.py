@@ -58,6 +58,15 @@ def later(hosts: list[Harness], seconds: float = 2.0, resync: bool = False) -> N
     settle(hosts)
 
 
+def indexer_dies(hosts: list[Harness], tree: MemoryRegistry) -> list[Harness]:
+    """The indexer's session ends; the others settle (electing the next); the others."""
+    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    tree.expire(indexer.registry.session)
+    rest = [h for h in hosts if h is not indexer]
+    settle(rest)
+    return rest
+
+
 def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:
     """The paths the indexer published as this host's work."""
     member = host.parts.fleet.member_id if host.parts.fleet else ""

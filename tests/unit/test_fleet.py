@@ -19,7 +19,15 @@ from sidecar.loop.status import fleet_now
 from sidecar.model import Endpoint, Origin
 from sidecar.sweep import SWEEP_RESYNCS
 from tests.twins import MemoryEngine, MemoryRegistry
-from tests.unit.fleets import PROVIDER, fleet, later, provider_on, settle, work_of
+from tests.unit.fleets import (
+    PROVIDER,
+    fleet,
+    indexer_dies,
+    later,
+    provider_on,
+    settle,
+    work_of,
+)
 from tests.unit.harness import ORIGINAL, PROVIDERS, Harness, rewritten
 from tests.unit.scenarios import url_name
 
@@ -66,10 +74,7 @@ def test_when_the_indexer_dies_another_member_takes_over() -> None:
     """The indexer's session ends: the next member is elected, rebuilds, and routes a new
     registration of host 1's provider to host 1, which rewrites it."""
     hosts, tree = fleet(3)
-    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
-    tree.expire(indexer.registry.session)
-    rest = [h for h in hosts if h is not indexer]
-    settle(rest)
+    rest = indexer_dies(hosts, tree)
     assert sum(1 for h in rest if h.parts.fleet and h.parts.fleet.indexer) == 1
     provider_on(hosts, 1, 0x2003)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
@@ -232,10 +237,7 @@ def test_junk_in_every_coordination_path_neither_jams_the_election_nor_counts() 
         tree.add(path, data, owner=owner)
     with capture_logs() as logs:
         hosts, tree = fleet(3, tree=tree)
-        [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
-        tree.expire(indexer.registry.session)
-        rest = [h for h in hosts if h is not indexer]
-        settle(rest)
+        rest = indexer_dies(hosts, tree)
     assert sum(1 for h in rest if h.parts.fleet and h.parts.fleet.indexer) == 1
     provider_on(hosts, 1, 0x2003)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
