@@ -109,6 +109,7 @@ class Reconciler:
     def run_pass(self, work: Work) -> None:
         """One reconcile pass over the dirty work (absorb it first)."""
         p = self.parts
+        p.observer.began()
         if self.address is None:
             return  # everything is read once an address is found
         if not self._refresh_containers(work):
