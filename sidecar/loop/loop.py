@@ -153,7 +153,8 @@ class Loop:
         threads: reads the registry's connection state and what the loop published."""
         reasons = [] if self._rt.registry.connected else ["not connected to ZooKeeper"]
         late = self.liveness.late()
-        return reasons + list(self.readiness) + ([late] if late else [])
+        proxy = self._rt.proxy.not_ready() if self._rt.proxy is not None else []
+        return reasons + list(self.readiness) + ([late] if late else []) + proxy
 
     def not_healthy(self) -> list[str]:
         """For /healthz: what no longer runs and will not come back by itself (an orchestrator
@@ -194,7 +195,7 @@ class Loop:
         if rt.ops is not None:
             steps.append(rt.ops.stop)
         if rt.proxy is not None:
-            steps.append(rt.proxy.stop)  # removes its capture rules
+            steps.append(rt.proxy.stop)  # its capture rules stay: the app waits for the next
         if rt.close_session_on_exit:
             if parts is not None:
                 steps.append(lambda: _drop_records(parts))

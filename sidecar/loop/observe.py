@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sidecar.loop.memory import Memory
@@ -19,7 +18,8 @@ from sidecar.seams import OriginSource, Registry
 
 # Asking every server for its connections is not free: at most this often...
 _ORIGINS_MIN_INTERVAL = 0.05
-# ...but origins older than this are not trusted for a decision: a session may have gone.
+# ...and an answer older than this is not trusted to say a session is gone, or, when the
+# servers would not say, asked for again.
 _ORIGINS_MAX_AGE = 1.0
 
 
@@ -59,9 +59,6 @@ class Observer:
         self._origins_at = float("-inf")  # when the servers began giving that answer
         self._origins_pass = 0  # the pass during which the servers began giving it
         self._pass = 0  # passes begun
-        # An answer asked for in the background: when, during which pass, and it.
-        self._prefetched: tuple[float, int, Future[Origins | None]] | None = None
-        self._executor: ThreadPoolExecutor | None = None
 
     def host_addresses(self, interface_addresses: set[str]) -> set[str]:
         """This host's addresses as other hosts and the servers see them: its interfaces'
@@ -105,15 +102,17 @@ class Observer:
             claims = {e: s for e, s in claims_in(view).items() if e.host in local}
             memory.set_claims(view.parent, claims)
         needed = memory.sessions_claiming(parents, local) | _vanished_providers(views)
-        if needed:
-            self._take_prefetched(wait=False)
-            known = set(self._origins.sessions) if self._origins is not None else set()
-            if self._origins is not None and needed - known - {0}:
-                # A session not in the last answer: one begun after this pass began knows
-                # every session whose node the pass read (unless it is gone).
-                self._fetch_origins(this_pass=True)
-            else:
-                self._fetch_origins(max_age=_ORIGINS_MAX_AGE)
+        if needed and self._origins is None:
+            self._fetch_origins(max_age=_ORIGINS_MAX_AGE)  # the servers would not say
+        elif needed - set(self._origins.sessions if self._origins else ()) - {0}:
+            # A session the last answer does not know: an answer begun after this pass began
+            # knows every session whose node the pass read (unless it is gone).
+            self._fetch_origins(this_pass=True)
+        elif any(view.remembered for view in views):
+            # Whether a rewrite's provider session is gone is decided on an answer at most a
+            # second old. A session the answer knows as connected connects from where it did
+            # then (sessions do not move between hosts): proving a new node needs no more.
+            self._fetch_origins(max_age=_ORIGINS_MAX_AGE)
         ownership = self._ownership(memory, containers, interface_addresses, host_addresses)
         return Observation(views, ownership, _strangers(views, known_sessions, engine))
 
@@ -194,39 +193,15 @@ class Observer:
         any answer the servers begin giving from now on."""
         self._pass += 1
 
-    def prefetch(self) -> None:
-        """Ask the servers now, in the background, where sessions connect from: the pass is
-        about to need it (a member's work changed), and the answer comes while it reads."""
-        self._take_prefetched(wait=False)  # one in flight at most; an earlier one done is taken
-        if self._prefetched is None:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="origins-prefetch")
-            answer = self._executor.submit(self._origins_source.fetch)
-            self._prefetched = (self._clock(), self._pass, answer)
-
     def _fetch_origins(self, max_age: float = float("inf"), this_pass: bool = False) -> None:
         """Have an answer at most ``max_age`` old, or (``this_pass``) begun during this
-        pass: the one a prefetch gives if it qualifies, else one asked for now."""
-        self._take_prefetched(wait=this_pass)
+        pass; one is asked for now unless the last was less than a moment ago."""
         now = self._clock()
         age = now - self._origins_at
         stale = age > max_age or (this_pass and self._origins_pass != self._pass)
         if stale and age >= _ORIGINS_MIN_INTERVAL:
             self._origins = self._origins_source.fetch()
             self._origins_at, self._origins_pass = now, self._pass
-
-    def _take_prefetched(self, wait: bool) -> None:
-        """The prefetched answer, if there is one and it is newer: once it is in, or (``wait``)
-        waiting for it when it was begun during this pass."""
-        if self._prefetched is None:
-            return
-        began, in_pass, answer = self._prefetched
-        if not answer.done() and not (wait and in_pass == self._pass):
-            return
-        self._prefetched = None
-        found = answer.result()
-        if began >= self._origins_at:
-            self._origins, self._origins_at, self._origins_pass = found, began, in_pass
 
 
 def _vanished_providers(views: Iterable[PathView]) -> set[int]:

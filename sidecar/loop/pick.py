@@ -4,7 +4,6 @@ of the rewrites the records say this engine took over."""
 
 from __future__ import annotations
 
-from sidecar.fleet.indexer import WORK
 from sidecar.loop.dirty import Work
 from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.parts import Parts
@@ -63,8 +62,6 @@ def fleet_paths(
     hosts = p.observer.host_addresses(p.inventory.interface_addresses)
     hosts |= {str(about["advertise_host"])} if about.get("advertise_host") else set()
     member = f"{p.engine_id}+{scope.lease_name}"
-    if fleet.work_path and any(q == WORK or q.startswith(fleet.work_path) for q in work.fleet):
-        p.observer.prefetch()  # the work changed: what it names will need proofs
     paths = work.paths | _keep(p, fleet, member, session, hosts, containers, about, work)
     if work.full or work.local:
         paths |= local_paths(p, work, set())

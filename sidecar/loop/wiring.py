@@ -68,7 +68,7 @@ def assemble(
     engine = _engine(settings, environ)
     metrics = Metrics()
     mapper = InventoryMapper() if settings.proxy_listen else None
-    proxy = _proxy(settings, mapper) if mapper else None
+    proxy = _proxy(settings, mapper, metrics) if mapper else None
     prober = (
         Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
     )
@@ -129,7 +129,7 @@ def _sources(
     return sources
 
 
-def _proxy(settings: Settings, mapper: InventoryMapper) -> ProxyServer:
+def _proxy(settings: Settings, mapper: InventoryMapper, metrics: Metrics) -> ProxyServer:
     """The app's ZooKeeper proxy, listening (and capturing) before anything else starts: the
     app may be starting too. Raises ConfigError (the address) and CaptureError."""
     [(host, port)] = servers(settings.proxy_listen)
@@ -137,6 +137,7 @@ def _proxy(settings: Settings, mapper: InventoryMapper) -> ProxyServer:
         (host.strip("[]"), port), mapper, structlog.get_logger("sidecar"),
         servers=servers(settings.zookeeper), services_roots=settings.services_root,
         capture_ports=settings.proxy_capture, jute_maxbuffer=settings.jute_maxbuffer,
+        pass_unmapped=settings.proxy_pass_unmapped, counters=metrics.proxy,
     )  # fmt: skip
     try:
         proxy.start()

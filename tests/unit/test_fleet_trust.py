@@ -110,7 +110,10 @@ def test_a_link_local_address_proves_this_host_only_to_a_server_here(seen: str) 
     twin.registry.add(f"{PROVIDERS}/{ORIGINAL}")
     twin.start()
     assert twin.providers() == [ORIGINAL]
-    twin.origins.origins = {0x2002: Origin(seen, seen)}  # a server at that very address
-    twin.clock.now += 2  # the servers' earlier answer is too old to decide with
-    twin.run(Work(full=True))
+    # The provider comes back in a new session, to a server at that very address.
+    twin.registry.expire(0x2002)
+    twin.origins.origins = {0x2003: Origin(seen, seen)}
+    twin.registry.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
+    twin.clock.now += 2
+    twin.settle()
     assert twin.providers() == [rewritten()]
