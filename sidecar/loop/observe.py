@@ -209,8 +209,10 @@ def _vanished_providers(views: Iterable[PathView]) -> set[int]:
     takes the servers' proof that its provider is still this host's."""
     found = set()
     for view in views:
-        present = {node.name for node in view.nodes}
-        found |= {r.marker.provider_session for r in view.remembered if r.node.name not in present}
+        if view.remembered:
+            present = {node.name for node in view.nodes}
+            found |= {r.marker.provider_session for r in view.remembered
+                      if r.node.name not in present}  # fmt: skip
     return found - {0}
 
 
