@@ -18,7 +18,7 @@ from sidecar import __version__
 from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from sidecar.logs import configure
 from sidecar.loop.wiring import Unreachable, assemble, fleet_once, plan_once, status_once
-from sidecar.proxy import CaptureError
+from sidecar.proxy import CaptureError, capture
 from sidecar.report.events import Events
 from sidecar.report.tables import render_fleet, render_status, render_table
 from sidecar.sources import address as advertise
@@ -87,12 +87,22 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "health", parents=[common], help="exit 0 if the running sidecar's /healthz answers"
     )
+    commands.add_parser(
+        "uncapture",
+        help="remove the proxy's capture rules from this network namespace (they stay when "
+        "the sidecar stops, so that the app never reaches ZooKeeper around the proxy)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(_parser().parse_args(argv))
     command = args.pop("command")
+    if command == "uncapture":
+        problems = capture.remove()
+        for problem in problems:
+            print(f"{PROG}: uncapture: {problem}", file=sys.stderr)
+        return EXIT_FAILURE if len(problems) == 2 else EXIT_OK
     config_file = args.pop("config", None) or _env_path(f"{ENV_PREFIX}CONFIG")
     for name, value in args.items():
         if isinstance(value, list):

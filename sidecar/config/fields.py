@@ -259,6 +259,15 @@ class OperationsFields(BaseModel):
         "ZooKeeper address.",
         metavar="PORT",
     )
+    proxy_pass_unmapped: bool = _setting(
+        False,
+        "Proxy",
+        "Let the app's writes naming its container endpoints go as they are when they cannot "
+        "be published (its port bindings not known within a third of the session timeout, "
+        "or the port not published): they are then stored with the container's address, "
+        "which other hosts cannot reach. Off: such a write is refused (its reply says the "
+        "operation timed out), and the app's client retries it.",
+    )
     # Logging
     log_format: Literal["auto", "json", "console"] = _setting(
         "auto", "Logging", "`auto`: JSON unless stderr is a terminal."

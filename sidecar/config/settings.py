@@ -167,6 +167,11 @@ class Settings(
             )
         if self.proxy_capture and not self.proxy_listen:
             raise ValueError("--proxy-capture redirects to the proxy: give --proxy-listen")
+        if self.proxy_capture and not _serves_loopback(self.proxy_listen):
+            raise ValueError(
+                f"--proxy-listen {self.proxy_listen} cannot serve captured connections: they "
+                "arrive at 127.0.0.1 and ::1 (listen on loopback or on all addresses)"
+            )
         if self.proxy_listen and self.scope == "host":
             raise ValueError("--proxy-listen serves one app's client: not with --scope host")
         if self.docker_url == "none" and not (self.static_ports or self.static_file):
@@ -271,3 +276,15 @@ def _check_absolute(path: str) -> None:
         or not all(_PATH_SEGMENT.fullmatch(s) for s in segments[1:])
     ):
         raise ValueError(f"invalid path {quote(path)} (expected an absolute path like /dubbo)")
+
+
+def _serves_loopback(listen: str) -> bool:
+    """Whether a proxy listening at ``listen`` (HOST:PORT) can take captured connections:
+    they arrive at the loopback address of their family, so an IP literal on loopback or on
+    every address."""
+    host = listen.rpartition(":")[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified

@@ -42,6 +42,7 @@ class Metrics:
             registry=self.registry,
         )
         self.fleet = FleetMetrics(self.registry)
+        self.proxy = ProxyMetrics(self.registry)
         self.coordination_open = Gauge(
             "dubbo_sidecar_coordination_open_nodes",
             "The sidecar's coordination parents (leases, records, the fleet's paths) whose ACL "
@@ -130,3 +131,46 @@ class FleetMetrics:
             ["host"],
             registry=registry,
         )
+
+
+class ProxyMetrics:
+    """The proxy's relaying (proxy mode), as sidecar.proxy.counters.Counters."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._open = Gauge("dubbo_sidecar_proxy_connections", "The app's connections open "
+                           "through the proxy", registry=registry)  # fmt: skip
+        self._closed = Counter("dubbo_sidecar_proxy_connections_closed", "Connections ended, "
+                               "by who ended them (client, server, no-upstream, malformed, "
+                               "budget, stopped)", ["why"], registry=registry)  # fmt: skip
+        self._held = Counter("dubbo_sidecar_proxy_requests_held", "Requests held until the "
+                             "app's port bindings were known", registry=registry)  # fmt: skip
+        self._refused = Counter(
+            "dubbo_sidecar_proxy_requests_refused",
+            "Writes not sent because they would store one of the app's container endpoints "
+            "unpublished (the app's client is told the operation timed out, and retries)",
+            registry=registry,
+        )
+        self._rewritten = Counter("dubbo_sidecar_proxy_rewrites", "Operations that named the "
+                                  "app's endpoints, sent published", ["op"],
+                                  registry=registry)  # fmt: skip
+        self._bytes = Counter("dubbo_sidecar_proxy_bytes", "Bytes relayed, requests (app to "
+                              "server) and replies", ["direction"], registry=registry)  # fmt: skip
+
+    def opened(self) -> None:
+        self._open.inc()
+
+    def closed(self, why: str) -> None:
+        self._open.dec()
+        self._closed.labels(why).inc()
+
+    def held(self) -> None:
+        self._held.inc()
+
+    def refused(self) -> None:
+        self._refused.inc()
+
+    def rewritten(self, op: str) -> None:
+        self._rewritten.labels(op).inc()
+
+    def relayed(self, direction: str, size: int) -> None:
+        self._bytes.labels(direction).inc(size)

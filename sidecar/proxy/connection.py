@@ -2,33 +2,56 @@
 
 Callbacks of asyncio protocols drive it directly (no task per direction): bytes from the
 client are split into frames, rewritten and written upstream a few frames per write; replies
-the same way back, one write per read. A full write buffer on one side pauses reading on the other.
+the same way back, one write per read. A full write buffer on one side pauses reading on the
+other.
 
-Requests that may name the app's endpoints before the mapping is known wait, in order
-(reading from the client pauses), for at most :data:`HOLD_SECONDS` per connection and never
-more than a third of the session timeout the client asked for, so that the client never
-times out waiting; after that they pass as they are, each logged as ``proxy_rewrite_skipped``.
-An app and its sidecar start together, so the wait is normally the sidecar's first listing.
+Requests that may name the app's endpoints before the mapping is known wait, in order, for
+at most a third of the session timeout the server granted (and :data:`HOLD_SECONDS` per
+connection); meanwhile the client's pings go on (their replies are out of band for every
+client), so a held request never expires its session. A write that would store one of the
+app's endpoints unpublished (its bindings never came, or its port is not published) is not
+sent: its reply says the operation timed out, which ZooKeeper clients (Curator, kazoo) and
+Dubbo's failback registry retry. Such replies keep the order the client expects: each comes
+once the server has answered every request sent before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import struct
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from structlog.typing import FilteringBoundLogger
 
-from sidecar.proxy import jute
+from sidecar.proxy import jute, replies
+from sidecar.proxy.counters import Counters, NoCounters, why_closed
 from sidecar.proxy.jute import CloseConnection, FrameReader
 from sidecar.proxy.mapper import Mapper
-from sidecar.proxy.names import NotReady
-from sidecar.proxy.rewrite import Rewriter
+from sidecar.proxy.names import NotReady, Renamed
+from sidecar.proxy.repoint import Registration, move
+from sidecar.proxy.rewrite import Refused, Rewriter
 
 HOLD_SECONDS = 5.0
 _READY_POLL = 0.02
 # Frames written upstream at once at most: a large burst of pipelined requests reaches the
 # server while the rest are still being rewritten, rather than after all of them.
 _BATCH = 32
+# Requests queued behind a held one, in bytes, before reading from the client pauses.
+_HELD_BYTES = 4 << 20
+_PING = -2
+_OPERATION_TIMEOUT = -7  # ZooKeeper's OPERATIONTIMEOUT: clients retry the operation
+_REPLY_HEADER = struct.Struct(">iqi")  # xid, zxid, err
+
+
+@dataclass
+class Budget:
+    """Bytes buffered for unfinished requests, over every connection of one proxy."""
+
+    limit: int
+    used: int = 0
 
 
 class Connection:
@@ -40,19 +63,36 @@ class Connection:
         mapper: Mapper,
         max_frame: int,
         on_closed: Callable[[Connection], None],
+        budget: Budget | None = None,
+        counters: Counters | None = None,
     ) -> None:
+        """``max_frame``: the largest request (the servers' limit: replies may be larger);
+        ``budget``: shared by the proxy's connections, bounds what they buffer in all."""
+        self.counters = counters or NoCounters()
+        self.counters.opened()
         self.rewriter = rewriter
         self.log: FilteringBoundLogger = rewriter.log
         self.mapper = mapper
         self.client: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
-        self._requests, self._replies = FrameReader(max_frame), FrameReader(max_frame)
+        self._requests, self._replies = FrameReader(max_frame), FrameReader(jute.MAX_REPLY)
+        self._budget = budget or Budget(1 << 62)
+        self._buffered = 0  # this connection's share of the budget
         self._connect_request = self._connect_response = True  # the first frame each way
         self._raw = False  # a four-letter word: bytes relayed as they are
         self._early = b""  # what the client sent before the upstream connection was open
-        self._held: list[bytes] = []  # frames waiting for the mapping, in order
+        self._held: deque[bytes] = deque()  # frames waiting for the mapping, in order
+        self._held_bytes = 0
         self._hold_budget = HOLD_SECONDS
         self._holding: asyncio.Task[None] | None = None
+        # Per request sent upstream, in order: None (the app's), or what takes the answer to
+        # one of the proxy's own (a move of a registration). A reply the proxy gives itself
+        # sits where its request would have been, and goes once every earlier one is answered.
+        self._order: deque[bytes | Callable[[bytes], None] | None] = deque()
+        self._granted = HOLD_SECONDS * 3  # the session timeout the server granted, seconds
+        self._moving: set[str] = set()  # the app's registrations being moved now
+        self._own_xids = itertools.count(1)
+        self._zxid = 0  # the last the server told: the proxy's own replies carry it
         self._client_paused: set[str] = set()
         self._on_closed = on_closed
         self.closed = False
@@ -87,6 +127,13 @@ class Connection:
         for transport in (self.client, self.upstream):
             if transport is not None:
                 transport.close()
+        self._account(0)
+        self._held.clear()
+        if self.rewriter.session:
+            loop_time = asyncio.get_event_loop().time()
+            self.rewriter.registrations.disconnected(self.rewriter.session, loop_time,
+                                                     self._granted)  # fmt: skip
+        self.counters.closed(why_closed(reason))
         self._on_closed(self)
         if self.upstream is not None:
             self.log.info("proxy_connection_closed", reason=reason)
@@ -94,6 +141,7 @@ class Connection:
     # -- client -> server -------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
+        self.counters.relayed("requests", len(data))
         if self.upstream is None:
             # Reading was paused in connection_made, but asyncio's selector transport (Python
             # 3.11) starts reading right after that callback all the same: what comes now (a
@@ -103,6 +151,8 @@ class Connection:
                 reason = "request: more than a frame before the server connection was open"
                 self.log.info("proxy_connection_closed", reason=reason)  # close() cannot yet
                 self.close(reason)
+            elif not self._account(len(self._early)):
+                self.log.info("proxy_connection_closed", reason="request: buffers over budget")
             return
         if self._raw:
             self.upstream.write(data)
@@ -110,44 +160,72 @@ class Connection:
         try:
             frames = self._requests.feed(data)
         except CloseConnection as exc:
-            head = self._requests.pending + data
+            head = bytes(self._requests.pending) + data
             if self._connect_request and head[:4].isalpha() and head[:4].islower():
                 self._raw = True
                 self.upstream.write(head)
             else:
                 self.close(f"request: {exc}")
             return
-        if self._held:
-            self._held += frames
-        else:
-            self._send_requests(frames)
+        if not self._account(len(self._requests.pending) + self._held_bytes):
+            return
+        self._send_requests(frames)
 
     def _send_requests(self, frames: list[bytes]) -> None:
-        assert self.upstream is not None
-        out = []
-        for index, frame in enumerate(frames):
+        out: list[bytes] = []
+        for frame in frames:
             if self._connect_request:
                 self._connect_request = False
                 timeout_ms = jute.connect_timeout_ms(frame)
                 if timeout_ms is not None and timeout_ms > 0:
                     self._hold_budget = min(HOLD_SECONDS, timeout_ms / 3000)
-                out.append(frame)
+                assert self.upstream is not None
+                assert not out
+                self.upstream.write(frame)  # answered first, by the ConnectResponse
                 continue
-            if len(out) >= _BATCH:
-                self.upstream.write(b"".join(out))
-                out = []
+            if self._held:
+                self._queue(frame, out)
+                continue
             try:
-                out.append(self.rewriter.request(frame, wait=self._hold_budget > 0))
+                if not self._rewrite(frame, out, wait=self._hold_budget > 0):
+                    return
             except NotReady:
-                self._held = frames[index:]
-                self.pause_client("holding")
+                self._queue(frame, out)
                 self._holding = asyncio.get_running_loop().create_task(self._hold())
-                break
-            except CloseConnection as exc:
-                self.close(f"request: {exc}")
-                return
-        if out:
+                self.counters.held()
+            if len(out) >= _BATCH:
+                self._flush(out)
+        self._flush(out)
+
+    def _rewrite(self, frame: bytes, out: list[bytes], wait: bool) -> bool:
+        """One request rewritten into ``out``, or answered here if refused; False if it
+        closed the connection. NotReady (the mapping awaited: only if ``wait``) is raised."""
+        try:
+            out.append(self.rewriter.request(frame, wait=wait))
+        except Refused:
+            self._flush(out)
+            self._refuse(frame)
+        except CloseConnection as exc:
+            self.close(f"request: {exc}")
+            return False
+        return True
+
+    def _queue(self, frame: bytes, out: list[bytes]) -> None:
+        """Behind a held request: a ping goes on (its reply is out of band), the rest waits."""
+        if len(frame) >= 12 and jute.request_header(frame)[0] == _PING:
+            out.append(frame)
+            return
+        self._held.append(frame)
+        self._held_bytes += len(frame)
+        if self._held_bytes > _HELD_BYTES:
+            self.pause_client("holding")
+
+    def _flush(self, out: list[bytes]) -> None:
+        """Write these requests upstream; each gets its place in the reply order."""
+        if out and self.upstream is not None and not self.closed:
             self.upstream.write(b"".join(out))
+            self._order.extend([None] * len(out))
+        out.clear()
 
     async def _hold(self) -> None:
         """Wait for the mapping (within the budget), then send the held frames in order."""
@@ -160,85 +238,123 @@ class Connection:
         self.log.info("proxy_request_held", waited=round(waited, 3),
                       mapping_known=self.mapper.ready())  # fmt: skip
         self._holding = None
-        [first, *rest], self._held = self._held, []
-        try:
-            sent = self.rewriter.request(first, wait=False)
-        except CloseConnection as exc:
-            self.close(f"request: {exc}")
-            return
-        assert self.upstream is not None
-        self.upstream.write(sent)
-        self._send_requests(rest)
-        if not self._held:
-            self.resume_client("holding")
+        held, self._held, self._held_bytes = self._held, deque(), 0
+        out: list[bytes] = []
+        for frame in held:
+            if not self._rewrite(frame, out, wait=False):
+                return
+        self._flush(out)
+        self._account(len(self._requests.pending))
+        self.resume_client("holding")
+
+    def _refuse(self, frame: bytes) -> None:
+        """Answer a request the proxy does not send: the operation timed out (clients retry
+        it), once every request sent before it is answered."""
+        self.counters.refused()
+        xid = jute.request_header(frame)[0]
+        self._order.append(jute.frame(_REPLY_HEADER.pack(xid, self._zxid, _OPERATION_TIMEOUT)))
+        self._answer_own()
+
+    def _account(self, buffered: int) -> bool:
+        """This connection now buffers ``buffered`` bytes; False (closed) if that takes the
+        proxy's buffers past their budget."""
+        self._budget.used += buffered - self._buffered
+        self._buffered = buffered
+        if self._budget.used > self._budget.limit and buffered and not self.closed:
+            self.close(f"request: buffers over {self._budget.limit} bytes in all")
+            return False
+        return True
 
     # -- server -> client -------------------------------------------------------------------
 
     def from_server(self, data: bytes) -> None:
         assert self.client is not None
+        self.counters.relayed("replies", len(data))
         if self._raw:
             self.client.write(data)
             return
         try:
             frames = self._replies.feed(data)
-            if self._connect_response and frames:
-                self._connect_response = False
-                out = [frames[0], *(self.rewriter.reply(f) for f in frames[1:])]
-            else:
-                out = [self.rewriter.reply(f) for f in frames]
+            out = []
+            for frame in frames:
+                if self._connect_response:
+                    self._connect_response = False
+                    self._negotiated(frame)
+                    out.append(frame)
+                    continue
+                xid = jute.reply_xid(frame)
+                if xid != jute.WATCH_EVENT:
+                    self._zxid = max(self._zxid, jute.reply_zxid(frame))
+                    answered = self._order.popleft() if self._order else None
+                    if callable(answered):
+                        answered(frame)  # the answer to the proxy's own request: not the app's
+                        out += self._own_answers()
+                        continue
+                out.append(self.rewriter.reply(frame))
+                out += self._own_answers()
         except CloseConnection as exc:
             self.close(f"reply: {exc}")
             return
         if out:
             self.client.write(b"".join(out))
 
+    def _negotiated(self, frame: bytes) -> None:
+        """The session timeout the server granted bounds every hold (a third of it); the
+        session is the one the app's registrations on this connection belong to."""
+        granted = jute.granted_timeout_ms(frame)
+        if granted is not None and granted > 0:
+            self._granted = granted / 1000
+            self._hold_budget = min(self._hold_budget, granted / 3000)
+        session = jute.granted_session(frame)
+        if session:
+            self.rewriter.session = session
+            self.rewriter.registrations.connected(session)
 
-class ClientSide(asyncio.Protocol):
-    """The client's socket."""
+    # -- the app's registrations follow its mapping -----------------------------------------
 
-    def __init__(self, accepted: Callable[[ClientSide, asyncio.Transport], Connection]) -> None:
-        self._accepted = accepted
-        self.connection: Connection | None = None
+    def repoint(self) -> None:
+        """Move each of the app's registrations of this connection's session whose published
+        name is no longer the mapping's (see ``repoint``)."""
+        rewriter = self.rewriter
+        if self.closed or self.upstream is None or not rewriter.session or self._held:
+            return
+        for registration, now in rewriter.registrations.moved(rewriter.session, rewriter.names):
+            if registration.asked in self._moving:
+                continue
+            self._moving.add(registration.asked)
+            frame = move(-(1 << 20) - next(self._own_xids), registration, now, rewriter.names)
+            self.upstream.write(frame)
+            self._order.append(self._moved(registration, now))
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.connection = self._accepted(self, transport)
-        self.connection.client = transport
-        self.connection.pause_client("connecting")
+    def _moved(self, registration: Registration, now: Renamed | None) -> Callable[[bytes], None]:
+        rewriter = self.rewriter
 
-    def data_received(self, data: bytes) -> None:
-        assert self.connection is not None
-        self.connection.from_client(data)
+        def answered(frame: bytes) -> None:
+            self._moving.discard(registration.asked)
+            to = now.sent if now is not None else None
+            if replies.failed(frame, now is not None):
+                # Gone meanwhile, or its new name taken: it is the app's to register again.
+                self.log.warning("proxy_repoint_failed", node=registration.asked,
+                                 sent=registration.sent, to=to)  # fmt: skip
+                rewriter.registrations.deleted(rewriter.session, registration.asked)
+                return
+            rewriter.registrations.repointed(rewriter.session, registration, now)
+            rewriter.names.forget(registration.sent)
+            self.log.info("proxy_repointed", node=registration.asked, sent=registration.sent,
+                          to=to)  # fmt: skip
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        assert self.connection is not None
-        self.connection.close(f"client: {exc}" if exc else "client closed the connection")
+        return answered
 
-    def pause_writing(self) -> None:
-        assert self.connection is not None
-        if self.connection.upstream is not None:
-            self.connection.upstream.pause_reading()
+    def _own_answers(self) -> list[bytes]:
+        """The proxy's own replies whose turn has come."""
+        found = []
+        while self._order and isinstance(self._order[0], bytes):
+            answer = self._order.popleft()
+            assert isinstance(answer, bytes)
+            found.append(answer)
+        return found
 
-    def resume_writing(self) -> None:
-        assert self.connection is not None
-        if self.connection.upstream is not None and not self.connection.closed:
-            self.connection.upstream.resume_reading()
-
-
-class UpstreamSide(asyncio.Protocol):
-    """The socket to the ZooKeeper server."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def data_received(self, data: bytes) -> None:
-        self.connection.from_server(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.connection.close(f"server: {exc}" if exc else "server closed the connection")
-
-    def pause_writing(self) -> None:
-        self.connection.pause_client("backpressure")
-
-    def resume_writing(self) -> None:
-        self.connection.resume_client("backpressure")
+    def _answer_own(self) -> None:
+        answers = self._own_answers()
+        if answers and self.client is not None and not self.closed:
+            self.client.write(b"".join(answers))

@@ -16,6 +16,9 @@ import struct
 MAXBUFFER = 0xFFFFF
 SLACK = 1024
 MAX_FRAME = MAXBUFFER + SLACK
+# Replies are not bounded by jute.maxbuffer (a listing may be larger): any length a frame
+# can say.
+MAX_REPLY = 2**31 - 1
 
 # Opcodes (org.apache.zookeeper.ZooDefs.OpCode)
 CREATE = 1
@@ -35,7 +38,10 @@ REMOVE_WATCHES = 18
 CREATE_CONTAINER = 19
 DELETE_CONTAINER = 20
 CREATE_TTL = 21
+MULTI_READ = 22
 SET_WATCHES = 101
+GET_EPHEMERALS = 103
+GET_ALL_CHILDREN_NUMBER = 104
 SET_WATCHES2 = 105
 ADD_WATCH = 106
 ERROR = -1  # a failed operation's result inside a multi reply
@@ -46,8 +52,9 @@ OPCODE_NAMES = {
     GET_CHILDREN2: "getChildren2", CHECK: "check", MULTI: "multi", CREATE2: "create2",
     CHECK_WATCHES: "checkWatches", REMOVE_WATCHES: "removeWatches",
     CREATE_CONTAINER: "createContainer", DELETE_CONTAINER: "deleteContainer",
-    CREATE_TTL: "createTTL", SET_WATCHES: "setWatches", SET_WATCHES2: "setWatches2",
-    ADD_WATCH: "addWatch",
+    CREATE_TTL: "createTTL", MULTI_READ: "multiRead", SET_WATCHES: "setWatches",
+    GET_EPHEMERALS: "getEphemerals", GET_ALL_CHILDREN_NUMBER: "getAllChildrenNumber",
+    SET_WATCHES2: "setWatches2", ADD_WATCH: "addWatch",
 }  # fmt: skip
 CREATES = frozenset({CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL})
 
@@ -59,6 +66,7 @@ REPLY_HEADER = 16  # xid, zxid, err
 STAT = 68  # org.apache.zookeeper.data.Stat: 6 longs, 5 ints
 
 _INT = struct.Struct(">i")
+_LONG = struct.Struct(">q")
 _HEADER = struct.Struct(">ii")
 _MULTI_HEADER = struct.Struct(">i?i")
 
@@ -68,15 +76,20 @@ class CloseConnection(Exception):
 
 
 class FrameReader:
-    """Splits one direction of a connection into frames, each with its length prefix."""
+    """Splits one direction of a connection into frames, each with its length prefix. The
+    start of a frame not yet complete is kept in one buffer that grows in place."""
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self.max_frame = max_frame
-        self.pending = b""  # the start of a frame not yet complete
+        self.pending = bytearray()  # the start of a frame not yet complete
 
     def feed(self, data: bytes) -> list[bytes]:
         """The frames completed by ``data``; raise CloseConnection on an impossible length."""
-        buffer = self.pending + data if self.pending else data
+        if self.pending:
+            self.pending += data
+            buffer: bytes | bytearray = self.pending
+        else:
+            buffer = data
         frames = []
         position, end = 0, len(buffer)
         while end - position >= 4:
@@ -88,9 +101,12 @@ class FrameReader:
             stop = position + 4 + length
             if stop > end:
                 break
-            frames.append(buffer[position:stop])
+            frames.append(bytes(buffer[position:stop]))
             position = stop
-        self.pending = buffer[position:]
+        if buffer is self.pending:
+            del self.pending[:position]
+        else:
+            self.pending = bytearray(buffer[position:])
         return frames
 
 
@@ -163,6 +179,12 @@ def reply_xid(frame: bytes) -> int:
     return xid
 
 
+def reply_zxid(frame: bytes) -> int:
+    """The zxid of a reply frame."""
+    zxid: int = _LONG.unpack_from(frame, 8)[0]
+    return zxid
+
+
 def reply_error(frame: bytes) -> int:
     """The err field of a reply frame (0: the body follows)."""
     err: int = _INT.unpack_from(frame, 16)[0]
@@ -194,6 +216,24 @@ def encode_strings(values: list[str | None] | None) -> bytes:
 def frame(body: bytes) -> bytes:
     """A frame: the length prefix, then ``body``."""
     return _INT.pack(len(body)) + body
+
+
+def granted_timeout_ms(frame: bytes) -> int | None:
+    """The session timeout a ``ConnectResponse`` grants (``None`` if the frame is too
+    short)."""
+    # ConnectResponse{int protocolVersion, int timeOut, long sessionId, buffer passwd}
+    if len(frame) < 4 + 8:
+        return None
+    timeout: int = _INT.unpack_from(frame, 4 + 4)[0]
+    return timeout
+
+
+def granted_session(frame: bytes) -> int | None:
+    """The session id a ``ConnectResponse`` gives (``None`` if the frame is too short)."""
+    if len(frame) < 4 + 16:
+        return None
+    session: int = _LONG.unpack_from(frame, 4 + 8)[0]
+    return session
 
 
 def connect_timeout_ms(frame: bytes) -> int | None:

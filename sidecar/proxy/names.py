@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,11 @@ class Kept:
     reason: str
 
 
+# What the app wrote through the proxy is remembered up to this many bytes (its own few
+# registrations; the oldest go first).
+WRITTEN_BYTES = 16 << 20
+
+
 class NotReady(Exception):
     """The path may be the app's, but the mapping is not known yet: the request can wait."""
 
@@ -60,6 +66,10 @@ class Names:
     def __init__(self, mapper: Mapper, services_roots: Sequence[str]) -> None:
         self.mapper = mapper
         self._roots = frozenset(root.rstrip("/") for root in services_roots)
+        # Per node the app wrote (as sent): the data sent, and the data the app wrote. What
+        # every connection of the app reads back; bounded by its bytes.
+        self._written: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        self._written_bytes = 0
 
     def rename(self, path: str | None, wait: bool) -> Renamed | Kept | None:
         """How ``path`` travels: Renamed, Kept (the app's, but not published), or None (not
@@ -104,6 +114,44 @@ class Names:
             ports = ", ".join(map(str, unmapped))
             return rewritten, f"ports {ports} are not published: left as they are"
         return rewritten, ""
+
+    def wrote(self, sent: str, sent_data: bytes | None, asked_data: bytes | None) -> None:
+        """The app wrote ``asked_data`` to one of its nodes, stored as ``sent_data``."""
+        self.forget(sent)
+        if sent_data is None or asked_data is None or sent_data == asked_data:
+            return
+        self._written[sent] = (sent_data, asked_data)
+        self._written_bytes += len(sent) + len(sent_data) + len(asked_data)
+        while self._written_bytes > WRITTEN_BYTES:
+            self.forget(next(iter(self._written)))
+
+    def forget(self, sent: str) -> None:
+        """One of the app's nodes is gone (or written anew)."""
+        found = self._written.pop(sent, None)
+        if found is not None:
+            self._written_bytes -= len(sent) + len(found[0]) + len(found[1])
+
+    def read_back(self, renamed: Renamed, data: bytes | None) -> bytes | None:
+        """The data of one of the app's nodes as the app reads it: the bytes it wrote, while
+        the node holds what the proxy stored for them; else, data that spells the published
+        address spells the container's."""
+        if data is None:
+            return None
+        written = self._written.get(renamed.sent)
+        if written is not None and written[0] == data:
+            return written[1]
+        if renamed.instance:
+            return data
+        back = Renamed(renamed.sent, renamed.asked, renamed.advertised, renamed.endpoint, False)
+        return _address_data(back, data)
+
+    def original_path(self, path: str) -> str | None:
+        """The app's own name of one of its published nodes (None: not one)."""
+        directory, _, child = path.rpartition("/")
+        if not self.lists_endpoints(directory):
+            return None
+        original = self._original(directory, child)
+        return f"{directory}/{original}" if original is not None else None
 
     def lists_endpoints(self, path: str | None) -> bool:
         """Whether the children of ``path`` are named after endpoints."""

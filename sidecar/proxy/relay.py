@@ -10,20 +10,28 @@ the app's client library reconnects (through the proxy, to the next server) as i
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from structlog.typing import FilteringBoundLogger
 
 from sidecar.proxy import capture, jute
-from sidecar.proxy.connection import ClientSide, Connection, UpstreamSide
+from sidecar.proxy.connection import Budget, Connection
+from sidecar.proxy.counters import Counters, NoCounters
 from sidecar.proxy.mapper import Mapper
 from sidecar.proxy.names import Names
+from sidecar.proxy.repoint import Registrations
 from sidecar.proxy.rewrite import Rewriter
 
 CONNECT_TIMEOUT = 3.0
+# Bytes of unfinished requests buffered over every connection at most: a connection that
+# takes them past this is closed (its client connects again), so that many connections each
+# sending an unfinished large frame cost a bounded amount of memory.
+BUFFERED = 32 << 20
+REPOINT_EVERY = 0.5
 
 
 class ProxyServer:
@@ -32,7 +40,9 @@ class ProxyServer:
     ``servers``: where to connect when a client dialled the proxy itself (tried in turn,
     starting at a different one for each connection); ``capture_ports``: ZooKeeper ports
     redirected to the proxy (see ``capture``), each connection then going where it was going;
-    ``jute_maxbuffer``: the servers' limit (a larger frame closes its connection).
+    ``jute_maxbuffer``: the servers' limit (a larger request closes its connection);
+    ``pass_unmapped``: writes naming the app's endpoints that cannot be published go as they
+    are, instead of being refused.
     """
 
     def __init__(
@@ -45,8 +55,14 @@ class ProxyServer:
         services_roots: Sequence[str] = ("/services",),
         capture_ports: Sequence[int] = (),
         jute_maxbuffer: int = jute.MAXBUFFER,
+        pass_unmapped: bool = False,
+        counters: Counters | None = None,
     ) -> None:
         self.mapper = mapper
+        self.counters = counters or NoCounters()
+        self.pass_unmapped = pass_unmapped
+        self.budget = Budget(BUFFERED)
+        self.registrations = Registrations()
         self.log = log
         self.servers = tuple(servers)
         self.names = Names(mapper, services_roots)
@@ -60,24 +76,29 @@ class ProxyServer:
         self._opening: set[asyncio.Task[None]] = set()  # upstream connections being made
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
+        self._following: asyncio.Task[None] | None = None
+        self.unreachable = ""  # why the last upstream connection failed ("": it did not)
 
     def start(self) -> None:
-        """Listen (raising OSError if the address cannot be bound) and install the capture
-        (raising CaptureError, with nothing left behind, if it cannot be installed)."""
+        """Listen (raising OSError if an address cannot be bound, CaptureError if loopback
+        cannot be) and install the capture (raising CaptureError if it cannot be)."""
         host, port = self.address
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=1024)
-        self.address = sock.getsockname()[:2]
+        socks = [_listen(host, port)]
+        self.address = socks[0].getsockname()[:2]
+        ipv6 = False
+        if self._capture_ports:
+            socks += _loopbacks(host, int(self.address[1]))
+            ipv6 = any(s.family == socket.AF_INET6 for s in socks)
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(sock, started), name="zookeeper-proxy", daemon=True
+            target=self._run, args=(socks, started), name="zookeeper-proxy", daemon=True
         )
         self._thread.start()
         started.wait()
         if self._capture_ports:
-            self._capture = capture.Capture(self._capture_ports, self.address[1])
+            self._capture = capture.Capture(self._capture_ports, self.address[1], ipv6)
             try:
                 self._capture.install()
             except capture.CaptureError:
@@ -85,13 +106,11 @@ class ProxyServer:
                 raise
         self.log.info("proxy_listening", address=_format(self.address),
                       servers=[_format(s) for s in self.servers],
-                      capture=list(self._capture_ports))  # fmt: skip
+                      capture=list(self._capture_ports), ipv6=ipv6)  # fmt: skip
 
     def stop(self) -> None:
-        """Remove the capture, close the listener and every connection."""
-        if self._capture is not None:
-            self._capture.remove()
-            self._capture = None
+        """Close the listener and every connection. The capture rules stay (fail closed: the
+        app reaches ZooKeeper through a proxy or not at all; see ``capture``)."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
@@ -100,21 +119,45 @@ class ProxyServer:
         self._loop = self._thread = None
         self.log.info("proxy_stopped", address=_format(self.address))
 
-    def _run(self, sock: socket.socket, started: threading.Event) -> None:
+    def not_ready(self) -> list[str]:
+        """Why the proxy cannot do its job now (empty: it can): the capture rules are
+        missing, or no server could be reached on the last try."""
+        reasons = []
+        if self._capture is not None and (missing := self._capture.missing()):
+            reasons.append(f"proxy: {missing}")
+        if self.unreachable:
+            reasons.append(f"proxy: no ZooKeeper server reachable: {self.unreachable}")
+        return reasons
+
+    def _run(self, socks: list[socket.socket], started: threading.Event) -> None:
         loop = self._loop
         assert loop is not None
         asyncio.set_event_loop(loop)
-        server = loop.create_server(lambda: ClientSide(self._accepted), sock=sock)
-        self._server = loop.run_until_complete(server)
+        for sock in socks:
+            server = loop.create_server(lambda: ClientSide(self._accepted), sock=sock)
+            self._servers.append(loop.run_until_complete(server))
+        self._following = loop.create_task(self._follow_mapping())
         started.set()
         try:
             loop.run_forever()
         finally:
             loop.close()
 
+    async def _follow_mapping(self) -> None:
+        """Every half second: the app's registrations follow a change of its mapping (see
+        ``repoint``), and what is kept of sessions gone for good is let go."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(REPOINT_EVERY)
+            for connection in list(self._connections):
+                connection.repoint()
+            self.registrations.forget_idle(loop.time())
+
     async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._following is not None:
+            self._following.cancel()
+        for server in self._servers:
+            server.close()
         for opening in list(self._opening):
             opening.cancel()
         for connection in list(self._connections):
@@ -128,9 +171,10 @@ class ProxyServer:
     def _accepted(self, side: ClientSide, transport: asyncio.Transport) -> Connection:
         peer = transport.get_extra_info("peername")
         log = self.log.bind(connection=next(self._numbers), client=_format(peer))
-        connection = Connection(
-            Rewriter(self.names, log), self.mapper, self.max_frame, self._connections.discard
-        )
+        rewriter = Rewriter(self.names, log, self.pass_unmapped, self.counters,
+                            self.registrations)  # fmt: skip
+        connection = Connection(rewriter, self.mapper, self.max_frame, self._connections.discard,
+                                self.budget, self.counters)  # fmt: skip
         self._connections.add(connection)
         targets = self._targets(transport.get_extra_info("socket"))
         opening = asyncio.get_running_loop().create_task(self._open_upstream(connection, targets))
@@ -168,10 +212,10 @@ class ProxyServer:
             )
             connection.log.info("proxy_connection_opened")
             connection.opened(transport)
+            self.unreachable = ""
             return
-        connection.log.warning(
-            "proxy_upstream_unreachable", reason="; ".join(problems) or "no server to connect to"
-        )
+        self.unreachable = "; ".join(problems) or "no server to connect to"
+        connection.log.warning("proxy_upstream_unreachable", reason=self.unreachable)
         connection.close("no upstream")
 
     async def _connect(self, host: str, port: int) -> socket.socket:
@@ -189,6 +233,79 @@ class ProxyServer:
             sock.close()
             raise
         return sock
+
+
+class ClientSide(asyncio.Protocol):
+    """The client's socket."""
+
+    def __init__(self, accepted: Callable[[ClientSide, asyncio.Transport], Connection]) -> None:
+        self._accepted = accepted
+        self.connection: Connection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.connection = self._accepted(self, transport)
+        self.connection.client = transport
+        self.connection.pause_client("connecting")
+
+    def data_received(self, data: bytes) -> None:
+        assert self.connection is not None
+        self.connection.from_client(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        assert self.connection is not None
+        self.connection.close(f"client: {exc}" if exc else "client closed the connection")
+
+    def pause_writing(self) -> None:
+        assert self.connection is not None
+        if self.connection.upstream is not None:
+            self.connection.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        assert self.connection is not None
+        if self.connection.upstream is not None and not self.connection.closed:
+            self.connection.upstream.resume_reading()
+
+
+class UpstreamSide(asyncio.Protocol):
+    """The socket to the ZooKeeper server."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def data_received(self, data: bytes) -> None:
+        self.connection.from_server(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.close(f"server: {exc}" if exc else "server closed the connection")
+
+    def pause_writing(self) -> None:
+        self.connection.pause_client("backpressure")
+
+    def resume_writing(self) -> None:
+        self.connection.resume_client("backpressure")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+def _loopbacks(host: str, port: int) -> list[socket.socket]:
+    """The listeners redirected connections need besides the one on ``host`` (loopback or
+    every address: the settings see to it): they arrive at 127.0.0.1 (IPv4) and ::1 (IPv6).
+    A namespace without IPv6 gets no IPv6 listener (and no IPv6 capture)."""
+    ip = ipaddress.ip_address(host)
+    socks = []
+    for version, loopback in ((4, "127.0.0.1"), (6, "::1")):
+        if version == ip.version:
+            continue
+        try:
+            socks.append(_listen(loopback, port))
+        except OSError as exc:
+            if version == 4:
+                raise capture.CaptureError(f"cannot listen on 127.0.0.1:{port}: {exc}") from None
+    return socks
 
 
 def _format(address: Sequence[object] | None) -> str:

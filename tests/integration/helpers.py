@@ -1,4 +1,5 @@
-"""What the integration tests ask of the registry and of a provider container."""
+"""What the integration tests ask of the registry, of a provider container and of a stand-in
+host's provider."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from sidecar.model import Endpoint
 from sidecar.records import RECORDS_ROOT
 from testbed import sidecar_main
 from testbed.engine import RUN_LABEL, DockerEngine, published_port
+from testbed.hosts import Host, Hosts
 from testbed.images import output_lines, run_python, wait_for_line
 
 
@@ -141,3 +143,31 @@ def removed_at_end() -> Iterator[list[Container]]:
         for container in started:
             with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
                 container.remove(force=True)
+
+
+# Registers argv[2] (ephemeral) through argv[1], says so, and keeps the session until its
+# input ends.
+_REGISTER_AND_HOLD = """
+import sys
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=sys.argv[1]); zk.start(timeout=30)
+zk.create(sys.argv[2], b"", ephemeral=True, makepath=True)
+print("registered", flush=True)
+sys.stdin.read()
+zk.stop(); zk.close()
+"""
+
+
+@contextlib.contextmanager
+def registered_from(host: Host, connect: str, path: str) -> Iterator[None]:
+    """A provider on stand-in ``host`` holds ``path`` (ephemeral) registered through
+    ``connect`` while the block runs; its session ends with it."""
+    argv = [sys.executable, "-c", _REGISTER_AND_HOLD, connect, path]
+    provider = subprocess.Popen(Hosts.command(host, argv), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert provider.stdout is not None
+        assert provider.stdout.readline().strip() == "registered"
+        yield
+    finally:
+        provider.communicate("", timeout=30)

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 from structlog.typing import FilteringBoundLogger
 
@@ -70,6 +71,34 @@ class Events(list[dict[str, Any]]):
         return logger
 
 
+class Sentinel:
+    """Reads every node under ``path`` every 50 ms until stopped, name and data: none may
+    carry the app's container address (``seen`` lists those that did)."""
+
+    def __init__(self, registry: KazooClient, path: str) -> None:
+        self.seen: list[str] = []
+        self._registry, self._path = registry, path
+        registry.ensure_path(path)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for name in self._registry.get_children(self._path):
+                try:
+                    data = self._registry.get(f"{self._path}/{name}")[0] or b""
+                except NoNodeError:  # deleted since the listing
+                    data = b""
+                if ADDRESS in name or ADDRESS.encode() in data:
+                    self.seen.append(name)
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.seen
+
+
 class Listings:
     """Every listing of a path a direct (unproxied) consumer's children watch has seen."""
 
@@ -98,12 +127,19 @@ class Listings:
 
 
 def proxy_for(
-    servers: Sequence[tuple[str, int]], events: Events, mapper: InventoryMapper | None = None
+    servers: Sequence[tuple[str, int]],
+    events: Events,
+    mapper: InventoryMapper | None = None,
+    *,
+    port: int = 0,
+    services_root: str = "/services",
 ) -> ProxyServer:
-    """A started in-process proxy for ``servers`` (the app's mapping unless ``mapper``)."""
+    """A started in-process proxy for ``servers`` on ``port`` (any free one unless given),
+    the app's mapping unless ``mapper``."""
     proxy = ProxyServer(
-        ("127.0.0.1", 0), mapper or app_mapper(), events.logger(), servers=list(servers)
-    )
+        ("127.0.0.1", port), mapper or app_mapper(), events.logger(), servers=list(servers),
+        services_roots=[services_root],
+    )  # fmt: skip
     proxy.start()
     return proxy
 

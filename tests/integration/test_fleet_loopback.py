@@ -5,10 +5,7 @@ server sees from that address. B must not take A's provider for its own (A opted
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
-from subprocess import PIPE
 
 import pytest
 from kazoo.client import KazooClient
@@ -20,21 +17,9 @@ from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
 
 from .conftest import INTERFACE
-from .helpers import children
+from .helpers import children, registered_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-# Registers argv[2] (ephemeral) from this namespace, says so, and keeps the session until its
-# input ends.
-_PROVIDER = """
-import sys
-from kazoo.client import KazooClient
-zk = KazooClient(hosts=sys.argv[1]); zk.start(timeout=30)
-zk.create(sys.argv[2], b"", ephemeral=True, makepath=True)
-print("registered", flush=True)
-sys.stdin.read()
-zk.stop(); zk.close()
-"""
 
 
 def _sidecar(
@@ -67,7 +52,6 @@ def test_a_server_seen_on_loopback_proves_nothing_to_another_host(
         a = _sidecar(tmp_path / "host-a.log", ports_a, f"127.0.0.1:{port}", hosts.gateway,
                      root, None)  # fmt: skip
         sidecars = [a]
-        provider = None
         try:
             a.wait_for_event("fleet_indexer_elected")
             sidecars.append(_sidecar(tmp_path / "host-b.log", ports_b, f"{hosts.gateway}:{port}",
@@ -75,32 +59,25 @@ def test_a_server_seen_on_loopback_proves_nothing_to_another_host(
             sidecars[1].wait_for_event("resync_done")
             name = java_url_encode(f"dubbo://{container.address}:20880/{INTERFACE}"
                                    f"?application=on-a&interface={INTERFACE}")  # fmt: skip
-            argv = [sys.executable, "-c", _PROVIDER, f"{hosts.gateway}:{port}",
-                    f"{providers}/{name}"]  # fmt: skip
-            provider = subprocess.Popen(Hosts.command(container, argv), stdin=PIPE, stdout=PIPE,
-                                        text=True)  # fmt: skip
-            assert provider.stdout is not None
-            assert provider.stdout.readline().strip() == "registered"
+            with registered_from(container, f"{hosts.gateway}:{port}", f"{providers}/{name}"):
 
-            def b_left_it_alone() -> list[str]:
-                return [
-                    e["reason"]
-                    for e in sidecars[1].events("left_alone")
-                    if e["node"].startswith(f"{providers}/dubbo%3A%2F%2F{container.address}")
-                ]
+                def b_left_it_alone() -> list[str]:
+                    return [
+                        e["reason"]
+                        for e in sidecars[1].events("left_alone")
+                        if e["node"].startswith(f"{providers}/dubbo%3A%2F%2F{container.address}")
+                    ]
 
-            [reason] = wait_until(b_left_it_alone, 20, message="host B never looked")
-            assert f"as server {hosts.gateway} sees it), not from this host" in reason
-            observer = KazooClient(hosts=server.connect_string)
-            observer.start(timeout=15)
-            try:
-                assert children(observer, providers) == [name]
-            finally:
-                observer.stop()
-                observer.close()
+                [reason] = wait_until(b_left_it_alone, 20, message="host B never looked")
+                assert f"as server {hosts.gateway} sees it), not from this host" in reason
+                observer = KazooClient(hosts=server.connect_string)
+                observer.start(timeout=15)
+                try:
+                    assert children(observer, providers) == [name]
+                finally:
+                    observer.stop()
+                    observer.close()
         finally:
-            if provider is not None:
-                provider.communicate("", timeout=30)
             for sidecar in sidecars:
                 if sidecar.running:
                     sidecar.kill()

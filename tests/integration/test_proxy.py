@@ -192,31 +192,6 @@ def test_requests_wait_for_the_mapping(
         proxy.stop()
 
 
-def test_a_mapping_never_known_lets_requests_pass(
-    zookeeper: ZooKeeperServer, registry: KazooClient, providers: str
-) -> None:
-    """Without bindings the request waits a third of the session timeout at most, then
-    passes as it was, with the reason logged."""
-    events = Events()
-    proxy = proxy_for([("127.0.0.1", zookeeper.port)], events, InventoryMapper())
-    app = client_of(proxy, timeout=3.0)
-    try:
-        registry.ensure_path(providers)
-        mine = f"{providers}/{node_name()}"
-        assert app.create(mine, b"", ephemeral=True) == mine
-        assert registry.get_children(providers) == [node_name()]
-        [held] = events.named("proxy_request_held")
-        assert held["mapping_known"] is False
-        # A third of the 3 s session timeout; kazoo gives up on a connection after two thirds.
-        assert 0.9 <= held["waited"] < 2.0
-        [skipped] = events.named("proxy_rewrite_skipped")
-        assert skipped["reason"] == "the app's port bindings were not known in time"
-    finally:
-        app.stop()
-        app.close()
-        proxy.stop()
-
-
 def test_bad_frames_close_only_their_connection(
     proxy: ProxyServer, app: KazooClient, events: Events
 ) -> None:

@@ -109,7 +109,7 @@ def test_provider_in_a_container_registers_through_the_proxy(
     assert children(registry, f"{services}/in-pod") == []
 
 
-def test_transparent_capture(
+def test_transparent_capture_fails_closed(
     engine: DockerEngine,
     zookeeper: ZooKeeperServer,
     registry: KazooClient,
@@ -119,8 +119,11 @@ def test_transparent_capture(
     start_proxy: Callable[..., ProxyProcess],
 ) -> None:
     """The app keeps ZooKeeper's real address; the capture redirects it to the proxy, which
-    forwards to the server the app dialled. The rules are gone once the proxy stops."""
-    proxy = start_proxy("--listen", "127.0.0.1:15181", "--capture", str(zookeeper.port))
+    forwards to the server the app dialled. The rules stay once the proxy stops (the app's
+    connections are refused, never relayed unrewritten); a proxy started again replaces them
+    (no rule twice); `dubbo-sidecar uncapture` removes them."""
+    args = ("--listen", "127.0.0.1:15181", "--capture", str(zookeeper.port))
+    proxy = start_proxy(*args)
     listings = Listings(registry, providers)
     app = start_provider(
         "--application", "captured", publish_all=False, network_mode=f"container:{pod.id}"
@@ -131,11 +134,45 @@ def test_transparent_capture(
     upstreams = {e["upstream"] for e in proxy.events("proxy_connection_opened")}
     assert upstreams == {f"{engine.bridge_gateway()}:{zookeeper.port}"}
     assert proxy.terminate() == 0
-    rules = subprocess.run(
-        ["nsenter", f"--net=/proc/{pod.attrs['State']['Pid']}/ns/net", "iptables", "-t", "nat",
-         "-S"], capture_output=True, text=True, timeout=30, check=True,
+    assert _rules(pod).count(f"-j {capture.CHAIN}") == 1  # still there
+    assert _refused(pod, f"{engine.bridge_gateway()}:{zookeeper.port}")
+    again = start_proxy(*args)
+    again.wait_for_event("proxy_connection_opened")  # the app is back, through the proxy
+    rules = _rules(pod)
+    assert (rules.count(f"-j {capture.CHAIN}"), rules.count("--to-ports 15181")) == (1, 1)
+    assert children(registry, providers) == [published_name(app, pod)]
+    assert not any(original_name(app) in seen for seen in listings.all())
+    assert again.terminate() == 0
+    done = subprocess.run(
+        [*_in(pod), sys.executable, "-m", "sidecar", "uncapture"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert capture.CHAIN not in _rules(pod)
+
+
+def _in(pod: Container) -> list[str]:
+    return ["nsenter", f"--net=/proc/{pod.attrs['State']['Pid']}/ns/net"]
+
+
+def _rules(pod: Container) -> str:
+    """The pod's IPv4 nat rules."""
+    return subprocess.run(
+        [*_in(pod), "iptables", "-t", "nat", "-S"], capture_output=True, text=True,
+        timeout=30, check=True,
     ).stdout  # fmt: skip
-    assert capture.CHAIN not in rules
+
+
+def _refused(pod: Container, server: str) -> bool:
+    """Whether a connection from the pod's namespace to ``server`` is refused."""
+    host, port = server.rsplit(":", 1)
+    probe = (
+        "import socket, sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)"
+        "\nexcept ConnectionRefusedError:\n sys.exit(3)"
+    )
+    done = subprocess.run([*_in(pod), sys.executable, "-c", probe, host, port],
+                          capture_output=True, timeout=30, check=False)  # fmt: skip
+    return done.returncode == 3
 
 
 def test_capture_without_net_admin_exits_2_with_the_reason() -> None:

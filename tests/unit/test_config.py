@@ -180,9 +180,19 @@ def test_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         ({}, "settings: --proxy-capture redirects to the proxy: give --proxy-listen"),
         ({"proxy_listen": "127.0.0.1:2181", "proxy_capture": "0"}, "proxy_capture: 0 is not"),
         ({"proxy_listen": "zk"}, "proxy_listen: 'zk' is not HOST:PORT"),
+        ({"proxy_listen": "10.0.0.5:2181", "proxy_capture": "2181"}, "--proxy-listen 10.0.0.5"),
+        ({"proxy_listen": "localhost:2181", "proxy_capture": "2181"}, "--proxy-listen local"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_settings(overrides)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:2181", "[::1]:2181", "0.0.0.0:2181", "[::]:2181"])
+def test_a_captured_proxy_listens_on_loopback_or_everywhere(listen: str) -> None:
+    """Captured connections arrive at the loopback address of their family: a proxy on
+    loopback (either family) or on every address can serve them."""
+    settings = load_settings({"proxy_listen": listen, "proxy_capture": "2181"})
+    assert settings.proxy_capture == (2181,)
 
 
 @pytest.mark.parametrize(

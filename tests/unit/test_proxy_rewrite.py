@@ -19,7 +19,7 @@ from sidecar.proxy import jute
 from sidecar.proxy.jute import CloseConnection, Cursor
 from sidecar.proxy.mapper import InventoryMapper
 from sidecar.proxy.names import Names, NotReady, Renamed
-from sidecar.proxy.rewrite import Rewriter
+from sidecar.proxy.rewrite import Refused, Rewriter
 from tests.unit.proxy_frames import (
     ADVERTISED,
     APP_ADDRESS,
@@ -123,7 +123,6 @@ def test_path_requests_name_the_published_node(opcode: int) -> None:
         OTHERS,
         PROVIDERS,
         f"/dubbo/com.example.DemoService/consumers/{url_name(APP_ADDRESS, 20880)}",
-        f"{PROVIDERS}/{url_name(APP_ADDRESS, 20999)}",
         f"{PROVIDERS}/not-a-url",
         f"{PROVIDERS}/{url_name(APP_ADDRESS, 20880, protocol='empty')}",
         f"{APP}/10.1.4.2:20880",
@@ -131,8 +130,8 @@ def test_path_requests_name_the_published_node(opcode: int) -> None:
     ],
 )
 def test_other_paths_travel_byte_for_byte(path: str) -> None:
-    """Another host's provider, consumers, directories, unpublished ports, names that are not
-    URLs and unknown protocols pass exactly as they came."""
+    """Another host's provider, consumers, directories, names that are not URLs and unknown
+    protocols pass exactly as they came."""
     frame = request(3, jute.CREATE, create_body(path, APP_ADDRESS.encode()))
     assert rewriter().request(frame, True) is frame
 
@@ -305,34 +304,51 @@ def test_error_replies_and_other_xids_pass() -> None:
     assert proxy.reply(ping) is ping
 
 
-def test_unpublished_port_of_the_app_passes_and_is_logged() -> None:
-    """The app's address on a port without a binding: the request goes as it came, and one
-    log line says why."""
+def test_replies_to_deletes_and_data_set_on_the_apps_node_pass() -> None:
+    """A delete and a setData of the app's node are followed for what they change, and
+    their replies (no path in them) reach the app as the server sent them."""
+    proxy = rewriter()
+    proxy.request(request(41, jute.DELETE, path_body(MINE, struct.pack(">i", -1))), True)
+    deleted = reply(41, b"")
+    assert proxy.reply(deleted) is deleted
+    proxy.request(request(42, jute.SET_DATA, set_data_body(MINE, b"weight=1")), True)
+    stat = reply(42, STAT)
+    assert proxy.reply(stat) is stat
+
+
+def test_a_write_of_an_unpublished_port_of_the_app_is_refused() -> None:
+    """The app's address on a port without a binding: a create would store the container's
+    address, so it is refused, with one log line saying why; a read of it passes; with
+    pass_unmapped (the opt-in) the create goes as it came."""
     only = mapper(app_container(PublishedPort(50051, "0.0.0.0", 40051)))
     frame = request(1, jute.CREATE, create_body(MINE, b""))
-    with capture_logs() as logs:
-        assert rewriter(only).request(frame, True) is frame
+    with capture_logs() as logs, pytest.raises(Refused, match="is not published"):
+        rewriter(only).request(frame, True)
     [line] = logs
-    assert line["event"] == "proxy_rewrite_skipped"
+    assert line["event"] == "proxy_request_refused"
     assert line["original"] == f"{APP_ADDRESS}:20880"
-    assert "is not published" in line["reason"]
+    read = request(2, jute.GET_DATA, path_body(MINE))
+    assert rewriter(only).request(read, True) is read
+    passing = Rewriter(Names(only, ["/services"]), structlog.get_logger(), pass_unmapped=True)
+    with capture_logs() as logs:
+        assert passing.request(frame, True) is frame
+    assert [e["event"] for e in logs] == ["proxy_rewrite_skipped"]
 
 
-def test_unknown_mapping_waits_then_passes_with_a_reason() -> None:
+def test_unknown_mapping_waits_then_is_refused_with_a_reason() -> None:
     """Before the mapping is known, a request that may be the app's raises NotReady and
-    changes nothing; told not to wait, it passes and is logged; other requests never wait."""
+    changes nothing; told not to wait, a write is refused and logged; other requests never
+    wait."""
     proxy = rewriter(InventoryMapper())
     frame = request(1, jute.CREATE, create_body(MINE, b""))
     with pytest.raises(NotReady):
         proxy.request(frame, True)
     other = request(2, jute.CREATE, create_body("/app/config", b""))
     assert proxy.request(other, True) is other
-    with capture_logs() as logs:
-        assert proxy.request(frame, False) is frame
-    assert logs[0]["event"] == "proxy_rewrite_skipped"
+    with capture_logs() as logs, pytest.raises(Refused):
+        proxy.request(frame, False)
+    assert logs[0]["event"] == "proxy_request_refused"
     assert logs[0]["reason"] == "the app's port bindings were not known in time"
-    created = reply(1, jute.encode_string(MINE))
-    assert proxy.reply(created) is created
 
 
 def test_truncated_request_closes_the_connection() -> None:
