@@ -95,7 +95,8 @@ class OpsServer:
                     return
                 if key.fileobj is self._listener:
                     self._accept(selector, reading)
-                elif isinstance(key.fileobj, socket.socket):
+                elif isinstance(key.fileobj, socket.socket) and key.fileobj in reading:
+                    # Not there: made room for a newer one earlier in this same batch.
                     self._read(selector, reading, key.fileobj)
             now = time.monotonic()
             for conn in [c for c, (at, _) in reading.items() if at <= now]:
