@@ -1,4 +1,4 @@
-"""The README's first command: the sidecar's main job, end to end, on a local ZooKeeper and Docker.
+"""`scripts/demo` (README, "Developing"): the main job, end to end, on local ZooKeeper and Docker.
 
 A provider in a container registers its container address; a consumer that plays a remote
 host (container networks blocked for it) fails; the sidecar rewrites the registration; the

@@ -50,7 +50,7 @@ class Settings(
     ContainerFields,
     RegistryFields,
 ):
-    """Every setting; the README's configuration reference lists them by concern."""
+    """Every setting; docs/configuration.md, generated from them, lists them by concern."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 

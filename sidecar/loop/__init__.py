@@ -15,7 +15,7 @@
     status.py       the status view of what this engine's sidecars manage
     seams.py        the protocols where the loop meets the registry and the engine
 
-Threads (ARCHITECTURE.md has the picture):
+Threads (docs/architecture.md has the picture):
 
 - main: parses the command line, starts the loop thread, turns SIGTERM/SIGINT into
   Loop.stop(), waits.

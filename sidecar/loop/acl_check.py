@@ -1,7 +1,7 @@
 """Who else may write the sidecar's coordination parents (its leases, records and, in a fleet,
 members, ballots and work), checked at start and at each resync and said plainly: one line
 when that changes, a gauge, and the command that closes them. What is written there is
-never proof of anything (see ARCHITECTURE.md), but it can cost work and hide a host's own.
+never proof of anything (see docs/architecture.md), but it can cost work and hide a host's own.
 Owned by the loop thread."""
 
 from __future__ import annotations

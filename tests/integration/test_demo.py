@@ -1,4 +1,4 @@
-"""The README's first command: the demo shows the job end to end, quickly, and cleans up."""
+"""The demo (`scripts/demo`, the README's "Developing"): the job end to end, quickly, cleaned up."""
 
 from __future__ import annotations
 
