@@ -151,3 +151,11 @@ def test_developing_section_starts_with_the_two_commands() -> None:
     section = readme.split("\n## Developing\n", 1)[1]
     commands = re.findall(r"^    (scripts/\S+)", section, re.MULTILINE)
     assert commands[:2] == ["scripts/demo", "scripts/test"]
+
+
+def test_readme_links_lead_to_pages() -> None:
+    """Every page the README links to exists (the site build checks the pages' own links)."""
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert targets
+    assert [t for t in targets if not (ROOT / t).is_file()] == []
