@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import platform
 import time
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+import sidecar
 
 
 class Metrics:
@@ -12,6 +23,19 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The process' memory, CPU and file descriptors (process_*) and the interpreter
+        # (python_info): on the sidecar's own registry, which is all /metrics serves.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        build = Gauge(
+            "dubbo_sidecar_build_info",
+            "1, labelled with the sidecar's version and those of Python and kazoo it runs on",
+            ["version", "python", "kazoo"],
+            registry=self.registry,
+        )
+        build.labels(sidecar.__version__, platform.python_version(), metadata.version("kazoo")).set(
+            1
+        )
         self.writes = Counter(
             "dubbo_sidecar_writes",
             "Registry writes by decision (rewrite, update, restore, remove, drop-original) "
@@ -103,13 +127,15 @@ class FleetMetrics:
         )
         self.owned = Gauge(
             "dubbo_sidecar_fleet_work_owned",
-            "Of those, the paths this sidecar watches for the fleet",
+            "Of those, the paths this sidecar watches for the fleet: all of them on the "
+            "indexer, none on the other members",
             registry=registry,
         )
         self.unowned = Gauge(
             "dubbo_sidecar_fleet_work_unowned",
-            "Registrations whose host the indexer has not worked out yet (their changes reach "
-            "the hosts by address only)",
+            "Registrations whose session the indexer has still to look up (at most 5,000 a "
+            "pass): until then each goes to every member that has its address, whose "
+            "ownership proof decides",
             registry=registry,
         )
         self.ignored = Gauge(
@@ -133,6 +159,10 @@ class FleetMetrics:
         )
 
 
+# How a proxied connection can end (sidecar.proxy.counters.why_closed).
+CLOSED_BY = ("client", "server", "no-upstream", "malformed", "budget", "stopped")
+
+
 class ProxyMetrics:
     """The proxy's relaying (proxy mode), as sidecar.proxy.counters.Counters."""
 
@@ -140,8 +170,8 @@ class ProxyMetrics:
         self._open = Gauge("dubbo_sidecar_proxy_connections", "The app's connections open "
                            "through the proxy", registry=registry)  # fmt: skip
         self._closed = Counter("dubbo_sidecar_proxy_connections_closed", "Connections ended, "
-                               "by who ended them (client, server, no-upstream, malformed, "
-                               "budget, stopped)", ["why"], registry=registry)  # fmt: skip
+                               f"by who ended them ({', '.join(CLOSED_BY)})", ["why"],
+                               registry=registry)  # fmt: skip
         self._held = Counter("dubbo_sidecar_proxy_requests_held", "Requests held until the "
                              "app's port bindings were known", registry=registry)  # fmt: skip
         self._refused = Counter(
@@ -155,6 +185,12 @@ class ProxyMetrics:
                                   registry=registry)  # fmt: skip
         self._bytes = Counter("dubbo_sidecar_proxy_bytes", "Bytes relayed, requests (app to "
                               "server) and replies", ["direction"], registry=registry)  # fmt: skip
+        # Each known label's series at 0 from the start: one born at 1 would lose its first
+        # count to rate() and increase().
+        for why in CLOSED_BY:
+            self._closed.labels(why)
+        for direction in ("requests", "replies"):
+            self._bytes.labels(direction)
 
     def opened(self) -> None:
         self._open.inc()

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
+import sidecar
 from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.engine import DockerEngine, container_ip, published_port
@@ -45,6 +47,11 @@ POD_OVERRIDE = """\
   pod:
     image: {sidecar_image}
 """
+EXAMPLES = [
+    "per-app/docker-compose.yml", "per-host/docker-compose.yml",
+    "per-host/docker-compose.socket-proxy.yml", "proxy/docker-compose.yml",
+    "proxy/docker-compose.capture.yml",
+]  # fmt: skip
 
 
 def compose(*args: str, env: dict[str, str], files: list[Path]) -> subprocess.CompletedProcess[str]:
@@ -71,17 +78,26 @@ def compose_env(engine: DockerEngine, zookeeper: ZooKeeperServer) -> dict[str, s
     }
 
 
-@pytest.mark.parametrize(
-    "example",
-    ["per-app/docker-compose.yml", "per-host/docker-compose.yml",
-     "per-host/docker-compose.socket-proxy.yml", "proxy/docker-compose.yml",
-     "proxy/docker-compose.capture.yml"],
-)  # fmt: skip
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_examples_are_valid_compose_files(example: str, compose_env: dict[str, str]) -> None:
     """`docker-compose config` accepts each example with its variables set."""
     done = compose("config", "--quiet", env=compose_env, files=[COMPOSE / example])
     assert done.returncode == 0, done.stderr
     assert (COMPOSE / example).with_name("README.md").exists()
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_examples_run_this_releases_image(example: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unless SIDECAR_IMAGE says otherwise, every service of an example that runs the
+    sidecar's image runs the one tagged with the package's version, named once per file."""
+    monkeypatch.delenv("SIDECAR_IMAGE", raising=False)
+    env = {"ZOOKEEPER": "zookeeper:2181", "HOST_IP": "192.0.2.1"}
+    done = compose("config", env=env, files=[COMPOSE / example])
+    assert done.returncode == 0, done.stderr
+    images = {s["image"] for s in yaml.safe_load(done.stdout)["services"].values()}
+    ours = {image for image in images if "sidecar" in image}
+    assert ours == {f"ghcr.io/dubbo-nat-sidecar/dubbo-nat-sidecar:{sidecar.__version__}"}
+    assert (COMPOSE / example).read_text().count("ghcr.io/dubbo-nat-sidecar") == 1
 
 
 class Project:

@@ -56,7 +56,7 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     for case in (c for group in tests["tests"] for c in group["alert_rule_test"]):
         (firing if case["exp_alerts"] else quiet).add(case["alertname"])
     alerts = set(alert_expressions(DEPLOY / "alerts.yml"))
-    assert len(alerts) == 9
+    assert len(alerts) == 10
     assert firing == alerts
     assert quiet == alerts
 
