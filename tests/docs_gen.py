@@ -159,7 +159,8 @@ def _metric_rows() -> list[tuple[str, str, str, str]]:
     # prometheus_client lists a registry's collectors only privately; a wrapper's label
     # names are private too (a labelled metric with no child yet has no samples to show them).
     for collector in list(registry._collector_to_names):
-        for family in collector.describe() or collector.collect():
+        describe = getattr(collector, "describe", None)  # the process collectors have none
+        for family in (describe() if describe else None) or collector.collect():
             if isinstance(collector, MetricWrapperBase):
                 labels = tuple(collector._labelnames)
             else:
