@@ -23,6 +23,7 @@ from sidecar.registry.connection import (
     rearm,
     send_together,
 )
+from sidecar.registry.internals import fast_path_allowed
 from sidecar.registry.outcomes import JUTE_MAXBUFFER, Drops, Failed, Interrupted, acl_size
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
@@ -64,6 +65,7 @@ class Session:
         self._cache = ReadCache()
         # The session and the (data, child) watches held when the connection last dropped.
         self._held: tuple[int, set[str], set[str]] | None = None
+        self._handler = MarkingHandler(mark) if mark else PollingHandler()
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
@@ -71,9 +73,13 @@ class Session:
             auth_data=[("digest", digest)] if digest else None,
             connection_retry=KazooRetry(max_tries=-1, max_delay=5),
             command_retry=KazooRetry(max_tries=3, max_delay=2),
-            handler=MarkingHandler(mark) if mark else PollingHandler(),
+            handler=self._handler,
         )
-        send_together(self._client)
+        # With kazoo's private internals as tested: requests sent together, watches set again
+        # on a resumed session. Else kazoo's own loop, and a full re-read after a reconnect.
+        self.fast_path = fast_path_allowed()
+        if self.fast_path:
+            send_together(self._client)
         self._client.add_listener(self._state_changed)
 
     def connect(self, timeout: float) -> None:
@@ -116,8 +122,7 @@ class Session:
     def alive(self) -> bool:
         """Whether the client's connection thread still runs (or was never started or was
         stopped on purpose): when it dies, nothing ever connects again."""
-        routine = self._client._connection._connection_routine
-        return routine is None or routine.is_alive() or self._client._stopped.is_set()
+        return self._handler.connection_alive
 
     def take_denied(self) -> set[str]:
         """The paths reads were not allowed to read since the last call."""
@@ -194,7 +199,7 @@ class Session:
         the session; when it comes back with the same session, the watches held before are set
         again in one request and only what changed meanwhile fires: no re-read of everything."""
         if state == KazooState.SUSPENDED:
-            self._held = held(self._client)
+            self._held = held(self._client) if self.fast_path else None
             self._on_connection(Connection.SUSPENDED)
         elif state == KazooState.CONNECTED:
             before, self._held = self._held, None

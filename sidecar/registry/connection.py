@@ -1,17 +1,20 @@
 """The ZooKeeper client's connection: waits that cost one poll(2) each, sockets marked past
 the proxy's capture, and the watches a resumed session gets back in one request (kazoo
 forgets them when the connection drops; ZooKeeper's own clients send them again with the
-last zxid seen, and the servers then fire exactly the ones whose nodes changed meanwhile)."""
+last zxid seen, and the servers then fire exactly the ones whose nodes changed meanwhile).
+The sends and the watches use kazoo's private internals: internals.py checks them first."""
 
 from __future__ import annotations
 
 import select
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.handlers.threading import SequentialThreadingHandler
+from kazoo.protocol.connection import ConnectionHandler
 from kazoo.protocol.serialization import Auth, int_struct, long_struct, write_string
 
 SET_WATCHES = 101
@@ -21,11 +24,34 @@ _CHUNK_BYTES = 128 * 1024
 
 
 class PollingHandler(SequentialThreadingHandler):  # type: ignore[misc]
-    """Kazoo's threading handler, waiting on its sockets with one poll(2) call. Kazoo's own
-    wait builds an epoll selector, registers, waits and closes it (five system calls and
-    several objects), and its connection thread waits two or three times per request and per
-    reply: that was half the CPU of a pipelined read. poll has no limit on descriptor
-    numbers either."""
+    """Kazoo's threading handler, waiting on its sockets with one poll(2) call, and knowing
+    the client's connection thread. Kazoo's own wait builds an epoll selector, registers,
+    waits and closes it (five system calls and several objects), and its connection thread
+    waits two or three times per request and per reply: that was half the CPU of a pipelined
+    read. poll has no limit on descriptor numbers either."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._connection_thread: threading.Thread | None = None
+
+    @property
+    def connection_alive(self) -> bool:
+        """Whether the client's connection thread still runs (or was never started, or was
+        stopped on purpose): when it dies, nothing ever connects again."""
+        thread = self._connection_thread
+        return thread is None or thread.is_alive()
+
+    def spawn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
+        thread: threading.Thread = super().spawn(func, *args, **kwargs)
+        if isinstance(getattr(func, "__self__", None), ConnectionHandler):  # its loop
+            self._connection_thread = thread
+        return thread
+
+    def stop(self) -> None:
+        # The client stops its handler first thing as it stops (or starts): before its
+        # connection thread ends.
+        self._connection_thread = None
+        super().stop()
 
     def select(
         self, rlist: list[Any], wlist: list[Any], xlist: list[Any], timeout: float | None = None

@@ -108,6 +108,14 @@ EVENTS: dict[str, Event] = {
         "Report it with the log line.",
     ),
     # -- ZooKeeper
+    "kazoo_internals_changed": Event(
+        _Z,
+        "The installed kazoo differs from the one the sidecar's ZooKeeper fast path was tested "
+        "on (`differences` says where): every session uses kazoo's own connection loop, "
+        "correct but slower, and a reconnect reads everything again.",
+        "kazoo was upgraded outside the release's lock file (e.g. a pip install into the image).",
+        "Install the kazoo version the release pins (requirements/runtime.txt).",
+    ),
     "zookeeper_connecting": Event(
         _Z, "Connecting to ZooKeeper (`resuming`: the session from the state file).", "Start."
     ),
