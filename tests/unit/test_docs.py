@@ -20,9 +20,10 @@ _LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 # Flags the docs describe ahead of the CLI work of issue 24 (subcommand flags, the auth file);
 # once that is merged they are the parser's own and this set goes.
 _PENDING_FLAGS = {"--output", "--zookeeper-auth-file"}
-# Other programs' flags the pages show: docker run, dockerd, pip-compile, mkdocs, bench/run.
+# Other programs' flags the pages show: docker run, dockerd, pip-compile, mkdocs, bench/run,
+# scripts/lock.
 _OTHER_FLAGS = {"--group-add", "--name", "--network", "--bip", "--generate-hashes", "--strict"}
-_OTHER_FLAGS |= {"--quick", "--instances", "--fleet-chaos"}
+_OTHER_FLAGS |= {"--quick", "--instances", "--fleet-chaos", "--upgrade", "--upgrade-package"}
 
 
 def _text(node: ast.expr) -> str | None:
