@@ -22,6 +22,7 @@ from sidecar.config import (
     ENV_PREFIX,
     ConfigError,
     Settings,
+    default_text,
     fields_of,
     flag,
     load_settings,
@@ -93,7 +94,7 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
         )
         repeatable = isinstance(spec.default, tuple)
         help_text = (
-            f"{spec.description} Default: {_default_text(spec.default, extra)}."
+            f"{spec.description} Default: {default_text(name)}."
             f" Env: {ENV_PREFIX}{name.upper()}{' (comma separated)' if repeatable else ''}."
             f"{' Repeatable.' if repeatable else ''}"
         ).replace("%", "%%")
@@ -109,18 +110,6 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
                 metavar=None if metavar is None else str(metavar),
                 help=help_text,
             )
-
-
-def _default_text(default: object, extra: dict[str, Any]) -> str:
-    """What the default is, in words when it is no plain value (``none`` is a value of some
-    settings, never a way to say "unset")."""
-    if extra.get("default_text"):
-        return str(extra["default_text"])
-    if isinstance(default, bool):
-        return "on" if default else "off"
-    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-    assert shown not in ("", None), "a setting without a plain default needs default_text"
-    return str(shown)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from sidecar.config.settings import (
     ConfigError,
     Settings,
     check_address_source,
+    default_text,
     flag,
 )
 
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "check_address_source",
+    "default_text",
     "fields_of",
     "flag",
     "load_settings",

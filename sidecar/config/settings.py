@@ -221,6 +221,21 @@ def flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def default_text(field: str) -> str:
+    """What a setting's default is, as help and reference say it: in words when it is no
+    plain value (``none`` is a value of some settings, never a way to say "unset")."""
+    spec = Settings.model_fields[field]
+    extra = spec.json_schema_extra if isinstance(spec.json_schema_extra, dict) else {}
+    if extra.get("default_text"):
+        return str(extra["default_text"])
+    if isinstance(spec.default, bool):
+        return "on" if spec.default else "off"
+    default = spec.default
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    assert shown not in ("", None), f"{field}: a setting without a plain default needs default_text"
+    return f"{shown:g}" if isinstance(shown, float) else str(shown)
+
+
 ADDRESS_SOURCES = ("value", "env", "interface", "url")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
-from sidecar.config import COMMANDS, Settings, fields_of, flag
+from sidecar.config import COMMANDS, Settings, default_text, fields_of, flag
 
 # A plan that gets past the configuration and then fails to reach ZooKeeper (exit 1).
 UNREACHABLE = ["--zookeeper", "127.0.0.1:1", "--connect-timeout", "0.5", "--docker-url", "none"]
@@ -177,6 +177,8 @@ def test_the_real_entry_point_exits_2_with_one_line() -> None:
 def test_help_says_what_each_default_is(capsys: pytest.CaptureFixture[str]) -> None:
     """No default is shown as `none` (a value that turns Docker off, or means no file):
     `--docker-url` says the environment decides, `--advertise-host` where it comes from."""
+    for name in Settings.model_fields:
+        assert default_text(name).lower() not in ("", "none"), name
     shown = _help("run", capsys)
     assert "Default: none" not in shown
     docker = shown.rsplit("--docker-url URL", 1)[1].split(" Env:", 1)[0]
