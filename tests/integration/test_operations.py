@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
+from sidecar.config import Settings, fields_of, load_settings
+from sidecar.loop.wiring import fleet_once, plan_once, status_once
+from sidecar.report.events import Events
+from sidecar.sources import address as advertise
 from testbed.engine import DockerEngine, container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
@@ -147,3 +152,45 @@ def test_plan_and_status_as_json(
     assert (row["container_endpoint"], row["container"]) == (endpoint, provider.id)
     assert row["session"] == f"0x{sidecar.session:x}"
     assert f"0x{sidecar.session:x}" in row["managed_by"]
+
+
+class _Recording:
+    """Settings that note each setting read (the one-shot commands read them as they run)."""
+
+    def __init__(self, settings: Settings, read: set[str]) -> None:
+        self._settings, self._read = settings, read
+
+    def __getattr__(self, name: str) -> Any:
+        if name in Settings.model_fields:
+            self._read.add(name)
+        return getattr(self._settings, name)
+
+
+@pytest.mark.parametrize(
+    ("command", "fleet"), [("plan", False), ("status", False), ("status", True)]
+)
+def test_one_shot_commands_read_only_the_settings_they_accept(
+    command: str,
+    fleet: bool,
+    zookeeper: ZooKeeperServer,
+    engine: DockerEngine,
+    root: str,
+    start_provider: Callable[..., Container],
+) -> None:
+    """`plan` and `status` (also `--fleet`) read no setting they do not offer: one they
+    ignore in the environment or the file could not silently take its default."""
+    start_provider()
+    flags = {"zookeeper": zookeeper.connect_string, "root": (root,), "docker_url": engine.url,
+             "advertise_host": "127.0.0.1", "fleet": fleet}  # fmt: skip
+    read: set[str] = set()
+    settings = cast(Settings, _Recording(load_settings(flags, command=command), read))
+    host = advertise.resolve(settings, {})
+    if command == "plan":
+        decisions, _ = plan_once(settings, host, Events(decisions=False), {})
+        assert decisions
+    elif fleet:
+        fleet_once(settings)
+    else:
+        status_once(settings, host, Events(decisions=False), {})
+    assert "zookeeper" in read
+    assert read <= fields_of(command), read - fields_of(command)
