@@ -121,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: uncapture: {problem}", file=sys.stderr)
         return EXIT_FAILURE if len(problems) == 2 else EXIT_OK
     output = args.pop("output", "table")
+    config_name = "--config" if "config" in args else f"{ENV_PREFIX}CONFIG"
     config_file = args.pop("config", None) or _env_path(f"{ENV_PREFIX}CONFIG")
     flags = {name: tuple(v) if isinstance(v, list) else v for name, v in args.items()}
     try:
-        settings = load_settings(flags, config_file, command)
+        settings = load_settings(flags, config_file, command, config_name)
         if command == "health":
             return _health(settings)
         configure(settings.log_format, settings.log_level)

@@ -22,23 +22,28 @@ _AUTH_FILE_LIMIT = 65536
 
 def fields_of(command: str) -> frozenset[str]:
     """The settings ``command`` uses."""
-    return frozenset(
-        name
-        for name, spec in Settings.model_fields.items()
-        if isinstance(spec.json_schema_extra, dict)
-        and command in spec.json_schema_extra["commands"]  # type: ignore[operator]
-    )
+    used = set()
+    for name, spec in Settings.model_fields.items():
+        extra = spec.json_schema_extra
+        commands = extra.get("commands") if isinstance(extra, dict) else None
+        if isinstance(commands, list) and command in commands:
+            used.add(name)
+    return frozenset(used)
 
 
 def load_settings(
-    flags: Mapping[str, Any], config_file: Path | None = None, command: str = "run"
+    flags: Mapping[str, Any],
+    config_file: Path | None = None,
+    command: str = "run",
+    config_name: str = "--config",
 ) -> Settings:
     """The settings of ``command``, or ConfigError with a one-line message naming each bad
-    setting as the user gave it (``--flag``, ``DUBBO_SIDECAR_VARIABLE``, ``key in FILE``)."""
+    setting as the user gave it (``--flag``, ``DUBBO_SIDECAR_VARIABLE``, ``key in FILE``);
+    ``config_name`` is how the file was given."""
     used = fields_of(command)
     values: dict[str, Any] = {}
     names: dict[str, str] = {}
-    for name, value in _file_values(config_file).items():
+    for name, value in _file_values(config_file, config_name).items():
         # A key that is no setting at all stays, to be refused: a typo is not ignored.
         if name in used or name not in Settings.model_fields:
             values[name], names[name] = value, f"{name} in {config_file}"
@@ -57,16 +62,16 @@ def load_settings(
     return settings
 
 
-def _file_values(config_file: Path | None) -> dict[str, Any]:
+def _file_values(config_file: Path | None, config_name: str) -> dict[str, Any]:
     if config_file is None:
         return {}
     if not config_file.is_file():
         problem = "is not a regular file" if config_file.exists() else "does not exist"
-        raise ConfigError(f"--config: {config_file} {problem}")
+        raise ConfigError(f"{config_name}: {config_file} {problem}")
     try:
         return dict(TomlConfigSettingsSource(Settings, toml_file=config_file)())
     except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
-        raise ConfigError(f"--config: {config_file}: {exc}") from None
+        raise ConfigError(f"{config_name}: {config_file}: {exc}") from None
 
 
 def _read_auth_file(values: dict[str, Any], names: dict[str, str]) -> None:

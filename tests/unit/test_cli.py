@@ -200,3 +200,16 @@ def test_a_loopback_address_found_by_routing_is_refused(
     assert err.startswith("dubbo-sidecar: --advertise-host or HOST_IP is needed: ")
     assert err.count("\n") == 1
     assert main(["plan", *UNREACHABLE, "--advertise-host", "127.0.0.1"]) == 1
+
+
+def test_a_missing_config_file_is_named_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config file that is not there: exit 2, one line naming `--config` or
+    `DUBBO_SIDECAR_CONFIG`, whichever gave it."""
+    missing = str(tmp_path / "missing.toml")
+    assert main(["health", "--config", missing]) == 2
+    assert capsys.readouterr().err.startswith(f"dubbo-sidecar: --config: {missing} ")
+    monkeypatch.setenv("DUBBO_SIDECAR_CONFIG", missing)
+    assert main(["health"]) == 2
+    assert capsys.readouterr().err.startswith(f"dubbo-sidecar: DUBBO_SIDECAR_CONFIG: {missing} ")
