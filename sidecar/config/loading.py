@@ -51,8 +51,9 @@ def load_settings(
         if name in used:
             values[name], names[name] = value, f"{ENV_PREFIX}{name.upper()}"
     for name, value in flags.items():
-        if name in used:
-            values[name], names[name] = value, flag(name)
+        if name not in used:  # the command line offers none: a caller's mistake
+            raise ConfigError(f"{flag(name)} is not a setting of {command}")
+        values[name], names[name] = value, flag(name)
     _read_auth_file(values, names)
     try:
         settings = Settings(**values)
