@@ -213,3 +213,29 @@ def test_a_missing_config_file_is_named_as_given(
     monkeypatch.setenv("DUBBO_SIDECAR_CONFIG", missing)
     assert main(["health"]) == 2
     assert capsys.readouterr().err.startswith(f"dubbo-sidecar: DUBBO_SIDECAR_CONFIG: {missing} ")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("DUBBO_SIDECAR_SCOPE", "pod", "'host'"),
+        ("DUBBO_SIDECAR_JUTE_MAXBUFFER", "big", "whole number"),
+        ("DUBBO_SIDECAR_FLEET", "maybe", "true or false"),
+        ("DUBBO_SIDECAR_ADVERTISE_TIMEOUT", "soon", "number"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_names_the_variable_and_the_rule(
+    variable: str,
+    value: str,
+    rule: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A variable holding no value of its setting's kind: exit 2, one line `VARIABLE must be`
+    and what it must be (not pydantic's wording)."""
+    monkeypatch.setenv(variable, value)
+    assert main(["plan"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dubbo-sidecar: {variable} must be ")
+    assert rule in err
+    assert err.count("\n") == 1
