@@ -1,9 +1,11 @@
-"""Command line: ``run`` (the daemon), ``plan`` (dry run), ``status``, ``health``; exit 2 on
-invalid configuration, 0 only when asked to stop."""
+"""Command line: ``run`` (the daemon), ``plan`` (dry run), ``status``, ``health``,
+``uncapture``, each taking only the settings it uses; exit 2 on invalid configuration (one
+line naming the setting), 0 only when asked to stop."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -15,10 +17,20 @@ from typing import Any, Literal, NoReturn, get_args, get_origin
 import structlog
 
 from sidecar import __version__
-from sidecar.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from sidecar.config import (
+    COMMANDS,
+    ENV_PREFIX,
+    ConfigError,
+    Settings,
+    default_text,
+    fields_of,
+    flag,
+    load_settings,
+)
 from sidecar.logs import configure
 from sidecar.loop.wiring import Unreachable, assemble, fleet_once, plan_once, status_once
 from sidecar.proxy import CaptureError, capture
+from sidecar.report.documents import fleet_document, plan_document, status_document
 from sidecar.report.events import Events
 from sidecar.report.tables import render_fleet, render_status, render_table
 from sidecar.sources import address as advertise
@@ -31,68 +43,73 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 PROG = "dubbo-sidecar"
 
 
+_COMMANDS = {
+    "run": "reconcile continuously",
+    "plan": "print what run would do, change nothing",
+    "status": "print the registrations this engine's sidecars manage (with --fleet: every live "
+    "sidecar of the fleet)",
+    "health": "exit 0 if the running sidecar's /healthz answers (the image's HEALTHCHECK)",
+    "uncapture": "remove the proxy's capture rules from this network namespace (they stay when "
+    "the sidecar stops, so that the app never reaches ZooKeeper around the proxy)",
+}
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_CONFIG, f"{PROG}: error: {message} (see {PROG} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
+    """Each subcommand takes only the settings it uses (``uncapture`` none)."""
+    parser = _Parser(prog=PROG, description="Rewrites Dubbo provider registrations in ZooKeeper "
+                     "from Docker port bindings.")  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command, summary in _COMMANDS.items():
+        sub = commands.add_parser(
+            command, help=summary, description=summary, argument_default=argparse.SUPPRESS
+        )
+        if command in COMMANDS:
+            _add_settings(sub, command)
+            sub.add_argument("--config", type=Path, metavar="FILE",
+                             help=f"TOML file of settings (or ${ENV_PREFIX}CONFIG)")  # fmt: skip
+        if command in ("plan", "status"):
+            sub.add_argument("--output", choices=("table", "json"), default="table",
+                             help="`json`: a JSON document on stdout. Default: table.")  # fmt: skip
+    return parser
+
+
+def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    """A flag for each setting ``command`` uses, in groups by concern."""
+    used = fields_of(command)
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, spec in Settings.model_fields.items():
         extra = spec.json_schema_extra
         assert isinstance(extra, dict)
+        if name not in used:
+            continue
         group_name = str(extra["group"])
         group = groups.get(group_name) or groups.setdefault(
-            group_name, common.add_argument_group(group_name)
+            group_name, parser.add_argument_group(group_name)
         )
-        flag = "--" + name.replace("_", "-")
-        default = spec.default
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        repeatable = isinstance(default, tuple)
+        repeatable = isinstance(spec.default, tuple)
         help_text = (
-            f"{spec.description} Default: {shown if shown not in ('', None) else 'none'}."
+            f"{spec.description} Default: {default_text(name)}."
             f" Env: {ENV_PREFIX}{name.upper()}{' (comma separated)' if repeatable else ''}."
             f"{' Repeatable.' if repeatable else ''}"
         ).replace("%", "%%")
-        metavar = extra.get("metavar") or (
-            "SECONDS" if name.endswith(("_seconds", "_timeout")) else None
-        )
+        metavar = extra.get("metavar") or ("SECONDS" if extra.get("unit") == "seconds" else None)
         choices = get_args(spec.annotation) if get_origin(spec.annotation) is Literal else None
         if spec.annotation is bool:
-            group.add_argument(flag, action="store_true", help=help_text)
+            group.add_argument(flag(name), action="store_true", help=help_text)
         else:
             group.add_argument(
-                flag,
+                flag(name),
                 action="append" if repeatable else "store",
                 choices=choices,
                 metavar=None if metavar is None else str(metavar),
                 help=help_text,
             )
-    common.add_argument("--config", type=Path, metavar="FILE",
-                        help=f"TOML file of settings (or ${ENV_PREFIX}CONFIG)")  # fmt: skip
-
-    parser = _Parser(prog=PROG, description="Rewrites Dubbo provider registrations in ZooKeeper "
-                     "from Docker port bindings.")  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    commands.add_parser("run", parents=[common], help="reconcile continuously")
-    commands.add_parser("plan", parents=[common], help="print what run would do, change nothing")
-    commands.add_parser(
-        "status",
-        parents=[common],
-        help="print the registrations this engine's sidecars manage (with --fleet: every live "
-        "sidecar of the fleet)",
-    )
-    commands.add_parser(
-        "health", parents=[common], help="exit 0 if the running sidecar's /healthz answers"
-    )
-    commands.add_parser(
-        "uncapture",
-        help="remove the proxy's capture rules from this network namespace (they stay when "
-        "the sidecar stops, so that the app never reaches ZooKeeper around the proxy)",
-    )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,19 +120,18 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"{PROG}: uncapture: {problem}", file=sys.stderr)
         return EXIT_FAILURE if len(problems) == 2 else EXIT_OK
+    output = args.pop("output", "table")
+    config_name = "--config" if "config" in args else f"{ENV_PREFIX}CONFIG"
     config_file = args.pop("config", None) or _env_path(f"{ENV_PREFIX}CONFIG")
-    for name, value in args.items():
-        if isinstance(value, list):
-            args[name] = tuple(value)
+    flags = {name: tuple(v) if isinstance(v, list) else v for name, v in args.items()}
     try:
-        settings = load_settings(args, config_file)
-        configure(settings.log_format, settings.log_level)
+        settings = load_settings(flags, config_file, command, config_name)
         if command == "health":
             return _health(settings)
+        configure(settings.log_format, settings.log_level)
         host: advertise.AdvertiseHost | None = advertise.resolve(settings, os.environ)
     except ConfigError as exc:
-        print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _invalid(exc)
     except advertise.AddressUnavailable as exc:
         if command != "run":
             structlog.get_logger("sidecar").error(
@@ -126,8 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         structlog.get_logger("sidecar").warning("advertise_address_unavailable", problem=str(exc))
     if command in ("plan", "status"):
         assert host is not None
-        return _one_shot(command, settings, host)
+        return _one_shot(command, settings, host, output)
     return _run(settings, host)
+
+
+def _invalid(exc: Exception) -> int:
+    """Invalid configuration: one line naming the setting, exit 2."""
+    print(f"{PROG}: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def _health(settings: Settings) -> int:
@@ -159,8 +181,7 @@ def _run(settings: Settings, host: advertise.AdvertiseHost | None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except (ConfigError, static_source.StaticMappingError, DockerConfigError) as exc:
-        print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _invalid(exc)
     except CaptureError as exc:
         print(f"{PROG}: proxy_capture: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -185,26 +206,41 @@ def _run(settings: Settings, host: advertise.AdvertiseHost | None) -> int:
     return EXIT_OK if received else EXIT_FAILURE
 
 
-def _one_shot(command: str, settings: Settings, host: advertise.AdvertiseHost) -> int:
-    """``plan`` or ``status``: one pass of the loop, written nowhere, printed."""
+def _one_shot(command: str, settings: Settings, host: advertise.AdvertiseHost, output: str) -> int:
+    """``plan`` or ``status``: one pass of the loop, written nowhere, printed (a table, or a
+    JSON document)."""
     events = Events(decisions=False)  # the table says what it decided
     try:
         if command == "plan":
             decisions, unreadable = plan_once(settings, host, events, os.environ)
-            print(render_table(decisions))
-            for path in sorted(unreadable):
-                print(f"not authorised to read, left alone: {path}")
+            shown = (
+                _json(plan_document(decisions, unreadable))
+                if output == "json"
+                else "\n".join([render_table(decisions)] + [
+                    f"not authorised to read, left alone: {path}" for path in sorted(unreadable)
+                ])
+            )  # fmt: skip
         elif settings.fleet:
-            print(render_fleet(*fleet_once(settings)))
+            members, ignored = fleet_once(settings)
+            shown = (
+                _json(fleet_document(members, ignored))
+                if output == "json"
+                else render_fleet(members, ignored)
+            )
         else:
-            print(render_status(status_once(settings, host, events, os.environ)))
+            managed = status_once(settings, host, events, os.environ)
+            shown = _json(status_document(managed)) if output == "json" else render_status(managed)
     except Unreachable as exc:
         events.error("command_failed", command=command, problem=str(exc))
         return EXIT_FAILURE
     except (static_source.StaticMappingError, DockerConfigError) as exc:
-        print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _invalid(exc)
+    print(shown)
     return EXIT_OK
+
+
+def _json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False)
 
 
 def _env_path(name: str) -> Path | None:

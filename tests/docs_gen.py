@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from sidecar.config import ENV_PREFIX, Settings
+from sidecar.config import ENV_PREFIX, Settings, default_text
 from sidecar.ops.metrics import Metrics
 from sidecar.report.catalogue import EVENTS
 
@@ -49,6 +49,13 @@ which beats the file. An invalid value stops the sidecar with one line naming th
 exit code 2. List settings (marked *repeatable*) take the flag several times, or one
 comma-separated environment variable, or a TOML array.
 
+Each subcommand accepts only the flags it uses ("Used by"); the environment and the file may
+hold settings of other subcommands, so `run` and `health` can share them (`health` reads only
+`--listen`: give the listener through `DUBBO_SIDECAR_LISTEN` for the image's health check to
+find it). An error names the setting as it was given — the flag, the variable, or
+`key in FILE` — and the rule: `dubbo-sidecar: --session-timeout must be at least 2 seconds`.
+`plan` and `status` also take `--output table|json`: see [Operations](operations.md).
+
 """
 
 _CONFIG_TAIL = """## Rules between settings
@@ -81,16 +88,12 @@ restarts](how-it-works.md#restarts-and-failover), [proxy mode](proxy.md),
 """
 
 
-def _default(value: Any) -> str:
-    if isinstance(value, tuple):
-        return f"`{','.join(map(str, value))}`" if value else "—"
-    if value is None or value == "":
-        return "—"
-    if value is False:
-        return "off"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"`{value}`"
+def _default(field: str) -> str:
+    """The default as the help says it: a plain value in code style, words as they are."""
+    spec = Settings.model_fields[field]
+    extra = spec.json_schema_extra if isinstance(spec.json_schema_extra, dict) else {}
+    text = default_text(field)
+    return text if extra.get("default_text") or isinstance(spec.default, bool) else f"`{text}`"
 
 
 def _limits(metadata: list[Any]) -> str:
@@ -113,9 +116,9 @@ def configuration() -> str:
             group = str(extra["group"])
             lines += [
                 f"\n## {group}\n\n",
-                "| Flag | Environment | File key | Default | Meaning |\n",
+                "| Flag | Environment | File key | Default | Used by | Meaning |\n",
             ]
-            lines.append("| --- | --- | --- | --- | --- |\n")
+            lines.append("| --- | --- | --- | --- | --- | --- |\n")
         repeatable = isinstance(spec.default, tuple)
         flag = f"`--{name.replace('_', '-')}`" + (" (repeatable)" if repeatable else "")
         env = f"`{ENV_PREFIX}{name.upper()}`" + (" (comma separated)" if repeatable else "")
@@ -123,11 +126,14 @@ def configuration() -> str:
         if get_origin(spec.annotation) is Literal:
             choices = " One of " + ", ".join(f"`{c}`" for c in get_args(spec.annotation)) + "."
         meaning = f"{spec.description}{choices}{_limits(spec.metadata)}".replace("|", "\\|")
-        lines.append(f"| {flag} | {env} | `{name}` | {_default(spec.default)} | {meaning} |\n")
-    lines.append("\n## The file itself\n\n| Flag | Environment | File key | Default | Meaning |\n")
-    lines.append("| --- | --- | --- | --- | --- |\n")
-    lines.append(f"| `--config` | `{ENV_PREFIX}CONFIG` | — | — | TOML file with any of the keys "
-                 "above. |\n\n")  # fmt: skip
+        used_by = ", ".join(f"`{c}`" for c in extra["commands"])  # type: ignore[union-attr]
+        row = f"| {flag} | {env} | `{name}` | {_default(name)} | {used_by} | {meaning} |\n"
+        lines.append(row)
+    lines.append("\n## The file itself\n\n| Flag | Environment | File key | Default | Used by "
+                 "| Meaning |\n")  # fmt: skip
+    lines.append("| --- | --- | --- | --- | --- | --- |\n")
+    lines.append(f"| `--config` | `{ENV_PREFIX}CONFIG` | — | — | every command but `uncapture` "
+                 "| TOML file with any of the keys above. |\n\n")  # fmt: skip
     lines.append(_CONFIG_TAIL)
     return "".join(lines)
 

@@ -1,5 +1,6 @@
-"""Every setting, grouped by concern (each field knows its flag group and metavar: the
-command line is built from these)."""
+"""Every setting, grouped by concern. Each field knows its flag group, its metavar, the
+subcommands that use it and how to say its default: the command line (and the configuration
+reference) are built from these."""
 
 from __future__ import annotations
 
@@ -9,14 +10,31 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, JsonValue, SecretStr
 from pydantic_settings import NoDecode
 
+# The subcommands that read settings (``uncapture`` reads none). One pass of the loop (what
+# ``plan`` and ``status`` run once) needs the registry, the containers and the address; the
+# daemon alone keeps a session, a state file, a listener, a proxy and periods.
+COMMANDS = ("run", "plan", "status", "health")
+ONE_PASS = ("run", "plan", "status")
+RUN = ("run",)
+
 
 def _setting(
-    default: Any, group: str, description: str, *, metavar: str | None = None, **limits: Any
+    default: Any,
+    group: str,
+    description: str,
+    *,
+    commands: tuple[str, ...] = ONE_PASS,
+    metavar: str | None = None,
+    unit: str | None = None,
+    default_text: str | None = None,
+    **limits: Any,
 ) -> Any:
-    """A field that also knows its flag's group and metavar (the CLI is built from these)."""
-    extra: dict[str, JsonValue] = {"group": group}
-    if metavar:
-        extra["metavar"] = metavar
+    """A field that also knows its flag's group and metavar, the subcommands that read it, its
+    unit and, when the default is no plain value, what it means (the CLI is built from these)."""
+    extra: dict[str, JsonValue] = {"group": group, "commands": list(commands)}
+    for key, value in (("metavar", metavar), ("unit", unit), ("default_text", default_text)):
+        if value:
+            extra[key] = value
     return Field(default, description=description, json_schema_extra=extra, **limits)
 
 
@@ -46,13 +64,16 @@ class RegistryFields(BaseModel):
         30.0,
         "ZooKeeper",
         "Session timeout, seconds. Rewritten nodes live in this session.",
+        unit="seconds",
         ge=2,
         le=600,
     )
     connect_timeout: float = _setting(
         10.0,
         "ZooKeeper",
-        "How long `plan` waits for ZooKeeper, seconds (`run` keeps trying).",
+        "How long `plan` and `status` wait for ZooKeeper, seconds (`run` keeps trying).",
+        commands=("plan", "status"),
+        unit="seconds",
         gt=0,
         le=600,
     )
@@ -60,8 +81,19 @@ class RegistryFields(BaseModel):
         None,
         "ZooKeeper",
         "Digest credentials `user:password` (as in Dubbo's registry URL); rewritten nodes get "
-        "the same CREATOR_ALL ACL Dubbo gives its own. Never printed.",
+        "the same CREATOR_ALL ACL Dubbo gives its own. Never printed. Not with "
+        "`--zookeeper-auth-file`.",
         metavar="USER:PASSWORD",
+        default_text="no credentials",
+    )
+    zookeeper_auth_file: Path | None = _setting(
+        None,
+        "ZooKeeper",
+        "File holding the digest credentials `user:password` (a mounted Docker or Kubernetes "
+        "secret), read once at start, a trailing newline dropped; a regular file only. Never "
+        "printed. Not with `--zookeeper-auth`.",
+        metavar="FILE",
+        default_text="no file",
     )
     jute_maxbuffer: int = _setting(
         0xFFFFF,
@@ -69,6 +101,7 @@ class RegistryFields(BaseModel):
         "The servers' `jute.maxbuffer`, bytes: no node or transaction the sidecar writes is "
         "larger (what would be is left alone, with the reason); in proxy mode a request frame "
         "larger than this (plus 1 KiB) closes its connection, as the server would.",
+        unit="bytes",
         ge=1024,
         le=2**31 - 1,
         metavar="BYTES",
@@ -95,6 +128,7 @@ class ContainerFields(BaseModel):
         "only. Unset: `DOCKER_HOST`, with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` as the "
         "docker CLI reads them, else `unix:///var/run/docker.sock`.",
         metavar="URL",
+        default_text="`DOCKER_HOST` from the environment, else `unix:///var/run/docker.sock`",
     )
     # Scope
     scope: Literal["auto", "host", "app"] = _setting(
@@ -110,6 +144,7 @@ class ContainerFields(BaseModel):
         "Scope",
         "Per-app: the container to serve, by name or ID, instead of detecting it.",
         metavar="NAME|ID",
+        default_text="the container whose network namespace the sidecar shares",
     )
     # Static mapping
     static_ports: Annotated[tuple[str, ...], NoDecode] = _setting(
@@ -118,13 +153,15 @@ class ContainerFields(BaseModel):
         "`CONTAINER_PORT:HOST_PORT` for registrations of this network namespace's addresses, "
         "without Docker (e.g. a Kubernetes `hostPort`).",
         metavar="PORT:PORT",
+        default_text="no ports",
     )
     static_file: Path | None = _setting(
         None,
         "Static mapping",
         "TOML file with a `[ports]` table (`20880 = 30880`) and an optional `addresses` "
-        "list; re-read when it changes.",
+        "list; re-read when it changes; empty or `none`: no file.",
         metavar="FILE",
+        default_text="no file",
     )
 
 
@@ -137,8 +174,10 @@ class AdvertisingFields(BaseModel):
         "Advertising",
         "Host address consumers use for ports published on all addresses; short for "
         "`--advertise-from value:ADDRESS`. Unset, and no `--advertise-from`: `HOST_IP` from "
-        "the environment, else the address of the route to the first ZooKeeper server.",
+        "the environment, else the address of the route to the first ZooKeeper server (refused "
+        "when that is a loopback address: other hosts cannot reach it).",
         metavar="ADDRESS",
+        default_text="`HOST_IP`, else the address of the route to the first ZooKeeper server",
     )
     advertise_from: Annotated[tuple[str, ...], NoDecode] = _setting(
         (),
@@ -148,11 +187,14 @@ class AdvertisingFields(BaseModel):
         "body of an HTTP GET, e.g. a cloud metadata endpoint). Read again every "
         "`--advertise-refresh-seconds`; a change re-points every managed registration.",
         metavar="SOURCE",
+        default_text="no sources: as `--advertise-host` says when unset",
     )
     advertise_refresh_seconds: float = _setting(
         60.0,
         "Advertising",
         "How often the `--advertise-from` sources are read again, seconds.",
+        commands=RUN,
+        unit="seconds",
         ge=1,
         le=86400,
     )
@@ -160,6 +202,7 @@ class AdvertisingFields(BaseModel):
         2.0,
         "Advertising",
         "Timeout of one `url:` source request, seconds.",
+        unit="seconds",
         gt=0,
         le=60,
     )
@@ -169,6 +212,7 @@ class AdvertisingFields(BaseModel):
         "An address ZooKeeper sees this host's connections come from, "
         "besides its own interfaces and the advertised host (e.g. a NAT gateway).",
         metavar="ADDRESS",
+        default_text="only the interfaces and the advertised host",
     )
 
 
@@ -197,6 +241,8 @@ class ReconcileFields(BaseModel):
         60.0,
         "Reconciliation",
         "Period of the resync (local paths and a slice of the rest), seconds.",
+        commands=RUN,
+        unit="seconds",
         ge=1,
         le=86400,
     )
@@ -204,6 +250,8 @@ class ReconcileFields(BaseModel):
         10.0,
         "Reconciliation",
         "Replace mode: period of the TCP probe of each rewritten provider, seconds; 0 disables.",
+        commands=RUN,
+        unit="seconds",
         ge=0,
         le=3600,
     )
@@ -212,7 +260,8 @@ class ReconcileFields(BaseModel):
         Path("/var/lib/dubbo-nat-sidecar/state.json"),
         "Restarts",
         "Keeps the ZooKeeper session across restarts (put it on a volume; the rewrites are "
-        "recorded in ZooKeeper); empty: none.",
+        "recorded in ZooKeeper); empty or `none`: no state file.",
+        commands=RUN,
         metavar="FILE",
     )
     close_session_on_exit: bool = _setting(
@@ -220,6 +269,7 @@ class ReconcileFields(BaseModel):
         "Restarts",
         "On SIGTERM delete the records of the rewrites and close the ZooKeeper session, "
         "which removes every rewrite at once, instead of leaving them to the next instance.",
+        commands=RUN,
     )
 
 
@@ -231,7 +281,8 @@ class OperationsFields(BaseModel):
         "127.0.0.1:9477",
         "Operations",
         "Address of /healthz, /readyz and /metrics (`0.0.0.0:9477` for probes from outside "
-        "the network namespace); empty: off.",
+        "the network namespace); empty: off. `health` asks its /healthz.",
+        commands=("run", "health"),
         metavar="HOST:PORT",
     )
     # Fleet
@@ -249,7 +300,9 @@ class OperationsFields(BaseModel):
         "Address of the ZooKeeper proxy for the app's own client (a per-app sidecar in the "
         "app's network namespace, e.g. `127.0.0.1:2181`): the app's registrations are written "
         "with the published address from the start. Empty: off.",
+        commands=RUN,
         metavar="HOST:PORT",
+        default_text="off",
     )
     proxy_capture: Annotated[tuple[int, ...], NoDecode] = _setting(
         (),
@@ -257,7 +310,9 @@ class OperationsFields(BaseModel):
         "ZooKeeper port whose connections from the network namespace are redirected to the "
         "proxy (iptables `nat OUTPUT` REDIRECT; needs `NET_ADMIN`), so that the app keeps its "
         "ZooKeeper address.",
+        commands=RUN,
         metavar="PORT",
+        default_text="no port",
     )
     proxy_pass_unmapped: bool = _setting(
         False,
@@ -267,6 +322,7 @@ class OperationsFields(BaseModel):
         "or the port not published): they are then stored with the container's address, "
         "which other hosts cannot reach. Off: such a write is refused (its reply says the "
         "operation timed out), and the app's client retries it.",
+        commands=RUN,
     )
     # Logging
     log_format: Literal["auto", "json", "console"] = _setting(

@@ -1,26 +1,14 @@
-"""Settings: defaults < config file (TOML) < environment (DUBBO_SIDECAR_*) < flags, validated."""
+"""The Settings class: every field validated; a rule between fields names each field as
+``{field}``, which the error names as the user gave it (flag, variable or file key)."""
 
 from __future__ import annotations
 
-import contextvars
 import ipaddress
 import re
-from pathlib import Path
 from typing import Any
 
-from pydantic import (
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sidecar.config.fields import (
     AdvertisingFields,
@@ -33,7 +21,6 @@ from sidecar.syntax import parse_port, quote, servers, valid_host
 
 ENV_PREFIX = "DUBBO_SIDECAR_"
 _PATH_SEGMENT = re.compile(r"[^/\x00]+")
-_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config", default=None)
 
 
 class ConfigError(Exception):
@@ -53,6 +40,8 @@ class Settings(
     """Every setting; docs/configuration.md, generated from them, lists them by concern."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    # How the user gave each setting (``--flag``, ``VARIABLE``, ``key in FILE``), for errors.
+    _names: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -63,10 +52,13 @@ class Settings(
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = _config_file.get()
-        if path is None:
-            return (init_settings, env_settings)
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
+        # load_settings merges the file, the environment and the flags itself: it keeps only
+        # the settings the subcommand uses and remembers where each value came from.
+        return (init_settings,)
+
+    def name_of(self, field: str) -> str:
+        """The setting as the user gave it: its flag, variable or file key (the flag if unset)."""
+        return self._names.get(field) or flag(field)
 
     @field_validator("listen", "proxy_listen")
     @classmethod
@@ -145,7 +137,7 @@ class Settings(
                 raise ValueError(f"'{address}' is not an IP address") from None
         return tuple(ipaddress.ip_address(a).compressed for a in value)
 
-    @field_validator("state_file", "static_file", mode="before")
+    @field_validator("state_file", "static_file", "zookeeper_auth_file", mode="before")
     @classmethod
     def _no_state_file(cls, value: Any) -> Any:
         return None if value in ("", "none") else value
@@ -160,32 +152,37 @@ class Settings(
     @model_validator(mode="after")
     def _mirror_needs_one_root(self) -> Settings:
         if self.advertise_host and self.advertise_from:
-            raise ValueError("give --advertise-host or --advertise-from, not both")
+            raise ValueError("{advertise_host}: give it or {advertise_from}, not both")
         if self.container and self.scope == "host":
             raise ValueError(
-                "--container names the app of a per-app sidecar: not with --scope host"
+                "{container} names the app of a per-app sidecar: not with {scope} host"
             )
         if self.proxy_capture and not self.proxy_listen:
-            raise ValueError("--proxy-capture redirects to the proxy: give --proxy-listen")
+            raise ValueError("{proxy_capture} redirects to the proxy: give {proxy_listen}")
         if self.proxy_capture and not _serves_loopback(self.proxy_listen):
             raise ValueError(
-                f"--proxy-listen {self.proxy_listen} cannot serve captured connections: they "
+                f"{{proxy_listen}} {self.proxy_listen} cannot serve captured connections: they "
                 "arrive at 127.0.0.1 and ::1 (listen on loopback or on all addresses)"
             )
         if self.proxy_listen and self.scope == "host":
-            raise ValueError("--proxy-listen serves one app's client: not with --scope host")
+            raise ValueError("{proxy_listen} serves one app's client: not with {scope} host")
         if self.docker_url == "none" and not (self.static_ports or self.static_file):
-            raise ValueError("with --docker-url none, give --static-ports or --static-file")
+            raise ValueError("{docker_url} none needs {static_ports} or {static_file}")
         if len(set(self.root) | set(self.services_root)) != len(self.root) + len(
             self.services_root
         ):
-            raise ValueError("a path is given both as --root and as --services-root")
+            raise ValueError("{root}: a path is given both as it and as {services_root}")
         if self.mode == "mirror":
             if len(self.root) != 1 or len(self.services_root) > 1:
-                raise ValueError("mirror mode mirrors exactly one --root and one --services-root")
+                raise ValueError(
+                    "{mode} mirror mirrors exactly one {root} and at most one {services_root}"
+                )
             mirrors = {self.mirror_root, self.mirror_services_root}
             if len(mirrors) != 2 or mirrors & (set(self.root) | set(self.services_root)):
-                raise ValueError("the mirror roots must differ from each other and the roots")
+                raise ValueError(
+                    "{mirror_root} and {mirror_services_root} must differ from each other and "
+                    "from the roots"
+                )
         return self
 
     @field_validator("advertise_host")
@@ -219,31 +216,24 @@ class Settings(
         return value
 
 
-def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:
-    """Build the settings, or raise ConfigError with a one-line message."""
-    if config_file is not None and not config_file.is_file():
-        problem = "is not a regular file" if config_file.exists() else "does not exist"
-        raise ConfigError(f"config file {config_file} {problem}")
-    token = _config_file.set(config_file)
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_one_line(exc)) from None
-    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
-        raise ConfigError(f"config file {config_file}: {exc}") from None
-    finally:
-        _config_file.reset(token)
+def flag(field: str) -> str:
+    """The command-line flag of a setting."""
+    return "--" + field.replace("_", "-")
 
 
-def _one_line(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        name = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "settings"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting"
-        problems.append(f"{name}: {message}")
-    return "; ".join(problems)
+def default_text(field: str) -> str:
+    """What a setting's default is, as help and reference say it: in words when it is no
+    plain value (``none`` is a value of some settings, never a way to say "unset")."""
+    spec = Settings.model_fields[field]
+    extra = spec.json_schema_extra if isinstance(spec.json_schema_extra, dict) else {}
+    if extra.get("default_text"):
+        return str(extra["default_text"])
+    if isinstance(spec.default, bool):
+        return "on" if spec.default else "off"
+    default = spec.default
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    assert shown not in ("", None), f"{field}: a setting without a plain default needs default_text"
+    return f"{shown:g}" if isinstance(shown, float) else str(shown)
 
 
 ADDRESS_SOURCES = ("value", "env", "interface", "url")

@@ -83,7 +83,10 @@ def assemble(
     ops = None
     if settings.listen:
         [(host, port)] = servers(settings.listen)
-        ops = OpsServer(host.strip("[]"), port, metrics, not_ready, not_healthy)
+        try:
+            ops = OpsServer(host.strip("[]"), port, metrics, not_ready, not_healthy)
+        except ConfigError as exc:
+            raise ConfigError(f"{settings.name_of('listen')}: {exc}") from None
 
     def parts_for(engine_id: str, stop: threading.Event) -> Parts:
         origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
@@ -143,7 +146,7 @@ def _proxy(settings: Settings, mapper: InventoryMapper, metrics: Metrics) -> Pro
         proxy.start()
     except OSError as exc:
         raise ConfigError(
-            f"proxy_listen: cannot listen on {settings.proxy_listen}: {exc}"
+            f"{settings.name_of('proxy_listen')}: cannot listen on {settings.proxy_listen}: {exc}"
         ) from None
     return proxy
 

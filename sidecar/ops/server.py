@@ -44,7 +44,7 @@ class OpsServer:
     ) -> None:
         """``not_ready`` lists why the sidecar is not ready (empty: ready); ``not_healthy``
         why it cannot recover by itself (empty: alive), for the liveness probe. Raises
-        ConfigError naming the setting when the address cannot be listened on."""
+        ConfigError saying why when the address cannot be listened on."""
         # The same answer as /readyz, so that an alert and a probe never disagree.
         metrics.ready.set_function(lambda: 0.0 if not_ready() else 1.0)
         self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -55,9 +55,7 @@ class OpsServer:
         except OSError as exc:
             self._listener.close()
             shown = f"[{host}]" if ":" in host else host
-            raise ConfigError(
-                f"listen: cannot listen on {shown}:{port}: {exc.strerror or exc}"
-            ) from None
+            raise ConfigError(f"cannot listen on {shown}:{port}: {exc.strerror or exc}") from None
         self._listener.setblocking(False)
         self.host = host
         self.port = int(self._listener.getsockname()[1])

@@ -5,6 +5,7 @@ every refresh period and reports a change without blocking the reconcile loop.""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import urllib.parse
@@ -50,7 +51,7 @@ def resolve(settings: Settings, environ: Mapping[str, str]) -> AdvertiseHost:
     """The advertised address and its source. Raises AddressUnavailable when no configured
     source answers now; ConfigError when a value fixed for the life of the process (a
     ``value:``, an ``env:`` variable, ``HOST_IP``) is no address, or when nothing is
-    configured and no route to ZooKeeper exists."""
+    configured and the route to ZooKeeper gives no address or a loopback one."""
     sources = configured_sources(settings)
     if not sources:
         if environ.get("HOST_IP"):
@@ -141,7 +142,9 @@ def _describe(exc: BaseException) -> str:
 
 
 def _route_to(connect_string: str) -> str:
-    """The local address the kernel would use to reach the first ZooKeeper server."""
+    """The local address the kernel would use to reach the first ZooKeeper server; never a
+    loopback one, which only this host could reach (a ZooKeeper on loopback says nothing of
+    the address consumers elsewhere use)."""
     host, port = servers(connect_string)[0]
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[
@@ -149,12 +152,19 @@ def _route_to(connect_string: str) -> str:
         ]
         with socket.socket(family, kind, proto) as probe:
             probe.connect(address)  # UDP: picks a route, sends nothing
-            return str(probe.getsockname()[0])
+            found = str(probe.getsockname()[0])
     except OSError as exc:
         raise ConfigError(
             f"cannot detect the advertise host from the route to {host}:{port} ({exc}); "
             "set --advertise-host or HOST_IP"
         ) from None
+    if ipaddress.ip_address(found.partition("%")[0]).is_loopback:
+        raise ConfigError(
+            f"--advertise-host or HOST_IP is needed: the route to ZooKeeper at {host}:{port} "
+            f"leaves from {found}, a loopback address consumers on other hosts cannot reach "
+            f"(give --advertise-host {found} if every consumer runs on this host)"
+        )
+    return found
 
 
 # Until a first address is known, ask again sooner than the refresh period.

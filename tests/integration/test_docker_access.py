@@ -59,7 +59,7 @@ def test_a_wrong_docker_tls_setup_is_a_configuration_error(
     )
     assert sidecar.wait(timeout=30) == 2
     [line] = sidecar.log_path.read_text().splitlines()[1:]
-    assert line.startswith("dubbo-sidecar: invalid configuration: Docker TLS: ")
+    assert line.startswith("dubbo-sidecar: Docker TLS: ")
 
 
 def test_the_sidecar_only_reads_from_docker(

@@ -156,13 +156,18 @@ def sidecar_container(
         socket_path = engine.url.removeprefix("unix://")
         container = engine.client.containers.run(
             image,
-            ["run", "--zookeeper", zookeeper.connect_string, "--root", root,
-             "--advertise-host", "127.0.0.1", "--log-format", "json"],
+            ["run", "--root", root, "--log-format", "json"],
             detach=True,
             network_mode="host",
             group_add=[str(os.stat(socket_path).st_gid)],
             volumes={socket_path: {"bind": "/var/run/docker.sock", "mode": "ro"}},
-            environment={"DUBBO_SIDECAR_LISTEN": f"127.0.0.1:{free_port('127.0.0.1')}"},
+            # The HEALTHCHECK's `health` shares this environment, settings of `run` included.
+            environment={
+                "DUBBO_SIDECAR_LISTEN": f"127.0.0.1:{free_port('127.0.0.1')}",
+                "DUBBO_SIDECAR_ZOOKEEPER": zookeeper.connect_string,
+                "DUBBO_SIDECAR_ADVERTISE_HOST": "127.0.0.1",
+                "DUBBO_SIDECAR_RESYNC_SECONDS": "30",
+            },
             labels={**LABELS, RUN_LABEL: run_id},
         )  # fmt: skip
         started.append(container)

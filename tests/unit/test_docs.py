@@ -17,9 +17,6 @@ from tests import docs_gen
 
 ROOT = docs_gen.ROOT
 _LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
-# Flags the docs describe ahead of the CLI work of issue 24 (subcommand flags, the auth file);
-# once that is merged they are the parser's own and this set goes.
-_PENDING_FLAGS = {"--output", "--zookeeper-auth-file"}
 # Other programs' flags the pages show: docker run, dockerd, pip-compile, mkdocs, bench/run,
 # scripts/lock.
 _OTHER_FLAGS = {"--group-add", "--name", "--network", "--bip", "--generate-hashes", "--strict"}
@@ -137,7 +134,7 @@ def test_site_builds_without_warnings(tmp_path: Path) -> None:
 def test_docs_name_only_flags_that_exist() -> None:
     """A flag the README or a page names is one the command line accepts."""
     parser = _parser()
-    known = {"--help", "--version", *_PENDING_FLAGS, *_OTHER_FLAGS}
+    known = {"--help", "--version", *_OTHER_FLAGS}
     for action in parser._subparsers._group_actions[0].choices.values():  # type: ignore[union-attr]
         known |= {o for a in action._actions for o in a.option_strings}
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

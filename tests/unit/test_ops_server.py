@@ -70,16 +70,16 @@ def test_an_address_that_cannot_be_listened_on_names_the_setting(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`--listen 10.255.255.1:9477` (no such local address): a configuration error naming
-    `listen`, exit 2 (it exited 1 with a bare [Errno 99] before)."""
+    `--listen`, exit 2 (it exited 1 with a bare [Errno 99] before)."""
     with pytest.raises(ConfigError) as raised:
         OpsServer("10.255.255.1", 9477, Metrics(), list)
-    assert str(raised.value).startswith("listen: cannot listen on 10.255.255.1:9477: ")
+    assert str(raised.value).startswith("cannot listen on 10.255.255.1:9477: ")
     argv = ["run", "--listen", "10.255.255.1:9477", "--zookeeper", "127.0.0.1:1"]
     argv += ["--docker-url", "none", "--static-ports", "20880:30880"]
     argv += ["--advertise-host", "10.0.0.1", "--state-file", ""]
     assert main(argv) == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert last == (
-        "dubbo-sidecar: invalid configuration: listen: cannot listen on 10.255.255.1:9477: "
+        "dubbo-sidecar: --listen: cannot listen on 10.255.255.1:9477: "
         "Cannot assign requested address"
     )

@@ -1,0 +1,98 @@
+"""Loading the settings of one subcommand: defaults < config file (TOML) < environment
+(DUBBO_SIDECAR_*) < flags. Only the settings the subcommand uses are read (a variable or a
+file key meant for another one is ignored, so that ``run`` and ``health`` can share an
+environment); each value's origin is kept to name it in errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import EnvSettingsSource, TomlConfigSettingsSource
+
+from sidecar.config.errors import describe
+from sidecar.config.settings import ENV_PREFIX, ConfigError, Settings, flag
+from sidecar.files import read_regular
+
+# Credentials are a few dozen bytes: a larger file is not one.
+_AUTH_FILE_LIMIT = 65536
+
+
+def fields_of(command: str) -> frozenset[str]:
+    """The settings ``command`` uses."""
+    used = set()
+    for name, spec in Settings.model_fields.items():
+        extra = spec.json_schema_extra
+        commands = extra.get("commands") if isinstance(extra, dict) else None
+        if isinstance(commands, list) and command in commands:
+            used.add(name)
+    return frozenset(used)
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    config_file: Path | None = None,
+    command: str = "run",
+    config_name: str = "--config",
+) -> Settings:
+    """The settings of ``command``, or ConfigError with a one-line message naming each bad
+    setting as the user gave it (``--flag``, ``DUBBO_SIDECAR_VARIABLE``, ``key in FILE``);
+    ``config_name`` is how the file was given."""
+    used = fields_of(command)
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for name, value in _file_values(config_file, config_name).items():
+        # A key that is no setting at all stays, to be refused: a typo is not ignored.
+        if name in used or name not in Settings.model_fields:
+            values[name], names[name] = value, f"{name} in {config_file}"
+    for name, value in EnvSettingsSource(Settings)().items():
+        if name in used:
+            values[name], names[name] = value, f"{ENV_PREFIX}{name.upper()}"
+    for name, value in flags.items():
+        if name not in used:  # the command line offers none: a caller's mistake
+            raise ConfigError(f"{flag(name)} is not a setting of {command}")
+        values[name], names[name] = value, flag(name)
+    _read_auth_file(values, names)
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, lambda field: names.get(field) or flag(field))) from None
+    settings._names.update(names)
+    return settings
+
+
+def _file_values(config_file: Path | None, config_name: str) -> dict[str, Any]:
+    if config_file is None:
+        return {}
+    if not config_file.is_file():
+        problem = "is not a regular file" if config_file.exists() else "does not exist"
+        raise ConfigError(f"{config_name}: {config_file} {problem}")
+    try:
+        return dict(TomlConfigSettingsSource(Settings, toml_file=config_file)())
+    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+        raise ConfigError(f"{config_name}: {config_file}: {exc}") from None
+
+
+def _read_auth_file(values: dict[str, Any], names: dict[str, str]) -> None:
+    """Read ``zookeeper_auth_file`` now, into ``zookeeper_auth``: the secret is in memory only
+    and never printed; the file's problems name the setting, never its content."""
+    path = values.get("zookeeper_auth_file")
+    if not isinstance(path, (str, Path)) or str(path) in ("", "none"):
+        return  # unset, or of a wrong type that validation reports
+    name = names["zookeeper_auth_file"]
+    if values.get("zookeeper_auth") not in (None, ""):
+        raise ConfigError(f"{name}: give it or {names['zookeeper_auth']}, not both")
+    try:
+        text = read_regular(Path(path), _AUTH_FILE_LIMIT).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: {path} is not UTF-8 text") from None
+    except OSError as exc:  # missing, unreadable, not a regular file, too large
+        reason = f"{path}: {exc.strerror}" if exc.strerror else str(exc)
+        raise ConfigError(f"{name}: {reason}") from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if ":" not in secret:
+        raise ConfigError(f"{name}: {path} does not hold user:password")
+    values["zookeeper_auth"] = secret
+    names["zookeeper_auth"] = name
