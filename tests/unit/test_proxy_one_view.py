@@ -30,7 +30,7 @@ from tests.unit.proxy_frames import (
     request,
     set_data_body,
 )
-from tests.unit.test_instances import as_bytes, instance_json
+from tests.unit.scenarios import as_bytes, instance_json
 
 APP = "/services/shop-provider"
 

@@ -40,8 +40,7 @@ from tests.unit.proxy_frames import (
     request,
     set_data_body,
 )
-from tests.unit.scenarios import url_name
-from tests.unit.test_instances import as_bytes, instance_json
+from tests.unit.scenarios import as_bytes, instance_json, url_name
 
 APP = "/services/shop-provider"
 

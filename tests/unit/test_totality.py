@@ -19,8 +19,7 @@ from sidecar.ownership import TAG, marker_from_state, read_marker
 from sidecar.registry.sessions import parse_admin_connections, parse_cons
 from sidecar.scope import peers_from
 from testbed.dubbo_url import java_url_encode
-
-from .test_instances import instance_json
+from tests.unit.scenarios import instance_json
 
 # Examples per property, set here so that the figures in reports are these; FUZZ_EXAMPLES
 # runs a longer campaign (e.g. FUZZ_EXAMPLES=20000).
