@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sidecar.model import PublishedPort
 from sidecar.sources.docker import to_container
 
 # GET /containers/{id}/json from Engine 20.10 (trimmed): two networks, port 20880 published on
 # IPv4 and IPv6 with different host ports, 22222 exposed but not published, a UDP port.
-INSPECTED = {
+INSPECTED: dict[str, Any] = {
     "Id": "4f0a" * 16,
     "Name": "/shop-provider",
     "State": {"Status": "running", "Running": True},

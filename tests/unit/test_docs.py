@@ -50,7 +50,11 @@ def _emitted(tree: ast.AST) -> set[str]:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "event" for t in node.targets
         ):
-            names |= {c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)}
+            names |= {
+                c.value
+                for c in ast.walk(node.value)
+                if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            }
         if not isinstance(node, ast.Call) or not node.args:
             continue
         func = node.func

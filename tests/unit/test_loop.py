@@ -3,8 +3,6 @@ lease stand-by and takeover, the sweep, address changes, a Docker outage, and pl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from structlog.testing import capture_logs
 
@@ -14,7 +12,7 @@ from sidecar.loop.dirty import Work
 from sidecar.loop.retries import FIRST, Whole
 from sidecar.model import Endpoint, Origin, RegistryNode
 from sidecar.ownership import Marker
-from sidecar.plan import Remembered
+from sidecar.plan import Remembered, plan_path
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sweep import SWEEP_RESYNCS
 from tests.twins import FixedOrigins
@@ -23,7 +21,7 @@ from tests.unit.scenarios import as_bytes, instance_json, url_name
 
 
 @pytest.fixture
-def twin() -> Iterator[Harness]:
+def twin() -> Harness:
     harness = Harness()
     harness.registry.add(f"{PROVIDERS}/{ORIGINAL}")
     return harness
@@ -177,7 +175,7 @@ def test_a_path_whose_planning_fails_holds_back_no_other(
     other paths are still rewritten in the same pass."""
     other = "/dubbo/com.example.Other/providers"
     twin.registry.add(f"{other}/{ORIGINAL}")
-    real = reconcile.plan_path
+    real = plan_path
 
     def failing(view, *args):  # type: ignore[no-untyped-def]
         if view.parent == other:

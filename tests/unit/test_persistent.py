@@ -37,7 +37,7 @@ CLAIMED = ContainerIndex([container(persistent_application="demo")])
 
 def persistent(**params: str) -> RegistryNode:
     """A persistent registration (``dynamic=false``) of the container endpoint."""
-    return registration(url_name("172.17.0.5", dynamic="false", **params), owner=0)
+    return registration(url_name("172.17.0.5", 20880, "dubbo", dynamic="false", **params), owner=0)
 
 
 def test_a_claimed_persistent_registration_is_rewritten_into_a_persistent_node() -> None:

@@ -26,7 +26,8 @@ def pins(lock: str) -> dict[str, str]:
 def unmet(requirements: list[str], locked: dict[str, str]) -> list[str]:
     """The requirements the lock does not pin to a release they accept."""
     wanted = [Requirement(r) for r in requirements]
-    return [str(r) for r in wanted if locked.get(canonicalize_name(r.name)) not in r.specifier]
+    pinned = [(r, locked.get(canonicalize_name(r.name))) for r in wanted]
+    return [str(r) for r, version in pinned if version is None or version not in r.specifier]
 
 
 def test_locks_pin_every_dependency_pyproject_names() -> None:

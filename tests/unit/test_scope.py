@@ -32,8 +32,10 @@ def test_a_sidecar_that_owns_its_namespace_is_not_its_own_app() -> None:
 def test_named_container_and_namespace_sharing_containers() -> None:
     """--container names the app; naming a container that joined another's namespace serves
     the namespace's owner; a container not running is waited for."""
-    assert choose("auto", "shop", RUNNING, set()).app == APP.id
-    assert choose("app", "b" * 12, RUNNING, set()).app == APP.id
+    for mode, container in (("auto", "shop"), ("app", "b" * 12)):
+        chosen = choose(mode, container, RUNNING, set())
+        assert isinstance(chosen, Scope)
+        assert chosen.app == APP.id
     assert choose("app", "nope", RUNNING, set()) == "container nope is not running"
     assert isinstance(choose("app", None, RUNNING, {"10.9.9.9"}), str)
 

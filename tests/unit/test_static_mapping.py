@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def _ports(inventory: Inventory) -> tuple[tuple[int, int], ...]:
     return tuple((p.container_port, p.host_port) for p in container.published) if container else ()
 
 
-def _changes(logs: list[dict[str, object]]) -> list[object]:
+def _changes(logs: Sequence[Mapping[str, object]]) -> list[object]:
     return [e["ports"] for e in logs if e["event"] == "static_mapping_changed"]
 
 

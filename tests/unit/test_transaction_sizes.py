@@ -20,7 +20,7 @@ from sidecar.registry.outcomes import (
     request_size,
 )
 
-paths = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).map(
+paths = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40).map(
     lambda s: "/" + s
 )
 data = st.binary(max_size=300)

@@ -38,9 +38,7 @@ identifiers = st.from_regex(
     r"[a-z][a-zA-Z0-9_]{0,8}(\.[a-zA-Z][a-zA-Z0-9_]{0,8}){0,3}", fullmatch=True
 )
 # Dubbo does not encode values, so a value never holds '&' or '='; anything else can appear.
-values = st.text(
-    st.characters(blacklist_characters="&=", blacklist_categories=("Cs",)), max_size=20
-)
+values = st.text(st.characters(exclude_characters="&=", exclude_categories=["Cs"]), max_size=20)
 parameters = st.dictionaries(identifiers, values, max_size=8)
 
 
