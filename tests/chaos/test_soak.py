@@ -424,7 +424,7 @@ def restart_docker(lab: Lab) -> bool:
     for slot in running(lab):
         assert slot.container is not None
         try:
-            slot.container = lab.engine.client.containers.get(slot.container.id)
+            slot.container.reload()
         except docker.errors.NotFound:
             slot.container = None
     return True

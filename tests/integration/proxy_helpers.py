@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import MutableMapping, Sequence
+from typing import Any, NoReturn
 
 import structlog
 from kazoo.client import KazooClient
@@ -56,7 +56,7 @@ def published(name: str) -> str:
 class Events(list[dict[str, Any]]):
     """Every log event of a logger handed to the proxy (a structlog processor)."""
 
-    def __call__(self, logger: object, method: str, event: dict[str, Any]) -> Any:
+    def __call__(self, logger: object, method: str, event: MutableMapping[str, Any]) -> NoReturn:
         self.append({**event, "level": method})
         raise structlog.DropEvent
 

@@ -170,7 +170,9 @@ def test_per_app_example_runs_end_to_end(
     example = project("per-app/docker-compose.yml")
     example.up()
     app = example.container("app")
-    port = int(app.ports["20880/tcp"][0]["HostPort"])
+    bindings = app.ports["20880/tcp"]
+    assert bindings, "20880 is not published"
+    port = int(bindings[0]["HostPort"])
     providers = f"{root}/com.example.DemoService/providers"
 
     def rewritten() -> bool:

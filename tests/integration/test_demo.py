@@ -22,7 +22,7 @@ def test_demo_shows_the_consumer_failing_then_reaching_the_provider_and_cleans_u
 
     def demo_containers() -> set[str]:
         found = engine.client.containers.list(all=True, filters={"name": "demo-provider"})
-        return {c.id for c in found}
+        return {c.short_id for c in found}
 
     before = demo_containers()
     done = subprocess.run(

@@ -92,7 +92,8 @@ def _registrations_on_two_hosts(
 
 
 def _original(client: KazooClient, providers: str, app: str) -> str:
-    [name] = [n for n in client.get_children(providers) if f"application%3D{app}%26" in n]
+    names: list[str] = client.get_children(providers)
+    [name] = [n for n in names if f"application%3D{app}%26" in n]
     return name
 
 

@@ -203,7 +203,8 @@ def test_image_rewrites_a_registration_and_turns_healthy(
 
     def healthy() -> bool:
         sidecar.reload()
-        return sidecar.attrs["State"]["Health"]["Status"] == "healthy"
+        status: str = sidecar.attrs["State"]["Health"]["Status"]
+        return status == "healthy"
 
     wait_until(healthy, 40, message="the container never turned healthy")
     exit_code, output = sidecar.exec_run(healthcheck_command(engine, image))

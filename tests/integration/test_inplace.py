@@ -156,6 +156,7 @@ def test_an_instance_an_earlier_version_renamed_is_migrated_without_a_gap(
     engine_id = f"{info['ID']}@{info.get('Name', '')}"
     endpoint = instances.endpoint_of(instance_id)
     assert endpoint is not None
+    assert provider.container.id is not None
     marker = Marker(instance_id, endpoint, provider.container.id, engine_id,
                     provider.session[0], original_data=original)  # fmt: skip
     state_file = tmp_path / "earlier-version.json"
@@ -181,7 +182,7 @@ def test_an_instance_an_earlier_version_renamed_is_migrated_without_a_gap(
 
     def providers_again() -> bool:
         found, stat = registry.get(path)
-        return stat.ephemeralOwner == session and json.loads(found)["port"] == published.port
+        return bool(stat.ephemeralOwner == session and json.loads(found)["port"] == published.port)
 
     wait_until(providers_again, 20, message="not rewritten in the provider's node",
                retry_on=(NoNodeError,))  # fmt: skip

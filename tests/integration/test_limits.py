@@ -29,17 +29,16 @@ from .helpers import children
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 HOST = "127.0.0.7"  # the stand-in host's address: its providers connect from it
 CONTAINER = "10.66.0.5"
+OpenSession = Callable[[ZooKeeperServer], ZooKeeperRegistry]
 
 
 @pytest.fixture
-def session_on() -> Iterator[Callable[..., ZooKeeperRegistry]]:
+def session_on() -> Iterator[OpenSession]:
     """Opens sidecar sessions on a server; closes them after the test."""
     opened: list[ZooKeeperRegistry] = []
 
-    def open_on(server: ZooKeeperServer, **options: int) -> ZooKeeperRegistry:
-        registry = ZooKeeperRegistry(
-            server.connect_string, 10, lambda _: None, lambda _: None, **options
-        )
+    def open_on(server: ZooKeeperServer) -> ZooKeeperRegistry:
+        registry = ZooKeeperRegistry(server.connect_string, 10, lambda _: None, lambda _: None)
         opened.append(registry)
         registry.connect(15)
         return registry
@@ -67,7 +66,7 @@ def _settled(
 
 
 def test_large_transactions_travel_in_batches_under_the_limit_and_one_too_large_alone(
-    zookeeper: ZooKeeperServer, root: str, session_on: Callable[..., ZooKeeperRegistry]
+    zookeeper: ZooKeeperServer, root: str, session_on: OpenSession
 ) -> None:
     """Thirty 30 KB transactions and one of 1.2 MB, sent together: the thirty are applied in
     requests the server accepts (no connection dropped), the large one is refused before it
@@ -82,7 +81,7 @@ def test_large_transactions_travel_in_batches_under_the_limit_and_one_too_large_
 
 
 def test_a_batch_the_servers_drop_is_split_until_the_culprit_stands_alone(
-    tmp_path: Path, session_on: Callable[..., ZooKeeperRegistry]
+    tmp_path: Path, session_on: OpenSession
 ) -> None:
     """Servers whose jute.maxbuffer is 200 KB, a sidecar that was told 1 MB: a batch of ten
     60 KB transactions is dropped; sent again, each travels alone and is applied; one of
@@ -99,7 +98,7 @@ def test_a_batch_the_servers_drop_is_split_until_the_culprit_stands_alone(
 
 
 def test_put_writes_every_node_it_can(
-    zookeeper: ZooKeeperServer, root: str, session_on: Callable[..., ZooKeeperRegistry],
+    zookeeper: ZooKeeperServer, root: str, session_on: OpenSession,
     registry: KazooClient,
 ) -> None:  # fmt: skip
     """Nodes written together, one of them too large and one refused by its ACL: the others

@@ -95,7 +95,7 @@ def test_status_lists_what_this_hosts_sidecar_manages(
         INTERFACE,
         f"127.0.0.1:{published_port(provider, '20880/tcp')}",
         f"{container_ip(provider)}:20880",
-        provider.id[:12],
+        provider.short_id,
     ]
     assert row.endswith(
         f"per-host, address from --advertise-host  the per-host sidecar (session "

@@ -15,7 +15,7 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from sidecar.ownership import read_marker
-from sidecar.report.events import shorten
+from sidecar.syntax import shorten
 from testbed.engine import DockerEngine, container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess

@@ -112,7 +112,10 @@ def test_two_connections_of_the_app_see_one_view_through_restarts_and_unregister
     try:
         first, second = peers(port, services), peers(port, services)
         first.register(APP, ADDRESS, 20880, dubbo_metadata(20880, "r1"))
-        both = lambda: (ids(first.cached(APP)), ids(second.cached(APP)))  # noqa: E731
+
+        def both() -> tuple[list[str], list[str]]:
+            return ids(first.cached(APP)), ids(second.cached(APP))
+
         wait_until(lambda: both() == ([MINE], [MINE]), 10, message=f"caches {both()}")
         assert registry.get_children(f"{services}/{APP}") == [PUBLISHED]
 

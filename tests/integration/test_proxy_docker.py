@@ -44,6 +44,7 @@ def start_proxy(tmp_path: Path, pod: Container) -> Iterator[Callable[..., ProxyP
 
     def start(*args: str) -> ProxyProcess:
         namespace = f"--net=/proc/{pod.attrs['State']['Pid']}/ns/net"
+        assert pod.id is not None
         proxy = ProxyProcess(
             tmp_path / f"proxy-{len(started)}.log",
             [*args, "--docker-container", pod.id, "--advertise-host", "127.0.0.1"],

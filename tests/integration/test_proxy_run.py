@@ -41,6 +41,7 @@ def proxy_sidecar(
 ) -> Iterator[SidecarProcess]:
     """``run --proxy-listen 127.0.0.1:2181`` in the pod's network namespace (as a pod sidecar
     container would), reading the engine through the host's socket."""
+    assert pod.id is not None
     sidecar = SidecarProcess(
         tmp_path / "proxy-sidecar.log",
         [
@@ -96,6 +97,7 @@ def test_an_app_registers_through_its_sidecar_s_proxy(
     planned = one_shot("plan", zookeeper.connect_string, root, engine.url)
     [row] = [r for r in planned.stdout.splitlines() if by_proxy in r]
     assert row.startswith("leave")
+    assert pod.name is not None
     assert pod.name in row
     status = one_shot("status", zookeeper.connect_string, root, engine.url)
     port = published_port(pod, "20880/tcp")

@@ -27,7 +27,7 @@ def ensemble(tmp_path: Path) -> Iterator[ZooKeeperEnsemble]:
 
 
 def connected_again(client: KazooClient, session: int) -> bool:
-    return client.state == KazooState.CONNECTED and client.client_id[0] == session
+    return bool(client.state == KazooState.CONNECTED and client.client_id[0] == session)
 
 
 @pytest.mark.timeout(240)

@@ -236,6 +236,7 @@ def test_plan_prints_the_rewrite_and_writes_nothing(
     assert header.split() == ["ACTION", "INTERFACE", "REGISTERED", "ADVERTISED", "CONTAINER",
                               "DECIDED", "BY", "REASON"]  # fmt: skip
     port = published_port(provider, "20880/tcp")
+    assert provider.name is not None
     assert sorted(row.split()[:5] for row in rows) == sorted(
         [
             ["leave", INTERFACE, "-", "-", "-"],

@@ -140,11 +140,11 @@ def test_a_per_app_sidecar_takes_its_app_over_from_the_per_host_one_without_a_ga
     done = one_shot("status", zookeeper.connect_string, root, engine.url)
     assert done.returncode == 0, done.stderr
     rows = {row.split()[3]: " ".join(row.split()) for row in done.stdout.splitlines()[1:]}
-    assert rows[shop.id[:12]].endswith(
+    assert rows[shop.short_id].endswith(
         f"per-app sidecar of {shop.name}, address from env:PUBLIC_IP the per-app sidecar of "
         f"{shop.name} (session 0x{app.session:x})"
     )
-    assert rows[stock.id[:12]].endswith(
+    assert rows[stock.short_id].endswith(
         f"per-host, address from --advertise-host the per-host sidecar (session 0x{host.session:x})"
     )
 
