@@ -1,7 +1,8 @@
-"""In-memory twins of the loop's seams (sidecar/loop/seams.py): a registry with sessions,
-ephemeral owners, versions, one-shot watches and atomic transactions; a container engine that
-can go away; servers that tell where sessions connect from. For fast tests of the loop itself;
-behaviour that is ZooKeeper's or Docker's own is tested against the real ones."""
+"""In-memory twins of the loop's seams (sidecar/seams.py): a registry with sessions, ephemeral
+owners, versions, one-shot watches and atomic transactions; a container engine that can go
+away; servers that tell where sessions connect from. Each subclasses the protocol it stands in
+for, so that mypy holds it to that protocol. For fast tests of the loop itself; behaviour that
+is ZooKeeper's or Docker's own is tested against the real ones."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from sidecar.model import (
     Transaction,
     WriteResult,
 )
+from sidecar.seams import Engine, OriginSource, Registry
 from sidecar.sources.docker import DockerUnavailable
 
 
@@ -47,7 +49,7 @@ class Tree:
 
 
 @dataclass
-class MemoryRegistry:
+class MemoryRegistry(Registry):
     """One client's session on a ZooKeeper tree held in a dict. ``session`` is the sidecar's;
     other sessions are just ids. ``another`` gives another sidecar its own session on the same
     tree."""
@@ -359,7 +361,7 @@ class MemoryRegistry:
 
 
 @dataclass
-class MemoryEngine:
+class MemoryEngine(Engine):
     """A container engine with a fixed identity; ``down`` makes every call fail."""
 
     containers: dict[str, Container] = field(default_factory=dict)
@@ -393,7 +395,7 @@ class MemoryEngine:
 
 
 @dataclass
-class FixedOrigins:
+class FixedOrigins(OriginSource):
     """Servers that say each session connects from where this dict says (None: no server
     tells); ``unanswered`` servers make the answer incomplete."""
 
