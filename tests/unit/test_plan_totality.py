@@ -17,7 +17,7 @@ from sidecar.report.tables import render_table
 from sidecar.scope import Lease, Scope
 
 from .scenarios import url_name
-from .test_totality import EXAMPLES, any_text, dumped, instance_nodes, json_values, url_names
+from .strategies import EXAMPLES, any_text, dumped, instance_nodes, json_values, url_names
 
 ENGINE = "ENGINE-A"
 SESSIONS = st.sampled_from([0, 0x1001, 0x2002, 0x3003, -5]) | st.integers(-(2**63), 2**63 - 1)
