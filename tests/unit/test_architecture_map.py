@@ -1,0 +1,40 @@
+"""The map matches the land: the layer list in docs/architecture.md is the import-linter
+contract's, and every module of the package is placed in a layer."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _documented_layers() -> list[set[str]]:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    lines = re.findall(r"^\d+\. `([^`]+)`", section, flags=re.MULTILINE)
+    return [{name.strip() for name in line.split("|")} for line in lines]
+
+
+def _contract_layers() -> list[set[str]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in contracts if c["type"] == "layers")
+    return [
+        {name.strip().removeprefix("sidecar.") for name in layer.split("|")} for layer in layers
+    ]
+
+
+def test_the_documented_layers_are_the_contracts() -> None:
+    """docs/architecture.md lists the layers import-linter enforces, in the same order."""
+    assert _documented_layers() == _contract_layers()
+
+
+def test_every_module_of_the_package_is_in_a_layer() -> None:
+    """A new top-level module or package must be given its place in the layers."""
+    placed = set().union(*_contract_layers())
+    package = ROOT / "sidecar"
+    modules = {p.stem for p in package.glob("*.py") if not p.stem.startswith("__")}
+    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").exists()}
+    assert modules <= placed, sorted(modules - placed)
