@@ -15,6 +15,7 @@ from pydantic_settings import EnvSettingsSource, TomlConfigSettingsSource
 from sidecar.config.errors import describe
 from sidecar.config.settings import ENV_PREFIX, ConfigError, Settings, flag
 from sidecar.files import read_regular
+from sidecar.tls import TlsFiles, TlsProblem, checked_context
 
 # Credentials are a few dozen bytes: a larger file is not one.
 _AUTH_FILE_LIMIT = 65536
@@ -60,7 +61,31 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(describe(exc, lambda field: names.get(field) or flag(field))) from None
     settings._names.update(names)
+    _check_tls(settings)
     return settings
+
+
+def _check_tls(settings: Settings) -> None:
+    """The TLS files, read and checked now: a problem names the setting as it was given."""
+    files = tls_files(settings)
+    if files is None:
+        return
+    try:
+        checked_context(files)
+    except TlsProblem as exc:
+        raise ConfigError(f"{settings.name_of(exc.setting)}: {exc.reason}") from None
+
+
+def tls_files(settings: Settings) -> TlsFiles | None:
+    """The TLS files the settings name; None for plaintext."""
+    if settings.zookeeper_tls_ca is None:
+        return None
+    return TlsFiles(
+        settings.zookeeper_tls_ca,
+        settings.zookeeper_tls_cert,
+        settings.zookeeper_tls_key,
+        verify_hostname=not settings.zookeeper_tls_no_verify_hostname,
+    )
 
 
 def _file_values(config_file: Path | None, config_name: str) -> dict[str, Any]:

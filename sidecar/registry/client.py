@@ -16,15 +16,10 @@ from kazoo.security import CREATOR_ALL_ACL, OPEN_ACL_UNSAFE
 
 from sidecar.model import Connection
 from sidecar.registry.cache import ReadCache
-from sidecar.registry.connection import (
-    MarkingHandler,
-    PollingHandler,
-    held,
-    rearm,
-    send_together,
-)
+from sidecar.registry.connection import PollingHandler, held, rearm, send_together
 from sidecar.registry.internals import fast_path_allowed
 from sidecar.registry.outcomes import JUTE_MAXBUFFER, Drops, Failed, Interrupted, acl_size
+from sidecar.tls import ClientTls
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
@@ -46,12 +41,14 @@ class Session:
         digest: str | None = None,
         mark: Callable[[socket.socket], None] | None = None,
         jute_maxbuffer: int = JUTE_MAXBUFFER,
+        tls: ClientTls | None = None,
     ) -> None:
         """``resume``: the (session id, password) of a session to continue, if still alive;
         ``stopping``: set when requests should no longer be waited for; ``digest``:
         ``user:password`` credentials, which also make created nodes CREATOR_ALL; ``mark``:
         applied to each connection (so that the proxy's capture lets the sidecar's own pass);
-        ``jute_maxbuffer``: the largest request the servers take, bytes."""
+        ``jute_maxbuffer``: the largest request the servers take, bytes; ``tls``: what each
+        connection to the servers is secured with (None: plaintext)."""
         self._on_change = on_change
         self._on_connection = on_connection
         self._stopping = stopping or threading.Event()
@@ -65,7 +62,7 @@ class Session:
         self._cache = ReadCache()
         # The session and the (data, child) watches held when the connection last dropped.
         self._held: tuple[int, set[str], set[str]] | None = None
-        self._handler = MarkingHandler(mark) if mark else PollingHandler()
+        self._handler = PollingHandler(mark, tls)
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,

@@ -150,6 +150,20 @@ EVENTS: dict[str, Event] = {
     "zookeeper_answering": Event(
         _Z, "A pass succeeded again after `zookeeper_pass_failed`.", "The registry answers again."
     ),
+    "zookeeper_tls_refused": Event(
+        _Z,
+        "A connection to ZooKeeper was not made: a TLS file (`setting`) cannot be used now; "
+        "`problem` says why (expired, another CA, not the certificate's key, unreadable). "
+        "The session lives on while it can; said once per problem.",
+        "A certificate or key rotated on disk to one that does not verify, or half written.",
+        "Put a certificate that verifies against the CA (and its key) in place: the next "
+        "attempt, within seconds, reads the files again.",
+    ),
+    "zookeeper_tls_reloaded": Event(
+        _Z,
+        "The TLS files changed on disk and verify: the connection just made uses them.",
+        "A certificate, key or CA bundle rotated (a secret updated in place).",
+    ),
     "session_resumed": Event(
         _Z,
         "The ZooKeeper session was recorded in the state file.",
