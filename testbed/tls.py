@@ -4,6 +4,8 @@ another CA, a key that is not the certificate's)."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,3 +65,42 @@ class TestCA:
 
 def _openssl(*args: object) -> None:
     subprocess.run([OPENSSL, *map(str, args)], check=True, capture_output=True, timeout=30)
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """What a TLS-only ZooKeeper server is given (its certificate, the CA it trusts) and
+    what the testbed's own clients present to it."""
+
+    authority: TestCA
+    server: Issued
+    client: Issued
+
+    @property
+    def ca(self) -> Path:
+        """The CA certificate, what servers and clients trust."""
+        return self.authority.cert
+
+    def client_context(self) -> ssl.SSLContext:
+        """A context that verifies the server and presents the client certificate."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(self.ca)
+        context.load_cert_chain(self.client.cert, self.client.key)
+        return context
+
+    def kazoo_options(self) -> dict[str, object]:
+        """kazoo's keyword arguments for a TLS connection with the client certificate."""
+        return {
+            "use_ssl": True, "ca": str(self.ca), "certfile": str(self.client.cert),
+            "keyfile": str(self.client.key), "verify_certs": True,
+        }  # fmt: skip
+
+    def secure(self, connection: socket.socket) -> socket.socket:
+        """``connection`` (connected to a server on loopback) with TLS."""
+        return self.client_context().wrap_socket(connection, server_hostname="127.0.0.1")
+
+    @classmethod
+    def made_in(cls, directory: Path) -> ServerTls:
+        """A CA, a server certificate naming loopback and a client certificate, in ``directory``."""
+        ca = TestCA(directory)
+        return cls(ca, ca.issue("zookeeper-server"), ca.issue("zookeeper-client"))

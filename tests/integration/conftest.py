@@ -126,6 +126,7 @@ def start_provider(
         network_mode: str | None = None,
         wait: bool = True,
         labels: dict[str, str] | None = None,
+        volumes: dict[str, str] | None = None,
     ) -> Container:
         """``on``: another Docker Engine; ``connect``: ZooKeeper as seen from the container;
         the rest as in ``testbed.images.run_python``; ``wait``: until it has registered."""
@@ -145,6 +146,7 @@ def start_provider(
             ports=ports,
             network=network,
             network_mode=network_mode,
+            volumes=volumes,
         )
         started.append(container)
         if wait:
