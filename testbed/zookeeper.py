@@ -93,6 +93,7 @@ class ZooKeeperServer:
         max_client_connections: int | None = None,
         jute_maxbuffer: int | None = None,
         tls: ServerTls | None = None,
+        sasl_users: dict[str, str] | None = None,
     ) -> None:
         """Prepare (but do not start) a server.
 
@@ -106,6 +107,8 @@ class ZooKeeperServer:
         ``jute.maxbuffer``; ``None``: ZooKeeper's default, 1 MB less one byte). ``tls``: the
         client port is a ``secureClientPort`` only (Netty, ``ssl.clientAuth=need``): every
         client, the testbed's four-letter words included, speaks TLS with a client certificate.
+        ``sasl_users``: user -> password of a JAAS ``DigestLoginModule``; every session must
+        then authenticate with SASL (``enforce.auth.schemes=sasl``).
         """
         self.work_dir = work_dir
         self.bind = bind
@@ -122,6 +125,7 @@ class ZooKeeperServer:
             + (NETTY_CLASSPATH if tls else ())
         )
         self.tls = tls
+        self.sasl_users = sasl_users
         self.four_letter_words = four_letter_words
         self.heap = heap
         self.max_client_connections = max_client_connections
@@ -209,6 +213,7 @@ class ZooKeeperServer:
             f"-Xmx{self.heap}",
             *JVM_OPTIONS,
             *([f"-Djute.maxbuffer={self.jute_maxbuffer}"] if self.jute_maxbuffer else []),
+            *([f"-Djava.security.auth.login.config={self._jaas()}"] if self.sasl_users else []),
             "-cp",
             ":".join(self.classpath),
             MAIN_CLASS,
@@ -374,6 +379,12 @@ class ZooKeeperServer:
                 "ssl.trustStore.type=PEM",
                 "ssl.clientAuth=need",
             ]
+        if self.sasl_users:
+            lines += [
+                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+                "enforce.auth.enabled=true",
+                "enforce.auth.schemes=sasl",
+            ]
         if self.max_client_connections is not None:
             lines.append(f"maxClientCnxns={self.max_client_connections}")
         if self._admin_port is None:
@@ -388,6 +399,14 @@ class ZooKeeperServer:
             lines += list(self.quorum)
             (self.data_dir / "myid").write_text(f"{self.server_id}\n")
         self.config_path.write_text("\n".join(lines) + "\n")
+
+    def _jaas(self) -> Path:
+        """The JAAS file of the server's SASL digest users."""
+        path = self.work_dir / "jaas.conf"
+        users = "".join(f'\n  user_{u}="{p}"' for u, p in (self.sasl_users or {}).items())
+        module = "org.apache.zookeeper.server.auth.DigestLoginModule"
+        path.write_text(f"Server {{\n  {module} required{users};\n}};\n")
+        return path
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._process is None:

@@ -156,6 +156,29 @@ class TlsFields(BaseModel):
     )
 
 
+class SaslFields(BaseModel):
+    """SASL authentication to the ensemble."""
+
+    zookeeper_sasl: SecretStr | None = _setting(
+        None,
+        "ZooKeeper SASL",
+        "SASL DIGEST-MD5 credentials `user:password` (a `user_<name>` of the servers' JAAS "
+        "`DigestLoginModule`); the nodes the sidecar creates get the ACL of that identity "
+        "(`sasl:<user>`, all permissions). Never printed. Not with `--zookeeper-sasl-file`.",
+        metavar="USER:PASSWORD",
+        default_text="no SASL",
+    )
+    zookeeper_sasl_file: Path | None = _setting(
+        None,
+        "ZooKeeper SASL",
+        "File holding the SASL credentials `user:password` (a mounted secret), read once at "
+        "start, a trailing newline dropped; a regular file only. Never printed. Not with "
+        "`--zookeeper-sasl`.",
+        metavar="FILE",
+        default_text="no file",
+    )
+
+
 class ContainerFields(BaseModel):
     """Which containers, and how their ports are known."""
 

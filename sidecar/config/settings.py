@@ -16,6 +16,7 @@ from sidecar.config.fields import (
     OperationsFields,
     ReconcileFields,
     RegistryFields,
+    SaslFields,
     TlsFields,
 )
 from sidecar.syntax import parse_port, quote, servers, valid_host
@@ -36,6 +37,7 @@ class Settings(
     ReconcileFields,
     AdvertisingFields,
     ContainerFields,
+    SaslFields,
     TlsFields,
     RegistryFields,
 ):
@@ -71,7 +73,7 @@ class Settings(
                 raise ValueError(f"'{value}' is not HOST:PORT")
         return value
 
-    @field_validator("zookeeper_auth")
+    @field_validator("zookeeper_auth", "zookeeper_sasl")
     @classmethod
     def _digest(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and ":" not in value.get_secret_value():

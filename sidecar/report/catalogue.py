@@ -309,6 +309,15 @@ EVENTS: dict[str, Event] = {
         _F, "The fleet works again after `fleet_failed`.", "The error cleared."
     ),
     # -- proxy mode
+    "proxy_client_tls": Event(
+        _P,
+        "An app began a TLS handshake with the proxy: its connection was closed, and /readyz "
+        "says so until a session passes through the proxy again.",
+        "The app has its own ZooKeeper TLS settings (e.g. `zookeeper.client.secure=true`) "
+        "while the sidecar adds TLS to the ensemble.",
+        "Turn the app's ZooKeeper TLS off: it speaks plaintext on loopback to the proxy, "
+        "which connects to the ensemble with `--zookeeper-tls-ca` and the client certificate.",
+    ),
     "proxy_listening": Event(_P, "The proxy accepts the app's connections.", "Start."),
     "proxy_connection_opened": Event(
         _P, "An app connection was relayed to a server.", "The app's client connected."

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,34 +24,6 @@ from testbed.zookeeper import ZooKeeperServer
 from .helpers import children, rewritten_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> ServerTls:
-    """A CA, the servers' certificate and a client certificate, made once."""
-    return ServerTls.made_in(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def tls_ensemble(
-    tmp_path_factory: pytest.TempPathFactory, pki: ServerTls
-) -> Iterator[ZooKeeperEnsemble]:
-    """Three TLS-only servers on all addresses (containers reach them via the gateway)."""
-    work = tmp_path_factory.mktemp("tls-ensemble")
-    with ZooKeeperEnsemble(work, bind="0.0.0.0", tls=pki) as servers:
-        yield servers
-
-
-@pytest.fixture
-def tls_registry(tls_ensemble: ZooKeeperEnsemble, pki: ServerTls) -> Iterator[KazooClient]:
-    """The test's own client, over TLS with the client certificate."""
-    client = KazooClient(hosts=tls_ensemble.connect_string, timeout=10.0, **pki.kazoo_options())
-    client.start(timeout=15)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 def tls_flags(ca: Path, cert: Path, key: Path) -> list[str]:

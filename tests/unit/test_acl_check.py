@@ -61,8 +61,8 @@ def test_whose_changes_count() -> None:
         AclEntry("world", "anyone", 1), AclEntry("digest", OWN, 31),
         AclEntry("ip", "10.0.0.0/8", 2), AclEntry("digest", "other:xyz", 8),
     ]  # fmt: skip
-    assert [str(e) for e in others_may_change(acl, OWN)] == [
+    assert [str(e) for e in others_may_change(acl, {("digest", OWN)})] == [
         "ip:10.0.0.0/8:w",
         "digest:other:xyz:d",
     ]
-    assert len(others_may_change(acl, None)) == 3
+    assert len(others_may_change(acl, ())) == 3
