@@ -67,8 +67,9 @@ def proxies(tls_ensemble: ZooKeeperEnsemble, pki: ServerTls, root: str) -> Itera
 def serving(ensemble: ZooKeeperEnsemble, session: int) -> ZooKeeperServer:
     """The member the session is connected to (its `cons`, over TLS)."""
     marker = f"sid=0x{session:x},"
+    running = [server for server in ensemble.servers if server.running]
     return wait_until(
-        lambda: next((s for s in ensemble.servers if marker in s.four_letter("cons")), None),
+        lambda: next((s for s in running if marker in s.four_letter("cons")), None),
         10, message=f"session 0x{session:x} on no server", retry_on=(OSError,),
     )  # fmt: skip
 
