@@ -379,6 +379,14 @@ class ZooKeeperServer:
                 "ssl.trustStore.type=PEM",
                 "ssl.clientAuth=need",
             ]
+            if self._admin_port is not None:  # the AdminServer over HTTPS only
+                lines += [
+                    "admin.forceHttps=true",
+                    f"ssl.quorum.keyStore.location={self.tls.server.both}",
+                    "ssl.quorum.keyStore.type=PEM",
+                    f"ssl.quorum.trustStore.location={self.tls.ca}",
+                    "ssl.quorum.trustStore.type=PEM",
+                ]
         if self.sasl_users:
             lines += [
                 "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",

@@ -1,7 +1,8 @@
 """TLS to a real TLS-only ensemble (three servers, Netty, `secureClientPort` only,
 `ssl.clientAuth=need`): a provider registering over TLS is rewritten by a sidecar speaking
 TLS with its client certificate, through a server failover; certificates rotate on disk
-without a restart, and a rotated one that does not verify is refused while the session lives."""
+without a restart, and a rotated one that does not verify is refused while the session lives;
+where sessions connect from is asked over TLS (`cons`, or the AdminServer over HTTPS)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from docker.models.containers import Container
 from kazoo.client import KazooClient
 
+from sidecar.registry.sessions import SessionOrigins
+from sidecar.tls import ClientTls, TlsFiles
 from testbed.engine import DockerEngine
 from testbed.ensemble import ZooKeeperEnsemble
 from testbed.polling import wait_until
@@ -138,3 +141,25 @@ def _replace(source: Path, target: Path) -> None:
     staged = target.with_name(target.name + ".new")
     shutil.copy(source, staged)
     os.replace(staged, target)
+
+
+def test_where_sessions_connect_from_is_asked_of_the_adminserver_over_https(
+    tmp_path: Path, pki: ServerTls
+) -> None:
+    """A TLS-only server that does not allow `cons` but serves its AdminServer over HTTPS
+    only (`admin.forceHttps`): the sidecar's look-up asks the AdminServer over HTTPS, the
+    server verified with the same CA, and finds the session."""
+    server = ZooKeeperServer(tmp_path / "zk", admin_port=0, tls=pki, four_letter_words="ruok,srvr")
+    with server:
+        client = KazooClient(hosts=server.connect_string, timeout=10.0, **pki.kazoo_options())
+        client.start(timeout=15)
+        try:
+            tls = ClientTls(TlsFiles(pki.ca, pki.client.cert, pki.client.key))
+            assert server.admin_port is not None
+            origins = SessionOrigins(server.connect_string, server.admin_port, tls=tls).fetch()
+            assert origins is not None
+            assert origins.complete, origins.unanswered
+            assert origins.sessions[client.client_id[0]].address == "127.0.0.1"
+        finally:
+            client.stop()
+            client.close()
