@@ -67,16 +67,16 @@ def http_request(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> Response:
     """One HTTP request, never through a proxy, finished within ``timeout`` seconds (connect,
     headers and body together) or TimeoutError; a body over ``limit`` bytes is
     AnswerTooLarge; any status is an answer. OSError or ValueError when it fails otherwise.
-    ``context``: what an ``https`` URL's server is verified with (None: the system's CAs)."""
+    ``context``: what an ``https`` URL's server is verified with (None: the system's CAs);
+    ``server_name``: the name its certificate must give (None: the URL's host)."""
     parts = urllib.parse.urlsplit(url)
     conn = (
-        http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=timeout, context=context
-        )
+        _HTTPS(parts.hostname or "", parts.port, timeout, context, server_name)
         if parts.scheme == "https"
         else http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     )
@@ -118,3 +118,25 @@ def http_request(
     if len(body) > limit:
         raise AnswerTooLarge(f"body larger than {limit} bytes")
     return Response(response.status, body)
+
+
+class _HTTPS(http.client.HTTPConnection):
+    """HTTPS to one address whose certificate may name the server otherwise (an address
+    resolved from a name: the name is what the certificate gives)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        timeout: float,
+        context: ssl.SSLContext | None,
+        server_name: str | None,
+    ) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._tls = context or ssl.create_default_context()
+        self._name = server_name or host
+        self.default_port = http.client.HTTPS_PORT if port is None else port
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self._name)

@@ -113,7 +113,7 @@ class SessionOrigins:
             return _Answer(self._from_cons(address, port, deadline))
         except NotAllowed:
             try:
-                return _Answer(self._from_admin(address, deadline))
+                return _Answer(self._from_admin(address, deadline, self._names.get(target)))
             except NotAllowed as exc:
                 return _Answer(None, f"does not tell ({shorten(str(exc), 80)})", refused=True)
             except (OSError, ValueError) as exc:
@@ -148,14 +148,17 @@ class SessionOrigins:
         answer = ask(address, port, word, _remaining(deadline), _ANSWER_LIMIT, secure)
         return answer.decode("utf-8", errors="replace")
 
-    def _from_admin(self, address: str, deadline: float) -> dict[int, str]:
+    def _from_admin(self, address: str, deadline: float, name: str | None) -> dict[int, str]:
+        """``name``: the name ``address`` was resolved from, which its certificate gives."""
         if not self._admin_port:
             raise NotAllowed("AdminServer disabled by configuration")
         scheme = "https" if self._tls else "http"
         url = f"{scheme}://{_shown(address)}:{self._admin_port}/commands/connections"
         try:
             context = self._tls.context()[0] if self._tls else None
-            answer = http_request(url, _remaining(deadline), _ANSWER_LIMIT, context=context)
+            answer = http_request(
+                url, _remaining(deadline), _ANSWER_LIMIT, context=context, server_name=name
+            )
         except TimeoutError:
             raise  # a server that is too slow did not answer; one refusing does not tell
         except OSError as exc:
