@@ -78,7 +78,7 @@ def _read(setting: str, path: Path) -> bytes:
 
 def _load_chain(context: ssl.SSLContext, chain: tuple[str, str | None], files: TlsFiles) -> None:
     try:
-        context.load_cert_chain(*chain)
+        context.load_cert_chain(*chain, password=_no_password)
     except ssl.SSLError as exc:
         if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
             setting, reason = "zookeeper_tls_key", f"{files.key} is not the key of {files.cert}"
@@ -100,13 +100,13 @@ def _verify(chain: tuple[str, str | None], ca: bytes, files: TlsFiles) -> None:
     """Present the certificate as a client does, in memory, to a party that trusts only the
     CA: what a server requiring client certificates would say of it (expired, another CA)."""
     verifier = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    verifier.load_cert_chain(*chain)  # the verifier's own certificate is never checked
+    verifier.load_cert_chain(*chain, password=_no_password)  # itself never checked
     verifier.verify_mode = ssl.CERT_REQUIRED
     verifier.load_verify_locations(cadata=ca.decode("ascii"))
     presenter = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     presenter.check_hostname = False
     presenter.verify_mode = ssl.CERT_NONE
-    presenter.load_cert_chain(*chain)
+    presenter.load_cert_chain(*chain, password=_no_password)
     wires = (ssl.MemoryBIO(), ssl.MemoryBIO())  # client to server, server to client
     client = presenter.wrap_bio(wires[1], wires[0], server_side=False)
     server = verifier.wrap_bio(wires[0], wires[1], server_side=True)
@@ -125,12 +125,18 @@ def _verify(chain: tuple[str, str | None], ca: bytes, files: TlsFiles) -> None:
                     "zookeeper_tls_cert",
                     f"{files.cert} does not verify against {files.ca}: {exc.verify_message}",
                 ) from None
-            except ssl.SSLError:
+            except ssl.SSLError as exc:
                 if index == 0:  # the verifier's refusal, as the client hears it
                     continue
-                raise
+                raise TlsProblem("zookeeper_tls_cert", f"{files.cert}: {exc.reason}") from None
         if all(done):
             return
+    raise TlsProblem("zookeeper_tls_cert", f"{files.cert} could not be checked against {files.ca}")
+
+
+def _no_password() -> bytes:
+    # An encrypted key is refused, never prompted for on a terminal (OpenSSL's default).
+    return b""
 
 
 class ClientTls:

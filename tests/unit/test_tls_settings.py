@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ca, other = TestCA(directory), TestCA(directory / "other", "other-ca")
     good, expired = ca.issue("good"), ca.issue("expired", days=-1)
     foreign: Issued = other.issue("foreign")
+    encrypted = directory / "encrypted.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(good.key), "-aes256", "-passout", "pass:secret",
+         "-out", str(encrypted)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
     return {
+        "encrypted_key": encrypted,
         "ca": ca.cert, "cert": good.cert, "key": good.key, "both": good.both,
         "expired": expired.cert, "expired_key": expired.key,
         "foreign": foreign.cert, "foreign_key": foreign.key,
@@ -75,6 +83,7 @@ def test_good_files_pass_and_the_key_may_share_the_certificate_file(
         ({"ca": "key"}, "--zookeeper-tls-ca", "holds no PEM CA certificate"),
         ({"cert": "key"}, "--zookeeper-tls-cert", "holds no PEM certificate"),
         ({"key": "cert"}, "--zookeeper-tls-key", "holds no PEM private key"),
+        ({"key": "encrypted_key"}, "--zookeeper-tls-key", "without a password"),
         ({"ca": ""}, "--zookeeper-tls-cert", "give --zookeeper-tls-ca too"),
     ],
 )
@@ -86,7 +95,8 @@ def test_a_file_that_cannot_serve_exits_2_naming_the_setting(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """An expired certificate, another CA's, a key that is not the certificate's, a missing
-    or wrong file: exit 2 before anything connects, one line naming the setting and why."""
+    or wrong file, an encrypted key (refused, never prompted for): exit 2 before anything
+    connects, one line naming the setting and why."""
     assert main(PLAN + _flags(pki, **chosen)) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"dubbo-sidecar: {named}"), err
