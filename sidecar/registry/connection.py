@@ -46,6 +46,7 @@ class PollingHandler(SequentialThreadingHandler):  # type: ignore[misc]
         self._mark = mark
         self._tls = tls
         self._refused: str | None = None  # the TLS refusal last logged, said once
+        self._failed: str | None = None  # the TLS handshake failure last logged, said once
 
     @property
     def connection_alive(self) -> bool:
@@ -106,7 +107,14 @@ class PollingHandler(SequentialThreadingHandler):  # type: ignore[misc]
         self._refused = None
         if changed:
             log.info("zookeeper_tls_reloaded", ca=str(self._tls.files.ca))
-        return self._tls.wrap(connection, hostname)
+        try:
+            return self._tls.wrap(connection, hostname)
+        except ssl.SSLError as exc:
+            problem = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            if problem != self._failed:  # kazoo tries again and again: said once
+                self._failed = problem
+                log.error("zookeeper_tls_handshake_failed", server=hostname, problem=problem)
+            raise
 
 
 def poll_select(

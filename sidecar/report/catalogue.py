@@ -159,6 +159,17 @@ EVENTS: dict[str, Event] = {
         "Put a certificate that verifies against the CA (and its key) in place: the next "
         "attempt, within seconds, reads the files again.",
     ),
+    "zookeeper_tls_handshake_failed": Event(
+        _Z,
+        "The TLS handshake with a ZooKeeper server failed (`server`, `problem`); the next "
+        "server is tried. Said once per problem.",
+        "The server's certificate does not verify against `--zookeeper-tls-ca`, does not "
+        "name the host or address of the connect string, or the server refused the client "
+        "certificate; or the port is not a `secureClientPort`.",
+        "Give the CA that signed the servers' certificates; name the servers as their "
+        "certificates do, or add `--zookeeper-tls-no-verify-hostname` for addresses the "
+        "certificates do not list.",
+    ),
     "zookeeper_tls_reloaded": Event(
         _Z,
         "The TLS files changed on disk and verify: the connection just made uses them.",

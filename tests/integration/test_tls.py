@@ -163,3 +163,20 @@ def test_where_sessions_connect_from_is_asked_of_the_adminserver_over_https(
         finally:
             client.stop()
             client.close()
+
+
+def test_a_server_not_named_by_its_certificate_is_refused_unless_told(
+    tls_ensemble: ZooKeeperEnsemble, pki: ServerTls, start_sidecar: Callable[..., SidecarProcess]
+) -> None:
+    """The servers' certificates list 127.0.0.1 and localhost: reached as 127.0.0.2 the
+    handshake fails (`zookeeper_tls_handshake_failed` says why) and the sidecar does not
+    connect; with `--zookeeper-tls-no-verify-hostname` it does, the CA still checked."""
+    unnamed = ",".join(f"127.0.0.2:{server.port}" for server in tls_ensemble.servers)
+    flags = tls_flags(pki.ca, pki.client.cert, pki.client.key)
+    refused = start_sidecar(*flags, connect=unnamed, ready=False)
+    failed = refused.wait_for_event("zookeeper_tls_handshake_failed", timeout=20)
+    assert failed["server"] == "127.0.0.2"
+    assert "mismatch" in failed["problem"]
+    assert not refused.events("zookeeper_connected")
+    allowed = start_sidecar(*flags, "--zookeeper-tls-no-verify-hostname", connect=unnamed)
+    assert allowed.session
