@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from sidecar.proxy import ProxyServer
 from sidecar.tls import ClientTls, TlsFiles
@@ -89,6 +90,7 @@ def test_kazoo_in_plaintext_keeps_its_session_through_a_failover_and_a_proxy_res
         assert app.create(mine, ADDRESS.encode(), ephemeral=True, makepath=True) == mine
         node = f"{providers}/{published(node_name())}"
         session = app.client_id[0]
+        tls_registry.sync(providers)  # the test's client may be on another server, behind
         assert tls_registry.get(node)[1].ephemeralOwner == session
 
         server = serving(tls_ensemble, session)
@@ -103,6 +105,7 @@ def test_kazoo_in_plaintext_keeps_its_session_through_a_failover_and_a_proxy_res
         wait_until(lambda: app.connected and app.exists(mine), 30, retry_on=(Exception,),
                    message="the app did not reconnect through the new proxy")  # fmt: skip
         assert app.client_id[0] == session
+        tls_registry.sync(providers)
         assert tls_registry.get(node)[1].ephemeralOwner == session
     finally:
         app.stop()
@@ -128,14 +131,19 @@ def test_the_java_client_and_curator_in_plaintext_reach_the_tls_ensemble(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert tls_registry.get_children(providers) == [published(node_name())]
+    # The test's client may be on another server than the proxy's, a moment behind.
+    wait_until(lambda: tls_registry.get_children(providers) == [published(node_name())], 10,
+               message="the Java client's node is not published")  # fmt: skip
 
     services = f"{root}-services"
     with CuratorPeer.on_host(
         curator_classes, f"127.0.0.1:{port}", base_path=services, stderr=tmp_path / "peer.err"
     ) as peer:
         peer.register("shop", ADDRESS, 20880, dubbo_metadata(20880, "r1"))
-        assert tls_registry.get_children(f"{services}/shop") == [f"{ADVERTISED}:{PORTS[20880]}"]
+        instance = [f"{ADVERTISED}:{PORTS[20880]}"]
+        listed = f"{services}/shop"
+        wait_until(lambda: tls_registry.get_children(listed) == instance, 10,
+                   message="no published instance", retry_on=(NoNodeError,))  # fmt: skip
 
 
 def test_an_app_speaking_tls_to_the_proxy_is_refused_plainly(
