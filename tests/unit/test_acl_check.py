@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar.acls import digest_identity, others_may_change
+from sidecar.acls import digest_identity, fix_command, identities, others_may_change
 from sidecar.loop.acl_check import TOP
 from sidecar.loop.dirty import Work
 from sidecar.model import AclEntry
@@ -66,3 +66,12 @@ def test_whose_changes_count() -> None:
         "digest:other:xyz:d",
     ]
     assert len(others_may_change(acl, ())) == 3
+
+
+def test_a_sasl_identity_is_the_sidecars_own() -> None:
+    """With SASL credentials, entries of `sasl:<user>` are the sidecar's (what CREATOR_ALL
+    becomes for a SASL session); the fix names that identity."""
+    own = identities(None, "sidecar:secret")
+    acl = [AclEntry("sasl", "sidecar", 31), AclEntry("sasl", "other", 31)]
+    assert [str(e) for e in others_may_change(acl, own)] == ["sasl:other:cdrwa"]
+    assert "sasl:sidecar:cdrwa" in fix_command("/dubbo-nat-sidecar", own)
