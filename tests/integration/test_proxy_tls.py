@@ -121,7 +121,8 @@ def test_the_java_client_and_curator_in_plaintext_reach_the_tls_ensemble(
     tmp_path: Path,
 ) -> None:
     """The ZooKeeper Java client (ZooKeeperMain) and Curator's ServiceDiscovery, without any
-    TLS settings, register through the proxy; both registrations are published."""
+    TLS settings, register through the proxy; both registrations are published, and Curator
+    keeps its session and its instance through a proxy restart."""
     port = proxies.proxy.address[1]
     tls_registry.ensure_path(providers)
     mine = f"{providers}/{node_name()}"
@@ -144,6 +145,12 @@ def test_the_java_client_and_curator_in_plaintext_reach_the_tls_ensemble(
         listed = f"{services}/shop"
         wait_until(lambda: tls_registry.get_children(listed) == instance, 10,
                    message="no published instance", retry_on=(NoNodeError,))  # fmt: skip
+        session = peer.session
+        proxies.restart()
+        peer.wait_for_event("connection", state="RECONNECTED", timeout=30)
+        assert peer.session == session
+        wait_until(lambda: tls_registry.get_children(listed) == instance, 10,
+                   message="the instance is gone after the restart")  # fmt: skip
 
 
 def test_an_app_speaking_tls_to_the_proxy_is_refused_plainly(
