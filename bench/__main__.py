@@ -35,7 +35,9 @@ from bench.workload import (
     write_mapping,
 )
 from bench.zkstats import mntr
+from sidecar.registry.connection import PollingHandler
 from testbed.sidecar_process import SidecarProcess
+from testbed.tls import ServerTls
 from testbed.zookeeper import ZooKeeperServer
 
 
@@ -55,17 +57,23 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def convergence(connect: str, work: Path, count: int, interfaces: int) -> list[Row]:
+def convergence(
+    connect: str, work: Path, count: int, interfaces: int, tls: ServerTls | None = None
+) -> list[Row]:
     """Create ``count`` registrations at once; per registration, create -> seen by a consumer
-    (baseline: the original; with the sidecar: its rewrite)."""
+    (baseline: the original; with the sidecar: its rewrite). ``tls``: everyone (the load,
+    the consumer, the sidecar) speaks TLS with a client certificate."""
     results = {}
+    # kazoo's own handler waits on a TLS socket's descriptor while replies sit decrypted in
+    # its TLS layer (until the next packet): the sidecar's handler is the clients' too.
+    options = {**tls.kazoo_options(), "handler": PollingHandler()} if tls else {}
     for label, root in (("baseline", "/conv-base"), ("sidecar", "/conv-side")):
-        load, watcher = client(connect), client(connect)
+        load, watcher = client(connect, **options), client(connect, **options)
         paths = [f"{root}/svc{i}/providers" for i in range(interfaces)]
         ensure_paths(load, paths)
         sidecar = None
         if label == "sidecar":
-            sidecar = start_sidecar(work, connect, root, count)
+            sidecar = start_sidecar(work, connect, root, count, *_tls_flags(tls))
             sidecar.wait_for_event("resync_done", timeout=60)
         consumer = Consumer(watcher, paths)
         nodes = [
@@ -86,6 +94,34 @@ def convergence(connect: str, work: Path, count: int, interfaces: int) -> list[R
         Row("convergence p50", percentile(side, 50) * 1000, percentile(base, 50) * 1000, "ms"),
         Row("convergence p99", percentile(side, 99) * 1000, percentile(base, 99) * 1000, "ms"),
     ]
+
+
+def _tls_flags(tls: ServerTls | None) -> list[str]:
+    if tls is None:
+        return []
+    return ["--zookeeper-tls-ca", str(tls.ca), "--zookeeper-tls-cert", str(tls.client.cert),
+            "--zookeeper-tls-key", str(tls.client.key)]  # fmt: skip
+
+
+def tls_convergence(work: Path, count: int, interfaces: int) -> int:
+    """``--tls``: convergence on a plaintext server and on a TLS-only one (client
+    certificates required), side by side; the summary says TLS against plaintext."""
+    pki = ServerTls.made_in(work / "pki")
+    rows = []
+    for label, tls in (("plaintext", None), ("TLS", pki)):
+        with ZooKeeperServer(work / f"zk-{label}", heap="1g", tls=tls) as server:
+            (work / label).mkdir()
+            for row in convergence(server.connect_string, work / label, count, interfaces, tls):
+                rows.append(Row(f"{row.figure} ({label})", row.value, row.baseline, row.unit))
+    _print(rows)
+    by_name = {r.figure: r for r in rows}
+    figures = {
+        f"convergence_{p}_tls_vs_plaintext": by_name[f"convergence {p} (TLS)"].value
+        / by_name[f"convergence {p} (plaintext)"].value
+        for p in ("p50", "p99")
+    }
+    print("summary " + _fields(figures))
+    return 0
 
 
 def storm(connect: str, work: Path, count: int, interfaces: int) -> list[Row]:
@@ -273,6 +309,10 @@ def main() -> int:
         "--fleet-chaos", action="store_true",
         help="only the fleet chaos run: sidecars killed and restarted during a storm",
     )  # fmt: skip
+    parser.add_argument(
+        "--tls", action="store_true",
+        help="only convergence over TLS (client certificates) beside plaintext",
+    )  # fmt: skip
     args = parser.parse_args()
     # The bench's own clients reconnect on purpose (a server restart): no warnings for that.
     logging.getLogger("kazoo").setLevel(logging.ERROR)
@@ -281,6 +321,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, _stop)
     with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
         work = Path(tmp)
+        if args.tls:
+            return tls_convergence(work, 100 if args.quick else 1000, 10 if args.quick else 100)
         if args.instances:
             return instance_updates(work, 20 if args.quick else 100)
         if args.fleet_chaos:

@@ -84,8 +84,9 @@ def rewritten(node_name: str) -> str:
     )
 
 
-def client(connect: str) -> KazooClient:
-    zk = KazooClient(hosts=connect, timeout=30.0)
+def client(connect: str, **options: object) -> KazooClient:
+    """A started client (``options``: kazoo's, e.g. TLS)."""
+    zk = KazooClient(hosts=connect, timeout=30.0, **options)
     zk.start(timeout=30)
     return zk
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -20,12 +22,21 @@ class AnswerTooLarge(ValueError):
     """The answer is larger than the caller's cap."""
 
 
-def ask(host: str, port: int, request: bytes, timeout: float, limit: int) -> bytes:
+def ask(
+    host: str,
+    port: int,
+    request: bytes,
+    timeout: float,
+    limit: int,
+    secure: Callable[[socket.socket], socket.socket] | None = None,
+) -> bytes:
     """Send ``request`` and read until the server closes the connection (ZooKeeper's
     four-letter words); raise TimeoutError past ``timeout`` seconds, AnswerTooLarge beyond
-    ``limit`` bytes, OSError if the connection fails."""
+    ``limit`` bytes, OSError if the connection fails. ``secure``: makes the connected socket
+    a TLS one (the handshake within the same deadline)."""
     deadline = time.monotonic() + timeout
-    with socket.create_connection((host, port), timeout=timeout) as conn:
+    with socket.create_connection((host, port), timeout=timeout) as plain:
+        conn = secure(plain) if secure else plain
         conn.sendall(request)
         chunks: list[bytes] = []
         size = 0
@@ -55,13 +66,20 @@ def http_request(
     limit: int,
     method: str = "GET",
     headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> Response:
     """One HTTP request, never through a proxy, finished within ``timeout`` seconds (connect,
     headers and body together) or TimeoutError; a body over ``limit`` bytes is
-    AnswerTooLarge; any status is an answer. OSError or ValueError when it fails otherwise."""
+    AnswerTooLarge; any status is an answer. OSError or ValueError when it fails otherwise.
+    ``context``: what an ``https`` URL's server is verified with (None: the system's CAs);
+    ``server_name``: the name its certificate must give (None: the URL's host)."""
     parts = urllib.parse.urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = kind(parts.hostname or "", parts.port, timeout=timeout)
+    conn = (
+        _HTTPS(parts.hostname or "", parts.port, timeout, context, server_name)
+        if parts.scheme == "https"
+        else http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    )
     cut = threading.Event()
     # The connection lets go of its socket once a response is read (HTTP/1.0 answers), so
     # the socket is kept here for the watchdog.
@@ -100,3 +118,25 @@ def http_request(
     if len(body) > limit:
         raise AnswerTooLarge(f"body larger than {limit} bytes")
     return Response(response.status, body)
+
+
+class _HTTPS(http.client.HTTPConnection):
+    """HTTPS to one address whose certificate may name the server otherwise (an address
+    resolved from a name: the name is what the certificate gives)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        timeout: float,
+        context: ssl.SSLContext | None,
+        server_name: str | None,
+    ) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._tls = context or ssl.create_default_context()
+        self._name = server_name or host
+        self.default_port = http.client.HTTPS_PORT if port is None else port
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self._name)

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import TracebackType
 
 from testbed.polling import free_port, wait_until
+from testbed.tls import ServerTls
 from testbed.zookeeper import FOUR_LETTER_WORDS, ZooKeeperServer
 
 
@@ -29,6 +30,7 @@ class ZooKeeperEnsemble:
         max_session_timeout_ms: int = 120_000,
         addresses: Sequence[str] = (),
         four_letter_words: str = FOUR_LETTER_WORDS,
+        tls: ServerTls | None = None,
     ) -> None:
         """Prepare (but do not start) the ensemble; ports are chosen here. With
         ``addresses`` (one per server, e.g. 127.0.0.1, 127.0.0.2, ...) the servers share one
@@ -58,6 +60,7 @@ class ZooKeeperEnsemble:
                 start_timeout=start_timeout,
                 server_id=index,
                 quorum=quorum,
+                tls=tls,
             )
             for index in range(1, size + 1)
         ]

@@ -288,6 +288,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--instance-root", help="also register a Dubbo 3 application-level instance here"
     )
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="digest credentials (CREATOR_ALL)")
+    parser.add_argument("--tls", metavar="CA,CERT,KEY",
+                        help="TLS to ZooKeeper with this CA and client certificate")  # fmt: skip
     parser.add_argument("--persistent", action="store_true",
                         help="persistent nodes (dynamic=false; instance: PERMANENT)")  # fmt: skip
     parser.add_argument(
@@ -338,7 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGUSR2, lambda *_: listener.toggles.put(True))
 
     auth = [("digest", args.auth)] if args.auth else None
-    client = KazooClient(hosts=args.zookeeper, timeout=args.session_timeout, auth_data=auth)
+    ca, cert, key = args.tls.split(",") if args.tls else (None, None, None)
+    client = KazooClient(
+        hosts=args.zookeeper, timeout=args.session_timeout, auth_data=auth,
+        use_ssl=bool(ca), ca=ca, certfile=cert, keyfile=key,
+    )  # fmt: skip
     client.start(timeout=30.0)
     acl = [make_digest_acl(*args.auth.split(":", 1), all=True)] if args.auth else None
     registrations = [

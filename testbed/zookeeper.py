@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from testbed.polling import free_port, wait_until
+from testbed.tls import ServerTls
 
 JAVA = "/usr/bin/java"
 CLASSPATH: tuple[str, ...] = (
@@ -32,6 +33,13 @@ ADMIN_CLASSPATH: tuple[str, ...] = tuple(
         "jetty9-security", "servlet-api", "jackson-databind", "jackson-core",
         "jackson-annotations",
     )
+)  # fmt: skip
+
+# NettyServerCnxnFactory, which a secureClientPort needs.
+NETTY_CLASSPATH: tuple[str, ...] = tuple(
+    f"/usr/share/java/netty-{jar}.jar"
+    for jar in ("buffer", "codec", "common", "handler", "resolver", "transport",
+                "transport-native-epoll", "transport-native-unix-common")
 )  # fmt: skip
 
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
@@ -84,6 +92,8 @@ class ZooKeeperServer:
         heap: str = "256m",
         max_client_connections: int | None = None,
         jute_maxbuffer: int | None = None,
+        tls: ServerTls | None = None,
+        sasl_users: dict[str, str] | None = None,
     ) -> None:
         """Prepare (but do not start) a server.
 
@@ -94,7 +104,11 @@ class ZooKeeperServer:
         needed to tell when the server is ready). ``max_client_connections``: connections
         allowed from one client address (``maxClientCnxns``; ZooKeeper's default is 60, 0 is
         unlimited). ``jute_maxbuffer``: the largest request the server takes, bytes (its
-        ``jute.maxbuffer``; ``None``: ZooKeeper's default, 1 MB less one byte).
+        ``jute.maxbuffer``; ``None``: ZooKeeper's default, 1 MB less one byte). ``tls``: the
+        client port is a ``secureClientPort`` only (Netty, ``ssl.clientAuth=need``): every
+        client, the testbed's four-letter words included, speaks TLS with a client certificate.
+        ``sasl_users``: user -> password of a JAAS ``DigestLoginModule``; every session must
+        then authenticate with SASL (``enforce.auth.schemes=sasl``).
         """
         self.work_dir = work_dir
         self.bind = bind
@@ -105,7 +119,13 @@ class ZooKeeperServer:
         self.server_id = server_id
         self.quorum = tuple(quorum)
         self.java = java
-        self.classpath = tuple(classpath) + (ADMIN_CLASSPATH if admin_port is not None else ())
+        self.classpath = (
+            tuple(classpath)
+            + (ADMIN_CLASSPATH if admin_port is not None else ())
+            + (NETTY_CLASSPATH if tls else ())
+        )
+        self.tls = tls
+        self.sasl_users = sasl_users
         self.four_letter_words = four_letter_words
         self.heap = heap
         self.max_client_connections = max_client_connections
@@ -193,6 +213,7 @@ class ZooKeeperServer:
             f"-Xmx{self.heap}",
             *JVM_OPTIONS,
             *([f"-Djute.maxbuffer={self.jute_maxbuffer}"] if self.jute_maxbuffer else []),
+            *([f"-Djava.security.auth.login.config={self._jaas()}"] if self.sasl_users else []),
             "-cp",
             ":".join(self.classpath),
             MAIN_CLASS,
@@ -303,7 +324,8 @@ class ZooKeeperServer:
 
     def four_letter(self, word: str, timeout: float = 2.0) -> str:
         """Send a four-letter-word command and return the answer (raises ``OSError``)."""
-        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+        with socket.create_connection((self.host, self.port), timeout=timeout) as plain:
+            sock = self.tls.secure(plain) if self.tls else plain
             sock.sendall(word.encode("ascii"))
             chunks: list[bytes] = []
             while chunk := sock.recv(65536):
@@ -344,10 +366,33 @@ class ZooKeeperServer:
             f"minSessionTimeout={self.min_session_timeout_ms}",
             f"maxSessionTimeout={self.max_session_timeout_ms}",
             f"dataDir={self.data_dir}",
-            f"clientPort={self.port}",
-            f"clientPortAddress={self.bind or '0.0.0.0'}",
             f"4lw.commands.whitelist={self.four_letter_words}",
         ]
+        port = "secureClientPort" if self.tls else "clientPort"
+        lines += [f"{port}={self.port}", f"{port}Address={self.bind or '0.0.0.0'}"]
+        if self.tls:
+            lines += [
+                "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+                f"ssl.keyStore.location={self.tls.server.both}",
+                "ssl.keyStore.type=PEM",
+                f"ssl.trustStore.location={self.tls.ca}",
+                "ssl.trustStore.type=PEM",
+                "ssl.clientAuth=need",
+            ]
+            if self._admin_port is not None:  # the AdminServer over HTTPS only
+                lines += [
+                    "admin.forceHttps=true",
+                    f"ssl.quorum.keyStore.location={self.tls.server.both}",
+                    "ssl.quorum.keyStore.type=PEM",
+                    f"ssl.quorum.trustStore.location={self.tls.ca}",
+                    "ssl.quorum.trustStore.type=PEM",
+                ]
+        if self.sasl_users:
+            lines += [
+                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+                "enforce.auth.enabled=true",
+                "enforce.auth.schemes=sasl",
+            ]
         if self.max_client_connections is not None:
             lines.append(f"maxClientCnxns={self.max_client_connections}")
         if self._admin_port is None:
@@ -362,6 +407,14 @@ class ZooKeeperServer:
             lines += list(self.quorum)
             (self.data_dir / "myid").write_text(f"{self.server_id}\n")
         self.config_path.write_text("\n".join(lines) + "\n")
+
+    def _jaas(self) -> Path:
+        """The JAAS file of the server's SASL digest users."""
+        path = self.work_dir / "jaas.conf"
+        users = "".join(f'\n  user_{u}="{p}"' for u, p in (self.sasl_users or {}).items())
+        module = "org.apache.zookeeper.server.auth.DigestLoginModule"
+        path.write_text(f"Server {{\n  {module} required{users};\n}};\n")
+        return path
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._process is None:

@@ -7,7 +7,7 @@ errors.py    validation errors in one line, naming the setting as the user gave 
 """
 
 from sidecar.config.fields import COMMANDS
-from sidecar.config.loading import fields_of, load_settings
+from sidecar.config.loading import fields_of, load_settings, tls_files
 from sidecar.config.settings import (
     ADDRESS_SOURCES,
     ENV_PREFIX,
@@ -29,4 +29,5 @@ __all__ = [
     "fields_of",
     "flag",
     "load_settings",
+    "tls_files",
 ]

@@ -15,9 +15,15 @@ from pydantic_settings import EnvSettingsSource, TomlConfigSettingsSource
 from sidecar.config.errors import describe
 from sidecar.config.settings import ENV_PREFIX, ConfigError, Settings, flag
 from sidecar.files import read_regular
+from sidecar.tls import TlsFiles, TlsProblem, checked_context
 
 # Credentials are a few dozen bytes: a larger file is not one.
 _AUTH_FILE_LIMIT = 65536
+# Credentials files, and the setting each fills.
+_SECRET_FILES = (
+    ("zookeeper_auth_file", "zookeeper_auth"),
+    ("zookeeper_sasl_file", "zookeeper_sasl"),
+)
 
 
 def fields_of(command: str) -> frozenset[str]:
@@ -54,13 +60,38 @@ def load_settings(
         if name not in used:  # the command line offers none: a caller's mistake
             raise ConfigError(f"{flag(name)} is not a setting of {command}")
         values[name], names[name] = value, flag(name)
-    _read_auth_file(values, names)
+    for file_field, value_field in _SECRET_FILES:
+        _read_secret_file(values, names, file_field, value_field)
     try:
         settings = Settings(**values)
     except ValidationError as exc:
         raise ConfigError(describe(exc, lambda field: names.get(field) or flag(field))) from None
     settings._names.update(names)
+    _check_tls(settings)
     return settings
+
+
+def _check_tls(settings: Settings) -> None:
+    """The TLS files, read and checked now: a problem names the setting as it was given."""
+    files = tls_files(settings)
+    if files is None:
+        return
+    try:
+        checked_context(files)
+    except TlsProblem as exc:
+        raise ConfigError(f"{settings.name_of(exc.setting)}: {exc.reason}") from None
+
+
+def tls_files(settings: Settings) -> TlsFiles | None:
+    """The TLS files the settings name; None for plaintext."""
+    if settings.zookeeper_tls_ca is None:
+        return None
+    return TlsFiles(
+        settings.zookeeper_tls_ca,
+        settings.zookeeper_tls_cert,
+        settings.zookeeper_tls_key,
+        verify_hostname=not settings.zookeeper_tls_no_verify_hostname,
+    )
 
 
 def _file_values(config_file: Path | None, config_name: str) -> dict[str, Any]:
@@ -75,15 +106,17 @@ def _file_values(config_file: Path | None, config_name: str) -> dict[str, Any]:
         raise ConfigError(f"{config_name}: {config_file}: {exc}") from None
 
 
-def _read_auth_file(values: dict[str, Any], names: dict[str, str]) -> None:
-    """Read ``zookeeper_auth_file`` now, into ``zookeeper_auth``: the secret is in memory only
-    and never printed; the file's problems name the setting, never its content."""
-    path = values.get("zookeeper_auth_file")
+def _read_secret_file(
+    values: dict[str, Any], names: dict[str, str], file_field: str, value_field: str
+) -> None:
+    """Read the credentials file ``file_field`` now, into ``value_field``: the secret is in
+    memory only and never printed; the file's problems name the setting, never its content."""
+    path = values.get(file_field)
     if not isinstance(path, (str, Path)) or str(path) in ("", "none"):
         return  # unset, or of a wrong type that validation reports
-    name = names["zookeeper_auth_file"]
-    if values.get("zookeeper_auth") not in (None, ""):
-        raise ConfigError(f"{name}: give it or {names['zookeeper_auth']}, not both")
+    name = names[file_field]
+    if values.get(value_field) not in (None, ""):
+        raise ConfigError(f"{name}: give it or {names[value_field]}, not both")
     try:
         text = read_regular(Path(path), _AUTH_FILE_LIMIT).decode("utf-8")
     except UnicodeDecodeError:
@@ -94,5 +127,5 @@ def _read_auth_file(values: dict[str, Any], names: dict[str, str]) -> None:
     secret = text.removesuffix("\n").removesuffix("\r")
     if ":" not in secret:
         raise ConfigError(f"{name}: {path} does not hold user:password")
-    values["zookeeper_auth"] = secret
-    names["zookeeper_auth"] = name
+    values[value_field] = secret
+    names[value_field] = name

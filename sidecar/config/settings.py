@@ -16,6 +16,8 @@ from sidecar.config.fields import (
     OperationsFields,
     ReconcileFields,
     RegistryFields,
+    SaslFields,
+    TlsFields,
 )
 from sidecar.syntax import parse_port, quote, servers, valid_host
 
@@ -35,6 +37,8 @@ class Settings(
     ReconcileFields,
     AdvertisingFields,
     ContainerFields,
+    SaslFields,
+    TlsFields,
     RegistryFields,
 ):
     """Every setting; docs/configuration.md, generated from them, lists them by concern."""
@@ -69,7 +73,7 @@ class Settings(
                 raise ValueError(f"'{value}' is not HOST:PORT")
         return value
 
-    @field_validator("zookeeper_auth")
+    @field_validator("zookeeper_auth", "zookeeper_sasl")
     @classmethod
     def _digest(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and ":" not in value.get_secret_value():
@@ -157,6 +161,10 @@ class Settings(
             raise ValueError(
                 "{container} names the app of a per-app sidecar: not with {scope} host"
             )
+        if not self.zookeeper_tls_ca:
+            for name in ("zookeeper_tls_cert", "zookeeper_tls_key"):
+                if getattr(self, name):
+                    raise ValueError(f"{{{name}}} is for TLS: give {{zookeeper_tls_ca}} too")
         if self.proxy_capture and not self.proxy_listen:
             raise ValueError("{proxy_capture} redirects to the proxy: give {proxy_listen}")
         if self.proxy_capture and not _serves_loopback(self.proxy_listen):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar.acls import digest_identity, fix_command, others_may_change
+from sidecar.acls import fix_command, identities, others_may_change
 from sidecar.fleet.indexer import ELECTION, FLEET_ROOT, MEMBERS, WORK
 from sidecar.model import AclEntry
 from sidecar.records import RECORDS_ROOT, records_parent
@@ -30,12 +30,14 @@ class AclCheck:
         engine: str,
         fleet: bool,
         credentials: str | None,
+        sasl: str | None = None,
     ) -> None:
-        """``credentials``: ``user:password`` of --zookeeper-auth (None: none)."""
+        """``credentials``, ``sasl``: ``user:password`` of --zookeeper-auth and of
+        --zookeeper-sasl (None: none)."""
         self._registry = registry
         self._events = events
         self._count = count
-        self._own = digest_identity(credentials) if credentials else None
+        self._own = identities(credentials, sasl)
         self._paths = [TOP, LEASE_ROOT, f"{LEASE_ROOT}/{engine}", RECORDS_ROOT,
                        records_parent(engine)]  # fmt: skip
         if fleet:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-from sidecar.config import ConfigError, Settings
+from sidecar.config import ConfigError, Settings, tls_files
 from sidecar.fleet.indexer import FLEET_ROOT, Indexer
 from sidecar.loop.acl_check import AclCheck
 from sidecar.loop.apply import Applier
@@ -43,6 +43,7 @@ from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
 from sidecar.sources.host import interface_addresses
 from sidecar.sources.probe import Prober
 from sidecar.syntax import servers
+from sidecar.tls import ClientTls
 
 
 class Unreachable(Exception):
@@ -59,16 +60,18 @@ def assemble(
     roots = Roots(settings)
     dirty = Dirty(roots.all, roots.source_of, FLEET_ROOT if settings.fleet else None)
     stopping = threading.Event()
+    tls = _tls(settings)
     registry = ZooKeeperRegistry(
         settings.zookeeper, settings.session_timeout, on_change=dirty.path_changed,
         on_connection=dirty.connection_changed, resume=persistence.resume(), stopping=stopping,
-        digest=_digest(settings), mark=capture.mark if settings.proxy_capture else None,
+        digest=_digest(settings), sasl=_sasl(settings), tls=tls,
+        mark=capture.mark if settings.proxy_capture else None,
         jute_maxbuffer=settings.jute_maxbuffer,
     )  # fmt: skip
     engine = _engine(settings, environ)
     metrics = Metrics()
     mapper = InventoryMapper() if settings.proxy_listen else None
-    proxy = _proxy(settings, mapper, metrics) if mapper else None
+    proxy = _proxy(settings, mapper, metrics, tls) if mapper else None
     prober = (
         Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
     )
@@ -89,7 +92,7 @@ def assemble(
             raise ConfigError(f"{settings.name_of('listen')}: {exc}") from None
 
     def parts_for(engine_id: str, stop: threading.Event) -> Parts:
-        origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
+        origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port, tls=tls)
         parts = build_parts(
             settings, engine_id, registry, origins, engine, static, roots, persistence, events,
             metrics, prober, stop.is_set,
@@ -132,7 +135,9 @@ def _sources(
     return sources
 
 
-def _proxy(settings: Settings, mapper: InventoryMapper, metrics: Metrics) -> ProxyServer:
+def _proxy(
+    settings: Settings, mapper: InventoryMapper, metrics: Metrics, tls: ClientTls | None
+) -> ProxyServer:
     """The app's ZooKeeper proxy, listening (and capturing) before anything else starts: the
     app may be starting too. Raises ConfigError (the address) and CaptureError."""
     [(host, port)] = servers(settings.proxy_listen)
@@ -140,7 +145,7 @@ def _proxy(settings: Settings, mapper: InventoryMapper, metrics: Metrics) -> Pro
         (host.strip("[]"), port), mapper, structlog.get_logger("sidecar"),
         servers=servers(settings.zookeeper), services_roots=settings.services_root,
         capture_ports=settings.proxy_capture, jute_maxbuffer=settings.jute_maxbuffer,
-        pass_unmapped=settings.proxy_pass_unmapped, counters=metrics.proxy,
+        pass_unmapped=settings.proxy_pass_unmapped, counters=metrics.proxy, tls=tls,
     )  # fmt: skip
     try:
         proxy.start()
@@ -172,7 +177,7 @@ def fleet_once(settings: Settings) -> tuple[list[FleetMember], dict[str, str]]:
     """``status --fleet``: the fleet's live members, from the registry alone."""
     registry = ReadOnlyRegistry(
         settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
-        digest=_digest(settings),
+        digest=_digest(settings), sasl=_sasl(settings), tls=_tls(settings),
     )  # fmt: skip
     try:
         registry.connect(settings.connect_timeout)
@@ -197,7 +202,7 @@ class _OnePass:
         self._static = static_source.at_start(settings.static_file, settings.static_ports)
         self._registry = ReadOnlyRegistry(
             settings.zookeeper, settings.session_timeout, lambda _: None, lambda _: None,
-            digest=_digest(settings),
+            digest=_digest(settings), sasl=_sasl(settings), tls=_tls(settings),
         )  # fmt: skip
         self._engine = _engine(settings, environ)
         self._settings = settings
@@ -213,7 +218,9 @@ class _OnePass:
             self.__exit__()
             raise Unreachable(str(exc)) from None
         settings = self._settings
-        origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port)
+        origins = SessionOrigins(
+            settings.zookeeper, settings.zookeeper_admin_port, tls=_tls(settings)
+        )
         parts = build_parts(
             settings, engine_id, self._registry, origins, engine, self._static, Roots(settings),
             Persistence(None, self._events), self._events, Metrics(), None, lambda: False,
@@ -260,7 +267,7 @@ def build_parts(
     observer = Observer(registry, origins, roots, settings.host_address,
                         member=settings.fleet)  # fmt: skip
     acl_check = AclCheck(registry, events, metrics.coordination_open.set, engine_id,
-                         settings.fleet, _digest(settings))  # fmt: skip
+                         settings.fleet, _digest(settings), _sasl(settings))  # fmt: skip
     parts = Parts(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
         inventory, lease, observer, Applier(registry, events, metrics), persistence, Retries(),
@@ -284,3 +291,12 @@ def _engine(settings: Settings, environ: Mapping[str, str]) -> DockerEngine | No
 
 def _digest(settings: Settings) -> str | None:
     return settings.zookeeper_auth.get_secret_value() if settings.zookeeper_auth else None
+
+
+def _tls(settings: Settings) -> ClientTls | None:
+    files = tls_files(settings)
+    return ClientTls(files) if files else None
+
+
+def _sasl(settings: Settings) -> str | None:
+    return settings.zookeeper_sasl.get_secret_value() if settings.zookeeper_sasl else None

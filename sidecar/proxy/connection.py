@@ -46,6 +46,10 @@ _OPERATION_TIMEOUT = -7  # ZooKeeper's OPERATIONTIMEOUT: clients retry the opera
 _REPLY_HEADER = struct.Struct(">iqi")  # xid, zxid, err
 
 
+# A TLS record's first byte when it carries a handshake (a ClientHello opens every one).
+TLS_HANDSHAKE = b"\x16"
+
+
 @dataclass
 class Budget:
     """Bytes buffered for unfinished requests, over every connection of one proxy."""
@@ -96,6 +100,7 @@ class Connection:
         self._client_paused: set[str] = set()
         self._on_closed = on_closed
         self.closed = False
+        self.spoke_tls = False  # the client began a TLS handshake: refused
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -142,6 +147,14 @@ class Connection:
 
     def from_client(self, data: bytes) -> None:
         self.counters.relayed("requests", len(data))
+        if self._connect_request and not self._early and data[:1] == TLS_HANDSHAKE:
+            # A ClientHello where a ConnectRequest belongs (whose first byte, of its length,
+            # is 0): the app speaks TLS itself, which the proxy cannot relay. Said plainly,
+            # not left to wait for a frame of 369 MB.
+            self.spoke_tls = True
+            self.log.warning("proxy_client_tls", client=_peer(self.client))
+            self.close("request: the client speaks TLS (the proxy takes plaintext)")
+            return
         if self.upstream is None:
             # Reading was paused in connection_made, but asyncio's selector transport (Python
             # 3.11) starts reading right after that callback all the same: what comes now (a
@@ -358,3 +371,8 @@ class Connection:
         answers = self._own_answers()
         if answers and self.client is not None and not self.closed:
             self.client.write(b"".join(answers))
+
+
+def _peer(transport: asyncio.Transport | None) -> str:
+    peer = transport.get_extra_info("peername") if transport else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unknown"

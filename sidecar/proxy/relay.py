@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import itertools
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,7 @@ from sidecar.proxy.mapper import Mapper
 from sidecar.proxy.names import Names
 from sidecar.proxy.repoint import Registrations
 from sidecar.proxy.rewrite import Rewriter
+from sidecar.tls import ClientTls, TlsProblem
 
 CONNECT_TIMEOUT = 3.0
 # Bytes of unfinished requests buffered over every connection at most: a connection that
@@ -42,7 +44,8 @@ class ProxyServer:
     redirected to the proxy (see ``capture``), each connection then going where it was going;
     ``jute_maxbuffer``: the servers' limit (a larger request closes its connection);
     ``pass_unmapped``: writes naming the app's endpoints that cannot be published go as they
-    are, instead of being refused.
+    are, instead of being refused; ``tls``: the upstream connections use TLS (the app speaks
+    plaintext to the proxy, which adds TLS and the client certificate).
     """
 
     def __init__(
@@ -57,8 +60,11 @@ class ProxyServer:
         jute_maxbuffer: int = jute.MAXBUFFER,
         pass_unmapped: bool = False,
         counters: Counters | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.mapper = mapper
+        self.tls = tls
+        self._tls_refused = ""  # the TLS refusal last logged, said once
         self.counters = counters or NoCounters()
         self.pass_unmapped = pass_unmapped
         self.budget = Budget(BUFFERED)
@@ -79,6 +85,7 @@ class ProxyServer:
         self._servers: list[asyncio.Server] = []
         self._following: asyncio.Task[None] | None = None
         self.unreachable = ""  # why the last upstream connection failed ("": it did not)
+        self.client_tls = ""  # an app speaking TLS to the proxy, until a session passes again
 
     def start(self) -> None:
         """Listen (raising OSError if an address cannot be bound, CaptureError if loopback
@@ -127,6 +134,8 @@ class ProxyServer:
             reasons.append(f"proxy: {missing}")
         if self.unreachable:
             reasons.append(f"proxy: no ZooKeeper server reachable: {self.unreachable}")
+        if self.client_tls:
+            reasons.append(f"proxy: {self.client_tls}")
         return reasons
 
     def _run(self, socks: list[socket.socket], started: threading.Event) -> None:
@@ -173,7 +182,7 @@ class ProxyServer:
         log = self.log.bind(connection=next(self._numbers), client=_format(peer))
         rewriter = Rewriter(self.names, log, self.pass_unmapped, self.counters,
                             self.registrations)  # fmt: skip
-        connection = Connection(rewriter, self.mapper, self.max_frame, self._connections.discard,
+        connection = Connection(rewriter, self.mapper, self.max_frame, self._closed,
                                 self.budget, self.counters)  # fmt: skip
         self._connections.add(connection)
         targets = self._targets(transport.get_extra_info("socket"))
@@ -181,6 +190,16 @@ class ProxyServer:
         self._opening.add(opening)
         opening.add_done_callback(self._opening.discard)
         return connection
+
+    def _closed(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+        if connection.spoke_tls:
+            self.client_tls = (
+                "an app spoke TLS to it (the sidecar adds TLS to the ensemble: give the app "
+                "plaintext to the proxy's address)"
+            )
+        elif connection.rewriter.session:
+            self.client_tls = ""
 
     def _targets(self, sock: socket.socket) -> list[tuple[str, int]]:
         if self._capture_ports:
@@ -201,9 +220,16 @@ class ProxyServer:
                 if connection.closed:  # the client went away meanwhile
                     sock.close()
                     return
+                context = self._upstream_tls()
                 transport, _ = await loop.create_connection(
-                    lambda: UpstreamSide(connection), sock=sock
-                )
+                    lambda: UpstreamSide(connection), sock=sock, ssl=context,
+                    server_hostname=self._server_name(host) if context else None,
+                    ssl_handshake_timeout=CONNECT_TIMEOUT if context else None,
+                )  # fmt: skip
+            except TlsProblem as exc:
+                sock.close()
+                problems.append(f"{_format((host, port))}: TLS: {exc.reason}")
+                continue
             except OSError as exc:
                 problems.append(f"{_format((host, port))}: {exc.strerror or exc or 'timed out'}")
                 continue
@@ -217,6 +243,27 @@ class ProxyServer:
         self.unreachable = "; ".join(problems) or "no server to connect to"
         connection.log.warning("proxy_upstream_unreachable", reason=self.unreachable)
         connection.close("no upstream")
+
+    def _upstream_tls(self) -> ssl.SSLContext | None:
+        """The TLS context for the next upstream connection (None: plaintext); TlsProblem,
+        logged once per problem, when the files as they are now cannot be used."""
+        if self.tls is None:
+            return None
+        try:
+            context, changed = self.tls.context()
+        except TlsProblem as exc:
+            if exc.reason != self._tls_refused:
+                self._tls_refused = exc.reason
+                self.log.error("zookeeper_tls_refused", setting=exc.flag, problem=exc.reason)
+            raise
+        self._tls_refused = ""
+        if changed:
+            self.log.info("zookeeper_tls_reloaded", ca=str(self.tls.files.ca))
+        return context
+
+    def _server_name(self, host: str) -> str:
+        # An empty name turns asyncio's check of the server's name off (the CA still counts).
+        return host.strip("[]") if self.tls and self.tls.files.verify_hostname else ""
 
     async def _connect(self, host: str, port: int) -> socket.socket:
         loop = asyncio.get_running_loop()

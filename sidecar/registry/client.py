@@ -16,15 +16,10 @@ from kazoo.security import CREATOR_ALL_ACL, OPEN_ACL_UNSAFE
 
 from sidecar.model import Connection
 from sidecar.registry.cache import ReadCache
-from sidecar.registry.connection import (
-    MarkingHandler,
-    PollingHandler,
-    held,
-    rearm,
-    send_together,
-)
+from sidecar.registry.connection import PollingHandler, held, rearm, send_together
 from sidecar.registry.internals import fast_path_allowed
 from sidecar.registry.outcomes import JUTE_MAXBUFFER, Drops, Failed, Interrupted, acl_size
+from sidecar.tls import ClientTls
 
 # Pipelined reads: enough in flight to hide round trips, few enough to bound memory.
 _PIPELINE_DEPTH = 500
@@ -46,18 +41,23 @@ class Session:
         digest: str | None = None,
         mark: Callable[[socket.socket], None] | None = None,
         jute_maxbuffer: int = JUTE_MAXBUFFER,
+        tls: ClientTls | None = None,
+        sasl: str | None = None,
     ) -> None:
         """``resume``: the (session id, password) of a session to continue, if still alive;
         ``stopping``: set when requests should no longer be waited for; ``digest``:
         ``user:password`` credentials, which also make created nodes CREATOR_ALL; ``mark``:
         applied to each connection (so that the proxy's capture lets the sidecar's own pass);
-        ``jute_maxbuffer``: the largest request the servers take, bytes."""
+        ``jute_maxbuffer``: the largest request the servers take, bytes; ``tls``: what each
+        connection to the servers is secured with (None: plaintext); ``sasl``: ``user:password``
+        authenticated with SASL DIGEST-MD5, which also make created nodes CREATOR_ALL (the
+        server turns that into ``sasl:<user>``)."""
         self._on_change = on_change
         self._on_connection = on_connection
         self._stopping = stopping or threading.Event()
         self._known_parents: set[str] = set()
         self._absent: set[str] = set()  # nodes watched for their creation
-        self._acl = CREATOR_ALL_ACL if digest else None
+        self._acl = CREATOR_ALL_ACL if digest or sasl else None
         self._acl_size = acl_size(self._acl or OPEN_ACL_UNSAFE)
         self._max_request = jute_maxbuffer
         self._drops = Drops()
@@ -65,7 +65,7 @@ class Session:
         self._cache = ReadCache()
         # The session and the (data, child) watches held when the connection last dropped.
         self._held: tuple[int, set[str], set[str]] | None = None
-        self._handler = MarkingHandler(mark) if mark else PollingHandler()
+        self._handler = PollingHandler(mark, tls)
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
@@ -74,6 +74,7 @@ class Session:
             connection_retry=KazooRetry(max_tries=-1, max_delay=5),
             command_retry=KazooRetry(max_tries=3, max_delay=2),
             handler=self._handler,
+            sasl_options=_sasl_options(sasl) if sasl else None,
         )
         # With kazoo's private internals as tested: requests sent together, watches set again
         # on a resumed session. Else kazoo's own loop, and a full re-read after a reconnect.
@@ -215,3 +216,8 @@ class Session:
     def _rearm_failed(self) -> None:
         # The watches may not be set: behave as after a new session (read everything).
         self._on_connection(Connection.CONNECTED)
+
+
+def _sasl_options(credentials: str) -> dict[str, str]:
+    user, _, password = credentials.partition(":")
+    return {"mechanism": "DIGEST-MD5", "username": user, "password": password}

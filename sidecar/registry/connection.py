@@ -1,21 +1,26 @@
 """The ZooKeeper client's connection: waits that cost one poll(2) each, sockets marked past
-the proxy's capture, and the watches a resumed session gets back in one request (kazoo
-forgets them when the connection drops; ZooKeeper's own clients send them again with the
-last zxid seen, and the servers then fire exactly the ones whose nodes changed meanwhile).
+the proxy's capture and secured with TLS when asked, and the watches a resumed session gets
+back in one request (kazoo forgets them when the connection drops; ZooKeeper's own clients
+send them again with the last zxid seen, and the servers then fire exactly the ones whose
+nodes changed meanwhile).
 The sends and the watches use kazoo's private internals: internals.py checks them first."""
 
 from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import structlog
 from kazoo.client import KazooClient
 from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.protocol.connection import ConnectionHandler
 from kazoo.protocol.serialization import Auth, int_struct, long_struct, write_string
+
+from sidecar.tls import ClientTls, TlsProblem
 
 SET_WATCHES = 101
 # Paths per setWatches request, in bytes (as ZooKeeper's Java client chunks them): far below
@@ -30,9 +35,18 @@ class PollingHandler(SequentialThreadingHandler):  # type: ignore[misc]
     waits two or three times per request and per reply: that was half the CPU of a pipelined
     read. poll has no limit on descriptor numbers either."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, mark: Callable[[socket.socket], None] | None = None, tls: ClientTls | None = None
+    ) -> None:
+        """``mark``: applied to each socket before it connects (the proxy's capture decides on
+        the first packet, and lets the sidecar's own connections pass); ``tls``: what each
+        connection is made with, read again from the files when they change."""
         super().__init__()
         self._connection_thread: threading.Thread | None = None
+        self._mark = mark
+        self._tls = tls
+        self._refused: str | None = None  # the TLS refusal last logged, said once
+        self._failed: str | None = None  # the TLS handshake failure last logged, said once
 
     @property
     def connection_alive(self) -> bool:
@@ -58,6 +72,50 @@ class PollingHandler(SequentialThreadingHandler):  # type: ignore[misc]
     ) -> tuple[list[Any], list[Any], list[Any]]:
         return poll_select(rlist, wlist, timeout)
 
+    def create_connection(
+        self, address: tuple[str, int], timeout: float | None = None, **options: Any
+    ) -> socket.socket:
+        if self._mark is None and self._tls is None:
+            return super().create_connection(address=address, timeout=timeout, **options)  # type: ignore[no-any-return]
+        family, kind, proto, _, target = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
+        connection = socket.socket(family, kind, proto)
+        try:
+            if self._mark:
+                self._mark(connection)
+            connection.settimeout(timeout)
+            connection.connect(target)
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls:
+                return self._secured(connection, options.get("hostname") or address[0])
+        except OSError:
+            connection.close()
+            raise
+        return connection
+
+    def _secured(self, connection: socket.socket, hostname: str) -> socket.socket:
+        """The connection with TLS as the files say now; a file that cannot be used refuses
+        this connection (kazoo tries again later; the session lives on meanwhile)."""
+        assert self._tls is not None
+        log = structlog.get_logger("sidecar")
+        try:
+            _, changed = self._tls.context()
+        except TlsProblem as exc:
+            if exc.reason != self._refused:
+                self._refused = exc.reason
+                log.error("zookeeper_tls_refused", setting=exc.flag, problem=exc.reason)
+            raise OSError(exc.reason) from None
+        self._refused = None
+        if changed:
+            log.info("zookeeper_tls_reloaded", ca=str(self._tls.files.ca))
+        try:
+            return self._tls.wrap(connection, hostname)
+        except ssl.SSLError as exc:
+            problem = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            if problem != self._failed:  # kazoo tries again and again: said once
+                self._failed = problem
+                log.error("zookeeper_tls_handshake_failed", server=hostname, problem=problem)
+            raise
+
 
 def poll_select(
     rlist: list[Any], wlist: list[Any], timeout: float | None = None
@@ -71,6 +129,11 @@ def poll_select(
     for pairs, mask in ((reads, select.POLLIN), (writes, select.POLLOUT)):
         for _, fd in pairs:
             wanted[fd] = wanted.get(fd, 0) | mask
+    # A TLS socket may hold records already read from its descriptor: readable now, though
+    # poll would wait (for the next heartbeat's reply, seconds later) before saying so.
+    buffered = {id(obj) for obj, _ in reads if isinstance(obj, ssl.SSLSocket) and obj.pending()}
+    if buffered:
+        timeout = 0.0
     poller = select.poll()
     for fd, mask in wanted.items():
         poller.register(fd, mask)
@@ -79,7 +142,9 @@ def poll_select(
         raise ValueError("Invalid event mask or fd")
     # A hung-up or failed socket counts as ready: reading or writing it reports the error.
     broken = select.POLLHUP | select.POLLERR
-    readable = [o for o, fd in reads if ready.get(fd, 0) & (select.POLLIN | broken)]
+    readable = [
+        o for o, fd in reads if ready.get(fd, 0) & (select.POLLIN | broken) or id(o) in buffered
+    ]
     writable = [o for o, fd in writes if ready.get(fd, 0) & (select.POLLOUT | broken)]
     return readable, writable, []
 
@@ -89,30 +154,6 @@ def _fd(obj: Any) -> int:
     if fd < 0:  # a socket closed meanwhile
         raise ValueError("Invalid event mask or fd")
     return fd
-
-
-class MarkingHandler(PollingHandler):
-    """The polling handler, marking each socket before it connects (a redirect is decided on
-    the first packet). The sidecar does not speak TLS to ZooKeeper."""
-
-    def __init__(self, mark: Callable[[socket.socket], None]) -> None:
-        super().__init__()
-        self._mark = mark
-
-    def create_connection(
-        self, address: tuple[str, int], timeout: float | None = None, **options: Any
-    ) -> socket.socket:
-        family, kind, proto, _, target = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
-        connection = socket.socket(family, kind, proto)
-        try:
-            self._mark(connection)
-            connection.settimeout(timeout)
-            connection.connect(target)
-        except OSError:
-            connection.close()
-            raise
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
 
 
 class _SetWatches:

@@ -22,6 +22,7 @@ from typing import TypeGuard
 from sidecar.model import Origin, Origins
 from sidecar.netio import ask, http_request
 from sidecar.syntax import servers, shorten
+from sidecar.tls import ClientTls
 
 _CONS_LINE = re.compile(r"^\s*/(?P<address>.+):\d+\[\d+\]\((?P<stats>.*)\)\s*$")
 _SESSION = re.compile(r"(?:^|,)sid=0x(?P<sid>[0-9a-fA-F]{1,16})(?:,|$)")
@@ -53,11 +54,21 @@ class _Answer:
 class SessionOrigins:
     """Asks the servers of one ensemble where sessions connect from."""
 
-    def __init__(self, connect_string: str, admin_port: int, timeout: float = 3.0) -> None:
-        """``timeout``: for each server, the time to answer everything it is asked."""
+    def __init__(
+        self,
+        connect_string: str,
+        admin_port: int,
+        timeout: float = 3.0,
+        tls: ClientTls | None = None,
+    ) -> None:
+        """``timeout``: for each server, the time to answer everything it is asked; ``tls``:
+        the servers are asked over TLS (the four-letter words on their secure client ports,
+        which ZooKeeper answers there as on plaintext ones; the AdminServer over HTTPS)."""
         self._servers = servers(connect_string)
         self._admin_port = admin_port
         self._timeout = timeout
+        self._tls = tls
+        self._names: dict[tuple[str, int], str] = {}  # the name each address was resolved from
         self._executor: ThreadPoolExecutor | None = None
 
     def fetch(self) -> Origins | None:
@@ -65,7 +76,7 @@ class SessionOrigins:
         server refuses to say (then nothing can be proven either way)."""
         unresolved: list[str] = []
         answers: dict[tuple[str, int], _Answer] = {}
-        targets = _resolved(self._servers, unresolved)
+        targets = _resolved(self._servers, unresolved, self._names)
         pool = self._pool()
         # The members are the ensemble's: one server that publishes them is asked, while
         # every server is asked for its connections.
@@ -73,7 +84,7 @@ class SessionOrigins:
         while targets:
             answers.update(zip(targets, pool.map(self._ask, targets), strict=True))
             found, members = (members.result() if members else []), None
-            targets = [t for t in _resolved(found, unresolved) if t not in answers]
+            targets = [t for t in _resolved(found, unresolved, self._names) if t not in answers]
         if answers and all(answer.refused for answer in answers.values()):
             return None
         sessions: dict[int, Origin] = {}
@@ -102,7 +113,7 @@ class SessionOrigins:
             return _Answer(self._from_cons(address, port, deadline))
         except NotAllowed:
             try:
-                return _Answer(self._from_admin(address, deadline))
+                return _Answer(self._from_admin(address, deadline, self._names.get(target)))
             except NotAllowed as exc:
                 return _Answer(None, f"does not tell ({shorten(str(exc), 80)})", refused=True)
             except (OSError, ValueError) as exc:
@@ -116,13 +127,13 @@ class SessionOrigins:
         deadline = time.monotonic() + self._timeout
         for address, port in targets:
             try:
-                return parse_members(_word(address, port, b"conf", deadline), port)
+                return parse_members(self._word(address, port, b"conf", deadline), port)
             except (OSError, ValueError):
                 continue
         return []
 
     def _from_cons(self, address: str, port: int, deadline: float) -> dict[int, str]:
-        text = _word(address, port, b"cons", deadline)
+        text = self._word(address, port, b"cons", deadline)
         if "not in the whitelist" in text or "not executed" in text:
             raise NotAllowed(text.strip())
         if _NOT_SERVING in text:
@@ -131,12 +142,23 @@ class SessionOrigins:
             raise OSError("not serving requests now")
         return parse_cons(text)
 
-    def _from_admin(self, address: str, deadline: float) -> dict[int, str]:
+    def _word(self, address: str, port: int, word: bytes, deadline: float) -> str:
+        tls, name = self._tls, self._names.get((address, port), address)
+        secure = (lambda plain: tls.wrap(plain, name)) if tls else None
+        answer = ask(address, port, word, _remaining(deadline), _ANSWER_LIMIT, secure)
+        return answer.decode("utf-8", errors="replace")
+
+    def _from_admin(self, address: str, deadline: float, name: str | None) -> dict[int, str]:
+        """``name``: the name ``address`` was resolved from, which its certificate gives."""
         if not self._admin_port:
             raise NotAllowed("AdminServer disabled by configuration")
-        url = f"http://{_shown(address)}:{self._admin_port}/commands/connections"
+        scheme = "https" if self._tls else "http"
+        url = f"{scheme}://{_shown(address)}:{self._admin_port}/commands/connections"
         try:
-            answer = http_request(url, _remaining(deadline), _ANSWER_LIMIT)
+            context = self._tls.context()[0] if self._tls else None
+            answer = http_request(
+                url, _remaining(deadline), _ANSWER_LIMIT, context=context, server_name=name
+            )
         except TimeoutError:
             raise  # a server that is too slow did not answer; one refusing does not tell
         except OSError as exc:
@@ -149,11 +171,6 @@ class SessionOrigins:
             raise ValueError("AdminServer: not a connections answer") from None
 
 
-def _word(address: str, port: int, word: bytes, deadline: float) -> str:
-    answer = ask(address, port, word, _remaining(deadline), _ANSWER_LIMIT)
-    return answer.decode("utf-8", errors="replace")
-
-
 def _remaining(deadline: float) -> float:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -161,9 +178,11 @@ def _remaining(deadline: float) -> float:
     return remaining
 
 
-def _resolved(hosts: list[tuple[str, int]], unresolved: list[str]) -> list[tuple[str, int]]:
+def _resolved(
+    hosts: list[tuple[str, int]], unresolved: list[str], names: dict[tuple[str, int], str]
+) -> list[tuple[str, int]]:
     """Every (address, port) the hosts resolve to, in order, once each; what cannot be
-    resolved is added to ``unresolved``."""
+    resolved is added to ``unresolved``, the name each was resolved from to ``names``."""
     found: dict[tuple[str, int], None] = {}
     for host, port in hosts:
         try:
@@ -172,7 +191,9 @@ def _resolved(hosts: list[tuple[str, int]], unresolved: list[str]) -> list[tuple
             unresolved.append(f"{_shown(host)}:{port} cannot be resolved ({exc})")
             continue
         for info in infos:
-            found.setdefault((_normal(str(info[4][0])), port), None)
+            target = (_normal(str(info[4][0])), port)
+            found.setdefault(target, None)
+            names.setdefault(target, host.strip("[]"))
     return list(found)
 
 

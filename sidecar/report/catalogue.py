@@ -150,6 +150,31 @@ EVENTS: dict[str, Event] = {
     "zookeeper_answering": Event(
         _Z, "A pass succeeded again after `zookeeper_pass_failed`.", "The registry answers again."
     ),
+    "zookeeper_tls_refused": Event(
+        _Z,
+        "A connection to ZooKeeper was not made: a TLS file (`setting`) cannot be used now; "
+        "`problem` says why (expired, another CA, not the certificate's key, unreadable). "
+        "The session lives on while it can; said once per problem.",
+        "A certificate or key rotated on disk to one that does not verify, or half written.",
+        "Put a certificate that verifies against the CA (and its key) in place: the next "
+        "attempt, within seconds, reads the files again.",
+    ),
+    "zookeeper_tls_handshake_failed": Event(
+        _Z,
+        "The TLS handshake with a ZooKeeper server failed (`server`, `problem`); the next "
+        "server is tried. Said once per problem.",
+        "The server's certificate does not verify against `--zookeeper-tls-ca`, does not "
+        "name the host or address of the connect string, or the server refused the client "
+        "certificate; or the port is not a `secureClientPort`.",
+        "Give the CA that signed the servers' certificates; name the servers as their "
+        "certificates do, or add `--zookeeper-tls-no-verify-hostname` for addresses the "
+        "certificates do not list.",
+    ),
+    "zookeeper_tls_reloaded": Event(
+        _Z,
+        "The TLS files changed on disk and verify: the connection just made uses them.",
+        "A certificate, key or CA bundle rotated (a secret updated in place).",
+    ),
     "session_resumed": Event(
         _Z,
         "The ZooKeeper session was recorded in the state file.",
@@ -295,6 +320,15 @@ EVENTS: dict[str, Event] = {
         _F, "The fleet works again after `fleet_failed`.", "The error cleared."
     ),
     # -- proxy mode
+    "proxy_client_tls": Event(
+        _P,
+        "An app began a TLS handshake with the proxy: its connection was closed, and /readyz "
+        "says so until a session passes through the proxy again.",
+        "The app has its own ZooKeeper TLS settings (e.g. `zookeeper.client.secure=true`) "
+        "while the sidecar adds TLS to the ensemble.",
+        "Turn the app's ZooKeeper TLS off: it speaks plaintext on loopback to the proxy, "
+        "which connects to the ensemble with `--zookeeper-tls-ca` and the client certificate.",
+    ),
     "proxy_listening": Event(_P, "The proxy accepts the app's connections.", "Start."),
     "proxy_connection_opened": Event(
         _P, "An app connection was relayed to a server.", "The app's client connected."

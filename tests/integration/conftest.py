@@ -18,8 +18,10 @@ from testbed import provider as provider_script
 from testbed.base_image import build_sample_app, ensure_base_image, from_line
 from testbed.curator import CuratorPeer
 from testbed.engine import RUN_LABEL, DockerEngine, ensure_docker_engine, remove_labelled
+from testbed.ensemble import ZooKeeperEnsemble
 from testbed.images import run_python, wait_for_line
 from testbed.sidecar_process import SidecarProcess
+from testbed.tls import ServerTls
 from testbed.zookeeper import ZooKeeperServer
 
 from .helpers import removed_at_end
@@ -50,6 +52,35 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperSer
     """A standalone ZooKeeper on all addresses, so that containers reach it via the gateway."""
     with ZooKeeperServer(tmp_path_factory.mktemp("zookeeper"), bind="0.0.0.0") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> ServerTls:
+    """A CA, the TLS servers' certificate and a client certificate, made once."""
+    return ServerTls.made_in(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def tls_ensemble(
+    tmp_path_factory: pytest.TempPathFactory, pki: ServerTls
+) -> Iterator[ZooKeeperEnsemble]:
+    """Three TLS-only servers (Netty, `secureClientPort`, `ssl.clientAuth=need`) on all
+    addresses (containers reach them via the gateway), shared by the TLS tests."""
+    work = tmp_path_factory.mktemp("tls-ensemble")
+    with ZooKeeperEnsemble(work, bind="0.0.0.0", tls=pki) as servers:
+        yield servers
+
+
+@pytest.fixture
+def tls_registry(tls_ensemble: ZooKeeperEnsemble, pki: ServerTls) -> Iterator[KazooClient]:
+    """The test's own client of the TLS ensemble, with the client certificate."""
+    client = KazooClient(hosts=tls_ensemble.connect_string, timeout=10.0, **pki.kazoo_options())
+    client.start(timeout=15)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +157,7 @@ def start_provider(
         network_mode: str | None = None,
         wait: bool = True,
         labels: dict[str, str] | None = None,
+        volumes: dict[str, str] | None = None,
     ) -> Container:
         """``on``: another Docker Engine; ``connect``: ZooKeeper as seen from the container;
         the rest as in ``testbed.images.run_python``; ``wait``: until it has registered."""
@@ -145,6 +177,7 @@ def start_provider(
             ports=ports,
             network=network,
             network_mode=network_mode,
+            volumes=volumes,
         )
         started.append(container)
         if wait:

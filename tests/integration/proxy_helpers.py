@@ -17,6 +17,7 @@ from sidecar import urls
 from sidecar.model import Container, Endpoint
 from sidecar.proxy import InventoryMapper, ProxyServer
 from sidecar.sources.static import StaticMapping
+from sidecar.tls import ClientTls
 from testbed.dubbo_url import provider_node_name, provider_url
 from testbed.polling import wait_until
 
@@ -133,12 +134,13 @@ def proxy_for(
     *,
     port: int = 0,
     services_root: str = "/services",
+    tls: ClientTls | None = None,
 ) -> ProxyServer:
     """A started in-process proxy for ``servers`` on ``port`` (any free one unless given),
     the app's mapping unless ``mapper``."""
     proxy = ProxyServer(
         ("127.0.0.1", port), mapper or app_mapper(), events.logger(), servers=list(servers),
-        services_roots=[services_root],
+        services_roots=[services_root], tls=tls,
     )  # fmt: skip
     proxy.start()
     return proxy

@@ -49,8 +49,8 @@ POD_OVERRIDE = """\
 """
 EXAMPLES = [
     "per-app/docker-compose.yml", "per-host/docker-compose.yml",
-    "per-host/docker-compose.socket-proxy.yml", "proxy/docker-compose.yml",
-    "proxy/docker-compose.capture.yml",
+    "per-host/docker-compose.socket-proxy.yml", "per-host/docker-compose.tls.yml",
+    "proxy/docker-compose.yml", "proxy/docker-compose.capture.yml",
 ]  # fmt: skip
 
 

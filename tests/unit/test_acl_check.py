@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar.acls import digest_identity, others_may_change
+from sidecar.acls import digest_identity, fix_command, identities, others_may_change
 from sidecar.loop.acl_check import TOP
 from sidecar.loop.dirty import Work
 from sidecar.model import AclEntry
@@ -61,8 +61,17 @@ def test_whose_changes_count() -> None:
         AclEntry("world", "anyone", 1), AclEntry("digest", OWN, 31),
         AclEntry("ip", "10.0.0.0/8", 2), AclEntry("digest", "other:xyz", 8),
     ]  # fmt: skip
-    assert [str(e) for e in others_may_change(acl, OWN)] == [
+    assert [str(e) for e in others_may_change(acl, {("digest", OWN)})] == [
         "ip:10.0.0.0/8:w",
         "digest:other:xyz:d",
     ]
-    assert len(others_may_change(acl, None)) == 3
+    assert len(others_may_change(acl, ())) == 3
+
+
+def test_a_sasl_identity_is_the_sidecars_own() -> None:
+    """With SASL credentials, entries of `sasl:<user>` are the sidecar's (what CREATOR_ALL
+    becomes for a SASL session); the fix names that identity."""
+    own = identities(None, "sidecar:secret")
+    acl = [AclEntry("sasl", "sidecar", 31), AclEntry("sasl", "other", 31)]
+    assert [str(e) for e in others_may_change(acl, own)] == ["sasl:other:cdrwa"]
+    assert "sasl:sidecar:cdrwa" in fix_command("/dubbo-nat-sidecar", own)

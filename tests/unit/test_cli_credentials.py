@@ -83,3 +83,18 @@ def test_the_secret_is_never_printed(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*PLAN, "--zookeeper-auth-file", str(secret)]) == 1
     shown = capsys.readouterr()
     assert "s3cret" not in shown.out + shown.err
+
+
+def test_sasl_credentials_come_from_their_file_and_exclude_the_value(tmp_path: Path) -> None:
+    """`--zookeeper-sasl-file` gives the SASL credentials as `--zookeeper-auth-file` gives
+    the digest ones: the trailing newline dropped, never in the settings' repr, and not
+    together with `--zookeeper-sasl`."""
+    secret = tmp_path / "sasl"
+    secret.write_text(f"{SECRET}\n")
+    settings = load_settings({"zookeeper_sasl_file": str(secret)})
+    assert settings.zookeeper_sasl is not None
+    assert settings.zookeeper_sasl.get_secret_value() == SECRET
+    assert SECRET not in repr(settings)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"zookeeper_sasl_file": str(secret), "zookeeper_sasl": SECRET})
+    assert str(raised.value).startswith("--zookeeper-sasl-file: ")

@@ -26,12 +26,13 @@ SIDECARS: dict[str, dict[str, tuple[int, list[str]]]] = {
     "proxy": {"dubbo-sidecar": (10001, [])},
     "proxy-capture": {"dubbo-sidecar": (0, ["NET_ADMIN"])},
     "daemonset": PER_HOST,
+    "daemonset-tls": PER_HOST,
     "fleet": PER_HOST,
 }
 OVERLAYS = sorted(SIDECARS)
 IN_APP_POD = ["pod-sidecar", "proxy", "proxy-capture"]
 PROXIES = ["proxy", "proxy-capture"]
-DAEMONSETS = ["daemonset", "fleet"]
+DAEMONSETS = ["daemonset", "daemonset-tls", "fleet"]
 
 
 @functools.cache
@@ -221,3 +222,20 @@ def test_docker_socket_group_is_one_setting() -> None:
     setting = [p.relative_to(DEPLOY) for p in DEPLOY.rglob("*.yaml")
                if "supplementalGroups" in p.read_text()]  # fmt: skip
     assert setting == [Path("overlays/daemonset/docker-socket-group.yaml")]
+
+
+def test_tls_files_come_from_a_secret_mounted_whole_for_rotation() -> None:
+    """The TLS overlay gives the sidecar the CA, certificate and key of one Secret, mounted
+    as a directory (a subPath mount would never see the Secret updated), readable by the
+    sidecar's group and by no one else."""
+    pod = pod_of("daemonset-tls")
+    [container] = [c for c in pod["containers"] if c["name"] == "dubbo-nat-sidecar"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "zookeeper-tls"]
+    assert "subPath" not in mount
+    assert mount["readOnly"] is True
+    for setting, name in (("CA", "ca.crt"), ("CERT", "tls.crt"), ("KEY", "tls.key")):
+        assert env[f"DUBBO_SIDECAR_ZOOKEEPER_TLS_{setting}"] == f"{mount['mountPath']}/{name}"
+    [volume] = [v for v in pod["volumes"] if v["name"] == "zookeeper-tls"]
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == container["securityContext"]["runAsGroup"]

@@ -5,12 +5,16 @@ readable (the read then reports the drop), and a closed socket is an error."""
 from __future__ import annotations
 
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sidecar.registry.connection import poll_select
+from testbed.tls import TestCA
 
 
 @pytest.fixture
@@ -80,3 +84,32 @@ def test_a_closed_socket_is_an_error(pair: tuple[socket.socket, socket.socket]) 
         poll_select([a], [], 0)
     with pytest.raises(ValueError, match="fd"):
         poll_select([descriptor], [], 0)
+
+
+def test_a_tls_socket_holding_decrypted_data_is_readable(tmp_path: Path) -> None:
+    """Two replies in one TLS record, the first read: the second sits in the TLS layer,
+    not in the socket, and must count as readable now (poll alone would wait until the
+    server sends again, a heartbeat later)."""
+    issued = TestCA(tmp_path).issue("server")
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(issued.cert, issued.key)
+    client_side = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_side.check_hostname, client_side.verify_mode = False, ssl.CERT_NONE
+    a, b = socket.socketpair()
+    accepted: list[ssl.SSLSocket] = []
+    handshake = threading.Thread(
+        target=lambda: accepted.append(server_side.wrap_socket(b, server_side=True))
+    )
+    handshake.start()
+    client = client_side.wrap_socket(a)
+    handshake.join(10)
+    try:
+        accepted[0].sendall(b"first" + b"second")
+        assert poll_select([client], [], 5.0)[0] == [client]
+        assert client.recv(5) == b"first"
+        assert poll_select([client], [], 0)[0] == [client]
+        assert client.recv(6) == b"second"
+        assert poll_select([client], [], 0)[0] == []
+    finally:
+        client.close()
+        accepted[0].close()
