@@ -107,10 +107,10 @@ def host_port(podman: Podman, container: str) -> int:
     return int(bindings[0]["HostPort"])
 
 
-def rewritten(podman: Podman, container: str, owner: str | None = None) -> str:
-    """The registration as the sidecar should rewrite it: 127.0.0.1 and the port published
-    (on ``owner``, the container holding the network namespace, if another one does)."""
-    endpoint = Endpoint("127.0.0.1", host_port(podman, owner or container))
+def rewritten(podman: Podman, container: str, port: int | None = None) -> str:
+    """The registration as the sidecar should rewrite it: 127.0.0.1 and ``port``, by
+    default the port published."""
+    endpoint = Endpoint("127.0.0.1", port or host_port(podman, container))
     return urls.parse(original(podman, container)).with_endpoint(endpoint)
 
 
@@ -157,22 +157,28 @@ def test_a_container_that_stops_takes_its_rewrite_with_it_within_a_second(
     start_provider: Callable[..., str],
     start_sidecar: Callable[..., SidecarProcess],
 ) -> None:
-    """Podman's events reach the sidecar: stopping, killing or removing a provider container
-    removes its rewritten registration within 1 s (the resync is a minute away)."""
-    stopped, killed, removed = (start_provider("-P") for _ in range(3))
+    """Podman's events reach the sidecar: stopping, killing, removing or pausing a provider
+    container removes its rewritten registration within 1 s (the resync is a minute away)."""
+    commands = {"stop": ("stop", "--time", "5"), "kill": ("kill",),
+                "rm": ("rm", "--force", "--time", "0"), "pause": ("pause",)}  # fmt: skip
+    containers = {how: start_provider("-P") for how in commands}
     sidecar = start_sidecar()
-    wait_until(lambda: len(children(registry, providers)) == 3, 10, message="not rewritten")
+    wait_until(lambda: len(children(registry, providers)) == len(commands), 10,
+               message="not rewritten")  # fmt: skip
 
-    for how, container in (("stop", stopped), ("kill", killed), ("rm", removed)):
+    for how, command in commands.items():
+        container = containers[how]
         left = sorted(set(children(registry, providers)) - {rewritten(podman, container)})
-        podman.cli(*{"stop": ("stop", "--time", "5"), "kill": ("kill",),
-                     "rm": ("rm", "--force", "--time", "0")}[how], container)  # fmt: skip
+        podman.cli(*command, container)
         gone_at = time.monotonic()
         wait_until(lambda: children(registry, providers) == left,  # noqa: B023 (waited here)
                    5, message=f"{how}: not removed")  # fmt: skip
         assert time.monotonic() - gone_at < 1.0, how
-    reasons = [line["reason"] for line in sidecar.logged("remove", count=3)]
-    assert all("no longer running" in reason for reason in reasons), reasons
+    names = {podman.inspect(c)["Name"].lstrip("/"): how for how, c in containers.items()
+             if how != "rm"}  # fmt: skip
+    for line in sidecar.logged("remove", count=len(commands)):
+        how = names.get(line["container"], "rm")
+        assert ("is paused" if how == "pause" else "no longer running") in line["reason"], how
 
 
 def test_connecting_a_container_to_a_network_is_noticed_at_once(
@@ -248,20 +254,21 @@ def test_a_per_app_sidecar_in_its_apps_namespace_serves_that_app(
     start_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """A sidecar container in the app's network namespace (``--network container:<app>``,
-    or both in one pod publishing the port) with Podman's socket finds its app by itself and
-    takes it over from the per-host sidecar, which keeps the other app: both sidecars name
-    the same engine, so each sees the other's lease."""
+    or both in one pod publishing the port, labelled on the pod) with Podman's socket finds
+    its app by itself and takes it over from the per-host sidecar, which keeps the other
+    app: both sidecars name the same engine, so each sees the other's lease."""
     if namespace == "pod":
-        pod = podman.cli("pod", "create", f"--network={podman.network}", "-p", "20880")
+        pod = podman.cli("pod", "create", f"--network={podman.network}", "-p", "20880",
+                         "--label", f"{PREFIX}port.20880=31000")  # fmt: skip
         app = start_provider(f"--pod={pod}")
         holder = json.loads(podman.cli("pod", "inspect", pod))["InfraContainerID"]
-        joined = [f"--pod={pod}"]
+        joined, app_port = [f"--pod={pod}"], 31000
     else:
         app = holder = start_provider("-P")
-        joined = [f"--network=container:{app}"]
+        joined, app_port = [f"--network=container:{app}"], None
     other = start_provider("-P")
     host = start_sidecar()
-    both = sorted([rewritten(podman, app, holder), rewritten(podman, other)])
+    both = sorted([rewritten(podman, app, app_port), rewritten(podman, other)])
     wait_until(lambda: children(registry, providers) == both, 10, message="not rewritten")
 
     socket_path = str(podman.socket)
@@ -276,7 +283,7 @@ def test_a_per_app_sidecar_in_its_apps_namespace_serves_that_app(
     try:
         holder_name = podman.inspect(holder)["Name"].lstrip("/")
         assert scope_of(podman, beside)["scope"] == f"per-app sidecar of {holder_name}"
-        app_path = f"{providers}/{rewritten(podman, app, holder)}"
+        app_path = f"{providers}/{rewritten(podman, app, app_port)}"
 
         def taken_over() -> bool:
             return registry.exists(app_path) and registry.exists(app_path).ephemeralOwner not in (
