@@ -43,7 +43,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
 
 
 @pytest.fixture
-def start_provider(
+def start_podman_provider(
     podman: Podman, zookeeper: ZooKeeperServer, root: str
 ) -> Iterator[Callable[..., str]]:
     """Run ``testbed/provider.py`` with ``podman run <options>``; returns its container ID
@@ -69,7 +69,7 @@ def start_provider(
 
 
 @pytest.fixture
-def start_sidecar(
+def start_podman_sidecar(
     tmp_path: Path, podman: Podman, zookeeper: ZooKeeperServer, root: str
 ) -> Iterator[Callable[..., SidecarProcess]]:
     """``dubbo-sidecar run --docker-url unix://<Podman's socket>`` on the host, advertising
@@ -123,17 +123,17 @@ def test_podman_published_ports_are_rewritten_to_the_host(
     podman: Podman,
     providers: str,
     registry: KazooClient,
-    start_provider: Callable[..., str],
-    start_sidecar: Callable[..., SidecarProcess],
+    start_podman_provider: Callable[..., str],
+    start_podman_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """Providers published with ``-p <host port>:20880`` and with ``-P`` are registered at
     127.0.0.1:<published port> within seconds, owned by the sidecar's session (the proof
     that each provider's session connects from its container held); the published port
     answers; the marker names the Podman container and a stable engine identity."""
     fixed_port = free_port()
-    by_p = start_provider("-p", f"{fixed_port}:20880")
-    by_all = start_provider("-P")
-    sidecar = start_sidecar()
+    by_p = start_podman_provider("-p", f"{fixed_port}:20880")
+    by_all = start_podman_provider("-P")
+    sidecar = start_podman_sidecar()
 
     wanted = sorted([rewritten(podman, by_p), rewritten(podman, by_all)])
     wait_until(lambda: children(registry, providers) == wanted, 10, message="not rewritten")
@@ -154,15 +154,15 @@ def test_a_container_that_stops_takes_its_rewrite_with_it_within_a_second(
     podman: Podman,
     providers: str,
     registry: KazooClient,
-    start_provider: Callable[..., str],
-    start_sidecar: Callable[..., SidecarProcess],
+    start_podman_provider: Callable[..., str],
+    start_podman_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """Podman's events reach the sidecar: stopping, killing, removing or pausing a provider
     container removes its rewritten registration within 1 s (the resync is a minute away)."""
     commands = {"stop": ("stop", "--time", "5"), "kill": ("kill",),
                 "rm": ("rm", "--force", "--time", "0"), "pause": ("pause",)}  # fmt: skip
-    containers = {how: start_provider("-P") for how in commands}
-    sidecar = start_sidecar()
+    containers = {how: start_podman_provider("-P") for how in commands}
+    sidecar = start_podman_sidecar()
     wait_until(lambda: len(children(registry, providers)) == len(commands), 10,
                message="not rewritten")  # fmt: skip
 
@@ -185,14 +185,14 @@ def test_connecting_a_container_to_a_network_is_noticed_at_once(
     podman: Podman,
     providers: str,
     registry: KazooClient,
-    start_provider: Callable[..., str],
-    start_sidecar: Callable[..., SidecarProcess],
+    start_podman_provider: Callable[..., str],
+    start_podman_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """``podman network connect`` and ``disconnect`` (whose events name the container as
     the actor, where Docker names the network) make the sidecar read that container again
     within a second, as Docker's do."""
-    provider = start_provider("-P")
-    sidecar = start_sidecar()
+    provider = start_podman_provider("-P")
+    sidecar = start_podman_sidecar()
     wait_until(lambda: children(registry, providers) == [rewritten(podman, provider)], 10,
                message="not rewritten")  # fmt: skip
     network = f"testbed-{provider[:8]}"
@@ -210,14 +210,14 @@ def test_a_label_opts_a_podman_container_out(
     podman: Podman,
     providers: str,
     registry: KazooClient,
-    start_provider: Callable[..., str],
-    start_sidecar: Callable[..., SidecarProcess],
+    start_podman_provider: Callable[..., str],
+    start_podman_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """``podman run --label dubbo-nat-sidecar.enable=false`` leaves that provider's
     registration as it is, while a neighbour is rewritten."""
-    opted_out = start_provider("-P", "--label", f"{PREFIX}enable=false")
-    neighbour = start_provider("-P")
-    sidecar = start_sidecar()
+    opted_out = start_podman_provider("-P", "--label", f"{PREFIX}enable=false")
+    neighbour = start_podman_provider("-P")
+    sidecar = start_podman_sidecar()
 
     wanted = sorted([original(podman, opted_out), rewritten(podman, neighbour)])
     wait_until(lambda: children(registry, providers) == wanted, 10, message="not as labelled")
@@ -250,8 +250,8 @@ def test_a_per_app_sidecar_in_its_apps_namespace_serves_that_app(
     root: str,
     providers: str,
     registry: KazooClient,
-    start_provider: Callable[..., str],
-    start_sidecar: Callable[..., SidecarProcess],
+    start_podman_provider: Callable[..., str],
+    start_podman_sidecar: Callable[..., SidecarProcess],
 ) -> None:
     """A sidecar container in the app's network namespace (``--network container:<app>``,
     or both in one pod publishing the port, labelled on the pod) with Podman's socket finds
@@ -260,14 +260,14 @@ def test_a_per_app_sidecar_in_its_apps_namespace_serves_that_app(
     if namespace == "pod":
         pod = podman.cli("pod", "create", f"--network={podman.network}", "-p", "20880",
                          "--label", f"{PREFIX}port.20880=31000")  # fmt: skip
-        app = start_provider(f"--pod={pod}")
+        app = start_podman_provider(f"--pod={pod}")
         holder = json.loads(podman.cli("pod", "inspect", pod))["InfraContainerID"]
         joined, app_port = [f"--pod={pod}"], 31000
     else:
-        app = holder = start_provider("-P")
+        app = holder = start_podman_provider("-P")
         joined, app_port = [f"--network=container:{app}"], None
-    other = start_provider("-P")
-    host = start_sidecar()
+    other = start_podman_provider("-P")
+    host = start_podman_sidecar()
     both = sorted([rewritten(podman, app, app_port), rewritten(podman, other)])
     wait_until(lambda: children(registry, providers) == both, 10, message="not rewritten")
 
