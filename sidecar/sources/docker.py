@@ -5,6 +5,7 @@ The engine is only read, never changed. Events only report which container to lo
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -18,10 +19,11 @@ from sidecar import labels
 from sidecar.model import Container, PublishedPort
 from sidecar.syntax import parse_port
 
-# Docker actions after which a container's addresses, bindings or health may differ.
+# Docker actions after which a container's addresses, bindings or health may differ. Podman
+# (4.3) filters on its own names for two of them, "died" (it sends "die") and "remove".
 CONTAINER_ACTIONS = (
     "start", "restart", "die", "stop", "kill", "destroy", "pause", "unpause",
-    "health_status", "rename",
+    "health_status", "rename", "died", "remove",
 )  # fmt: skip
 NETWORK_ACTIONS = ("connect", "disconnect")
 _LOCAL_SOCKET = "unix:///var/run/docker.sock"
@@ -76,6 +78,11 @@ class DockerEngine:
         """``<engine ID>@<host name>``: the ID survives daemon restarts; the host name tells
         apart hosts cloned from one image, which share the ID."""
         info = self._call(lambda: self._api.info())
+        if self._is_podman():
+            # Podman's Docker-compatible API makes a new ID up on every call; its storage is
+            # what stays (rootful Podman and each rootless user have their own).
+            root = str(info.get("DockerRootDir", ""))
+            return f"podman-{hashlib.sha256(root.encode()).hexdigest()[:32]}@{info.get('Name', '')}"
         return f"{info['ID']}@{info.get('Name', '')}"
 
     def networks(self) -> tuple[list[str], list[str]]:
@@ -128,6 +135,10 @@ class DockerEngine:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+    def _is_podman(self) -> bool:
+        version = self._call(lambda: self._api.version())
+        return any(c.get("Name") == "Podman Engine" for c in version.get("Components") or [])
 
     def _call(self, request: Callable[[], Any]) -> Any:
         try:
@@ -224,7 +235,11 @@ class DockerWatch:
 
 def to_container(doc: dict[str, Any]) -> Container:
     """A container from the body of ``GET /containers/{id}/json``."""
-    settings = doc.get("NetworkSettings") or {}
+    network_mode = str((doc.get("HostConfig") or {}).get("NetworkMode") or "")
+    # A container in another's network namespace (--network container:…, a Podman pod's
+    # members) has no addresses or bindings of its own: Docker shows none, Podman repeats
+    # the owner's, which would make every address of the namespace ambiguous.
+    settings = {} if network_mode.startswith("container:") else doc.get("NetworkSettings") or {}
     addresses = tuple(
         address
         for network in (settings.get("Networks") or {}).values()
@@ -239,7 +254,7 @@ def to_container(doc: dict[str, Any]) -> Container:
     return Container(
         id=str(doc["Id"]),
         name=str(doc.get("Name") or doc["Id"][:12]).lstrip("/"),
-        network_mode=str((doc.get("HostConfig") or {}).get("NetworkMode") or ""),
+        network_mode=network_mode,
         addresses=addresses,
         published=published,
         not_serving=not_serving,
@@ -269,7 +284,11 @@ def _published(ports: dict[str, Any]) -> tuple[PublishedPort, ...]:
 def _container_of(event: dict[str, Any]) -> str | None:
     actor = event.get("Actor") or {}
     if event.get("Type") == "network":
-        return (actor.get("Attributes") or {}).get("container")
+        if event.get("Action") not in NETWORK_ACTIONS:
+            return None
+        # Docker names the network as the actor and the container in an attribute; Podman
+        # names the container as the actor.
+        return (actor.get("Attributes") or {}).get("container") or actor.get("ID")
     return actor.get("ID") or event.get("id")
 
 

@@ -28,6 +28,7 @@ _OTHER_FLAGS |= {
     "--upgrade-package",
     "--tls",
 }
+_OTHER_FLAGS |= {"--label", "--now", "--time"}  # podman's and systemctl's (deployment.md)
 
 
 def _text(node: ast.expr) -> str | None:
