@@ -21,6 +21,7 @@ _LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 # scripts/lock.
 _OTHER_FLAGS = {"--group-add", "--name", "--network", "--bip", "--generate-hashes", "--strict"}
 _OTHER_FLAGS |= {"--quick", "--instances", "--fleet-chaos", "--upgrade", "--upgrade-package"}
+_OTHER_FLAGS |= {"--cap-add", "--cap-drop", "--read-only"}  # docker run
 
 
 def _text(node: ast.expr) -> str | None:
