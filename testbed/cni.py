@@ -9,8 +9,10 @@ carries this process's id in its name; :meth:`Pod.close` and :meth:`Network.clos
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import random
 import subprocess
 import tempfile
 import uuid
@@ -94,22 +96,37 @@ class Pod:
     container_id: str = field(default_factory=lambda: uuid.uuid4().hex + uuid.uuid4().hex)
     netns: str = field(default_factory=lambda: f"cnipod-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     address: str = ""
-    _results: list[dict[str, Any]] = field(default_factory=list)
+    _results: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
     @property
     def netns_path(self) -> str:
         return f"/var/run/netns/{self.netns}"
 
-    def start(self) -> Pod:
+    def start(self, publish: bool = True) -> Pod:
+        """The namespace and its ``bridge`` network; its ports too unless ``publish`` is
+        False (then :meth:`publish` calls ``portmap`` later, as the next plugin of the
+        chain)."""
         _run(["ip", "netns", "add", self.netns])
         try:
-            self._call_all("ADD")
+            [bridge, portmap] = self.network.plugins()
+            self._add(bridge)
+            if publish:
+                self._add(portmap)
         except BaseException:
             self.close()
             raise
-        ips = self._results[0].get("ips") or [{}]
+        ips = self._results[0][1].get("ips") or [{}]
         self.address = str(ips[0].get("address", "")).split("/")[0]
         return self
+
+    def publish(self) -> None:
+        """``portmap`` ADD: the pod's hostPorts published now."""
+        self._add(self.network.plugins()[1])
+
+    def unpublish(self) -> None:
+        """``portmap`` DEL alone: the pod's hostPorts gone, the pod still running."""
+        plugin, result = self._results.pop()
+        self._call("DEL", plugin, result)
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """``argv`` run inside the pod (its network namespace)."""
@@ -118,23 +135,16 @@ class Pod:
     def close(self) -> None:
         """CNI ``DEL`` of every plugin, in reverse (the runtime's teardown), then the
         namespace; each step on its own."""
-        if self._results:
+        last = self._results[-1][1] if self._results else None
+        for plugin, _ in reversed(self._results):
             with contextlib.suppress(RuntimeError):
-                self._call_all("DEL")
+                self._call("DEL", plugin, last)
         self._results = []
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
 
-    def _call_all(self, command: str) -> None:
-        plugins = self.network.plugins()
-        if command == "ADD":
-            previous: dict[str, Any] | None = None
-            for plugin in plugins:
-                previous = self._call(command, plugin, previous)
-                self._results.append(previous)
-            return
-        last = self._results[-1] if self._results else None
-        for plugin in reversed(plugins):
-            self._call(command, plugin, last)
+    def _add(self, plugin: dict[str, Any]) -> None:
+        previous = self._results[-1][1] if self._results else None
+        self._results.append((plugin, self._call("ADD", plugin, previous)))
 
     def _call(
         self, command: str, plugin: dict[str, Any], previous: dict[str, Any] | None
@@ -186,6 +196,26 @@ def _path_for(backend: str) -> str:
             (where / tool).symlink_to(f"/usr/sbin/{family}-{backend}{'-' + rest if rest else ''}")
         _BACKENDS[backend] = where
     return f"{_BACKENDS[backend]}:{system}"
+
+
+def free_subnet(within: str = "10.251.0.0/16") -> str:
+    """A /24 of ``within`` that no interface address and no route of this host touches,
+    picked at random (tests running side by side rarely pick the same)."""
+    shown = subprocess.run(
+        ["sh", "-c", "ip -4 -o addr show; ip -4 route show table all"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    pool = ipaddress.IPv4Network(within)
+    taken = []
+    for word in shown.split():
+        with contextlib.suppress(ValueError):
+            network = ipaddress.ip_network(word, strict=False)
+            if isinstance(network, ipaddress.IPv4Network) and network.overlaps(pool):
+                taken.append(network)
+    free = [s for s in pool.subnets(new_prefix=24) if not any(s.overlaps(t) for t in taken)]
+    if not free:
+        raise RuntimeError(f"no free /24 left in {within}")
+    return str(random.choice(free))
 
 
 def _run(argv: Sequence[str]) -> None:

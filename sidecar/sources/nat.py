@@ -47,6 +47,7 @@ _GET_INFO, _GET_ENTRIES = 64, 65
 _SOL_IPV6 = socket.IPPROTO_IPV6  # 41, as SOL_IPV6
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _INFO = struct.Struct("32sI5I5III")
+_NAT = b"nat".ljust(32, b"\0")
 _FAMILIES = (  # level, the entry's counters' offset, /proc list of its loaded tables
     (socket.SOL_IP, 96, Path("/proc/net/ip_tables_names")),
     (_SOL_IPV6, 152, Path("/proc/net/ip6_tables_names")),
@@ -66,11 +67,11 @@ class NatSnapshot:
     problem: str = ""
 
 
-def commands(legacy_loaded: Callable[[int], bool] | None = None) -> list[list[str]]:
+def commands(legacy_in_use: Callable[[int], bool] | None = None) -> list[list[str]]:
     """The programs that print this host's NAT rules: both back ends where both are there
-    (a node's programs may write through either), the legacy one only for a table that is
-    loaded (reading would load it); else the ``iptables-save`` there is."""
-    loaded = legacy_loaded or _legacy_loaded
+    (a node's programs may write through either), the legacy one only for a table that holds
+    rules (reading would load it, and needs NET_RAW); else the ``iptables-save`` there is."""
+    loaded = legacy_in_use or _legacy_in_use
     found = []
     for family, level in (("iptables", socket.SOL_IP), ("ip6tables", _SOL_IPV6)):
         nft, legacy = shutil.which(f"{family}-nft-save"), shutil.which(f"{family}-legacy-save")
@@ -221,6 +222,22 @@ def _legacy_loaded(level: int) -> bool:
         return False
 
 
+def _legacy_in_use(level: int) -> bool:
+    """Whether the legacy ``nat`` table of this family holds rules of its own: loaded, and
+    more entries than its built-in chains' policies and the end mark (a table loaded by a
+    mere listing holds none). True when it cannot be told: the read then says why."""
+    if not _legacy_loaded(level):
+        return False
+    family = socket.AF_INET if level == socket.SOL_IP else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            info = _INFO.unpack(_getsockopt(sock, level, _GET_INFO, _NAT + bytes(_INFO.size - 32)))
+    except (OSError, struct.error):
+        return True
+    hooks, entries = info[1], info[-2]
+    return bool(entries > bin(hooks).count("1") + 1)
+
+
 class _LegacyDigest:
     """The legacy back end's NAT tables, as a digest that changes when their rules do."""
 
@@ -248,12 +265,12 @@ def _entries(level: int, counters: int) -> bytes:
     they cannot be had: the full read then says why)."""
     family = socket.AF_INET if level == socket.SOL_IP else socket.AF_INET6
     try:
-        with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
-            name = b"nat".ljust(32, b"\0")
-            info = _getsockopt(raw, level, _GET_INFO, name + bytes(_INFO.size - 32))
+        # Any socket of the family is asked (a raw one would need NET_RAW too).
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            info = _getsockopt(sock, level, _GET_INFO, _NAT + bytes(_INFO.size - 32))
             size = _INFO.unpack(info)[-1]
-            header = name + struct.pack("I", size) + bytes(4)  # entries start 8-aligned
-            blob = bytearray(_getsockopt(raw, level, _GET_ENTRIES, header + bytes(size)))
+            header = _NAT + struct.pack("I", size) + bytes(4)  # entries start 8-aligned
+            blob = bytearray(_getsockopt(sock, level, _GET_ENTRIES, header + bytes(size)))
     except (OSError, struct.error):
         return b""
     offset, next_at = len(header), 90 if level == socket.SOL_IP else 142

@@ -22,6 +22,7 @@ _LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 _OTHER_FLAGS = {"--group-add", "--name", "--network", "--bip", "--generate-hashes", "--strict"}
 _OTHER_FLAGS |= {"--quick", "--instances", "--fleet-chaos", "--upgrade", "--upgrade-package"}
 _OTHER_FLAGS |= {"--cap-add", "--cap-drop", "--read-only"}  # docker run
+_OTHER_FLAGS |= {"--dport", "--to-destination", "--bounding-set"}  # iptables, setpriv
 
 
 def _text(node: ast.expr) -> str | None:
