@@ -117,7 +117,7 @@ class NatWatch:
         self._lock = threading.Lock()
         self._snapshot = NatSnapshot()
         self._stopping = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()
+        self._wake_r, self._wake_w = -1, -1  # the pipe that wakes the thread to stop
         self._thread = threading.Thread(target=self._run, name="nat-table", daemon=True)
         self.reads = 0  # how many times the rules were read (for tests and the bench)
 
@@ -126,6 +126,7 @@ class NatWatch:
             return self._snapshot
 
     def start(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
         self._thread.start()
 
     def stop(self) -> None:
