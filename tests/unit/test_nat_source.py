@@ -8,9 +8,11 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from sidecar import urls
+from sidecar.config import ConfigError, load_settings
 from sidecar.loop.dirty import Work
 from sidecar.mapping import Mapped
 from sidecar.model import Container, Endpoint, PublishedPort
@@ -205,3 +207,13 @@ def test_a_failing_read_keeps_the_last_snapshot() -> None:
     watch = NatWatch(lambda: None, read=read)
     good = watch.read_now()
     assert watch.read_now() == NatSnapshot(good.mappings, "iptables-save: not found")
+
+
+def test_the_nat_table_alone_is_a_source_and_a_bad_ignore_entry_is_refused() -> None:
+    """`--docker-url none --nat-table` needs no static mapping; a `--nat-ignore` entry that
+    names nothing, or one without `--nat-table`, is refused naming the setting."""
+    assert load_settings({"docker_url": "none", "nat_table": True}).nat_table
+    with pytest.raises(ConfigError, match="--nat-ignore"):
+        load_settings({"docker_url": "none", "nat_table": True, "nat_ignore": "10.0.0.0/33"})
+    with pytest.raises(ConfigError, match="--nat-table"):
+        load_settings({"nat_ignore": ":8080"})
