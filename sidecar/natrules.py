@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +21,9 @@ DOCKER_CHAIN = "DOCKER"
 _FLAVOURS = (("NETAVARK-DN-", "netavark"), ("CNI-DN-", "cni"))
 # A container id as the runtimes write it in their comments (64 hex digits; any name-like
 # word is taken, at most 128 characters).
+# A word of a rule: quoted (with backslash escapes, as iptables-save quotes a comment) or not.
+_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+_ESCAPED = re.compile(r"\\(.)")
 _ID = re.compile(r'\bid: "?([A-Za-z0-9][A-Za-z0-9_.-]{0,127})"?')
 
 
@@ -93,10 +95,10 @@ def _note_owner(tokens: list[str], owners: dict[tuple[str, int | None], str]) ->
 
 def _tokens(line: str) -> list[str]:
     """A rule's words, quotes undone as iptables-save writes them (``"a \\"b\\""``)."""
-    try:
-        return shlex.split(line, posix=True)
-    except ValueError:  # an unbalanced quote: no rule iptables-save writes
-        return []
+    return [
+        _ESCAPED.sub(r"\1", found.group(1)) if found.group(1) is not None else found.group(2)
+        for found in _TOKEN.finditer(line)
+    ]
 
 
 def _option(tokens: list[str], name: str) -> str | None:
