@@ -189,3 +189,59 @@ def test_docker_published_ports_without_the_docker_socket(
                message="never rewritten")  # fmt: skip
     [rewrite] = [e for e in sidecar.logged("rewrite") if e["original"] == f"{address}:20880"]
     assert rewrite["container"] == f"nat: DOCKER for {address}"
+
+
+@contextmanager
+def _podman_provider(node: Node, work: Path, root: str, host_port: int) -> Iterator[str]:
+    """A provider in a rootful Podman container on the node, published with
+    ``-p HOST_PORT:20880`` (netavark writes the rules in the node's NAT table); yields the
+    container's id. Podman keeps its state under ``work``, and everything goes at the end."""
+    podman = ["nsenter", f"--net=/var/run/netns/{node.host.netns}", "podman",
+              "--root", str(work / "root"), "--runroot", str(work / "run"),
+              "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+              "--storage-driver", "vfs"]  # fmt: skip
+    empty = work / "rootfs.tar"
+    subprocess.run(["tar", "-cf", str(empty), "-T", "/dev/null"], check=True, timeout=30)
+    subprocess.run([*podman, "import", str(empty), "localhost/nat-empty:1"], check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    mounts = [f"{p}:{p}:ro" for p in ("/usr", "/lib", "/lib64", "/bin", "/etc", "/root",
+                                        str(PROJECT_ROOT))]  # fmt: skip
+    argv = [
+        *podman, "run", "-d", "--ulimit", "nofile=20000", "--ulimit", "nproc=4096",
+        *(f"--volume={m}" for m in mounts), "-w", str(PROJECT_ROOT),
+        "-p", f"{host_port}:20880", "localhost/nat-empty:1",
+        sys.executable, "-m", "testbed.provider", "--zookeeper", node.zookeeper,
+        "--root", root, "--interface", INTERFACE, "--session-timeout", "4",
+    ]  # fmt: skip
+    started = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    container = started.stdout.strip()
+    try:
+        assert started.returncode == 0, started.stderr
+        yield container
+    finally:
+        subprocess.run([*podman, "rm", "-f", "-t", "0", "--all"], capture_output=True,
+                       timeout=120, check=False)  # fmt: skip
+
+
+def test_podman_published_ports_through_netavark(node: Node, tmp_path: Path, root: str) -> None:
+    """Rootful Podman `-p` (netavark's rules): the provider in the container is rewritten
+    to the published port, and the decision names netavark's chain and the container."""
+    host_port = free_port()
+    published = _name(node.host.address, host_port)
+    registry = _client(node)
+    sidecar = node.sidecar(tmp_path / "sidecar.log", root)
+    try:
+        with _podman_provider(node, tmp_path / "podman", root, host_port) as container:
+            sidecar.start()
+            _rewritten_within(
+                registry, root, lambda names: any(n.startswith(published) for n in names), 60
+            )
+            [rewrite] = sidecar.logged("rewrite")
+            assert rewrite["container"].startswith("nat: NETAVARK-DN-")
+            assert rewrite["container"].endswith(f"for container {container[:12]}")
+            assert call_address(node.host.address, host_port).ok
+    finally:
+        if sidecar.running:
+            sidecar.kill()
+        registry.stop()
+        registry.close()
