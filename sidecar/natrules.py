@@ -78,6 +78,37 @@ def parse(text: str) -> tuple[NatMapping, ...]:
     return tuple(sorted(mappings))
 
 
+def networks(text: str) -> tuple[str, ...]:
+    """The container networks the rules name (sorted): the sources of the rules in the
+    publishing chains (CNI, netavark: the pods' network) and of the rules that masquerade
+    what leaves a container network (Docker's ``POSTROUTING``). An address in one of them may
+    become a container's: the loop remembers which registrations name such addresses."""
+    found = set()
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif table == "nat" and line.startswith("-A ") and " -s " in line:
+            tokens = [*_tokens(line), ""]
+            chain, target = tokens[1], _option(tokens, "-j")
+            source = _option(tokens, "-s")
+            wanted = flavour_of(chain) or (chain == "POSTROUTING" and target == "MASQUERADE")
+            if wanted and source and (network := _container_network(source)):
+                found.add(network)
+    return tuple(sorted(found))
+
+
+def _container_network(text: str) -> str | None:
+    """A network of more than one address, not loopback, as ``ADDRESS/BITS``."""
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    if network.num_addresses == 1 or network.prefixlen == 0 or network.is_loopback:
+        return None
+    return network.compressed
+
+
 def _note_owner(tokens: list[str], owners: dict[tuple[str, int | None], str]) -> None:
     """Remember the container id a jump rule's comment gives the chain it jumps to."""
     found = _ID.search(_option(tokens, "--comment") or "")

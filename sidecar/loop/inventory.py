@@ -69,6 +69,7 @@ class Inventory:
         self._nat_source = nat
         self._nat_ignore = nat_ignore
         self._nat_read: tuple[natrules.NatMapping, ...] | None = None
+        self._nat_networks: tuple[str, ...] = ()
         self._nat_waited = False  # a pass was skipped for want of a first read
         self.nat_in_force: tuple[Container, ...] = ()
         self.nat_problem = ""
@@ -142,6 +143,11 @@ class Inventory:
         if snapshot.mappings != self._nat_read:
             self._events.info("nat_table_changed", mappings=len(snapshot.mappings))
             self._nat_read = snapshot.mappings
+        # A new container network: registrations of its addresses were not remembered (no
+        # address was a container's there), so everything is read again, as for a new
+        # Docker network.
+        found.everything |= not set(snapshot.networks) <= set(self._nat_networks)
+        self._nat_networks = snapshot.networks
         found.everything |= self._nat_waited
         self._nat_waited = False
         return True
@@ -157,15 +163,15 @@ class Inventory:
             )
         view = (
             tuple(self.containers.values()), static, tuple(sorted(unreachable.items())),
-            tuple(self._subnets), tuple(sorted(self.interface_addresses)), tuple(self._gateways),
-            self.nat_in_force,
+            (*self._subnets, *self._nat_networks), tuple(sorted(self.interface_addresses)),
+            tuple(self._gateways), self.nat_in_force,
         )  # fmt: skip
         if view != self._indexed:
             # Rebuilt only when something changed: a large static mapping makes it costly.
             self._indexed = view
             containers = [*view[0], *([static] if static else []), *self.nat_in_force]
             self.index = ContainerIndex(
-                containers, unreachable, self._subnets, self.interface_addresses, self._gateways
+                containers, unreachable, view[3], self.interface_addresses, self._gateways
             )
 
     def _reload_static(self) -> set[str]:

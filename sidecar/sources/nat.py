@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.natrules import NatMapping, parse
+from sidecar.natrules import NatMapping, networks, parse
 
 _NETLINK_NETFILTER = 12
 _NFNLGRP_NFTABLES = 7
@@ -65,6 +65,7 @@ class NatSnapshot:
 
     mappings: tuple[NatMapping, ...] | None = None
     problem: str = ""
+    networks: tuple[str, ...] = ()  # the container networks the rules name
 
 
 def commands(legacy_in_use: Callable[[int], bool] | None = None) -> list[list[str]]:
@@ -139,9 +140,11 @@ class NatWatch:
         or the last good mappings with the problem."""
         self.reads += 1
         try:
-            found = NatSnapshot(parse(self._read_rules()))
+            text = self._read_rules()
+            found = NatSnapshot(parse(text), "", networks(text))
         except NatUnreadable as exc:
-            found = NatSnapshot(self.latest().mappings, str(exc))
+            last = self.latest()
+            found = NatSnapshot(last.mappings, str(exc), last.networks)
         with self._lock:
             self._snapshot = found
         return found

@@ -220,3 +220,25 @@ def test_generated_rule_sets_read_back_exactly(
         wanted.add(mapping)
     lines.append("COMMIT")
     assert set(natrules.parse("\n".join(lines))) == wanted
+
+
+@pytest.mark.parametrize(
+    ("dump", "wanted"),
+    [
+        ("cni-portmap-nft.txt", ("10.251.9.0/24",)),
+        ("cni-portmap-legacy.txt", ("10.251.9.0/24",)),
+        ("netavark-podman-p-nft.txt", ("10.88.0.0/16",)),
+        ("docker-P-nft.txt", ("172.17.0.0/16",)),
+    ],
+)
+def test_the_container_networks_the_rules_name(dump: str, wanted: tuple[str, ...]) -> None:
+    """The pods' and containers' networks are read from the same rules (where an address
+    may become a container's), loopback and single addresses left out."""
+    assert natrules.networks((DUMPS / dump).read_text()) == wanted
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(_WORDS, max_size=60))
+def test_networks_of_word_salad_never_fail(words: list[str]) -> None:
+    """Any rule-like text gives networks or none, never an error."""
+    natrules.networks("*nat\n-A " + " ".join(words))

@@ -34,13 +34,14 @@ class Table:
     """What the NAT watch last read, as the loop sees it."""
 
     def __init__(self, *mappings: NatMapping) -> None:
-        self.snapshot = NatSnapshot(tuple(sorted(mappings)))
+        self.now(*mappings)
 
     def __call__(self) -> NatSnapshot:
         return self.snapshot
 
     def now(self, *mappings: NatMapping) -> None:
-        self.snapshot = NatSnapshot(tuple(sorted(mappings)))
+        networks = ("10.88.0.0/16",) if mappings else ()  # the pods' network, as CNI's say
+        self.snapshot = NatSnapshot(tuple(sorted(mappings)), "", networks)
 
     def fails(self, problem: str) -> None:
         self.snapshot = NatSnapshot(self.snapshot.mappings, problem)
@@ -68,6 +69,19 @@ def test_a_pods_host_port_rewrites_and_plan_names_the_rule() -> None:
     assert twin.providers() == [_rewritten()]
     [rewrite] = [e for e in logs if e["event"] == "rewrite"]
     assert rewrite["container"] == f"nat: CNI-DN-1a2b3c4d5e6f for container {POD[:12]}"
+
+
+def test_a_pod_published_after_its_registration_is_rewritten() -> None:
+    """A registration read while no rule published its address (nor named its network) is
+    rewritten once the pod's hostPort is published."""
+    table = Table()
+    twin = _twin(table)
+    twin.start()
+    assert twin.providers() == [ORIGINAL]
+    table.now(CNI)
+    twin.run(Work(nat=True))
+    twin.settle()
+    assert twin.providers() == [_rewritten()]
 
 
 def test_when_the_rule_goes_the_rewrite_goes() -> None:
