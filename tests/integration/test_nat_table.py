@@ -6,8 +6,10 @@ runs with ``--docker-url none --nat-table``; with only ``NET_ADMIN`` where that 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -196,31 +198,37 @@ def _podman_provider(node: Node, work: Path, root: str, host_port: int) -> Itera
     """A provider in a rootful Podman container on the node, published with
     ``-p HOST_PORT:20880`` (netavark writes the rules in the node's NAT table); yields the
     container's id. Podman keeps its state under ``work``, and everything goes at the end."""
+    # Podman refuses a run root longer than 50 characters: a short one of its own.
+    runroot = Path(tempfile.mkdtemp(prefix="natpm-", dir="/run"))
     podman = ["nsenter", f"--net=/var/run/netns/{node.host.netns}", "podman",
-              "--root", str(work / "root"), "--runroot", str(work / "run"),
+              "--root", str(work / "root"), "--runroot", str(runroot),
               "--cgroup-manager", "cgroupfs", "--events-backend", "file",
               "--storage-driver", "vfs"]  # fmt: skip
-    empty = work / "rootfs.tar"
-    subprocess.run(["tar", "-cf", str(empty), "-T", "/dev/null"], check=True, timeout=30)
-    subprocess.run([*podman, "import", str(empty), "localhost/nat-empty:1"], check=True,
-                   capture_output=True, timeout=120)  # fmt: skip
-    mounts = [f"{p}:{p}:ro" for p in ("/usr", "/lib", "/lib64", "/bin", "/etc", "/root",
-                                        str(PROJECT_ROOT))]  # fmt: skip
-    argv = [
-        *podman, "run", "-d", "--ulimit", "nofile=20000", "--ulimit", "nproc=4096",
-        *(f"--volume={m}" for m in mounts), "-w", str(PROJECT_ROOT),
-        "-p", f"{host_port}:20880", "localhost/nat-empty:1",
-        sys.executable, "-m", "testbed.provider", "--zookeeper", node.zookeeper,
-        "--root", root, "--interface", INTERFACE, "--session-timeout", "4",
-    ]  # fmt: skip
-    started = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    container = started.stdout.strip()
     try:
+        work.mkdir(parents=True, exist_ok=True)
+        empty = work / "rootfs.tar"
+        subprocess.run(["tar", "-cf", str(empty), "-T", "/dev/null"], check=True, timeout=30)
+        imported = subprocess.run(
+            [*podman, "import", str(empty), "localhost/nat-empty:1"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        mounts = [f"{p}:{p}:ro" for p in ("/usr", "/lib", "/lib64", "/bin", "/etc", "/root",
+                                            str(PROJECT_ROOT))]  # fmt: skip
+        argv = [
+            *podman, "run", "-d", "--ulimit", "nofile=20000", "--ulimit", "nproc=4096",
+            *(f"--volume={m}" for m in mounts), "-w", str(PROJECT_ROOT),
+            "-p", f"{host_port}:20880", "localhost/nat-empty:1",
+            sys.executable, "-m", "testbed.provider", "--zookeeper", node.zookeeper,
+            "--root", root, "--interface", INTERFACE, "--session-timeout", "4",
+        ]  # fmt: skip
+        started = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         assert started.returncode == 0, started.stderr
-        yield container
+        yield started.stdout.strip()
     finally:
         subprocess.run([*podman, "rm", "-f", "-t", "0", "--all"], capture_output=True,
                        timeout=120, check=False)  # fmt: skip
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 def test_podman_published_ports_through_netavark(node: Node, tmp_path: Path, root: str) -> None:
