@@ -110,29 +110,27 @@ def _sidecar(log: Path, node: Host, connect: str, root: str, extra: list[str]) -
 def _pickup(
     network: Network, zk: KazooClient, node: Host, connect: str, root: str, published_first: bool
 ) -> float:
-    """Seconds from the port published (or, published first, the registration created) to
-    the rewrite seen by a client."""
+    """Seconds from the port published (the portmap call begun), or, published first, from
+    the registration created (its provider told), to the rewrite seen by a client."""
     pod = network.pod([PortMapping(PROBE_PORT, 20880)])
     pod.start(publish=published_first)
+    path = f"{root}/{INTERFACE}/providers"
+    zk.ensure_path(path)
+    rewritten = java_url_encode(f"dubbo://{node.address}:{PROBE_PORT}/{INTERFACE}")
+    holder = None
     try:
-        path = f"{root}/{INTERFACE}/providers"
-        zk.ensure_path(path)
-        original = name(pod.address, 20880, INTERFACE)
-        rewritten = java_url_encode(f"dubbo://{node.address}:{PROBE_PORT}/{INTERFACE}")
-        holder = _register(pod, connect, f"{path}/{original}")
-        try:
-            started = time.perf_counter()
-            if not published_first:
-                pod.publish()
-            wait_until(lambda: any(c.startswith(rewritten) for c in zk.get_children(path)), 30,
-                       interval=0.005)  # fmt: skip
-            took = time.perf_counter() - started
-        finally:
-            holder.communicate("", timeout=30)
-        wait_until(lambda: not zk.get_children(path), 30)
-        return took
+        holder = _register(pod, connect, f"{path}/{name(pod.address, 20880, INTERFACE)}")
+        started = time.perf_counter()  # the registration created, or the plugin called:
+        if not published_first:
+            pod.publish()
+        wait_until(lambda: any(c.startswith(rewritten) for c in zk.get_children(path)), 30,
+                   interval=0.005)  # fmt: skip
+        return time.perf_counter() - started
     finally:
-        pod.close()
+        pod.close()  # its rule gone, the rewrite goes
+        wait_until(lambda: not any(c.startswith(rewritten) for c in zk.get_children(path)), 30)
+        if holder is not None:
+            holder.communicate("", timeout=30)
 
 
 # Registers argv[2] (ephemeral) through argv[1], says so, and keeps it until its input ends.

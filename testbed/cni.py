@@ -161,7 +161,8 @@ class Pod:
         }  # fmt: skip
         done = subprocess.run(
             [*self.network.prefix, f"{CNI_PATH}/{plugin['type']}"], input=json.dumps(config),
-            env=env, capture_output=True, text=True, timeout=30, check=False,
+            env=env, capture_output=True, text=True, timeout=30 + len(self.ports) / 2,
+            check=False,
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"CNI {plugin['type']} {command}: {done.stdout}{done.stderr}")
