@@ -42,7 +42,8 @@ class Figures:
     idle_seconds: float
 
 
-def run(work: Path, quick: bool) -> Figures:
+def run(work: Path, quick: bool, backend: str = "nft") -> Figures:
+    """The figures, with portmap writing through ``backend`` (``nft`` or ``legacy``)."""
     rounds, idle = (3, 20.0) if quick else (10, 60.0)
     with ExitStack() as stack:
         hosts = stack.enter_context(Hosts())
@@ -50,7 +51,7 @@ def run(work: Path, quick: bool) -> Figures:
         server = stack.enter_context(ZooKeeperServer(work / "zk-nat", bind="0.0.0.0"))
         connect = f"{hosts.gateway}:{server.port}"
         network = stack.enter_context(
-            Network(free_subnet(), ["ip", "netns", "exec", node.netns], "nft")
+            Network(free_subnet(), ["ip", "netns", "exec", node.netns], backend)
         )
         bulk = network.pod([PortMapping(31000 + i, 20000 + i) for i in range(BULK_PORTS)])
         stack.callback(bulk.close)
@@ -147,7 +148,8 @@ zk.stop(); zk.close()
 
 def _register(pod: Pod, connect: str, path: str) -> subprocess.Popen[str]:
     holder = subprocess.Popen(pod.command([sys.executable, "-c", _HOLD, connect, path]),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True,
                               cwd=PROJECT)  # fmt: skip
     assert holder.stdout is not None
     assert holder.stdout.readline().strip() == "registered"
