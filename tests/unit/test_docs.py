@@ -20,7 +20,14 @@ _LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 # Other programs' flags the pages show: docker run, dockerd, pip-compile, mkdocs, bench/run,
 # scripts/lock.
 _OTHER_FLAGS = {"--group-add", "--name", "--network", "--bip", "--generate-hashes", "--strict"}
-_OTHER_FLAGS |= {"--quick", "--instances", "--fleet-chaos", "--upgrade", "--upgrade-package"}
+_OTHER_FLAGS |= {
+    "--quick",
+    "--instances",
+    "--fleet-chaos",
+    "--upgrade",
+    "--upgrade-package",
+    "--nat",
+}
 _OTHER_FLAGS |= {"--cap-add", "--cap-drop", "--read-only"}  # docker run
 _OTHER_FLAGS |= {"--dport", "--to-destination", "--bounding-set"}  # iptables, setpriv
 
