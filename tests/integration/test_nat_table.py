@@ -6,6 +6,7 @@ runs with ``--docker-url none --nat-table``; with only ``NET_ADMIN`` where that 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -158,6 +159,30 @@ def test_a_pods_host_port_is_rewritten_and_removed_with_the_pod(
     what its provider's registration is rewritten to, within 2 s of the rule; `plan`'s and
     the log's decision names the rule's chain and the pod; CNI DEL removes the rewrite."""
     _scenario(node, tmp_path, root)
+
+
+def test_plan_names_the_rule_behind_each_mapping(node: Node, root: str) -> None:
+    """`plan` on the node (one read of the NAT table, nothing written) says the pod's
+    registration would be rewritten to its hostPort, by the rule's chain for the pod."""
+    host_port = free_port()
+    with node.network.pod([PortMapping(host_port, 20880)]) as pod, node.provider(pod, root):
+        argv = [
+            sys.executable, "-m", "sidecar", "plan", "--output", "json",
+            *("--zookeeper", node.zookeeper, "--root", root, "--docker-url", "none"),
+            *("--nat-table", "--advertise-host", node.host.address),
+        ]  # fmt: skip
+        done = subprocess.run(Hosts.command(node.host, argv), capture_output=True, text=True,
+                              timeout=60, check=False, cwd=PROJECT_ROOT)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        [decision] = json.loads(done.stdout)["decisions"]
+    assert decision["action"] == "rewrite"
+    assert decision["advertised"] == {"host": node.host.address, "port": host_port}
+    assert decision["container"] == {
+        "id": f"nat-{pod.container_id}",
+        "name": f"nat: {decision['container']['name'].split()[1]} for container "
+        f"{pod.container_id[:12]}",
+    }
+    assert decision["container"]["name"].startswith("nat: CNI-DN-")
 
 
 @pytest.mark.parametrize("node", ["legacy"], indirect=True)
