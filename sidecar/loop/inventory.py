@@ -87,8 +87,8 @@ class Inventory:
         return self._static.container(self.interface_addresses)
 
     def local_keys(self) -> set[str]:
-        """Every key that concerns this host: its containers and their addresses, and the
-        static mapping's."""
+        """Every key that concerns this host: its containers and their addresses, the NAT
+        table's pseudo-containers' and the static mapping's."""
         mapped = (*self.containers.values(), *self.nat_in_force)
         keys = {key for c in mapped for key in (c.id, *c.addresses)}
         static = self.static_container()
