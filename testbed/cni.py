@@ -8,11 +8,13 @@ carries this process's id in its name; :meth:`Pod.close` and :meth:`Network.clos
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import json
 import os
 import random
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -191,6 +193,7 @@ def _path_for(backend: str) -> str:
         return system
     if backend not in _BACKENDS:
         where = Path(tempfile.mkdtemp(prefix=f"iptables-{backend}-"))
+        atexit.register(shutil.rmtree, where, True)
         for tool in ("iptables", "ip6tables", "iptables-save", "ip6tables-save",
                      "iptables-restore", "ip6tables-restore"):  # fmt: skip
             family, _, rest = tool.partition("-")
