@@ -199,8 +199,9 @@ EVENTS: dict[str, Event] = {
         "force, and /readyz says so; none were read yet at start, nothing is changed.",
         "No `NET_ADMIN` capability, not the host's network namespace, or no `iptables-save` "
         "(`problem` says which).",
-        "Run with `--network host` (`hostNetwork: true`) and `--cap-add NET_ADMIN`, with the "
-        "`iptables` package installed; see the NAT table page.",
+        "Run with `--network host` (`hostNetwork: true`) and `--cap-add NET_ADMIN` (and "
+        "`NET_RAW` where the legacy back end holds rules), with the `iptables` package "
+        "installed; see the NAT table page.",
     ),
     "nat_table_answering": Event(_D, "The NAT table can be read again.", "A read succeeded."),
     "static_mapping_changed": Event(
