@@ -222,6 +222,9 @@ class _OnePass:
         nat = None
         if settings.nat_table:
             snapshot = NatWatch(lambda: None).read_now()
+            if snapshot.problem:
+                self.__exit__()
+                raise Unreachable(f"NAT table not readable: {snapshot.problem}")
             nat = lambda: snapshot  # noqa: E731 - read once, as the listing is
         parts = build_parts(
             settings, engine_id, self._registry, origins, engine, self._static, Roots(settings),

@@ -185,6 +185,22 @@ def test_plan_names_the_rule_behind_each_mapping(node: Node, root: str) -> None:
     assert decision["container"]["name"].startswith("nat: CNI-DN-")
 
 
+def test_plan_without_net_admin_says_the_nat_table_cannot_be_read(node: Node, root: str) -> None:
+    """`plan` with no capability at all fails, naming the NAT table and why, rather than
+    showing a plan made without its mappings."""
+    argv = [
+        "setpriv", "--inh-caps", "-all", "--ambient-caps", "-all", "--bounding-set", "-all", "--",
+        sys.executable, "-m", "sidecar", "plan", "--log-format", "json",
+        *("--zookeeper", node.zookeeper, "--root", root, "--docker-url", "none"),
+        *("--nat-table", "--advertise-host", node.host.address),
+    ]  # fmt: skip
+    done = subprocess.run(Hosts.command(node.host, argv), capture_output=True, text=True,
+                          timeout=60, check=False, cwd=PROJECT_ROOT)  # fmt: skip
+    assert done.returncode == 1
+    [failed] = [json.loads(line) for line in done.stderr.splitlines() if "command_failed" in line]
+    assert failed["problem"].startswith("NAT table not readable: ")
+
+
 @pytest.mark.parametrize("node", ["legacy"], indirect=True)
 def test_the_legacy_back_end_is_followed_too(node: Node, tmp_path: Path, root: str) -> None:
     """A node whose portmap writes through iptables-legacy (which tells no one of changes)
