@@ -246,7 +246,7 @@ def containers(mappings: Iterable[NatMapping]) -> tuple[Container, ...]:
         chains = sorted({m.chain for m in group})
         addresses = tuple(sorted({m.container_ip for m in group}))
         published = tuple(sorted(
-            {PublishedPort(m.container_port, m.host_ip, m.host_port) for m in group},
+            {PublishedPort(m.container_port, _bound(m), m.host_port) for m in group},
             key=lambda p: (p.container_port, p.host_ip, p.host_port),
         ))  # fmt: skip
         whose = group[0].container_id
@@ -254,6 +254,15 @@ def containers(mappings: Iterable[NatMapping]) -> tuple[Container, ...]:
         name = f"nat: {', '.join(_short(c) for c in chains)} for {about}"
         found.append(Container(f"{NAT_PREFIX}{key}", name, "nat", addresses, published))
     return tuple(found)
+
+
+def _bound(mapping: NatMapping) -> str:
+    """The host address of a mapping as Docker says it: every IPv6 address is ``::``, so
+    that a port published on every address counts in its own family only (Docker, netavark
+    and portmap choose the IPv4 and IPv6 host ports apart)."""
+    if mapping.host_ip or ":" not in mapping.container_ip:
+        return mapping.host_ip
+    return "::"
 
 
 def _short(chain: str) -> str:

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar import natrules
-from sidecar.model import PublishedPort
+from sidecar.mapping import ContainerIndex, Mapped
+from sidecar.model import Endpoint, PublishedPort
 from sidecar.natrules import NatMapping
 
 DUMPS = Path(__file__).parent / "nat_dumps"
@@ -71,6 +72,22 @@ def test_docker_published_ports() -> None:
         ("172.17.0.2", 20880, 32811, "", "docker", ""),
         ("172.17.0.2", 8080, 32768, "127.0.0.1", "docker", ""),
     }
+
+
+def test_a_dual_stack_pod_is_published_in_each_family() -> None:
+    """A pod with an IPv4 and an IPv6 address (portmap writing both ip6tables and iptables
+    rules) is one container with both addresses, its port published in each family."""
+    [pod] = natrules.containers(
+        natrules.parse((DUMPS / "cni-portmap-dual-stack-nft.txt").read_text())
+    )
+    assert pod.addresses == ("10.251.9.2", "fd00:251:9::2")
+    assert set(pod.published) == {PublishedPort(20880, "", 30880),
+                                  PublishedPort(20880, "::", 30880)}  # fmt: skip
+    index = ContainerIndex([pod])
+    for host in ("192.0.2.10", "2001:db8::10"):
+        mapped = index.resolve(Endpoint.of("fd00:251:9::2", 20880), host)
+        assert isinstance(mapped, Mapped)
+        assert mapped.advertised == Endpoint.of(host, 30880)
 
 
 def test_each_pod_is_one_pseudo_container_named_after_its_rules() -> None:
