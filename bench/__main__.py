@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
-from bench import fleet, fleet_chaos, proxy
+from bench import fleet, fleet_chaos, nat, proxy
 from bench.instances import update_to_visible
 from bench.workload import (
     FIRST_PORT,
@@ -313,6 +313,10 @@ def main() -> int:
         "--tls", action="store_true",
         help="only convergence over TLS (client certificates) beside plaintext",
     )  # fmt: skip
+    parser.add_argument(
+        "--nat", action="store_true",
+        help="only the NAT table source: pickup of a published hostPort, idle CPU (1,000 ports)",
+    )  # fmt: skip
     args = parser.parse_args()
     # The bench's own clients reconnect on purpose (a server restart): no warnings for that.
     logging.getLogger("kazoo").setLevel(logging.ERROR)
@@ -327,6 +331,11 @@ def main() -> int:
             return instance_updates(work, 20 if args.quick else 100)
         if args.fleet_chaos:
             return fleet_chaos.run(work)
+        if args.nat:
+            nat_only = nat.run(work, args.quick)
+            _print([Row(*row) for row in nat.rows(nat_only)])
+            print("summary " + _fields(nat.summary(nat_only)))
+            return 0
         if args.fleet:
             runs = [(mode, count) for mode in fleet.MODES for count in FLEET_SIZES]
             sweep = fleet.sweep(work, 2000, 500, runs)
@@ -341,6 +350,8 @@ def main() -> int:
         rows, extra = one_sidecar(work, scale)
         proxy_figures = proxy.run(work, args.quick)
         rows += [Row(*row) for row in proxy.rows(proxy_figures)]
+        nat_figures = nat.run(work, args.quick)
+        rows += [Row(*row) for row in nat.rows(nat_figures)]
         fleet_rows = fleet.sweep(work, 300 // scale, 100 // scale, [("fleet", 1), ("fleet", 5)])
     print_one_sidecar(rows, extra)
     print("\n".join(fleet.table(fleet_rows, 100 // scale)))
@@ -352,6 +363,7 @@ def main() -> int:
         "rss_mb": extra["rss_mb"],
         "idle_cpu_s": extra["idle_cpu_s"],
         **proxy.summary(proxy_figures),
+        **nat.summary(nat_figures),
         **fleet.summary(fleet_rows),
     }
     print("summary " + _fields(figures))
@@ -369,7 +381,7 @@ FLEET_SIZES = (1, 10, 50)
 
 def _fields(figures: dict[str, float]) -> str:
     # idle_cpu_s keeps its three decimals; every ratio and size two or one.
-    digits = {"idle_cpu_s": 3, "rss_mb": 1, "fleet_watches_per_host": 1}
+    digits = {"idle_cpu_s": 3, "rss_mb": 1, "fleet_watches_per_host": 1, "nat_pickup_p99_s": 3}
     return " ".join(f"{k}={v:.{digits.get(k, 2)}f}" for k, v in figures.items())
 
 

@@ -93,3 +93,28 @@ def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def endpoint_pattern(
+    entry: str,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network | None, int | None]:
+    """Endpoints named by an address or a network, a port, or both: ``10.88.0.5``,
+    ``10.88.0.0/16``, ``10.88.0.0/16:20880``, ``:8080``, ``fd00::5``, ``[fd00::/64]:20880``;
+    raise ValueError saying why not."""
+    text = entry.strip()
+    where, port = text, ""
+    if text.startswith("["):
+        where, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{quote(entry)} is not [ADDRESS]:PORT")
+        port = rest[1:]
+    elif text.count(":") == 1:
+        where, _, port = text.partition(":")
+    try:
+        network = ipaddress.ip_network(where, strict=False) if where else None
+        number = parse_port(port) if port else None
+    except ValueError as exc:
+        raise ValueError(f"{quote(entry)}: {exc}") from None
+    if network is None and number is None:
+        raise ValueError(f"{quote(entry)} names neither an address nor a port")
+    return network, number

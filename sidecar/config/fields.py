@@ -187,8 +187,8 @@ class ContainerFields(BaseModel):
         None,
         "Docker",
         "Docker Engine API (`unix://…`, `tcp://…`), or `none` to map with the static mapping "
-        "only. Unset: `DOCKER_HOST`, with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` as the "
-        "docker CLI reads them, else `unix:///var/run/docker.sock`.",
+        "and the NAT table only. Unset: `DOCKER_HOST`, with `DOCKER_TLS_VERIFY` and "
+        "`DOCKER_CERT_PATH` as the docker CLI reads them, else `unix:///var/run/docker.sock`.",
         metavar="URL",
         default_text="`DOCKER_HOST` from the environment, else `unix:///var/run/docker.sock`",
     )
@@ -224,6 +224,26 @@ class ContainerFields(BaseModel):
         "list; re-read when it changes; empty or `none`: no file.",
         metavar="FILE",
         default_text="no file",
+    )
+    # NAT table
+    nat_table: bool = _setting(
+        False,
+        "NAT table",
+        "Also learn port bindings from this host's NAT table: the DNAT rules of Docker "
+        "(`DOCKER`), Podman's netavark (`NETAVARK-DN-…`) and the CNI `portmap` plugin of "
+        "Kubernetes `hostPort` (`CNI-DN-…`), read with `iptables-save` through both back ends "
+        "(needs the host's network namespace and `NET_ADMIN`, no Docker socket). When sources "
+        "map the same container address: Docker first, then the static mapping, then the NAT "
+        "table.",
+    )
+    nat_ignore: Annotated[tuple[str, ...], NoDecode] = _setting(
+        (),
+        "NAT table",
+        "Container endpoints the NAT table source leaves alone (a registration there is not "
+        "rewritten): `ADDRESS`, `NETWORK/BITS`, either with `:PORT`, or `:PORT` alone "
+        "(`[…]` around an IPv6 address with a port).",
+        metavar="ADDRESS[:PORT]",
+        default_text="every mapping is followed",
     )
 
 

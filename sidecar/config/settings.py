@@ -19,7 +19,7 @@ from sidecar.config.fields import (
     SaslFields,
     TlsFields,
 )
-from sidecar.syntax import parse_port, quote, servers, valid_host
+from sidecar.syntax import endpoint_pattern, parse_port, quote, servers, valid_host
 
 ENV_PREFIX = "DUBBO_SIDECAR_"
 _PATH_SEGMENT = re.compile(r"[^/\x00]+")
@@ -96,6 +96,7 @@ class Settings(
         "services_root",
         "host_address",
         "static_ports",
+        "nat_ignore",
         "advertise_from",
         "proxy_capture",
         mode="before",
@@ -174,8 +175,12 @@ class Settings(
             )
         if self.proxy_listen and self.scope == "host":
             raise ValueError("{proxy_listen} serves one app's client: not with {scope} host")
-        if self.docker_url == "none" and not (self.static_ports or self.static_file):
-            raise ValueError("{docker_url} none needs {static_ports} or {static_file}")
+        if self.docker_url == "none" and not (
+            self.static_ports or self.static_file or self.nat_table
+        ):
+            raise ValueError("{docker_url} none needs {static_ports}, {static_file} or {nat_table}")
+        if self.nat_ignore and not self.nat_table:
+            raise ValueError("{nat_ignore} concerns the NAT table: give {nat_table}")
         if len(set(self.root) | set(self.services_root)) != len(self.root) + len(
             self.services_root
         ):
@@ -212,6 +217,13 @@ class Settings(
                 raise ValueError(f"'{entry}' is not CONTAINER_PORT:HOST_PORT")
             parse_port(container.strip())
             parse_port(host.strip())
+        return value
+
+    @field_validator("nat_ignore")
+    @classmethod
+    def _nat_ignore(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            endpoint_pattern(entry)
         return value
 
     @field_validator("docker_url")

@@ -1,8 +1,9 @@
 """Dirty work: what the sources report, collected for the loop's next pass.
 
 Every source thread (kazoo's watches and connection listener, Docker events, the static-file
-watch, the address watch, the prober) only calls a method here, which records what changed
-and wakes the loop. Marking never blocks for long and never reads or writes anything else.
+watch, the NAT table's watch, the address watch, the prober) only calls a method here, which
+records what changed and wakes the loop. Marking never blocks for long and never reads or
+writes anything else.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Work:
     replan: bool = False  # ... all of them planned again, not only those that may have moved
     all_containers: bool = False
     static: bool = False  # the static mapping file changed
+    nat: bool = False  # the NAT table's rules were read again and differ
     lease: bool = False
     roots: set[str] = field(default_factory=set)
     paths: set[str] = field(default_factory=set)
@@ -46,6 +48,7 @@ class Work:
         self.replan |= other.replan
         self.all_containers |= other.all_containers
         self.static |= other.static
+        self.nat |= other.nat
         self.lease |= other.lease
         for mine, theirs in (
             (self.roots, other.roots), (self.paths, other.paths),
@@ -60,6 +63,7 @@ class Work:
             or self.local
             or self.all_containers
             or self.static
+            or self.nat
             or self.lease
             or self.new_address is not None
             or bool(self.address_problem)
@@ -122,6 +126,11 @@ class Dirty:
     def static_changed(self) -> None:
         with self._wake:
             self._work.static = True
+            self._marked()
+
+    def nat_changed(self) -> None:
+        with self._wake:
+            self._work.nat = True
             self._marked()
 
     def docker_subscribed(self) -> None:

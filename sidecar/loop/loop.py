@@ -134,6 +134,8 @@ class Loop:
         reasons = []
         if inventory.engine is not None and not (inventory.subscribed and inventory.fresh):
             reasons.append("Docker Engine not reachable")
+        if nat := inventory.nat_not_ready():
+            reasons.append(nat)
         if reconciler.address is None:
             reasons.append("no advertised address: no configured source answered yet")
         if lease.waiting:

@@ -154,7 +154,9 @@ class Reconciler:
     def _refresh_containers(self, work: Work) -> bool:
         p = self.parts
         try:
-            refreshed = p.inventory.refresh(work.all_containers, work.containers, work.static)
+            refreshed = p.inventory.refresh(
+                work.all_containers, work.containers, work.static, work.nat
+            )
         except DockerUnavailable:
             p.retries.schedule(Whole.CONTAINERS)
             self._requeue(work)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
+from sidecar import natrules
 from sidecar.config import ConfigError, Settings, tls_files
 from sidecar.fleet.indexer import FLEET_ROOT, Indexer
 from sidecar.loop.acl_check import AclCheck
@@ -41,6 +42,7 @@ from sidecar.sources import static as static_source
 from sidecar.sources.address import AddressWatch, AdvertiseHost, changes_over_time
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
 from sidecar.sources.host import interface_addresses
+from sidecar.sources.nat import NatSnapshot, NatWatch
 from sidecar.sources.probe import Prober
 from sidecar.syntax import servers
 from sidecar.tls import ClientTls
@@ -69,6 +71,7 @@ def assemble(
         jute_maxbuffer=settings.jute_maxbuffer,
     )  # fmt: skip
     engine = _engine(settings, environ)
+    nat = NatWatch(dirty.nat_changed) if settings.nat_table else None
     metrics = Metrics()
     mapper = InventoryMapper() if settings.proxy_listen else None
     proxy = _proxy(settings, mapper, metrics, tls) if mapper else None
@@ -76,6 +79,8 @@ def assemble(
         Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
     )
     sources = _sources(settings, environ, address, engine, prober, dirty)
+    if nat is not None:
+        sources.append(nat)
 
     def not_ready() -> list[str]:
         return loop.not_ready()
@@ -95,7 +100,7 @@ def assemble(
         origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port, tls=tls)
         parts = build_parts(
             settings, engine_id, registry, origins, engine, static, roots, persistence, events,
-            metrics, prober, stop.is_set,
+            metrics, prober, stop.is_set, nat=nat.latest if nat else None,
         )  # fmt: skip
         parts.memory.restore(persistence.remembered(engine_id))
         parts.proxy = mapper
@@ -221,9 +226,17 @@ class _OnePass:
         origins = SessionOrigins(
             settings.zookeeper, settings.zookeeper_admin_port, tls=_tls(settings)
         )
+        nat = None
+        if settings.nat_table:
+            snapshot = NatWatch(lambda: None).read_now()
+            if snapshot.problem:
+                self.__exit__()
+                raise Unreachable(f"NAT table not readable: {snapshot.problem}")
+            nat = lambda: snapshot  # noqa: E731 - read once, as the listing is
         parts = build_parts(
             settings, engine_id, self._registry, origins, engine, self._static, Roots(settings),
             Persistence(None, self._events), self._events, Metrics(), None, lambda: False,
+            nat=nat,
         )  # fmt: skip
         parts.observing = True
         parts.inventory.subscribed = True  # no event stream: the listing is all there is
@@ -258,10 +271,13 @@ def build_parts(
     prober: Prober | None,
     stopping: Callable[[], bool],
     host_addresses: Callable[[], set[str]] = interface_addresses,
+    nat: Callable[[], NatSnapshot] | None = None,
 ) -> Parts:
-    """The parts of a pass, from the settings and the seams (real or in-memory twins)."""
+    """The parts of a pass, from the settings and the seams (real or in-memory twins);
+    ``nat``: the NAT table's latest snapshot, when that source is on."""
+    ignore = tuple(natrules.parse_ignore(entry) for entry in settings.nat_ignore)
     inventory = Inventory(engine, static, settings.static_file, settings.static_ports, prober,
-                          host_addresses, events)  # fmt: skip
+                          host_addresses, events, nat, ignore)  # fmt: skip
     lease = LeaseKeeper(settings.scope, settings.container, engine_id, registry, events, metrics,
                         persistence.earlier_session)  # fmt: skip
     observer = Observer(registry, origins, roots, settings.host_address,

@@ -212,6 +212,23 @@ EVENTS: dict[str, Event] = {
         "The sidecar will not act on stale bindings.",
         "Check dockerd and the socket.",
     ),
+    "nat_table_changed": Event(
+        _D,
+        "The NAT table's DNAT rules were read again and publish other ports: `mappings` counts "
+        "them; the registrations they concern are planned again.",
+        "A container, pod or rule that publishes a port came or went.",
+    ),
+    "nat_table_unreadable": Event(
+        _D,
+        "The NAT table could not be read (`--nat-table`): its last good mappings stay in "
+        "force, and /readyz says so; none were read yet at start, nothing is changed.",
+        "No `NET_ADMIN` capability, not the host's network namespace, or no `iptables-save` "
+        "(`problem` says which).",
+        "Run with `--network host` (`hostNetwork: true`) and `--cap-add NET_ADMIN` (and "
+        "`NET_RAW` where the legacy back end holds rules), with the `iptables` package "
+        "installed; see the NAT table page.",
+    ),
+    "nat_table_answering": Event(_D, "The NAT table can be read again.", "A read succeeded."),
     "static_mapping_changed": Event(
         _D,
         "The static mapping file's new ports are in force.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from sidecar.model import Container, Endpoint, PublishedPort
 from sidecar.ops.metrics import Metrics
 from sidecar.report.events import Events
 from sidecar.sources.address import AdvertiseHost
+from sidecar.sources.nat import NatSnapshot
 from sidecar.sources.static import StaticMapping
 from tests.twins import FixedOrigins, MemoryEngine, MemoryRegistry
 from tests.unit.scenarios import url_name
@@ -55,15 +57,17 @@ class Harness:
     options: dict[str, Any] = field(default_factory=dict)  # settings beyond the defaults
     engine_id: str = "TWIN@host"
     host: str = "192.0.2.10"  # this host's address, advertised
+    nat: Callable[[], NatSnapshot] | None = None  # the NAT table's snapshot (--nat-table)
 
     def __post_init__(self) -> None:
         self.settings = _settings({"advertise_host": self.host, **self.options})
         events = Events()
         roots = Roots(self.settings)
+        engine = None if self.settings.docker_url == "none" else self.engine
         parts = build_parts(
-            self.settings, self.engine_id, self.registry, self.origins, self.engine,
+            self.settings, self.engine_id, self.registry, self.origins, engine,
             StaticMapping(), roots, Persistence(None, events), events, Metrics(), None,
-            lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"},
+            lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"}, nat=self.nat,
         )  # fmt: skip
         parts.retries = Retries(self.clock)
         if parts.fleet is not None:

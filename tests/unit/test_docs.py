@@ -27,8 +27,11 @@ _OTHER_FLAGS |= {
     "--upgrade",
     "--upgrade-package",
     "--tls",
+    "--nat",
 }
 _OTHER_FLAGS |= {"--label", "--now", "--time"}  # podman's and systemctl's (deployment.md)
+_OTHER_FLAGS |= {"--cap-add", "--cap-drop", "--read-only"}  # docker run
+_OTHER_FLAGS |= {"--dport", "--to-destination", "--bounding-set"}  # iptables, setpriv
 
 
 def _text(node: ast.expr) -> str | None:

@@ -28,6 +28,7 @@ SIDECARS: dict[str, dict[str, tuple[int, list[str]]]] = {
     "daemonset": PER_HOST,
     "daemonset-tls": PER_HOST,
     "fleet": PER_HOST,
+    "daemonset-nat": {"dubbo-nat-sidecar": (0, ["NET_ADMIN"])},
 }
 OVERLAYS = sorted(SIDECARS)
 IN_APP_POD = ["pod-sidecar", "proxy", "proxy-capture"]
@@ -117,8 +118,8 @@ def test_pods_are_locked_down_with_only_the_privileges_their_flavour_needs(
 ) -> None:
     """No API token, the runtime's seccomp profile, no escalation and a read-only root file
     system; the sidecar's containers as uid 10001 without capabilities, except the capture
-    sidecar (uid 0, NET_ADMIN) and the DaemonSet's state-directory step (uid 0, CHOWN); every
-    other container non-root."""
+    sidecar and the NAT table's DaemonSet (uid 0, NET_ADMIN) and the DaemonSet's
+    state-directory step (uid 0, CHOWN); every other container non-root."""
     pod = pod_of(overlay)
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -220,7 +221,7 @@ def test_docker_socket_group_is_one_setting() -> None:
     """The group of the nodes' Docker socket is written in one file, which both per-node
     flavours render."""
     setting = [p.relative_to(DEPLOY) for p in DEPLOY.rglob("*.yaml")
-               if "supplementalGroups" in p.read_text()]  # fmt: skip
+               if "supplementalGroups:" in p.read_text()]  # fmt: skip
     assert setting == [Path("overlays/daemonset/docker-socket-group.yaml")]
 
 
@@ -239,3 +240,19 @@ def test_tls_files_come_from_a_secret_mounted_whole_for_rotation() -> None:
     [volume] = [v for v in pod["volumes"] if v["name"] == "zookeeper-tls"]
     assert volume["secret"]["defaultMode"] == 0o440
     assert pod["securityContext"]["fsGroup"] == container["securityContext"]["runAsGroup"]
+
+
+def test_nat_daemonset_reads_the_nodes_nat_table_without_a_docker_socket() -> None:
+    """The DaemonSet for containerd and CRI-O nodes runs on every node in the node's network
+    namespace, maps from the NAT table with no Docker socket, no host path but its state
+    directory, and no step but the sidecar."""
+    pod = pod_of("daemonset-nat")
+    container = sidecar_of("daemonset-nat")
+    assert pod["hostNetwork"] is True
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert "initContainers" not in pod
+    assert "supplementalGroups" not in pod["securityContext"]
+    assert [v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v] == [STATE_DIR]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == [STATE_DIR]
+    assert {"--docker-url=none", "--nat-table"} <= set(container["args"])
