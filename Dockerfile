@@ -11,15 +11,17 @@ WORKDIR /src
 COPY . .
 # The runtime environment gets no pip or setuptools of its own: it holds the lock and the
 # project, nothing else. The build tools live in /opt/build, which stays in this stage.
+# Every file of the lock is checked against its hash as it is turned into a wheel (a package
+# that publishes only a source archive, pure-sasl, is built here with the locked setuptools).
 RUN python3 -m venv /opt/build \
     && /opt/build/bin/pip install --no-cache-dir --require-hashes -r requirements/build.txt \
+    && /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation \
+        --require-hashes --wheel-dir /tmp/dist -r requirements/runtime.txt \
     && /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation \
         --wheel-dir /tmp/dist . \
     && python3 -m venv --without-pip /opt/dubbo-sidecar \
     && /opt/build/bin/pip --python /opt/dubbo-sidecar/bin/python install --no-cache-dir \
-        --require-hashes -r requirements/runtime.txt \
-    && /opt/build/bin/pip --python /opt/dubbo-sidecar/bin/python install --no-cache-dir \
-        --no-deps /tmp/dist/dubbo_nat_sidecar-*.whl
+        --no-index --no-deps /tmp/dist/*.whl
 
 FROM python:3.11-slim
 # iptables for proxy mode's transparent capture (--proxy-capture), the one package fetched
