@@ -170,31 +170,47 @@ def test_reads_queued_together_are_sent_together_and_each_gets_its_answer(
     """A read of 1,200 paths at once goes out in a few writes, not one per request; each
     path still gets its own listing, and its own watch: a later change to one path is
     reported for that path alone."""
-    paths = [f"{root}/s{i}/providers" for i in range(1200)]
-    for result in [registry.create_async(f"{p}/n{i}", makepath=True) for i, p in enumerate(paths)]:
-        result.get(timeout=10)
-    changed: list[str] = []
-    sidecar = ZooKeeperRegistry(zookeeper.connect_string, 10, changed.append, lambda _: None)
-    sidecar.connect(15)
-    writes = 0
-    connection = sidecar._client._connection
-    write = connection._write
-
-    def counted(*args: object) -> None:
-        nonlocal writes
-        writes += 1
-        write(*args)
-
-    connection._write = counted
-    try:
+    paths = _paths_with_one_node(registry, root, 1200)
+    with _counting_writes(zookeeper) as (sidecar, changed, writes):
         listed = sidecar.list_names(paths)
         assert {p: listing.names if listing else None for p, listing in listed.items()} == {
             p: [f"n{i}"] for i, p in enumerate(paths)
         }
-        assert writes <= len(paths) // 10
+        assert writes[0] <= len(paths) // 10
         registry.create(f"{paths[777]}/again")
         wait_until(lambda: bool(changed), 10, message="the change was not reported")
         assert changed == [paths[777]]
+
+
+def _paths_with_one_node(registry: KazooClient, root: str, count: int) -> list[str]:
+    """``count`` providers paths under ``root``, the i-th holding one node ``n<i>``."""
+    paths = [f"{root}/s{i}/providers" for i in range(count)]
+    for result in [registry.create_async(f"{p}/n{i}", makepath=True) for i, p in enumerate(paths)]:
+        result.get(timeout=10)
+    return paths
+
+
+@contextlib.contextmanager
+def _counting_writes(
+    zookeeper: ZooKeeperServer, fast_path: bool = True
+) -> Iterator[tuple[ZooKeeperRegistry, list[str], list[int]]]:
+    """A connected registry, the paths it reports changed, and how many socket writes its
+    connection made (one list item, counted up)."""
+    changed: list[str] = []
+    sidecar = ZooKeeperRegistry(zookeeper.connect_string, 10, changed.append, lambda _: None)
+    assert sidecar.fast_path is fast_path
+    sidecar.connect(15)
+    writes = [0]
+    connection = sidecar._client._connection
+    write = connection._write
+
+    def counted(*args: object) -> None:
+        writes[0] += 1
+        write(*args)
+
+    connection._write = counted
+    try:
+        yield sidecar, changed, writes
     finally:
         sidecar.close()
 
@@ -242,29 +258,13 @@ def test_with_kazoo_changed_the_registry_reads_writes_and_watches_through_kazoos
 ) -> None:
     """Kazoo's internals differ from those tested: every request goes kazoo's own way (one
     write each), and reads, watches, puts and multis still get each their own answer."""
-    paths = [f"{root}/s{i}/providers" for i in range(200)]
-    for result in [registry.create_async(f"{p}/n{i}", makepath=True) for i, p in enumerate(paths)]:
-        result.get(timeout=10)
-    changed: list[str] = []
-    sidecar = ZooKeeperRegistry(zookeeper.connect_string, 10, changed.append, lambda _: None)
-    assert not sidecar.fast_path
-    sidecar.connect(15)
-    writes = 0
-    connection = sidecar._client._connection
-    write = connection._write
-
-    def counted(*args: object) -> None:
-        nonlocal writes
-        writes += 1
-        write(*args)
-
-    connection._write = counted
-    try:
+    paths = _paths_with_one_node(registry, root, 200)
+    with _counting_writes(zookeeper, fast_path=False) as (sidecar, changed, writes):
         nodes = sidecar.read_paths(paths)
         assert {p: [n.name for n in listed] for p, listed in nodes.items()} == {
             p: [f"n{i}"] for i, p in enumerate(paths)
         }
-        assert writes >= 2 * len(paths)  # a listing and a read per path, one write each
+        assert writes[0] >= 2 * len(paths)  # a listing and a read per path, one write each
         [applied] = sidecar.apply_all(
             [Transaction((Create(f"{paths[0]}/rewritten", b"r"), Delete(f"{paths[0]}/n0", -1)))]
         )
@@ -275,5 +275,3 @@ def test_with_kazoo_changed_the_registry_reads_writes_and_watches_through_kazoos
         wait_until(lambda: paths[7] in changed, 10, message="the change was not reported")
         assert sorted(registry.get_children(paths[0])) == ["rewritten"]
         assert changed == [paths[0], paths[7]]  # its own multi moved paths[0] too
-    finally:
-        sidecar.close()
