@@ -114,6 +114,7 @@ def test_kazoo_in_plaintext_keeps_its_session_through_a_failover_and_a_proxy_res
 
 def test_the_java_client_and_curator_in_plaintext_reach_the_tls_ensemble(
     proxies: Proxies,
+    tls_ensemble: ZooKeeperEnsemble,
     tls_registry: KazooClient,
     providers: str,
     root: str,
@@ -122,7 +123,7 @@ def test_the_java_client_and_curator_in_plaintext_reach_the_tls_ensemble(
 ) -> None:
     """The ZooKeeper Java client (ZooKeeperMain) and Curator's ServiceDiscovery, without any
     TLS settings, register through the proxy; both registrations are published, and Curator
-    keeps its session and its instance through a proxy restart."""
+    keeps its session and its instance through a proxy restart and a server failover."""
     port = proxies.proxy.address[1]
     tls_registry.ensure_path(providers)
     mine = f"{providers}/{node_name()}"
@@ -151,6 +152,22 @@ def test_the_java_client_and_curator_in_plaintext_reach_the_tls_ensemble(
         assert peer.session == session
         wait_until(lambda: tls_registry.get_children(listed) == instance, 10,
                    message="the instance is gone after the restart")  # fmt: skip
+
+        def reconnections() -> int:
+            return sum(e.get("state") == "RECONNECTED" for e in peer.events("connection"))
+
+        before = reconnections()
+        server = serving(tls_ensemble, session[0])
+        server.stop()
+        try:
+            wait_until(lambda: reconnections() > before, 30,
+                       message="Curator did not move to another server")  # fmt: skip
+        finally:
+            server.start(wait=False)
+            tls_ensemble.wait_ready()
+        assert peer.session == session
+        wait_until(lambda: tls_registry.get_children(listed) == instance, 10,
+                   message="the instance is gone after the failover")  # fmt: skip
 
 
 def test_an_app_speaking_tls_to_the_proxy_is_refused_plainly(
