@@ -248,7 +248,8 @@ class _LegacyDigest:
     for 1,000 published ports), taken only when the raw entries differ from the last time's."""
 
     def __init__(self) -> None:
-        self._raw = b""
+        self._raw: bytes | None = None  # the entries as last read, before any read: none
+        self._entries = b""
         self._info, self._entries = self._info_digest(), self._entries_digest()
         self._polls = 0
 
