@@ -82,19 +82,7 @@ def assemble(
     if nat is not None:
         sources.append(nat)
 
-    def not_ready() -> list[str]:
-        return loop.not_ready()
-
-    def not_healthy() -> list[str]:
-        return loop.not_healthy()
-
-    ops = None
-    if settings.listen:
-        [(host, port)] = servers(settings.listen)
-        try:
-            ops = OpsServer(host.strip("[]"), port, metrics, not_ready, not_healthy)
-        except ConfigError as exc:
-            raise ConfigError(f"{settings.name_of('listen')}: {exc}") from None
+    ops = _ops(settings, metrics, lambda: loop)
 
     def parts_for(engine_id: str, stop: threading.Event) -> Parts:
         origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port, tls=tls)
@@ -114,6 +102,19 @@ def assemble(
     loop = Loop(runtime, address)
     metrics.oldest_pending.set_function(loop.liveness.oldest)
     return loop
+
+
+def _ops(settings: Settings, metrics: Metrics, loop: Callable[[], Loop]) -> OpsServer | None:
+    """The health, readiness and metrics server, when asked for; it asks the loop (made
+    after it) at each request."""
+    if not settings.listen:
+        return None
+    [(host, port)] = servers(settings.listen)
+    try:
+        return OpsServer(host.strip("[]"), port, metrics, lambda: loop().not_ready(),
+                         lambda: loop().not_healthy())  # fmt: skip
+    except ConfigError as exc:
+        raise ConfigError(f"{settings.name_of('listen')}: {exc}") from None
 
 
 def _sources(

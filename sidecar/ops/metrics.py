@@ -23,19 +23,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        # The process' memory, CPU and file descriptors (process_*) and the interpreter
-        # (python_info): on the sidecar's own registry, which is all /metrics serves.
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        build = Gauge(
-            "dubbo_sidecar_build_info",
-            "1, labelled with the sidecar's version and those of Python and kazoo it runs on",
-            ["version", "python", "kazoo"],
-            registry=self.registry,
-        )
-        build.labels(sidecar.__version__, platform.python_version(), metadata.version("kazoo")).set(
-            1
-        )
+        _what_runs(self.registry)
         self.writes = Counter(
             "dubbo_sidecar_writes",
             "Registry writes by decision (rewrite, update, restore, remove, drop-original) "
@@ -210,3 +198,18 @@ class ProxyMetrics:
 
     def relayed(self, direction: str, size: int) -> None:
         self._bytes.labels(direction).inc(size)
+
+
+def _what_runs(registry: CollectorRegistry) -> None:
+    """The process' memory, CPU and file descriptors (process_*), the interpreter
+    (python_info) and the sidecar's build: on the sidecar's own registry, which is all
+    /metrics serves."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    build = Gauge(
+        "dubbo_sidecar_build_info",
+        "1, labelled with the sidecar's version and those of Python and kazoo it runs on",
+        ["version", "python", "kazoo"],
+        registry=registry,
+    )
+    build.labels(sidecar.__version__, platform.python_version(), metadata.version("kazoo")).set(1)
