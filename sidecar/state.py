@@ -1,8 +1,10 @@
-"""The state file: the ZooKeeper session to resume and the rewrites this sidecar manages.
+"""The state file: the ZooKeeper session to resume.
 
 Written atomically after each change, locked for the life of the process, so that a sidecar
-restarted within the session timeout resumes its session (its nodes never vanish), and one
-restarted later re-creates the rewrites whose containers still serve.
+restarted within the session timeout resumes its session (its nodes never vanish). What the
+sidecar manages is recorded in ZooKeeper (sidecar/records.py); the rewrites an earlier version
+kept here (``managed``) are read, and kept only until they are recorded there
+(loop/persistence.py), never added to.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class State:
     session_id: int = 0
     password: bytes = b""
     engine: str = ""
-    # node path -> (node data, the marker's state form: see Marker.to_state)
+    # An earlier version's rewrites, until recorded in ZooKeeper: node path -> (node data,
+    # the marker's state form: see Marker.to_state)
     managed: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
 
 
@@ -91,15 +94,16 @@ class StateFile:
         return state, f"state file {self.path}: {'; '.join(problems)}"
 
     def save(self, state: State) -> None:
-        doc = {
+        doc: dict[str, object] = {
             "session_id": state.session_id,
             "password": state.password.hex(),
             "engine": state.engine,
-            "managed": {
+        }
+        if state.managed:  # an earlier version's, not recorded yet
+            doc["managed"] = {
                 path: {"data": base64.b64encode(data).decode(), "marker": marker}
                 for path, (data, marker) in sorted(state.managed.items())
-            },
-        }
+            }
         temporary = self.path.with_name(self.path.name + ".tmp")
         # Atomic (rename), not synced: what matters is surviving the process, not the host.
         with os.fdopen(open_private(temporary, os.O_WRONLY | os.O_TRUNC), "w") as out:

@@ -128,3 +128,13 @@ def test_a_fifo_in_the_state_files_place_is_refused_without_blocking(
     else:
         with pytest.raises(OSError, match=r"state\.json\.tmp"):
             StateFile(path).save(State(session_id=4097, password=b"p" * 16))
+
+
+def test_the_file_holds_only_the_session_once_rewrites_are_recorded(tmp_path: Path) -> None:
+    """A state with no earlier version's rewrites left is saved as the session alone: the
+    sidecar keeps what it manages in ZooKeeper, not on disk."""
+    state_file = StateFile(tmp_path / "state.json")
+    state_file.save(State(0x1001, PASSWORD, "E"))
+    doc = json.loads(state_file.path.read_text())
+    assert set(doc) == {"session_id", "password", "engine"}
+    assert state_file.load() == (State(0x1001, PASSWORD, "E"), None)
