@@ -18,7 +18,7 @@ ONE_PASS = ("run", "plan", "status")
 RUN = ("run",)
 
 
-def _setting(
+def setting(
     default: Any,
     group: str,
     description: str,
@@ -42,25 +42,25 @@ class RegistryFields(BaseModel):
     """Where the registry is and how to reach it."""
 
     # ZooKeeper
-    zookeeper: str = _setting(
+    zookeeper: str = setting(
         "127.0.0.1:2181",
         "ZooKeeper",
         "Connect string `host:port[,host:port…][/chroot]`.",
         metavar="HOST:PORT[,…][/CHROOT]",
     )
-    root: Annotated[tuple[str, ...], NoDecode] = _setting(
+    root: Annotated[tuple[str, ...], NoDecode] = setting(
         ("/dubbo",),
         "ZooKeeper",
         "Registry root to reconcile, one per registry `group`.",
         metavar="PATH",
     )
-    services_root: Annotated[tuple[str, ...], NoDecode] = _setting(
+    services_root: Annotated[tuple[str, ...], NoDecode] = setting(
         ("/services",),
         "ZooKeeper",
         "Root of Dubbo 3 application-level instances (`/<root>/<application>/<host>:<port>`).",
         metavar="PATH",
     )
-    session_timeout: float = _setting(
+    session_timeout: float = setting(
         30.0,
         "ZooKeeper",
         "Session timeout, seconds. Rewritten nodes live in this session.",
@@ -68,7 +68,7 @@ class RegistryFields(BaseModel):
         ge=2,
         le=600,
     )
-    connect_timeout: float = _setting(
+    connect_timeout: float = setting(
         10.0,
         "ZooKeeper",
         "How long `plan` and `status` wait for ZooKeeper, seconds (`run` keeps trying).",
@@ -77,7 +77,7 @@ class RegistryFields(BaseModel):
         gt=0,
         le=600,
     )
-    zookeeper_auth: SecretStr | None = _setting(
+    zookeeper_auth: SecretStr | None = setting(
         None,
         "ZooKeeper",
         "Digest credentials `user:password` (as in Dubbo's registry URL); rewritten nodes get "
@@ -86,7 +86,7 @@ class RegistryFields(BaseModel):
         metavar="USER:PASSWORD",
         default_text="no credentials",
     )
-    zookeeper_auth_file: Path | None = _setting(
+    zookeeper_auth_file: Path | None = setting(
         None,
         "ZooKeeper",
         "File holding the digest credentials `user:password` (a mounted Docker or Kubernetes "
@@ -95,7 +95,7 @@ class RegistryFields(BaseModel):
         metavar="FILE",
         default_text="no file",
     )
-    jute_maxbuffer: int = _setting(
+    jute_maxbuffer: int = setting(
         0xFFFFF,
         "ZooKeeper",
         "The servers' `jute.maxbuffer`, bytes: no node or transaction the sidecar writes is "
@@ -106,7 +106,7 @@ class RegistryFields(BaseModel):
         le=2**31 - 1,
         metavar="BYTES",
     )
-    zookeeper_admin_port: int = _setting(
+    zookeeper_admin_port: int = setting(
         8080,
         "ZooKeeper",
         "AdminServer port, asked where sessions connect from when the "
@@ -117,73 +117,11 @@ class RegistryFields(BaseModel):
     )
 
 
-class TlsFields(BaseModel):
-    """TLS to the ensemble (ZooKeeper's ``secureClientPort``)."""
-
-    zookeeper_tls_ca: Path | None = _setting(
-        None,
-        "ZooKeeper TLS",
-        "CA bundle (PEM) the servers' certificates must verify against. Set: every connection "
-        "to the ensemble uses TLS (the session, the `cons` look-ups on the same ports, the "
-        "AdminServer over HTTPS, the proxy's upstream connections); the connect string then "
-        "names the servers' `secureClientPort`s. Read again when it changes.",
-        metavar="FILE",
-        default_text="plaintext",
-    )
-    zookeeper_tls_cert: Path | None = _setting(
-        None,
-        "ZooKeeper TLS",
-        "Client certificate (PEM) for servers that require one (`ssl.clientAuth=need`); it "
-        "must verify against `--zookeeper-tls-ca` and be within its dates. Read again when it "
-        "changes: the next connection uses the new one.",
-        metavar="FILE",
-        default_text="no client certificate",
-    )
-    zookeeper_tls_key: Path | None = _setting(
-        None,
-        "ZooKeeper TLS",
-        "The client certificate's private key (PEM, no password); unset: it is in the "
-        "certificate's file. Read again when it changes.",
-        metavar="FILE",
-        default_text="in the certificate's file",
-    )
-    zookeeper_tls_no_verify_hostname: bool = _setting(
-        False,
-        "ZooKeeper TLS",
-        "Do not check that a server's certificate names the host or address the connect "
-        "string gives (for servers reached by addresses their certificates do not list); "
-        "the certificate must still verify against the CA.",
-    )
-
-
-class SaslFields(BaseModel):
-    """SASL authentication to the ensemble."""
-
-    zookeeper_sasl: SecretStr | None = _setting(
-        None,
-        "ZooKeeper SASL",
-        "SASL DIGEST-MD5 credentials `user:password` (a `user_<name>` of the servers' JAAS "
-        "`DigestLoginModule`); the nodes the sidecar creates get the ACL of that identity "
-        "(`sasl:<user>`, all permissions). Never printed. Not with `--zookeeper-sasl-file`.",
-        metavar="USER:PASSWORD",
-        default_text="no SASL",
-    )
-    zookeeper_sasl_file: Path | None = _setting(
-        None,
-        "ZooKeeper SASL",
-        "File holding the SASL credentials `user:password` (a mounted secret), read once at "
-        "start, a trailing newline dropped; a regular file only. Never printed. Not with "
-        "`--zookeeper-sasl`.",
-        metavar="FILE",
-        default_text="no file",
-    )
-
-
 class ContainerFields(BaseModel):
     """Which containers, and how their ports are known."""
 
     # Docker
-    docker_url: str | None = _setting(
+    docker_url: str | None = setting(
         None,
         "Docker",
         "Docker Engine API (`unix://…`, `tcp://…`), or `none` to map with the static mapping "
@@ -193,7 +131,7 @@ class ContainerFields(BaseModel):
         default_text="`DOCKER_HOST` from the environment, else `unix:///var/run/docker.sock`",
     )
     # Scope
-    scope: Literal["auto", "host", "app"] = _setting(
+    scope: Literal["auto", "host", "app"] = setting(
         "auto",
         "Scope",
         "`app`: only the container whose network namespace the sidecar shares (or "
@@ -201,7 +139,7 @@ class ContainerFields(BaseModel):
         "claims or that opt out; `auto`: `app` when the sidecar shares a container's network "
         "namespace, else `host`.",
     )
-    container: str | None = _setting(
+    container: str | None = setting(
         None,
         "Scope",
         "Per-app: the container to serve, by name or ID, instead of detecting it.",
@@ -209,7 +147,7 @@ class ContainerFields(BaseModel):
         default_text="the container whose network namespace the sidecar shares",
     )
     # Static mapping
-    static_ports: Annotated[tuple[str, ...], NoDecode] = _setting(
+    static_ports: Annotated[tuple[str, ...], NoDecode] = setting(
         (),
         "Static mapping",
         "`CONTAINER_PORT:HOST_PORT` for registrations of this network namespace's addresses, "
@@ -217,7 +155,7 @@ class ContainerFields(BaseModel):
         metavar="PORT:PORT",
         default_text="no ports",
     )
-    static_file: Path | None = _setting(
+    static_file: Path | None = setting(
         None,
         "Static mapping",
         "TOML file with a `[ports]` table (`20880 = 30880`) and an optional `addresses` "
@@ -226,7 +164,7 @@ class ContainerFields(BaseModel):
         default_text="no file",
     )
     # NAT table
-    nat_table: bool = _setting(
+    nat_table: bool = setting(
         False,
         "NAT table",
         "Also learn port bindings from this host's NAT table: the DNAT rules of Docker "
@@ -236,7 +174,7 @@ class ContainerFields(BaseModel):
         "map the same container address: Docker first, then the static mapping, then the NAT "
         "table.",
     )
-    nat_ignore: Annotated[tuple[str, ...], NoDecode] = _setting(
+    nat_ignore: Annotated[tuple[str, ...], NoDecode] = setting(
         (),
         "NAT table",
         "Container endpoints the NAT table source leaves alone (a registration there is not "
@@ -251,7 +189,7 @@ class AdvertisingFields(BaseModel):
     """The address consumers are given."""
 
     # Advertising
-    advertise_host: str | None = _setting(
+    advertise_host: str | None = setting(
         None,
         "Advertising",
         "Host address consumers use for ports published on all addresses; short for "
@@ -261,7 +199,7 @@ class AdvertisingFields(BaseModel):
         metavar="ADDRESS",
         default_text="`HOST_IP`, else the address of the route to the first ZooKeeper server",
     )
-    advertise_from: Annotated[tuple[str, ...], NoDecode] = _setting(
+    advertise_from: Annotated[tuple[str, ...], NoDecode] = setting(
         (),
         "Advertising",
         "Where to find the advertised address, in order of preference (the first that "
@@ -271,7 +209,7 @@ class AdvertisingFields(BaseModel):
         metavar="SOURCE",
         default_text="no sources: as `--advertise-host` says when unset",
     )
-    advertise_refresh_seconds: float = _setting(
+    advertise_refresh_seconds: float = setting(
         60.0,
         "Advertising",
         "How often the `--advertise-from` sources are read again, seconds.",
@@ -280,7 +218,7 @@ class AdvertisingFields(BaseModel):
         ge=1,
         le=86400,
     )
-    advertise_timeout: float = _setting(
+    advertise_timeout: float = setting(
         2.0,
         "Advertising",
         "Timeout of one `url:` source request, seconds.",
@@ -288,7 +226,7 @@ class AdvertisingFields(BaseModel):
         gt=0,
         le=60,
     )
-    host_address: Annotated[tuple[str, ...], NoDecode] = _setting(
+    host_address: Annotated[tuple[str, ...], NoDecode] = setting(
         (),
         "Advertising",
         "An address ZooKeeper sees this host's connections come from, "
@@ -302,24 +240,24 @@ class ReconcileFields(BaseModel):
     """How registrations are kept right, and across restarts."""
 
     # Reconciliation
-    mode: Literal["replace", "mirror"] = _setting(
+    mode: Literal["replace", "mirror"] = setting(
         "replace",
         "Reconciliation",
         "`replace` the original registration, or `mirror` it under the mirror root and leave it.",
     )
-    mirror_root: str = _setting(
+    mirror_root: str = setting(
         "/dubbo-external",
         "Reconciliation",
         "Where mirror mode writes (a registry `group` for external consumers).",
         metavar="PATH",
     )
-    mirror_services_root: str = _setting(
+    mirror_services_root: str = setting(
         "/services-external",
         "Reconciliation",
         "Where mirror mode writes application-level instances.",
         metavar="PATH",
     )
-    resync_seconds: float = _setting(
+    resync_seconds: float = setting(
         60.0,
         "Reconciliation",
         "Period of the resync (local paths and a slice of the rest), seconds.",
@@ -328,7 +266,7 @@ class ReconcileFields(BaseModel):
         ge=1,
         le=86400,
     )
-    probe_seconds: float = _setting(
+    probe_seconds: float = setting(
         10.0,
         "Reconciliation",
         "Replace mode: period of the TCP probe of each rewritten provider, seconds; 0 disables.",
@@ -338,7 +276,7 @@ class ReconcileFields(BaseModel):
         le=3600,
     )
     # Restarts
-    state_file: Path | None = _setting(
+    state_file: Path | None = setting(
         Path("/var/lib/dubbo-nat-sidecar/state.json"),
         "Restarts",
         "Keeps the ZooKeeper session across restarts (put it on a volume; the rewrites are "
@@ -346,7 +284,7 @@ class ReconcileFields(BaseModel):
         commands=RUN,
         metavar="FILE",
     )
-    close_session_on_exit: bool = _setting(
+    close_session_on_exit: bool = setting(
         False,
         "Restarts",
         "On SIGTERM delete the records of the rewrites and close the ZooKeeper session, "
@@ -359,7 +297,7 @@ class OperationsFields(BaseModel):
     """Running it: operations, fleet, proxy, logs."""
 
     # Operations
-    listen: str = _setting(
+    listen: str = setting(
         "127.0.0.1:9477",
         "Operations",
         "Address of /healthz, /readyz and /metrics (`0.0.0.0:9477` for probes from outside "
@@ -368,7 +306,7 @@ class OperationsFields(BaseModel):
         metavar="HOST:PORT",
     )
     # Fleet
-    fleet: bool = _setting(
+    fleet: bool = setting(
         False,
         "Fleet",
         "Share the watching of the registry with every other sidecar on the ensemble that has "
@@ -376,7 +314,7 @@ class OperationsFields(BaseModel):
         "own host, so the ensemble's load no longer grows with the number of hosts.",
     )
     # Proxy
-    proxy_listen: str = _setting(
+    proxy_listen: str = setting(
         "",
         "Proxy",
         "Address of the ZooKeeper proxy for the app's own client (a per-app sidecar in the "
@@ -386,7 +324,7 @@ class OperationsFields(BaseModel):
         metavar="HOST:PORT",
         default_text="off",
     )
-    proxy_capture: Annotated[tuple[int, ...], NoDecode] = _setting(
+    proxy_capture: Annotated[tuple[int, ...], NoDecode] = setting(
         (),
         "Proxy",
         "ZooKeeper port whose connections from the network namespace are redirected to the "
@@ -396,7 +334,7 @@ class OperationsFields(BaseModel):
         metavar="PORT",
         default_text="no port",
     )
-    proxy_pass_unmapped: bool = _setting(
+    proxy_pass_unmapped: bool = setting(
         False,
         "Proxy",
         "Let the app's writes naming its container endpoints go as they are when they cannot "
@@ -407,9 +345,9 @@ class OperationsFields(BaseModel):
         commands=RUN,
     )
     # Logging
-    log_format: Literal["auto", "json", "console"] = _setting(
+    log_format: Literal["auto", "json", "console"] = setting(
         "auto", "Logging", "`auto`: JSON unless stderr is a terminal."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = _setting(
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
         "info", "Logging", "`debug` also shows each pass and other hosts' registrations."
     )

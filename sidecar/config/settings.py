@@ -16,9 +16,8 @@ from sidecar.config.fields import (
     OperationsFields,
     ReconcileFields,
     RegistryFields,
-    SaslFields,
-    TlsFields,
 )
+from sidecar.config.security import SaslFields, TlsFields
 from sidecar.syntax import endpoint_pattern, parse_port, quote, servers, valid_host
 
 ENV_PREFIX = "DUBBO_SIDECAR_"
