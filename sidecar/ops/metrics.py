@@ -67,6 +67,10 @@ class Metrics:
             "1 while this sidecar holds its lease (0: standing by)",
             registry=self.registry,
         )
+        self._declare_passes()
+
+    def _declare_passes(self) -> None:
+        """How long passes take, how old the oldest work is, when the last one succeeded."""
         self.reconcile = Histogram(
             "dubbo_sidecar_reconcile_duration_seconds",
             "Duration of reconcile passes",
