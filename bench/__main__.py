@@ -10,13 +10,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
 from bench import fleet, fleet_chaos, nat, proxy
 from bench.instances import update_to_visible
+from bench.table import Row, print_one_sidecar, print_rows, say, summary_line
 from bench.workload import (
     FIRST_PORT,
     MAPPED_ADDRESS,
@@ -39,22 +39,6 @@ from sidecar.registry.connection import PollingHandler
 from testbed.sidecar_process import SidecarProcess
 from testbed.tls import ServerTls
 from testbed.zookeeper import ZooKeeperServer
-
-
-@dataclass
-class Row:
-    figure: str
-    value: float
-    baseline: float | None
-    unit: str
-
-    @property
-    def ratio(self) -> float | None:
-        return self.value / self.baseline if self.baseline else None
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def convergence(
@@ -113,14 +97,14 @@ def tls_convergence(work: Path, count: int, interfaces: int) -> int:
             (work / label).mkdir()
             for row in convergence(server.connect_string, work / label, count, interfaces, tls):
                 rows.append(Row(f"{row.figure} ({label})", row.value, row.baseline, row.unit))
-    _print(rows)
+    print_rows(rows)
     by_name = {r.figure: r for r in rows}
     figures = {
         f"convergence_{p}_tls_vs_plaintext": by_name[f"convergence {p} (TLS)"].value
         / by_name[f"convergence {p} (plaintext)"].value
         for p in ("p50", "p99")
     }
-    print("summary " + _fields(figures))
+    print(summary_line(figures))
     return 0
 
 
@@ -276,7 +260,7 @@ def instance_updates(work: Path, updates: int) -> int:
             percentile(base, p) * 1000, "ms")
         for mode in ("replace", "mirror") for label, p in (("p50", 50), ("p99", 99))
     ]  # fmt: skip
-    _print(rows)
+    print_rows(rows)
     figures = [
         f"{mode}_p{p}_ms={percentile(delays[mode], p) * 1000:.1f}"
         for mode in ("baseline", "replace", "mirror")
@@ -286,15 +270,7 @@ def instance_updates(work: Path, updates: int) -> int:
     return 0
 
 
-def _print(rows: list[Row]) -> None:
-    print(f"{'figure':42} {'value':>10} {'baseline':>10} {'ratio':>7}")
-    for row in rows:
-        baseline = f"{row.baseline:10.3f}" if row.baseline is not None else f"{'-':>10}"
-        ratio = f"{row.ratio:7.2f}" if row.ratio is not None else f"{'-':>7}"
-        print(f"{row.figure:42} {row.value:10.3f} {baseline} {ratio}  ({row.unit})")
-
-
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the harness")
     parser.add_argument(
@@ -317,7 +293,35 @@ def main() -> int:
         "--nat", action="store_true",
         help="only the NAT table source: pickup of a published hostPort, idle CPU (1,000 ports)",
     )  # fmt: skip
-    args = parser.parse_args()
+    return parser
+
+
+def _only(args: argparse.Namespace, work: Path) -> int:
+    """Run the one benchmark the flags name."""
+    if args.tls:
+        return tls_convergence(work, 100 if args.quick else 1000, 10 if args.quick else 100)
+    if args.instances:
+        return instance_updates(work, 20 if args.quick else 100)
+    if args.fleet_chaos:
+        return fleet_chaos.run(work)
+    if args.nat:
+        nat_only = nat.run(work, args.quick)
+        print_rows([Row(*row) for row in nat.rows(nat_only)])
+        print(summary_line(nat.summary(nat_only)))
+        return 0
+    runs = [(mode, count) for mode in fleet.MODES for count in FLEET_SIZES]
+    sweep = fleet.sweep(work, 2000, 500, runs)
+    # Without --fleet, N = 50 sidecars each reading 100,000 nodes is too slow to start on a
+    # small machine: on the full registry, one of them against the fleet.
+    runs = [("watch", 1), *(("fleet", count) for count in FLEET_SIZES)]
+    sweep += fleet.sweep(work, 20_000, 500, runs)
+    print("\n".join(fleet.table(sweep, 500)))
+    print(summary_line(fleet.summary(sweep)))
+    return 0
+
+
+def main() -> int:
+    args = _parser().parse_args()
     # The bench's own clients reconnect on purpose (a server restart): no warnings for that.
     logging.getLogger("kazoo").setLevel(logging.ERROR)
     # SIGTERM unwinds like Ctrl-C: every process, namespace and server started is removed.
@@ -325,27 +329,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, _stop)
     with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
         work = Path(tmp)
-        if args.tls:
-            return tls_convergence(work, 100 if args.quick else 1000, 10 if args.quick else 100)
-        if args.instances:
-            return instance_updates(work, 20 if args.quick else 100)
-        if args.fleet_chaos:
-            return fleet_chaos.run(work)
-        if args.nat:
-            nat_only = nat.run(work, args.quick)
-            _print([Row(*row) for row in nat.rows(nat_only)])
-            print("summary " + _fields(nat.summary(nat_only)))
-            return 0
-        if args.fleet:
-            runs = [(mode, count) for mode in fleet.MODES for count in FLEET_SIZES]
-            sweep = fleet.sweep(work, 2000, 500, runs)
-            # Without --fleet, N = 50 sidecars each reading 100,000 nodes is too slow to start
-            # on a small machine: on the full registry, one of them against the fleet.
-            runs = [("watch", 1), *(("fleet", count) for count in FLEET_SIZES)]
-            sweep += fleet.sweep(work, 20_000, 500, runs)
-            print("\n".join(fleet.table(sweep, 500)))
-            print("summary " + _fields(fleet.summary(sweep)))
-            return 0
+        if args.tls or args.instances or args.fleet_chaos or args.nat or args.fleet:
+            return _only(args, work)
         scale = 10 if args.quick else 1
         rows, extra = one_sidecar(work, scale)
         proxy_figures = proxy.run(work, args.quick)
@@ -366,7 +351,7 @@ def main() -> int:
         **nat.summary(nat_figures),
         **fleet.summary(fleet_rows),
     }
-    print("summary " + _fields(figures))
+    print(summary_line(figures))
     return 0
 
 
@@ -379,12 +364,6 @@ def _stop(signum: int, _: object) -> None:
 FLEET_SIZES = (1, 10, 50)
 
 
-def _fields(figures: dict[str, float]) -> str:
-    # idle_cpu_s keeps its three decimals; every ratio and size two or one.
-    digits = {"idle_cpu_s": 3, "rss_mb": 1, "fleet_watches_per_host": 1, "nat_pickup_p99_s": 3}
-    return " ".join(f"{k}={v:.{digits.get(k, 2)}f}" for k, v in figures.items())
-
-
 def one_sidecar(work: Path, scale: int) -> tuple[list[Row], dict[str, float]]:
     """Convergence, storm and cold start of one sidecar."""
     rows: list[Row] = []
@@ -395,14 +374,6 @@ def one_sidecar(work: Path, scale: int) -> tuple[list[Row], dict[str, float]]:
         work, 20_000 // scale, 5, 1000 // scale, 60.0 / (6 if scale > 1 else 1)
     )
     return rows + cold_rows, extra
-
-
-def print_one_sidecar(rows: list[Row], extra: dict[str, float]) -> None:
-    _print(rows)
-    print(f"{'peak RSS after cold start':42} {extra['rss_mb']:10.1f} {'-':>10} {'-':>7}  (MB)")
-    print(f"{'CPU while idle':42} {extra['idle_cpu_s']:10.3f} {'-':>10} {'-':>7}  (s)")
-    print(f"{'ZooKeeper watches held (wchs)':42} {extra['wchs']:10.0f} {'-':>10} {'-':>7}")
-    print(f"{'with child watches (mntr zk_watch_count)':42} {extra['all_watches']:10.0f}")
 
 
 if __name__ == "__main__":
