@@ -163,19 +163,7 @@ def ensure_docker_engine(
             f"{socket_path} and dockerd is not installed (Debian: apt-get install docker.io)"
         )
     work_dir.mkdir(parents=True, exist_ok=True)
-    argv = ["dockerd", "--data-root", str(work_dir / "docker-data")]
-    if socket_path == DEFAULT_SOCKET:
-        _remove_stale_pid_file(DEFAULT_PID_FILE)
-    else:
-        argv += [
-            "--host",
-            url,
-            "--pidfile",
-            str(work_dir / "dockerd.pid"),
-            "--exec-root",
-            str(_short_exec_root(work_dir)),
-        ]
-    argv += list(extra_args)
+    argv = _dockerd_argv(work_dir, socket_path, extra_args)
     log_path = work_dir / "dockerd.log"
     process = _spawn_dockerd(argv, log_path)
     try:
@@ -191,6 +179,24 @@ def ensure_docker_engine(
         log_path=log_path,
         start_timeout=start_timeout,
     )
+
+
+def _dockerd_argv(work_dir: Path, socket_path: Path, extra_args: Sequence[str]) -> list[str]:
+    """dockerd's command line: on the default socket as the system daemon would run (a stale
+    pid file removed), on another socket with its own pid file and exec root."""
+    argv = ["dockerd", "--data-root", str(work_dir / "docker-data")]
+    if socket_path == DEFAULT_SOCKET:
+        _remove_stale_pid_file(DEFAULT_PID_FILE)
+    else:
+        argv += [
+            "--host",
+            f"unix://{socket_path}",
+            "--pidfile",
+            str(work_dir / "dockerd.pid"),
+            "--exec-root",
+            str(_short_exec_root(work_dir)),
+        ]
+    return argv + list(extra_args)
 
 
 def remove_labelled(client: docker.DockerClient, label: str = LABEL) -> list[str]:

@@ -116,15 +116,9 @@ def run_python(
         "PYTHONDONTWRITEBYTECODE": "1",
         **(env or {}),
     }
-    options: dict[str, Any] = {}
-    if ports is not None:
-        options["ports"] = dict(ports)
-    if network is not None:
-        options["network"] = network
-    if network_mode is not None:
-        options["network_mode"] = network_mode
-    if healthcheck is not None:
-        options["healthcheck"] = dict(healthcheck)
+    given = {"ports": ports, "network": network, "network_mode": network_mode,
+             "healthcheck": healthcheck}  # fmt: skip
+    options: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     container: Container = client.containers.run(
         image,
         [sys.executable, "-u", str(script.resolve()), *args],
@@ -136,6 +130,12 @@ def run_python(
         publish_all_ports=publish_all,
         **options,
     )
+    _wait_running(container, start_timeout)
+    return container
+
+
+def _wait_running(container: Container, timeout: float) -> None:
+    """Wait until ``container`` runs; raise with its output if it exits first."""
 
     def running() -> bool:
         container.reload()
@@ -145,8 +145,7 @@ def run_python(
             )
         return container.status == "running"
 
-    wait_until(running, start_timeout, message=f"container {container.name} not running")
-    return container
+    wait_until(running, timeout, message=f"container {container.name} not running")
 
 
 def container_output(container: Container) -> str:

@@ -119,15 +119,13 @@ class ZooKeeperServer:
         self.server_id = server_id
         self.quorum = tuple(quorum)
         self.java = java
-        self.classpath = (
-            tuple(classpath)
-            + (ADMIN_CLASSPATH if admin_port is not None else ())
-            + (NETTY_CLASSPATH if tls else ())
+        admin, netty = (
+            ADMIN_CLASSPATH if admin_port is not None else (),
+            NETTY_CLASSPATH if tls else (),
         )
-        self.tls = tls
-        self.sasl_users = sasl_users
-        self.four_letter_words = four_letter_words
-        self.heap = heap
+        self.classpath = (*classpath, *admin, *netty)
+        self.tls, self.sasl_users = tls, sasl_users
+        self.four_letter_words, self.heap = four_letter_words, heap
         self.max_client_connections = max_client_connections
         self.jute_maxbuffer = jute_maxbuffer
         self._port = client_port

@@ -236,15 +236,7 @@ def test_chaos_soak(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     """A seeded random sequence of at least 200 faults; after each, the invariant holds
     within the settle deadline. Prints the operation counts and the worst convergence."""
     rng = random.Random(SEED)
-    # Registrations the sidecar must never touch: another host's replica (same container
-    # address space, session from 127.0.0.2) and a malformed name.
-    other_host = client_from(lab.ensemble.connect_string, "127.0.0.2", timeout=30)
-    foreign = java_url_encode(f"dubbo://10.214.0.2:20880/{INTERFACES[0]}?side=provider")
-    for name in (foreign, "not-a-url"):
-        path = f"{lab.providers(INTERFACES[0])}/{name}"
-        other_host.create(path, b"", ephemeral=True, makepath=True)
-        stat = other_host.exists(path)
-        lab.untouchable[path] = (stat.czxid, stat.mzxid)
+    other_host = plant_untouchables(lab)
     for slot in lab.slots[:2]:
         lab.start_provider(slot)
     lab.start_sidecar()
@@ -297,13 +289,33 @@ def test_chaos_soak(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
         other_host.stop()
         other_host.close()
         with capsys.disabled():
-            print(f"\nchaos soak, seed {SEED}: {sum(counts.values())} operations")
-            for name, count in sorted(counts.items()):
-                print(f"  {count:4d}  {name}")
-            print(f"  worst time to converge: {worst[0]:.2f} s (after {worst[1]})")
-            print(f"  worst gap a consumer saw for a live provider: {worst_gap[0]:.2f} s "
-                  f"(after {worst_gap[1] or 'none'})")  # fmt: skip
+            print_summary(counts, worst, worst_gap)
     assert counts["docker daemon restart"] >= 1
+
+
+def plant_untouchables(lab: Lab) -> KazooClient:
+    """Registrations the sidecar must never touch: another host's replica (same container
+    address space, session from 127.0.0.2) and a malformed name. Returns that host's client."""
+    other_host = client_from(lab.ensemble.connect_string, "127.0.0.2", timeout=30)
+    foreign = java_url_encode(f"dubbo://10.214.0.2:20880/{INTERFACES[0]}?side=provider")
+    for name in (foreign, "not-a-url"):
+        path = f"{lab.providers(INTERFACES[0])}/{name}"
+        other_host.create(path, b"", ephemeral=True, makepath=True)
+        stat = other_host.exists(path)
+        lab.untouchable[path] = (stat.czxid, stat.mzxid)
+    return other_host
+
+
+def print_summary(
+    counts: Counter[str], worst: tuple[float, str], worst_gap: tuple[float, str]
+) -> None:
+    """The operations applied and the worst convergence and consumer gap."""
+    print(f"\nchaos soak, seed {SEED}: {sum(counts.values())} operations")
+    for name, count in sorted(counts.items()):
+        print(f"  {count:4d}  {name}")
+    print(f"  worst time to converge: {worst[0]:.2f} s (after {worst[1]})")
+    print(f"  worst gap a consumer saw for a live provider: {worst_gap[0]:.2f} s "
+          f"(after {worst_gap[1] or 'none'})")  # fmt: skip
 
 
 # -- operations: each returns False when it does not apply right now -----------------------------
