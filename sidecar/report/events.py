@@ -1,6 +1,6 @@
 """What the sidecar tells people as it runs: one log line per decision or state change.
 
-Every line's ``event`` is a stable machine name (``catalogue.py`` lists them), with the facts
+Every line's ``event`` is a stable machine name (``catalogue/`` lists them), with the facts
 as structured fields: tests and log pipelines match on those, never on wording. Decisions:
 the action (``rewrite``, ``rewrite-in-place``, ``update``, ``restore``, ``remove``,
 ``drop-original``), ``write_failed``, ``write_denied``, ``write_too_large``, ``left_alone``. States:

@@ -101,7 +101,7 @@ def test_every_emitted_event_is_in_the_catalogue_and_no_other() -> None:
     """An operator can look up every event name a log line can carry, and the catalogue
     lists no name the sidecar never logs."""
     emitted = emitted_events()
-    assert emitted - EVENTS.keys() == set(), "add these to sidecar/report/catalogue.py"
+    assert emitted - EVENTS.keys() == set(), "add these to sidecar/report/catalogue/"
     assert EVENTS.keys() - emitted == set(), "no code logs these: remove them from the catalogue"
 
 
