@@ -20,16 +20,10 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignor
 
 from testbed import provider as provider_script
 from testbed.consumer import run_as_group
-from testbed.engine import (
-    RUN_LABEL,
-    DockerEngine,
-    container_ip,
-    ensure_docker_engine,
-    published_port,
-    remove_labelled,
-)
+from testbed.engine import RUN_LABEL, DockerEngine, ensure_docker_engine, remove_labelled
 from testbed.firewall import unreachable_for_group
 from testbed.images import run_python, wait_for_line
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer

@@ -1,10 +1,12 @@
-"""Test-side encoder of Dubbo provider URLs and their ZooKeeper node names, mimicking Java."""
+"""Test-side encoder of Dubbo provider URLs and their ZooKeeper node names, and of Dubbo 3
+application-level instances, mimicking Java."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 _UNRESERVED = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-*_",
@@ -90,3 +92,44 @@ def providers_path(root: str, interface: str) -> str:
 def configurators_path(root: str, interface: str) -> str:
     """``/<root>/<encoded interface>/configurators``, which Java providers also create."""
     return f"{service_path(root, interface)}/configurators"
+
+
+def instance_document(
+    application: str,
+    host: str,
+    port: int,
+    extra: Sequence[tuple[str, int]],
+    permanent: bool = False,
+) -> bytes:
+    """A Dubbo 3 application-level instance as Curator's ServiceDiscovery serializes it
+    (``permanent``: Curator's serviceType for an instance kept in a persistent node)."""
+    endpoints = [
+        {"port": port, "protocol": "dubbo"},
+        *({"port": p, "protocol": n} for n, p in extra),
+    ]
+    url_params = {"connections": "1", "version": "1.0.0", "dubbo": "2.0.2", "release": "3.2.0",
+                  "side": "provider", "port": str(port), "protocol": "dubbo"}  # fmt: skip
+    instance_id = f"{host}:{port}"
+    document = {
+        "name": application,
+        "id": instance_id,
+        "address": host,
+        "port": port,
+        "sslPort": None,
+        "payload": {
+            "@class": "org.apache.dubbo.registry.zookeeper.ZookeeperInstance",
+            "id": instance_id,
+            "name": application,
+            "metadata": {
+                "dubbo.endpoints": json.dumps(endpoints, separators=(",", ":")),
+                "dubbo.metadata-service.url-params": json.dumps(url_params, separators=(",", ":")),
+                "dubbo.metadata.revision": "5f1a9c0e7b3d2a41",
+                "dubbo.metadata.storage-type": "local",
+                "timestamp": str(int(time.time() * 1000)),
+            },
+        },
+        "registrationTimeUTC": int(time.time() * 1000),
+        "serviceType": "PERMANENT" if permanent else "DYNAMIC",
+        "uriSpec": None,
+    }
+    return json.dumps(document, separators=(",", ":")).encode()

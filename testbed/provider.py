@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 import os
 import queue
@@ -26,7 +25,6 @@ import socket
 import socketserver
 import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
@@ -43,6 +41,7 @@ from kazoo.security import make_digest_acl  # type: ignore[import-untyped,unused
 from testbed.dubbo_url import (
     configurators_path,
     format_host,
+    instance_document,
     provider_node_name,
     provider_url,
     providers_path,
@@ -391,47 +390,6 @@ def _nodes(
                                      permanent=args.persistent)  # fmt: skip
         nodes.append((f"{app_path}/{host}:{port}", document, (app_path,)))
     return nodes
-
-
-def instance_document(
-    application: str,
-    host: str,
-    port: int,
-    extra: Sequence[tuple[str, int]],
-    permanent: bool = False,
-) -> bytes:
-    """A Dubbo 3 application-level instance as Curator's ServiceDiscovery serializes it
-    (``permanent``: Curator's serviceType for an instance kept in a persistent node)."""
-    endpoints = [
-        {"port": port, "protocol": "dubbo"},
-        *({"port": p, "protocol": n} for n, p in extra),
-    ]
-    url_params = {"connections": "1", "version": "1.0.0", "dubbo": "2.0.2", "release": "3.2.0",
-                  "side": "provider", "port": str(port), "protocol": "dubbo"}  # fmt: skip
-    instance_id = f"{host}:{port}"
-    document = {
-        "name": application,
-        "id": instance_id,
-        "address": host,
-        "port": port,
-        "sslPort": None,
-        "payload": {
-            "@class": "org.apache.dubbo.registry.zookeeper.ZookeeperInstance",
-            "id": instance_id,
-            "name": application,
-            "metadata": {
-                "dubbo.endpoints": json.dumps(endpoints, separators=(",", ":")),
-                "dubbo.metadata-service.url-params": json.dumps(url_params, separators=(",", ":")),
-                "dubbo.metadata.revision": "5f1a9c0e7b3d2a41",
-                "dubbo.metadata.storage-type": "local",
-                "timestamp": str(int(time.time() * 1000)),
-            },
-        },
-        "registrationTimeUTC": int(time.time() * 1000),
-        "serviceType": "PERMANENT" if permanent else "DYNAMIC",
-        "uriSpec": None,
-    }
-    return json.dumps(document, separators=(",", ":")).encode()
 
 
 if __name__ == "__main__":

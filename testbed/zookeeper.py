@@ -16,6 +16,13 @@ from types import TracebackType
 
 from testbed.polling import free_port, wait_until
 from testbed.tls import ServerTls
+from testbed.zookeeper_config import (
+    ADMIN_CLASSPATH,
+    NETTY_CLASSPATH,
+    SASL_LINES,
+    jaas_text,
+    tls_lines,
+)
 
 JAVA = "/usr/bin/java"
 CLASSPATH: tuple[str, ...] = (
@@ -25,23 +32,6 @@ CLASSPATH: tuple[str, ...] = (
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 JVM_OPTIONS: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 FOUR_LETTER_WORDS = "ruok,srvr,cons,stat,wchs,wchc,mntr,dump,conf"
-# The AdminServer runs on Jetty, which Debian's zookeeper package does not put on its path.
-ADMIN_CLASSPATH: tuple[str, ...] = tuple(
-    f"/usr/share/java/{jar}.jar"
-    for jar in (
-        "jetty9-server", "jetty9-servlet", "jetty9-util", "jetty9-http", "jetty9-io",
-        "jetty9-security", "servlet-api", "jackson-databind", "jackson-core",
-        "jackson-annotations",
-    )
-)  # fmt: skip
-
-# NettyServerCnxnFactory, which a secureClientPort needs.
-NETTY_CLASSPATH: tuple[str, ...] = tuple(
-    f"/usr/share/java/netty-{jar}.jar"
-    for jar in ("buffer", "codec", "common", "handler", "resolver", "transport",
-                "transport-native-epoll", "transport-native-unix-common")
-)  # fmt: skip
-
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 # Every server started in this process, so that an interpreter exiting without running the
 # fixtures' finalisers (Ctrl-C, a crash) does not leave JVMs behind.
@@ -354,8 +344,6 @@ class ZooKeeperServer:
     def __repr__(self) -> str:
         return f"ZooKeeperServer(port={self._port}, bind={self.bind!r}, pid={self.pid})"
 
-    # -- internals --------------------------------------------------------------------------
-
     def _write_config(self) -> None:
         lines = [
             f"tickTime={self.tick_time_ms}",
@@ -369,28 +357,9 @@ class ZooKeeperServer:
         port = "secureClientPort" if self.tls else "clientPort"
         lines += [f"{port}={self.port}", f"{port}Address={self.bind or '0.0.0.0'}"]
         if self.tls:
-            lines += [
-                "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-                f"ssl.keyStore.location={self.tls.server.both}",
-                "ssl.keyStore.type=PEM",
-                f"ssl.trustStore.location={self.tls.ca}",
-                "ssl.trustStore.type=PEM",
-                "ssl.clientAuth=need",
-            ]
-            if self._admin_port is not None:  # the AdminServer over HTTPS only
-                lines += [
-                    "admin.forceHttps=true",
-                    f"ssl.quorum.keyStore.location={self.tls.server.both}",
-                    "ssl.quorum.keyStore.type=PEM",
-                    f"ssl.quorum.trustStore.location={self.tls.ca}",
-                    "ssl.quorum.trustStore.type=PEM",
-                ]
+            lines += tls_lines(self.tls, admin=self._admin_port is not None)
         if self.sasl_users:
-            lines += [
-                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-                "enforce.auth.enabled=true",
-                "enforce.auth.schemes=sasl",
-            ]
+            lines += SASL_LINES
         if self.max_client_connections is not None:
             lines.append(f"maxClientCnxns={self.max_client_connections}")
         if self._admin_port is None:
@@ -409,9 +378,7 @@ class ZooKeeperServer:
     def _jaas(self) -> Path:
         """The JAAS file of the server's SASL digest users."""
         path = self.work_dir / "jaas.conf"
-        users = "".join(f'\n  user_{u}="{p}"' for u, p in (self.sasl_users or {}).items())
-        module = "org.apache.zookeeper.server.auth.DigestLoginModule"
-        path.write_text(f"Server {{\n  {module} required{users};\n}};\n")
+        path.write_text(jaas_text(self.sasl_users or {}))
         return path
 
     def _signal(self, sig: signal.Signals) -> None:

@@ -35,9 +35,10 @@ from sidecar import urls
 from sidecar.model import Endpoint
 from testbed import provider as provider_script
 from testbed.dubbo_url import java_url_encode
-from testbed.engine import DockerEngine, private_engine, published_port
+from testbed.engine import DockerEngine, private_engine
 from testbed.ensemble import ZooKeeperEnsemble
 from testbed.images import output_lines, run_python, wait_for_line
+from testbed.networks import published_port
 from testbed.polling import wait_until
 from testbed.sessions import client_from, expire_session
 from testbed.sidecar_process import SidecarProcess

@@ -23,9 +23,10 @@ from sidecar import records, urls
 from sidecar.model import Endpoint
 from sidecar.records import RECORDS_ROOT
 from testbed import sidecar_main
-from testbed.engine import RUN_LABEL, DockerEngine, published_port
+from testbed.engine import RUN_LABEL, DockerEngine
 from testbed.hosts import Host, Hosts
 from testbed.images import output_lines, run_python, wait_for_line
+from testbed.networks import published_port
 
 
 def remove_left_behind(registry: KazooClient, *prefixes: str) -> None:

@@ -19,7 +19,8 @@ from kazoo.client import KazooClient
 import sidecar
 from sidecar import urls
 from sidecar.model import Endpoint
-from testbed.engine import DockerEngine, container_ip, published_port
+from testbed.engine import DockerEngine
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.zookeeper import ZooKeeperServer
 

@@ -12,8 +12,8 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.consumer import ProvidersWatch
-from testbed.engine import published_port
 from testbed.metadata import MetadataService
+from testbed.networks import published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 

@@ -14,7 +14,8 @@ from kazoo.client import KazooClient
 from sidecar import instances
 from sidecar.model import Endpoint
 from testbed.curator import CuratorPeer, dubbo_metadata
-from testbed.engine import RUN_LABEL, DockerEngine, container_ip, published_port
+from testbed.engine import RUN_LABEL, DockerEngine
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sessions import expire_session
 from testbed.sidecar_process import SidecarProcess

@@ -18,8 +18,9 @@ from sidecar.model import Endpoint
 from sidecar.ownership import Marker
 from testbed import legacy
 from testbed.curator import CuratorPeer, dubbo_metadata
-from testbed.engine import DockerEngine, container_ip, published_port
+from testbed.engine import DockerEngine
 from testbed.history import ChildrenHistory
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer

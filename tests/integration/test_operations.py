@@ -15,7 +15,8 @@ from sidecar.config import Settings, fields_of, load_settings
 from sidecar.loop.wiring import fleet_once, plan_once, status_once
 from sidecar.report.events import Events
 from sidecar.sources import address as advertise
-from testbed.engine import DockerEngine, container_ip, published_port
+from testbed.engine import DockerEngine
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer

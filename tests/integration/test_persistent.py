@@ -16,7 +16,8 @@ from sidecar import urls
 from sidecar.model import Endpoint
 from sidecar.ownership import read_marker
 from sidecar.syntax import shorten
-from testbed.engine import DockerEngine, container_ip, published_port
+from testbed.engine import DockerEngine
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer

@@ -17,7 +17,8 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from sidecar.proxy import capture
-from testbed.engine import DockerEngine, published_port
+from testbed.engine import DockerEngine
+from testbed.networks import published_port
 from testbed.polling import wait_until
 from testbed.proxy_process import PROJECT_ROOT, ProxyProcess
 from testbed.zookeeper import ZooKeeperServer

@@ -15,7 +15,8 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.curator import CuratorPeer, dubbo_metadata
-from testbed.engine import RUN_LABEL, DockerEngine, published_port
+from testbed.engine import RUN_LABEL, DockerEngine
+from testbed.networks import published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer

@@ -16,8 +16,9 @@ from sidecar.model import Endpoint
 from sidecar.ownership import read_marker
 from testbed.consumer import ProvidersWatch, run_as_group
 from testbed.dubbo_url import java_url_encode
-from testbed.engine import DockerEngine, container_ip, published_port
+from testbed.engine import DockerEngine
 from testbed.firewall import unreachable_for_group
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer

@@ -19,17 +19,10 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from testbed.consumer import ProvidersWatch, run_as_group
-from testbed.engine import (
-    LABELS,
-    RUN_LABEL,
-    DockerEngine,
-    container_ip,
-    network_gateway,
-    private_engine,
-    published_port,
-)
+from testbed.engine import LABELS, RUN_LABEL, DockerEngine, private_engine
 from testbed.firewall import unreachable_for_group
 from testbed.images import wait_for_line
+from testbed.networks import container_ip, network_gateway, published_port
 from testbed.polling import wait_until
 from testbed.sessions import client_from
 from testbed.sidecar_process import SidecarProcess

@@ -14,8 +14,9 @@ from docker.models.containers import Container
 from kazoo.client import KazooClient
 
 from testbed.consumer import ProvidersWatch
-from testbed.engine import DockerEngine, published_port
+from testbed.engine import DockerEngine
 from testbed.images import container_output
+from testbed.networks import published_port
 from testbed.polling import wait_until
 from testbed.sessions import expire_session
 from testbed.sidecar_process import SidecarProcess

@@ -11,14 +11,11 @@ from docker.models.containers import Container
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
 from testbed.consumer import call_providers, parse_provider_node, run_as_group
-from testbed.engine import (
-    DockerEngine,
-    container_ip,
-    published_port,
-)
+from testbed.engine import DockerEngine
 from testbed.ensemble import ZooKeeperEnsemble
 from testbed.firewall import unreachable_for_group
 from testbed.images import container_output, output_lines, wait_for_line
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sessions import expire_session
 from testbed.zookeeper import ZooKeeperServer

@@ -22,9 +22,10 @@ from sidecar.model import Endpoint
 from sidecar.sources.host import interface_addresses
 from testbed.consumer import run_as_group
 from testbed.dubbo_url import java_url_encode
-from testbed.engine import LABELS, RUN_LABEL, DockerEngine, container_ip, published_port
+from testbed.engine import LABELS, RUN_LABEL, DockerEngine
 from testbed.firewall import unreachable_for_group
 from testbed.images import container_output, wait_for_line
+from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until
 from testbed.sidecar_process import SidecarProcess
 from testbed.zookeeper import ZooKeeperServer
