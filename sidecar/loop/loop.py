@@ -19,6 +19,7 @@ from sidecar.loop.liveness import Bounds, Liveness
 from sidecar.loop.parts import Parts
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
+from sidecar.loop.roles import Role
 from sidecar.model import Transaction
 from sidecar.ops.server import OpsServer
 from sidecar.proxy import ProxyServer
@@ -46,6 +47,7 @@ class Runtime:
     stopping: threading.Event  # set once asked to stop (the registry stops waiting too)
     # Builds the pass's parts once the engine's identity is known (see wiring.py).
     parts_for: Callable[[str, threading.Event], Parts]
+    role: Role  # watching, a fleet member or a proxy: chosen once (see roles.py)
     bounds: Bounds  # how long work may wait (see liveness.py)
     proxy: ProxyServer | None = None  # already listening: the app may start before the loop
 
@@ -85,7 +87,8 @@ class Loop:
             engine_id = self._wait_for_engine_id()
             if self.stopping:
                 return
-            self.reconciler = Reconciler(rt.parts_for(engine_id, self._stopping), self._address)
+            parts = rt.parts_for(engine_id, self._stopping)
+            self.reconciler = Reconciler(parts, rt.role, self._address)
             self.reconciler.progressed = self.liveness.progressed
             for source in rt.sources:
                 source.start()
@@ -105,9 +108,8 @@ class Loop:
             if now >= next_resync:
                 rt.dirty.periodic()
                 next_resync = now + rt.resync_seconds
-            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline())
-            if parts.fleet is not None:
-                deadline = min(deadline, parts.fleet.next_deadline())
+            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline(),
+                           reconciler.role.next_deadline())  # fmt: skip
             work = rt.dirty.take(timeout=max(0.0, deadline - time.monotonic()))
             if self.stopping:
                 return
@@ -140,10 +142,7 @@ class Loop:
             reasons.append("no advertised address: no configured source answered yet")
         if lease.waiting:
             reasons.append(f"per-app sidecar waiting: {lease.waiting}")
-        if parts.fleet is not None and parts.fleet.problem:
-            reasons.append(f"not a working member of the fleet: {parts.fleet.problem}")
-        elif parts.fleet is not None and parts.fleet.no_indexer:
-            reasons.append("the fleet has no indexer: no ballot ahead counts, none is its own")
+        reasons += reconciler.role.not_ready()
         if not lease.holding:
             reasons.append("not holding its lease (starting, or standing by)")
         elif not reconciler.reconciled_once:

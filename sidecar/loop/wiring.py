@@ -27,6 +27,7 @@ from sidecar.loop.paths import PathIndex, Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import Retries
+from sidecar.loop.roles import InFleet, Observing, Proxying, Role, Watching
 from sidecar.loop.status import fleet_now, managed_now
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.server import OpsServer
@@ -83,20 +84,20 @@ def assemble(
         sources.append(nat)
 
     ops = _ops(settings, metrics, lambda: loop)
+    origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port, tls=tls)
 
     def parts_for(engine_id: str, stop: threading.Event) -> Parts:
-        origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port, tls=tls)
         parts = build_parts(
             settings, engine_id, registry, origins, engine, static, roots, persistence, events,
             metrics, prober, stop.is_set, nat=nat.latest if nat else None,
         )  # fmt: skip
         parts.memory.restore(persistence.remembered(engine_id))
-        parts.proxy = mapper
         return parts
 
+    role = choose_role(settings, registry, origins, events, metrics, roots, mapper)
     runtime = Runtime(
         registry, engine, dirty, events, sources, ops, settings.resync_seconds,
-        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for,
+        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for, role,
         Bounds.of(settings.resync_seconds, settings.session_timeout), proxy,
     )  # fmt: skip
     loop = Loop(runtime, address)
@@ -167,16 +168,16 @@ def plan_once(
 ) -> tuple[list[Decision], set[str]]:
     """``plan``: the decisions one pass of the loop makes, written nowhere, and the paths it
     was not allowed to read. Raises Unreachable, StaticMappingError and DockerConfigError."""
-    with _OnePass(settings, address, events, environ) as reconciler:
-        return reconciler.decided, reconciler.unreadable
+    with _OnePass(settings, address, events, environ) as (reconciler, observing):
+        return observing.decided, reconciler.unreadable
 
 
 def status_once(
     settings: Settings, address: AdvertiseHost, events: Events, environ: Mapping[str, str]
 ) -> list[Managed]:
     """``status``: the registrations this engine's sidecars manage, from the live registry."""
-    with _OnePass(settings, address, events, environ) as reconciler:
-        return managed_now(reconciler)
+    with _OnePass(settings, address, events, environ) as (reconciler, observing):
+        return managed_now(reconciler, observing.decided)
 
 
 def fleet_once(settings: Settings) -> tuple[list[FleetMember], dict[str, str]]:
@@ -215,7 +216,7 @@ class _OnePass:
         self._address = address
         self._events = events
 
-    def __enter__(self) -> Reconciler:
+    def __enter__(self) -> tuple[Reconciler, Observing]:
         engine = self._engine
         try:
             engine_id = engine.engine_id() if engine else static_source.identity()
@@ -239,9 +240,9 @@ class _OnePass:
             Persistence(None, self._events), self._events, Metrics(), None, lambda: False,
             nat=nat,
         )  # fmt: skip
-        parts.observing = True
         parts.inventory.subscribed = True  # no event stream: the listing is all there is
-        reconciler = Reconciler(parts, self._address)
+        observing = Observing()
+        reconciler = Reconciler(parts, observing, self._address)
         try:
             reconciler.run_pass(Work(full=True, lease=True, all_containers=True))
         except DockerUnavailable as exc:
@@ -250,7 +251,7 @@ class _OnePass:
         if parts.lease.waiting:
             self.__exit__()
             raise Unreachable(f"per-app sidecar: {parts.lease.waiting}")
-        return reconciler
+        return reconciler, observing
 
     def __exit__(self, *_: object) -> None:
         self._registry.close()
@@ -285,21 +286,37 @@ def build_parts(
                         member=settings.fleet)  # fmt: skip
     acl_check = AclCheck(registry, events, metrics.coordination_open.set, engine_id,
                          settings.fleet, _digest(settings), _sasl(settings))  # fmt: skip
-    parts = Parts(
+    return Parts(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
         inventory, lease, observer, Applier(registry, events, metrics), persistence, Retries(),
         events, metrics, prober, stopping, acl_check,
     )  # fmt: skip
-    if settings.fleet:
-        parts.fleet = FleetKeeper(
-            registry,
-            lambda junk, unwritable: Indexer(
-                registry, settings.root, settings.services_root, origins, junk, unwritable,
-                settings.jute_maxbuffer,
-            ),
-            events, metrics.fleet, roots,
-        )  # fmt: skip
-    return parts
+
+
+def choose_role(
+    settings: Settings,
+    registry: Registry,
+    origins: OriginSource,
+    events: Events,
+    metrics: Metrics,
+    roots: Roots,
+    mapper: InventoryMapper | None,
+) -> Role:
+    """The part the daemon plays in every pass: an app's proxy (``mapper``: its mapping), a
+    fleet member, or watching its own paths."""
+    if mapper is not None:
+        return Proxying(mapper)  # the app writes its own registrations: not the fleet's work
+    if not settings.fleet:
+        return Watching()
+    fleet = FleetKeeper(
+        registry,
+        lambda junk, unwritable: Indexer(
+            registry, settings.root, settings.services_root, origins, junk, unwritable,
+            settings.jute_maxbuffer,
+        ),
+        events, metrics.fleet, roots,
+    )  # fmt: skip
+    return InFleet(fleet)
 
 
 def _engine(settings: Settings, environ: Mapping[str, str]) -> DockerEngine | None:

@@ -10,14 +10,17 @@ from sidecar import urls
 from sidecar.config import Settings, load_settings
 from sidecar.fleet.indexer import FLEET_ROOT
 from sidecar.loop.dirty import Dirty, Work
+from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.observe import Observer
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import Retries
-from sidecar.loop.wiring import build_parts
+from sidecar.loop.roles import InFleet, Observing, Role
+from sidecar.loop.wiring import build_parts, choose_role
 from sidecar.model import Container, Endpoint, PublishedPort
 from sidecar.ops.metrics import Metrics
+from sidecar.plan import Decision
 from sidecar.report.events import Events
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.nat import NatSnapshot
@@ -70,16 +73,32 @@ class Harness:
             lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"}, nat=self.nat,
         )  # fmt: skip
         parts.retries = Retries(self.clock)
-        if parts.fleet is not None:
-            parts.fleet._clock = self.clock
         parts.observer = Observer(self.registry, self.origins, roots, self.settings.host_address,
                                   self.clock, member=self.settings.fleet)  # fmt: skip
-        parts.observing = self.observing
         self.parts = parts
-        self.reconciler = Reconciler(parts, AdvertiseHost(self.host, "--advertise-host"))
+        self.role: Role = (
+            Observing() if self.observing else
+            choose_role(self.settings, self.registry, self.origins, events, parts.metrics,
+                        roots, None)
+        )  # fmt: skip
+        if isinstance(self.role, InFleet):
+            self.role.fleet._clock = self.clock
+        address = AdvertiseHost(self.host, "--advertise-host")
+        self.reconciler = Reconciler(parts, self.role, address)
         # Watches and their events as in the daemon: the registry's callback marks work.
         self.dirty = Dirty(roots.all, roots.source_of, FLEET_ROOT if self.settings.fleet else None)
         self.registry.on_change = self.dirty.path_changed
+
+    @property
+    def fleet(self) -> FleetKeeper | None:
+        """This sidecar's part in the fleet (None: it is in none)."""
+        return self.role.fleet if isinstance(self.role, InFleet) else None
+
+    @property
+    def decided(self) -> list[Decision]:
+        """What an observing sidecar (plan) decided so far."""
+        assert isinstance(self.role, Observing)
+        return self.role.decided
 
     def settle(self, passes: int = 20) -> None:
         """Run passes over the work the watches marked, until there is none."""

@@ -15,6 +15,7 @@ from sidecar.loop.loop import Loop, Runtime
 from sidecar.loop.parts import Parts
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
+from sidecar.loop.roles import Watching
 from sidecar.loop.wiring import build_parts
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import Metrics
@@ -70,7 +71,7 @@ def running() -> Iterator[tuple[Loop, WedgingRegistry]]:
 
     stopping = threading.Event()
     runtime = Runtime(registry, engine, dirty, events, [], None, 60.0, False, 0, stopping,
-                      parts_for, BOUNDS)  # fmt: skip
+                      parts_for, Watching(), BOUNDS)  # fmt: skip
     loop = Loop(runtime, AdvertiseHost("192.0.2.10", "--advertise-host"))
     thread = threading.Thread(target=loop.run, name="loop-under-test", daemon=True)
     thread.start()
