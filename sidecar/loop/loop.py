@@ -22,7 +22,6 @@ from sidecar.loop.retries import FIRST, MAX, Whole
 from sidecar.loop.roles import Role
 from sidecar.model import Transaction
 from sidecar.ops.server import OpsServer
-from sidecar.proxy import ProxyServer
 from sidecar.registry.outcomes import Interrupted
 from sidecar.report.events import Events
 from sidecar.seams import Engine, Registry, Source
@@ -49,7 +48,6 @@ class Runtime:
     parts_for: Callable[[str, threading.Event], Parts]
     role: Role  # watching, a fleet member or a proxy: chosen once (see roles.py)
     bounds: Bounds  # how long work may wait (see liveness.py)
-    proxy: ProxyServer | None = None  # already listening: the app may start before the loop
 
 
 class Loop:
@@ -154,8 +152,8 @@ class Loop:
         threads: reads the registry's connection state and what the loop published."""
         reasons = [] if self._rt.registry.connected else ["not connected to ZooKeeper"]
         late = self.liveness.late()
-        proxy = self._rt.proxy.not_ready() if self._rt.proxy is not None else []
-        return reasons + list(self.readiness) + ([late] if late else []) + proxy
+        own = self._rt.role.not_ready_now()
+        return reasons + list(self.readiness) + ([late] if late else []) + own
 
     def not_healthy(self) -> list[str]:
         """For /healthz: what no longer runs and will not come back by itself (an orchestrator
@@ -195,8 +193,7 @@ class Loop:
             steps.append(rt.engine.close)
         if rt.ops is not None:
             steps.append(rt.ops.stop)
-        if rt.proxy is not None:
-            steps.append(rt.proxy.stop)  # its capture rules stay: the app waits for the next
+        steps.append(rt.role.stop)
         if rt.close_session_on_exit:
             if parts is not None:
                 steps.append(lambda: _drop_records(parts))

@@ -6,8 +6,8 @@ the pass (reconcile.py) asks, and branches on none of them."""
 from __future__ import annotations
 
 import socket
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from sidecar.loop.apply import Results
 from sidecar.loop.dirty import Work
@@ -16,7 +16,7 @@ from sidecar.loop.parts import Parts
 from sidecar.loop.pick import local_paths, paths_to_read, refresh_before_reading
 from sidecar.loop.retries import Whole
 from sidecar.plan import Decision
-from sidecar.proxy import InventoryMapper
+from sidecar.proxy import InventoryMapper, ProxyServer
 from sidecar.registry.outcomes import Interrupted
 
 
@@ -29,46 +29,62 @@ class Picked:
     listed: dict[str, set[str]] = field(default_factory=dict)
 
 
-class Role(Protocol):
-    """What differs between the ways a sidecar takes part in a pass."""
+class Role(ABC):
+    """What differs between the ways a sidecar takes part in a pass: each role answers the
+    abstract questions; the others have the answer of a role that runs nothing besides."""
 
     def scope_decided(self, p: Parts, address: str) -> None:
         """The scope of this pass is decided (``address``: the one advertised)."""
+        return None
 
+    @abstractmethod
     def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
         """Hold the lease, or stand by (False: the pass ends here). ``about``: what the
         lease says of this sidecar."""
 
+    @abstractmethod
     def pick(
         self, p: Parts, work: Work, session: int, address: str, not_ready: tuple[str, ...]
     ) -> Picked | None:
         """The registry paths this pass reads (None: none at all, not even the records).
         ``not_ready``: why this sidecar is not ready, as the loop last published it."""
 
+    @abstractmethod
     def plans_as(self, session: int) -> int | None:
         """The session the planner decides as (None: an observer's view)."""
 
+    @abstractmethod
     def settled(
         self, p: Parts, decisions: list[Decision], results: Results, session: int | None
     ) -> None:
         """A chunk's writes are done: keep what its decisions did."""
 
+    @abstractmethod
     def full_pass_done(self, p: Parts) -> None:
         """A full pass succeeded."""
 
     def next_deadline(self) -> float:
         """When this role has something to do without being told."""
+        return float("inf")
 
     def not_ready(self) -> list[str]:
-        """Why this role keeps the sidecar from being ready (empty: it does not)."""
+        """Why this role keeps the sidecar from being ready (empty: it does not), as of the
+        pass just made."""
+        return []
+
+    def not_ready_now(self) -> list[str]:
+        """Why what this role runs besides the loop keeps the sidecar from being ready, at
+        once. Called from the ops threads."""
+        return []
+
+    def stop(self) -> None:
+        """Stop what this role runs besides the loop (the loop is stopping)."""
+        return None
 
 
 class Watching(Role):
     """A sidecar per host or per app (the default): holds its lease, reads the paths that
     concern it, writes its rewrites and their records."""
-
-    def scope_decided(self, p: Parts, address: str) -> None:
-        return None
 
     def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
         return hold_lease(p, session, work, about)
@@ -92,12 +108,6 @@ class Watching(Role):
         if not p.memory.records_stale:
             p.persistence.recorded()  # a restart restores from the records read now
 
-    def next_deadline(self) -> float:
-        return float("inf")
-
-    def not_ready(self) -> list[str]:
-        return []
-
 
 def hold_lease(p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
     """Hold this sidecar's lease in its session (False: standing by); a per-app sidecar that
@@ -116,8 +126,11 @@ class Proxying(Watching):
     flight from a mapping the pass keeps current. Holds the lease; reads and writes no
     registry path, and so keeps no records."""
 
-    def __init__(self, mapper: InventoryMapper) -> None:
+    def __init__(self, mapper: InventoryMapper, server: ProxyServer) -> None:
+        """``server``: already listening (the app may start before the loop), following
+        ``mapper``."""
         self.mapper = mapper
+        self.server = server
 
     def scope_decided(self, p: Parts, address: str) -> None:
         scope = p.lease.scope
@@ -134,6 +147,12 @@ class Proxying(Watching):
 
     def full_pass_done(self, p: Parts) -> None:
         return None
+
+    def not_ready_now(self) -> list[str]:
+        return self.server.not_ready()
+
+    def stop(self) -> None:
+        self.server.stop()  # its capture rules stay: the app waits for the next sidecar
 
 
 class InFleet(Watching):
@@ -219,9 +238,6 @@ class Observing(Role):
     def __init__(self) -> None:
         self.decided: list[Decision] = []
 
-    def scope_decided(self, p: Parts, address: str) -> None:
-        return None
-
     def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
         p.lease.observe()
         return True
@@ -242,9 +258,3 @@ class Observing(Role):
 
     def full_pass_done(self, p: Parts) -> None:
         return None
-
-    def next_deadline(self) -> float:
-        return float("inf")
-
-    def not_ready(self) -> list[str]:
-        return []

@@ -74,8 +74,7 @@ def assemble(
     engine = _engine(settings, environ)
     nat = NatWatch(dirty.nat_changed) if settings.nat_table else None
     metrics = Metrics()
-    mapper = InventoryMapper() if settings.proxy_listen else None
-    proxy = _proxy(settings, mapper, metrics, tls) if mapper else None
+    proxying = _proxying(settings, metrics, tls) if settings.proxy_listen else None
     prober = (
         Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
     )
@@ -94,11 +93,11 @@ def assemble(
         parts.memory.restore(persistence.remembered(engine_id))
         return parts
 
-    role = choose_role(settings, registry, origins, events, metrics, roots, mapper)
+    role = choose_role(settings, registry, origins, events, metrics, roots, proxying)
     runtime = Runtime(
         registry, engine, dirty, events, sources, ops, settings.resync_seconds,
         settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for, role,
-        Bounds.of(settings.resync_seconds, settings.session_timeout), proxy,
+        Bounds.of(settings.resync_seconds, settings.session_timeout),
     )  # fmt: skip
     loop = Loop(runtime, address)
     metrics.oldest_pending.set_function(loop.liveness.oldest)
@@ -142,12 +141,11 @@ def _sources(
     return sources
 
 
-def _proxy(
-    settings: Settings, mapper: InventoryMapper, metrics: Metrics, tls: ClientTls | None
-) -> ProxyServer:
+def _proxying(settings: Settings, metrics: Metrics, tls: ClientTls | None) -> Proxying:
     """The app's ZooKeeper proxy, listening (and capturing) before anything else starts: the
     app may be starting too. Raises ConfigError (the address) and CaptureError."""
     [(host, port)] = servers(settings.proxy_listen)
+    mapper = InventoryMapper()
     proxy = ProxyServer(
         (host.strip("[]"), port), mapper, structlog.get_logger("sidecar"),
         servers=servers(settings.zookeeper), services_roots=settings.services_root,
@@ -160,7 +158,7 @@ def _proxy(
         raise ConfigError(
             f"{settings.name_of('proxy_listen')}: cannot listen on {settings.proxy_listen}: {exc}"
         ) from None
-    return proxy
+    return Proxying(mapper, proxy)
 
 
 def plan_once(
@@ -300,12 +298,12 @@ def choose_role(
     events: Events,
     metrics: Metrics,
     roots: Roots,
-    mapper: InventoryMapper | None,
+    proxying: Proxying | None,
 ) -> Role:
-    """The part the daemon plays in every pass: an app's proxy (``mapper``: its mapping), a
-    fleet member, or watching its own paths."""
-    if mapper is not None:
-        return Proxying(mapper)  # the app writes its own registrations: not the fleet's work
+    """The part the daemon plays in every pass: an app's proxy (``proxying``: already
+    listening), a fleet member, or watching its own paths."""
+    if proxying is not None:
+        return proxying  # the app writes its own registrations: not the fleet's work
     if not settings.fleet:
         return Watching()
     fleet = FleetKeeper(
