@@ -16,7 +16,7 @@ from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import Retries
-from sidecar.loop.roles import InFleet, Observing, Role
+from sidecar.loop.roles import InFleet, Observing, Proxying, Role
 from sidecar.loop.wiring import build_parts, choose_role
 from sidecar.model import Container, Endpoint, PublishedPort
 from sidecar.ops.metrics import Metrics
@@ -57,6 +57,7 @@ class Harness:
     origins: FixedOrigins = field(default_factory=lambda: FixedOrigins(None))
     clock: Clock = field(default_factory=Clock)
     observing: bool = False
+    proxying: Proxying | None = None  # proxy mode: the role, with its mapping and server
     options: dict[str, Any] = field(default_factory=dict)  # settings beyond the defaults
     engine_id: str = "TWIN@host"
     host: str = "192.0.2.10"  # this host's address, advertised
@@ -79,7 +80,7 @@ class Harness:
         self.role: Role = (
             Observing() if self.observing else
             choose_role(self.settings, self.registry, self.origins, events, parts.metrics,
-                        roots, None)
+                        roots, self.proxying)
         )  # fmt: skip
         if isinstance(self.role, InFleet):
             self.role.fleet._clock = self.clock
