@@ -17,6 +17,7 @@ from sidecar import records
 from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.liveness import Bounds, Liveness
 from sidecar.loop.parts import Parts
+from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
 from sidecar.loop.roles import Role
@@ -42,7 +43,7 @@ class Runtime:
     ops: OpsServer | None
     resync_seconds: float
     close_session_on_exit: bool
-    resuming: int  # the session the state file names (0: none)
+    persistence: Persistence  # the state file: the session to resume, forgotten at the end
     stopping: threading.Event  # set once asked to stop (the registry stops waiting too)
     # Builds the pass's parts once the engine's identity is known (see wiring.py).
     parts_for: Callable[[str, threading.Event], Parts]
@@ -75,7 +76,8 @@ class Loop:
     def run(self) -> None:
         """Connect, then reconcile until stop() is called."""
         rt = self._rt
-        resuming = f"0x{rt.resuming:x}" if rt.resuming else None
+        earlier = rt.persistence.earlier_session
+        resuming = f"0x{earlier:x}" if earlier else None
         rt.events.connection("zookeeper", "connecting", resuming=resuming)
         if rt.ops is not None:
             rt.ops.start()
@@ -199,7 +201,7 @@ class Loop:
                 steps.append(lambda: _drop_records(parts))
             steps.append(rt.registry.close)
             if parts is not None:
-                steps.append(parts.persistence.forget_session)
+                steps.append(rt.persistence.forget_session)
         for step in steps:
             try:
                 step()

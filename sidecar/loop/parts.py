@@ -13,7 +13,6 @@ from sidecar.loop.lease import LeaseKeeper
 from sidecar.loop.memory import Memory
 from sidecar.loop.observe import Observer
 from sidecar.loop.paths import PathIndex, Roots
-from sidecar.loop.persistence import Persistence
 from sidecar.loop.retries import Retries
 from sidecar.ops.metrics import Metrics
 from sidecar.plan import Mode
@@ -38,7 +37,6 @@ class Parts:
     lease: LeaseKeeper
     observer: Observer
     applier: Applier
-    persistence: Persistence
     retries: Retries
     events: Events
     metrics: Metrics

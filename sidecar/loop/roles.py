@@ -13,6 +13,7 @@ from sidecar.loop.apply import Results
 from sidecar.loop.dirty import Work
 from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.parts import Parts
+from sidecar.loop.persistence import Persistence
 from sidecar.loop.pick import local_paths, paths_to_read, refresh_before_reading
 from sidecar.loop.retries import Whole
 from sidecar.plan import Decision
@@ -86,8 +87,12 @@ class Watching(Role):
     """A sidecar per host or per app (the default): holds its lease, reads the paths that
     concern it, writes its rewrites and their records."""
 
+    def __init__(self, persistence: Persistence) -> None:
+        """``persistence``: the state file (the session to resume)."""
+        self.persistence = persistence
+
     def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
-        return hold_lease(p, session, work, about)
+        return self._hold(p, session, work, about)
 
     def pick(
         self, p: Parts, work: Work, session: int, address: str, not_ready: tuple[str, ...]
@@ -106,19 +111,19 @@ class Watching(Role):
 
     def full_pass_done(self, p: Parts) -> None:
         if not p.memory.records_stale:
-            p.persistence.recorded()  # a restart restores from the records read now
+            self.persistence.recorded()  # a restart restores from the records read now
 
-
-def hold_lease(p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
-    """Hold this sidecar's lease in its session (False: standing by); a per-app sidecar that
-    has held it long enough takes its container's rewrites over from the per-host one."""
-    if p.persistence.note_session(session, p.registry.session_password):
-        p.events.connection("session", "resumed", session=f"0x{session:x}")
-    if not p.lease.hold(session, work, about, p.observer.session_gone, p.retries):
-        return False
-    if p.lease.settle_if_due():
-        work.local = work.replan = True
-    return True
+    def _hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
+        """Hold this sidecar's lease in its session (False: standing by); a per-app sidecar
+        that has held it long enough takes its container's rewrites over from the per-host
+        one."""
+        if self.persistence.note_session(session, p.registry.session_password):
+            p.events.connection("session", "resumed", session=f"0x{session:x}")
+        if not p.lease.hold(session, work, about, p.observer.session_gone, p.retries):
+            return False
+        if p.lease.settle_if_due():
+            work.local = work.replan = True
+        return True
 
 
 class Proxying(Watching):
@@ -126,9 +131,12 @@ class Proxying(Watching):
     flight from a mapping the pass keeps current. Holds the lease; reads and writes no
     registry path, and so keeps no records."""
 
-    def __init__(self, mapper: InventoryMapper, server: ProxyServer) -> None:
+    def __init__(
+        self, persistence: Persistence, mapper: InventoryMapper, server: ProxyServer
+    ) -> None:
         """``server``: already listening (the app may start before the loop), following
         ``mapper``."""
+        super().__init__(persistence)
         self.mapper = mapper
         self.server = server
 
@@ -138,7 +146,7 @@ class Proxying(Watching):
         self.mapper.update(app, address)
 
     def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
-        return hold_lease(p, session, work, about | {"proxy": "true"})
+        return self._hold(p, session, work, about | {"proxy": "true"})
 
     def pick(
         self, p: Parts, work: Work, session: int, address: str, not_ready: tuple[str, ...]
@@ -160,7 +168,8 @@ class InFleet(Watching):
     member and tells each the paths that concern its host; this member reads those and its
     own, and indexes when elected."""
 
-    def __init__(self, fleet: FleetKeeper) -> None:
+    def __init__(self, persistence: Persistence, fleet: FleetKeeper) -> None:
+        super().__init__(persistence)
         self.fleet = fleet
         self._counts: tuple[int, int] | None = None  # managed, refused: as the fleet was told
 

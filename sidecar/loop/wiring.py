@@ -74,7 +74,7 @@ def assemble(
     engine = _engine(settings, environ)
     nat = NatWatch(dirty.nat_changed) if settings.nat_table else None
     metrics = Metrics()
-    proxying = _proxying(settings, metrics, tls) if settings.proxy_listen else None
+    proxying = _proxying(settings, metrics, tls, persistence) if settings.proxy_listen else None
     prober = (
         Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
     )
@@ -87,16 +87,17 @@ def assemble(
 
     def parts_for(engine_id: str, stop: threading.Event) -> Parts:
         parts = build_parts(
-            settings, engine_id, registry, origins, engine, static, roots, persistence, events,
-            metrics, prober, stop.is_set, nat=nat.latest if nat else None,
+            settings, engine_id, registry, origins, engine, static, roots,
+            persistence.earlier_session, events, metrics, prober, stop.is_set,
+            nat=nat.latest if nat else None,
         )  # fmt: skip
         parts.memory.restore(persistence.remembered(engine_id))
         return parts
 
-    role = choose_role(settings, registry, origins, events, metrics, roots, proxying)
+    role = choose_role(settings, registry, origins, events, metrics, roots, persistence, proxying)
     runtime = Runtime(
         registry, engine, dirty, events, sources, ops, settings.resync_seconds,
-        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for, role,
+        settings.close_session_on_exit, persistence, stopping, parts_for, role,
         Bounds.of(settings.resync_seconds, settings.session_timeout),
     )  # fmt: skip
     loop = Loop(runtime, address)
@@ -141,7 +142,9 @@ def _sources(
     return sources
 
 
-def _proxying(settings: Settings, metrics: Metrics, tls: ClientTls | None) -> Proxying:
+def _proxying(
+    settings: Settings, metrics: Metrics, tls: ClientTls | None, persistence: Persistence
+) -> Proxying:
     """The app's ZooKeeper proxy, listening (and capturing) before anything else starts: the
     app may be starting too. Raises ConfigError (the address) and CaptureError."""
     [(host, port)] = servers(settings.proxy_listen)
@@ -158,7 +161,7 @@ def _proxying(settings: Settings, metrics: Metrics, tls: ClientTls | None) -> Pr
         raise ConfigError(
             f"{settings.name_of('proxy_listen')}: cannot listen on {settings.proxy_listen}: {exc}"
         ) from None
-    return Proxying(mapper, proxy)
+    return Proxying(persistence, mapper, proxy)
 
 
 def plan_once(
@@ -233,10 +236,10 @@ class _OnePass:
                 self.__exit__()
                 raise Unreachable(f"NAT table not readable: {snapshot.problem}")
             nat = lambda: snapshot  # noqa: E731 - read once, as the listing is
+        # No earlier session (0): an observer holds no lease.
         parts = build_parts(
             settings, engine_id, self._registry, origins, engine, self._static, Roots(settings),
-            Persistence(None, self._events), self._events, Metrics(), None, lambda: False,
-            nat=nat,
+            0, self._events, Metrics(), None, lambda: False, nat=nat,
         )  # fmt: skip
         parts.inventory.subscribed = True  # no event stream: the listing is all there is
         observing = Observing()
@@ -265,7 +268,7 @@ def build_parts(
     engine: Engine | None,
     static: static_source.StaticMapping,
     roots: Roots,
-    persistence: Persistence,
+    earlier_session: int,
     events: Events,
     metrics: Metrics,
     prober: Prober | None,
@@ -274,20 +277,21 @@ def build_parts(
     nat: Callable[[], NatSnapshot] | None = None,
 ) -> Parts:
     """The parts of a pass, from the settings and the seams (real or in-memory twins);
+    ``earlier_session``: the session the state file names (its lease is this sidecar's);
     ``nat``: the NAT table's latest snapshot, when that source is on."""
     ignore = tuple(natrules.parse_ignore(entry) for entry in settings.nat_ignore)
     inventory = Inventory(engine, static, settings.static_file, settings.static_ports, prober,
                           host_addresses, events, nat, ignore)  # fmt: skip
     lease = LeaseKeeper(settings.scope, settings.container, engine_id, registry, events, metrics,
-                        persistence.earlier_session)  # fmt: skip
+                        earlier_session)  # fmt: skip
     observer = Observer(registry, origins, roots, settings.host_address,
                         member=settings.fleet)  # fmt: skip
     acl_check = AclCheck(registry, events, metrics.coordination_open.set, engine_id,
                          settings.fleet, _digest(settings), _sasl(settings))  # fmt: skip
     return Parts(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
-        inventory, lease, observer, Applier(registry, events, metrics), persistence, Retries(),
-        events, metrics, prober, stopping, acl_check,
+        inventory, lease, observer, Applier(registry, events, metrics), Retries(), events,
+        metrics, prober, stopping, acl_check,
     )  # fmt: skip
 
 
@@ -298,14 +302,16 @@ def choose_role(
     events: Events,
     metrics: Metrics,
     roots: Roots,
+    persistence: Persistence,
     proxying: Proxying | None,
 ) -> Role:
     """The part the daemon plays in every pass: an app's proxy (``proxying``: already
-    listening), a fleet member, or watching its own paths."""
+    listening), a fleet member, or watching its own paths; ``persistence``: its state
+    file."""
     if proxying is not None:
         return proxying  # the app writes its own registrations: not the fleet's work
     if not settings.fleet:
-        return Watching()
+        return Watching(persistence)
     fleet = FleetKeeper(
         registry,
         lambda junk, unwritable: Indexer(
@@ -314,7 +320,7 @@ def choose_role(
         ),
         events, metrics.fleet, roots,
     )  # fmt: skip
-    return InFleet(fleet)
+    return InFleet(persistence, fleet)
 
 
 def _engine(settings: Settings, environ: Mapping[str, str]) -> DockerEngine | None:

@@ -70,7 +70,7 @@ class Harness:
         engine = None if self.settings.docker_url == "none" else self.engine
         parts = build_parts(
             self.settings, self.engine_id, self.registry, self.origins, engine,
-            StaticMapping(), roots, Persistence(None, events), events, Metrics(), None,
+            StaticMapping(), roots, 0, events, Metrics(), None,
             lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"}, nat=self.nat,
         )  # fmt: skip
         parts.retries = Retries(self.clock)
@@ -80,7 +80,7 @@ class Harness:
         self.role: Role = (
             Observing() if self.observing else
             choose_role(self.settings, self.registry, self.origins, events, parts.metrics,
-                        roots, self.proxying)
+                        roots, Persistence(None, events), self.proxying)
         )  # fmt: skip
         if isinstance(self.role, InFleet):
             self.role.fleet._clock = self.clock

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from sidecar.loop.paths import Roots
+from sidecar.loop.persistence import Persistence
 from sidecar.loop.roles import InFleet, Proxying, Watching
 from sidecar.loop.wiring import choose_role
 from sidecar.model import Endpoint, Outcome, Transaction, WriteResult
@@ -41,13 +42,13 @@ class RefusingRegistry(MemoryRegistry):
 def _proxying() -> tuple[Proxying, InventoryMapper]:
     mapper = InventoryMapper()
     server = ProxyServer(("127.0.0.1", 0), mapper, structlog.get_logger("test"))  # not started
-    return Proxying(mapper, server), mapper
+    return Proxying(Persistence(None, Events()), mapper, server), mapper
 
 
 def _role(options: dict[str, Any], proxying: Proxying | None = None) -> object:
     settings = _settings({"advertise_host": "192.0.2.10", **options})
     return choose_role(settings, MemoryRegistry(), FixedOrigins(None), Events(), Metrics(),
-                       Roots(settings), proxying)  # fmt: skip
+                       Roots(settings), Persistence(None, Events()), proxying)  # fmt: skip
 
 
 def test_the_settings_choose_one_role_and_a_proxy_takes_no_part_in_a_fleet() -> None:
