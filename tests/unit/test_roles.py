@@ -9,8 +9,10 @@ from typing import Any
 
 import structlog
 
+from sidecar.fleet.indexer import MEMBERS
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
+from sidecar.loop.retries import FIRST
 from sidecar.loop.roles import InFleet, Proxying, Watching
 from sidecar.loop.wiring import choose_role
 from sidecar.model import Endpoint, Outcome, Transaction, WriteResult
@@ -19,7 +21,7 @@ from sidecar.proxy import InventoryMapper, ProxyServer
 from sidecar.records import RECORDS_ROOT
 from sidecar.report.events import Events
 from tests.twins import FixedOrigins, MemoryRegistry
-from tests.unit.harness import ORIGINAL, PROVIDERS, SHOP, Harness, _settings
+from tests.unit.harness import ORIGINAL, PROVIDERS, SHOP, Harness, _settings, rewritten
 
 PER_APP = {"scope": "app", "container": SHOP.name}
 
@@ -104,3 +106,33 @@ def test_a_watching_sidecar_remembers_what_it_wrote() -> None:
     assert isinstance(twin.role, Watching)
     assert list(twin.parts.memory.managed) == [PROVIDERS]
     assert twin.registry.tree.transactions
+
+
+class RefusingMembers(MemoryRegistry):
+    """The twin, with the fleet's member nodes refused while ``refusing``."""
+
+    refusing: bool = True
+
+    def acquire(self, path: str, data: bytes, take_from: int | None = None) -> bool:
+        if self.refusing and path.startswith(MEMBERS):
+            return False
+        return super().acquire(path, data, take_from)
+
+
+def test_a_fleet_member_that_cannot_take_its_part_says_so_until_it_can() -> None:
+    """A fleet member whose member node is refused is not ready, saying why; its part is
+    tried again later and, once it works, the reason is gone and the indexer it became
+    routes the registration to it."""
+    registry = RefusingMembers()
+    registry.add(f"{PROVIDERS}/{ORIGINAL}")
+    twin = Harness(registry=registry, options={"fleet": True})
+    twin.start()
+    [reason] = twin.role.not_ready()
+    assert reason.startswith("not a working member of the fleet: FleetError")
+    assert twin.providers() == [ORIGINAL]
+    registry.refusing = False
+    twin.clock.now += FIRST
+    twin.due()
+    assert twin.role.not_ready() == []
+    twin.settle()
+    assert twin.providers() == [rewritten()]
