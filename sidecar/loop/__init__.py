@@ -3,6 +3,8 @@
     wiring.py       one assembly of every component, for run and for plan/status
     loop.py         the loop thread: waits for work, the periodic resync, graceful stop
     reconcile.py    one pass: sources' reports, containers, lease, then observe -> plan -> apply
+    roles.py        what differs between modes (watching, fleet member, proxy, observer): one
+                    role chosen in the wiring, asked by every pass
     dirty.py        what the sources report, collected for the next pass
     retries.py      failed scopes read again with backoff
     inventory.py    the container inventory (Docker, static mapping, probes) for the planner

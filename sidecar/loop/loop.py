@@ -17,11 +17,12 @@ from sidecar import records
 from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.liveness import Bounds, Liveness
 from sidecar.loop.parts import Parts
+from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
+from sidecar.loop.roles import Role
 from sidecar.model import Transaction
 from sidecar.ops.server import OpsServer
-from sidecar.proxy import ProxyServer
 from sidecar.registry.outcomes import Interrupted
 from sidecar.report.events import Events
 from sidecar.seams import Engine, Registry, Source
@@ -42,12 +43,12 @@ class Runtime:
     ops: OpsServer | None
     resync_seconds: float
     close_session_on_exit: bool
-    resuming: int  # the session the state file names (0: none)
+    persistence: Persistence  # the state file: the session to resume, forgotten at the end
     stopping: threading.Event  # set once asked to stop (the registry stops waiting too)
     # Builds the pass's parts once the engine's identity is known (see wiring.py).
     parts_for: Callable[[str, threading.Event], Parts]
+    role: Role  # watching, a fleet member or a proxy: chosen once (see roles.py)
     bounds: Bounds  # how long work may wait (see liveness.py)
-    proxy: ProxyServer | None = None  # already listening: the app may start before the loop
 
 
 class Loop:
@@ -75,7 +76,8 @@ class Loop:
     def run(self) -> None:
         """Connect, then reconcile until stop() is called."""
         rt = self._rt
-        resuming = f"0x{rt.resuming:x}" if rt.resuming else None
+        earlier = rt.persistence.earlier_session
+        resuming = f"0x{earlier:x}" if earlier else None
         rt.events.connection("zookeeper", "connecting", resuming=resuming)
         if rt.ops is not None:
             rt.ops.start()
@@ -85,7 +87,8 @@ class Loop:
             engine_id = self._wait_for_engine_id()
             if self.stopping:
                 return
-            self.reconciler = Reconciler(rt.parts_for(engine_id, self._stopping), self._address)
+            parts = rt.parts_for(engine_id, self._stopping)
+            self.reconciler = Reconciler(parts, rt.role, self._address)
             self.reconciler.progressed = self.liveness.progressed
             for source in rt.sources:
                 source.start()
@@ -105,9 +108,8 @@ class Loop:
             if now >= next_resync:
                 rt.dirty.periodic()
                 next_resync = now + rt.resync_seconds
-            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline())
-            if parts.fleet is not None:
-                deadline = min(deadline, parts.fleet.next_deadline())
+            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline(),
+                           reconciler.role.next_deadline())  # fmt: skip
             work = rt.dirty.take(timeout=max(0.0, deadline - time.monotonic()))
             if self.stopping:
                 return
@@ -140,10 +142,7 @@ class Loop:
             reasons.append("no advertised address: no configured source answered yet")
         if lease.waiting:
             reasons.append(f"per-app sidecar waiting: {lease.waiting}")
-        if parts.fleet is not None and parts.fleet.problem:
-            reasons.append(f"not a working member of the fleet: {parts.fleet.problem}")
-        elif parts.fleet is not None and parts.fleet.no_indexer:
-            reasons.append("the fleet has no indexer: no ballot ahead counts, none is its own")
+        reasons += reconciler.role.not_ready()
         if not lease.holding:
             reasons.append("not holding its lease (starting, or standing by)")
         elif not reconciler.reconciled_once:
@@ -155,8 +154,8 @@ class Loop:
         threads: reads the registry's connection state and what the loop published."""
         reasons = [] if self._rt.registry.connected else ["not connected to ZooKeeper"]
         late = self.liveness.late()
-        proxy = self._rt.proxy.not_ready() if self._rt.proxy is not None else []
-        return reasons + list(self.readiness) + ([late] if late else []) + proxy
+        own = self._rt.role.not_ready_now()
+        return reasons + list(self.readiness) + ([late] if late else []) + own
 
     def not_healthy(self) -> list[str]:
         """For /healthz: what no longer runs and will not come back by itself (an orchestrator
@@ -196,14 +195,13 @@ class Loop:
             steps.append(rt.engine.close)
         if rt.ops is not None:
             steps.append(rt.ops.stop)
-        if rt.proxy is not None:
-            steps.append(rt.proxy.stop)  # its capture rules stay: the app waits for the next
+        steps.append(rt.role.stop)
         if rt.close_session_on_exit:
             if parts is not None:
                 steps.append(lambda: _drop_records(parts))
             steps.append(rt.registry.close)
             if parts is not None:
-                steps.append(parts.persistence.forget_session)
+                steps.append(rt.persistence.forget_session)
         for step in steps:
             try:
                 step()

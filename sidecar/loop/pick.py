@@ -1,17 +1,24 @@
 """Which paths one pass reads: the dirty ones; on a resync the local ones and a slice of the
-rest (all of them on a full one); in a fleet, those the indexer routes here; and the paths
-of the rewrites the records say this engine took over."""
+rest (all of them on a full one); and the paths of the rewrites the records say this engine
+took over. (In a fleet, the indexer routes the rest here: see roles.py.)"""
 
 from __future__ import annotations
 
 from sidecar.loop.dirty import Work
-from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.parts import Parts
-from sidecar.loop.retries import Whole
 from sidecar.plan import Remembered
 from sidecar.records import decode as decode_record
 from sidecar.records import records_parent
-from sidecar.registry.outcomes import Interrupted
+
+
+def refresh_before_reading(p: Parts, work: Work) -> None:
+    """What a pass that reads the registry refreshes first: this host's addresses on a full
+    pass; this engine's records on a full pass, once a peer is gone, or when they may be
+    stale (the paths of rewrites they name and this sidecar did not know join the work)."""
+    if work.full:
+        p.inventory.refresh_host_addresses()
+    if p.lease.take_peers_gone() or work.full or p.memory.records_stale:
+        work.paths |= read_records(p)
 
 
 def paths_to_read(p: Parts, work: Work) -> tuple[set[str], dict[str, set[str]]]:
@@ -44,51 +51,6 @@ def local_paths(p: Parts, work: Work, sweep: set[str]) -> set[str]:
     gone = p.observer.sessions_gone(set().union(*providers.values()))
     restless |= {path for path, sessions in providers.items() if sessions & gone}
     return restless | p.registry.changed_since_read((paths | sweep) - restless)
-
-
-def fleet_paths(
-    p: Parts, fleet: FleetKeeper, session: int, work: Work, about: dict[str, object]
-) -> set[str]:
-    """In a fleet: the paths the indexer says concern this host (and changed), plus this
-    host's own; registry changes are the indexer's (this sidecar's, if elected). ``about``:
-    what the member node says besides the addresses that route work here."""
-    scope = p.lease.scope
-    containers = {
-        address
-        for c in p.inventory.index.by_id.values()
-        if scope.excludes(c.id) is None
-        for address in c.addresses
-    }
-    hosts = p.observer.host_addresses(p.inventory.interface_addresses)
-    hosts |= {str(about["advertise_host"])} if about.get("advertise_host") else set()
-    member = f"{p.engine_id}+{scope.lease_name}"
-    paths = work.paths | _keep(p, fleet, member, session, hosts, containers, about, work)
-    if work.full or work.local:
-        paths |= local_paths(p, work, set())
-    return paths
-
-
-def _keep(
-    p: Parts, fleet: FleetKeeper, member: str, session: int, hosts: set[str],
-    containers: set[str], about: dict[str, object], work: Work,
-) -> set[str]:  # fmt: skip
-    """This member's part in the fleet, kept apart: whatever fails there (a node it may not
-    write, anything) is reported and tried again later, and the pass goes on with this
-    host's own paths."""
-    try:
-        told = fleet.keep(member, session, hosts, containers, about, work)
-    except Interrupted:
-        raise
-    except Exception as exc:
-        fleet.problem = f"{type(exc).__name__} {exc}".strip()
-        p.events.connection("fleet", "failed", problem=fleet.problem)
-        p.retries.schedule(Whole.FLEET)
-        return set()
-    if fleet.problem:
-        fleet.problem = ""
-        p.events.recovered("fleet")
-    p.retries.succeeded(Whole.FLEET)
-    return told
 
 
 def scope_paths(p: Parts, root: str) -> list[str]:

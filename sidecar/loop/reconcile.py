@@ -15,9 +15,11 @@ from collections.abc import Callable
 from sidecar.fleet.indexer import ELECTION, WORK
 from sidecar.loop.apply import Results
 from sidecar.loop.dirty import Work
+from sidecar.loop.observe import Observation
 from sidecar.loop.parts import Parts
-from sidecar.loop.pick import all_paths, fleet_paths, paths_to_read, read_records
+from sidecar.loop.pick import all_paths
 from sidecar.loop.retries import Whole
+from sidecar.loop.roles import Role
 from sidecar.model import Connection
 from sidecar.plan import Decision, Identity, plan_path
 from sidecar.progress import Progress
@@ -31,13 +33,14 @@ SCOPED_CHUNK = 20  # an event's paths: small chunks start writing sooner
 
 
 class Reconciler:
-    """Runs passes; remembers between them only what its parts hold."""
+    """Runs passes, in the role the wiring chose; remembers between them only what its parts
+    and its role hold."""
 
-    def __init__(self, parts: Parts, address: AdvertiseHost | None) -> None:
+    def __init__(self, parts: Parts, role: Role, address: AdvertiseHost | None) -> None:
         self.parts = parts
+        self.role = role
         self.address = address
         self.reconciled_once = False
-        self.decided: list[Decision] = []  # an observer's decisions (plan)
         self.unreadable: set[str] = set()  # paths the credentials do not allow reading
         self._full_pass_began = float("-inf")
         self._disconnected_at = float("-inf")
@@ -48,7 +51,6 @@ class Reconciler:
         self.carried_since: float | None = None
         self.progressed: Callable[[], None] = lambda: None  # the loop's liveness, per chunk
         self.not_ready: tuple[str, ...] = ("starting",)  # as the loop last published it
-        self._counts: tuple[int, int] | None = None  # managed, refused: as the fleet was told
 
     # -- what the sources reported ----------------------------------------------------------
 
@@ -118,10 +120,7 @@ class Reconciler:
         containers = list(p.inventory.containers.values()) if has_engine else None
         if not p.lease.decide_scope(containers, p.inventory.interface_addresses, work):
             return
-        if p.proxy is not None:
-            scope = p.lease.scope
-            app = [c for c in p.inventory.index.by_id.values() if scope.excludes(c.id) is None]
-            p.proxy.update(app, self.address.address)
+        self.role.scope_decided(p, self.address.address)
         if p.roots.use_mirrors_if_asked(p.inventory.index.by_id.values(), p.lease.scope):
             p.events.info("mirrors_in_use", reason="a container's label asks for mirror mode")
             work.full = True
@@ -174,51 +173,24 @@ class Reconciler:
     def _reconcile_work(self, work: Work) -> tuple[Counter[str] | None, int]:
         """The lease, then the paths this work concerns; None while standing by."""
         p = self.parts
+        assert self.address is not None
         session = p.registry.session_id
-        if p.observing:
-            p.lease.observe()
-        else:
-            if p.persistence.note_session(session, p.registry.session_password):
-                p.events.connection("session", "resumed", session=f"0x{session:x}")
-            if not p.lease.hold(session, work, self._about(), p.observer.session_gone, p.retries):
-                return None, 0
-            if p.lease.settle_if_due():
-                # Take this container's rewrites over from the per-host one.
-                work.local = work.replan = True
+        if not self.role.hold(p, session, work, self._about()):
+            return None, 0
         if work.full or work.local:
             p.acl_check.check()  # once the lease (and its parents) exists
-        if p.proxy is not None and not p.observing:
-            return Counter(), 0  # the proxy rewrites in flight: nothing to read or write
-        if work.full:
-            p.inventory.refresh_host_addresses()
-        if p.lease.take_peers_gone() or work.full or p.memory.records_stale:
-            work.paths |= read_records(p)
-        listed: dict[str, set[str]] = {}
-        if p.fleet is not None and not p.observing:
-            paths = fleet_paths(p, p.fleet, session, work, self._member_about(work))
-        else:
-            paths, listed = paths_to_read(p, work)
+        picked = self.role.pick(p, work, session, self.address.address, self.not_ready)
+        if picked is None:  # this role reads no registry path: nothing to plan or write
+            return Counter(), 0
         bulk = work.full or work.local
-        summary = self._reconcile(sorted(paths), None if p.observing else session, bulk)
+        summary = self._reconcile(sorted(picked.paths), self.role.plans_as(session), bulk)
         denied = p.registry.take_denied()
         self.unreadable |= denied
         p.events.not_readable(denied)
-        for gone in p.index.commit(listed):
+        for gone in p.index.commit(picked.listed):
             p.memory.forget(gone)
             p.applier.forget([gone])
-        return summary, len(paths)
-
-    def _member_about(self, work: Work) -> dict[str, object]:
-        """What this sidecar's member node says about it (status --fleet shows it)."""
-        p = self.parts
-        if work.full or work.local or self._counts is None:
-            self._counts = p.applier.totals()  # counts change often: said every resync only
-        return {
-            "host": socket.gethostname(), "scope": p.lease.scope.describe(),
-            "proxy": p.proxy is not None, "not_ready": list(self.not_ready),
-            "managed": self._counts[0], "refused": self._counts[1],
-            "advertise_host": self.address.address if self.address else "",
-        }  # fmt: skip
+        return summary, len(picked.paths)
 
     def all_paths(self) -> list[str]:
         """Every path to plan under every root (plan and status read them all)."""
@@ -227,10 +199,9 @@ class Reconciler:
     def _about(self) -> dict[str, str]:
         """What this sidecar's lease says about it."""
         assert self.address is not None
-        about = {"host": socket.gethostname(), "pid": str(os.getpid()),
-                 "advertise_host": self.address.address,
-                 "advertise_source": self.address.source}  # fmt: skip
-        return about | ({"proxy": "true"} if self.parts.proxy is not None else {})
+        return {"host": socket.gethostname(), "pid": str(os.getpid()),
+                "advertise_host": self.address.address,
+                "advertise_source": self.address.source}  # fmt: skip
 
     def _finish_pass(self, work: Work, summary: Counter[str], count: int, seconds: float) -> None:
         p = self.parts
@@ -238,8 +209,8 @@ class Reconciler:
                        seconds=round(seconds, 4))  # fmt: skip
         p.metrics.reconciled(seconds, work.full)
         self.reconciled_once |= work.full
-        if work.full and not p.memory.records_stale and not p.observing:
-            p.persistence.recorded()
+        if work.full:
+            self.role.full_pass_done(p)
         if p.prober is not None:
             p.prober.watch(p.memory.endpoints())
         if work.full or work.local:
@@ -280,13 +251,7 @@ class Reconciler:
         sidecar). A path whose planning fails is reported with its traceback and tried again
         later: it never holds back the others."""
         p = self.parts
-        known = {session or 0, *p.lease.scope.peers}
-        seen = p.observer.observe(
-            paths, p.memory, p.inventory.index, p.inventory.interface_addresses,
-            {self.address.address} if self.address else set(), known, p.engine_id,
-        )  # fmt: skip
-        if seen.strangers:
-            p.lease.read_peers()  # before taking over a node, know whether its owner is alive
+        seen = self._observe(paths, session)
         me = me or self.identity(session)
         decisions: list[Decision] = []
         for view in seen.views:
@@ -298,6 +263,20 @@ class Reconciler:
                 p.events.exception("plan_failed", node=view.parent)
                 self._plan_failed.add(view.parent)
         return decisions
+
+    def _observe(self, paths: list[str], session: int | None) -> Observation:
+        """Read ``paths`` and who connects from where; a node owned by a session no peer is
+        known to hold has the peers read again: before taking over a node, know whether its
+        owner is alive (the scope, and so the identity planning, carries them)."""
+        p = self.parts
+        known = {session or 0, *p.lease.scope.peers}
+        seen = p.observer.observe(
+            paths, p.memory, p.inventory.index, p.inventory.interface_addresses,
+            {self.address.address} if self.address else set(), known, p.engine_id,
+        )  # fmt: skip
+        if seen.strangers:
+            p.lease.read_peers()
+        return seen
 
     def identity(self, session: int | None) -> Identity:
         """Who plans now: the session, the engine, the address and its source, the scope."""
@@ -330,11 +309,7 @@ class Reconciler:
                 p.retries.succeeded(path)
             mirror = p.roots.mirror_of(path)
             p.index.planned(path, path not in restless and mirror not in restless)
-        if p.observing:
-            self.decided += decisions
-        else:
-            p.memory.remember(decisions, results, session or 0, p.roots.is_mirror)
-            p.memory.written(decisions, results)
+        self.role.settled(p, decisions, results, session)
         summary.update(str(d.action) for d in decisions)
         summary["other_hosts"] += sum(1 for d in decisions if not d.local)
 

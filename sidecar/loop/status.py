@@ -15,13 +15,15 @@ from sidecar.fleet.work import parse_part
 from sidecar.loop.reconcile import Reconciler
 from sidecar.model import RegistryNode
 from sidecar.ownership import read_marker
+from sidecar.plan import Decision
 from sidecar.report.tables import FleetMember, Managed
 from sidecar.scope import HOST_LEASE, Lease, Scope, peers_from
 from sidecar.seams import Registry
 
 
-def managed_now(reconciler: Reconciler) -> list[Managed]:
-    """Every node this engine's sidecars wrote, with the live sidecar owning it."""
+def managed_now(reconciler: Reconciler, observed: list[Decision]) -> list[Managed]:
+    """Every node this engine's sidecars wrote, with the live sidecar owning it; ``observed``:
+    the decisions of the observing pass just made."""
     p = reconciler.parts
     lease_nodes = p.registry.read_paths([p.lease.lease_parent])[p.lease.lease_parent]
     leases = peers_from({n.name: (n.owner, n.data) for n in lease_nodes}, own_lease="")
@@ -53,7 +55,7 @@ def managed_now(reconciler: Reconciler) -> list[Managed]:
         Managed(node, marker, _describe(lease, node.owner), decided.get(node.path, ""))
         for node, marker, lease in found
     ]
-    return rows + _through_proxies(reconciler, leases)
+    return rows + _through_proxies(observed, leases)
 
 
 def _managing(leases: dict[int, Lease], owner: int, container: str) -> Lease | None:
@@ -72,13 +74,13 @@ def _describe(lease: Lease | None, owner: int) -> str:
     return lease.describe() + (", a persistent node" if owner == 0 else "")
 
 
-def _through_proxies(reconciler: Reconciler, leases: dict[int, Lease]) -> list[Managed]:
+def _through_proxies(observed: list[Decision], leases: dict[int, Lease]) -> list[Managed]:
     """Registrations the apps of proxy sidecars wrote themselves, with their published
     address (the pass just made saw them left to those sidecars)."""
     proxies = {lease.container: lease for lease in leases.values() if lease.proxy}
     return [
         Managed(d.node, None, proxies[d.container.id].describe(), "proxy", d.container.id)
-        for d in reconciler.decided
+        for d in observed
         if d.container is not None and d.container.id in proxies and d.marker is None
     ]
 

@@ -27,6 +27,7 @@ from sidecar.loop.paths import PathIndex, Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import Retries
+from sidecar.loop.roles import InFleet, Observing, Proxying, Role, Watching
 from sidecar.loop.status import fleet_now, managed_now
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.server import OpsServer
@@ -73,8 +74,7 @@ def assemble(
     engine = _engine(settings, environ)
     nat = NatWatch(dirty.nat_changed) if settings.nat_table else None
     metrics = Metrics()
-    mapper = InventoryMapper() if settings.proxy_listen else None
-    proxy = _proxy(settings, mapper, metrics, tls) if mapper else None
+    proxying = _proxying(settings, metrics, tls, persistence) if settings.proxy_listen else None
     prober = (
         Prober(settings.probe_seconds, dirty.endpoint_changed) if settings.probe_seconds else None
     )
@@ -83,21 +83,22 @@ def assemble(
         sources.append(nat)
 
     ops = _ops(settings, metrics, lambda: loop)
+    origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port, tls=tls)
 
     def parts_for(engine_id: str, stop: threading.Event) -> Parts:
-        origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port, tls=tls)
         parts = build_parts(
-            settings, engine_id, registry, origins, engine, static, roots, persistence, events,
-            metrics, prober, stop.is_set, nat=nat.latest if nat else None,
+            settings, engine_id, registry, origins, engine, static, roots,
+            persistence.earlier_session, events, metrics, prober, stop.is_set,
+            nat=nat.latest if nat else None,
         )  # fmt: skip
         parts.memory.restore(persistence.remembered(engine_id))
-        parts.proxy = mapper
         return parts
 
+    role = choose_role(settings, registry, origins, events, metrics, roots, persistence, proxying)
     runtime = Runtime(
         registry, engine, dirty, events, sources, ops, settings.resync_seconds,
-        settings.close_session_on_exit, persistence.earlier_session, stopping, parts_for,
-        Bounds.of(settings.resync_seconds, settings.session_timeout), proxy,
+        settings.close_session_on_exit, persistence, stopping, parts_for, role,
+        Bounds.of(settings.resync_seconds, settings.session_timeout),
     )  # fmt: skip
     loop = Loop(runtime, address)
     metrics.oldest_pending.set_function(loop.liveness.oldest)
@@ -141,12 +142,13 @@ def _sources(
     return sources
 
 
-def _proxy(
-    settings: Settings, mapper: InventoryMapper, metrics: Metrics, tls: ClientTls | None
-) -> ProxyServer:
+def _proxying(
+    settings: Settings, metrics: Metrics, tls: ClientTls | None, persistence: Persistence
+) -> Proxying:
     """The app's ZooKeeper proxy, listening (and capturing) before anything else starts: the
     app may be starting too. Raises ConfigError (the address) and CaptureError."""
     [(host, port)] = servers(settings.proxy_listen)
+    mapper = InventoryMapper()
     proxy = ProxyServer(
         (host.strip("[]"), port), mapper, structlog.get_logger("sidecar"),
         servers=servers(settings.zookeeper), services_roots=settings.services_root,
@@ -159,7 +161,7 @@ def _proxy(
         raise ConfigError(
             f"{settings.name_of('proxy_listen')}: cannot listen on {settings.proxy_listen}: {exc}"
         ) from None
-    return proxy
+    return Proxying(persistence, mapper, proxy)
 
 
 def plan_once(
@@ -167,16 +169,16 @@ def plan_once(
 ) -> tuple[list[Decision], set[str]]:
     """``plan``: the decisions one pass of the loop makes, written nowhere, and the paths it
     was not allowed to read. Raises Unreachable, StaticMappingError and DockerConfigError."""
-    with _OnePass(settings, address, events, environ) as reconciler:
-        return reconciler.decided, reconciler.unreadable
+    with _OnePass(settings, address, events, environ) as (reconciler, observing):
+        return observing.decided, reconciler.unreadable
 
 
 def status_once(
     settings: Settings, address: AdvertiseHost, events: Events, environ: Mapping[str, str]
 ) -> list[Managed]:
     """``status``: the registrations this engine's sidecars manage, from the live registry."""
-    with _OnePass(settings, address, events, environ) as reconciler:
-        return managed_now(reconciler)
+    with _OnePass(settings, address, events, environ) as (reconciler, observing):
+        return managed_now(reconciler, observing.decided)
 
 
 def fleet_once(settings: Settings) -> tuple[list[FleetMember], dict[str, str]]:
@@ -215,7 +217,7 @@ class _OnePass:
         self._address = address
         self._events = events
 
-    def __enter__(self) -> Reconciler:
+    def __enter__(self) -> tuple[Reconciler, Observing]:
         engine = self._engine
         try:
             engine_id = engine.engine_id() if engine else static_source.identity()
@@ -234,14 +236,14 @@ class _OnePass:
                 self.__exit__()
                 raise Unreachable(f"NAT table not readable: {snapshot.problem}")
             nat = lambda: snapshot  # noqa: E731 - read once, as the listing is
+        # No earlier session (0): an observer holds no lease.
         parts = build_parts(
             settings, engine_id, self._registry, origins, engine, self._static, Roots(settings),
-            Persistence(None, self._events), self._events, Metrics(), None, lambda: False,
-            nat=nat,
+            0, self._events, Metrics(), None, lambda: False, nat=nat,
         )  # fmt: skip
-        parts.observing = True
         parts.inventory.subscribed = True  # no event stream: the listing is all there is
-        reconciler = Reconciler(parts, self._address)
+        observing = Observing()
+        reconciler = Reconciler(parts, observing, self._address)
         try:
             reconciler.run_pass(Work(full=True, lease=True, all_containers=True))
         except DockerUnavailable as exc:
@@ -250,7 +252,7 @@ class _OnePass:
         if parts.lease.waiting:
             self.__exit__()
             raise Unreachable(f"per-app sidecar: {parts.lease.waiting}")
-        return reconciler
+        return reconciler, observing
 
     def __exit__(self, *_: object) -> None:
         self._registry.close()
@@ -266,7 +268,7 @@ def build_parts(
     engine: Engine | None,
     static: static_source.StaticMapping,
     roots: Roots,
-    persistence: Persistence,
+    earlier_session: int,
     events: Events,
     metrics: Metrics,
     prober: Prober | None,
@@ -275,31 +277,50 @@ def build_parts(
     nat: Callable[[], NatSnapshot] | None = None,
 ) -> Parts:
     """The parts of a pass, from the settings and the seams (real or in-memory twins);
+    ``earlier_session``: the session the state file names (its lease is this sidecar's);
     ``nat``: the NAT table's latest snapshot, when that source is on."""
     ignore = tuple(natrules.parse_ignore(entry) for entry in settings.nat_ignore)
     inventory = Inventory(engine, static, settings.static_file, settings.static_ports, prober,
                           host_addresses, events, nat, ignore)  # fmt: skip
     lease = LeaseKeeper(settings.scope, settings.container, engine_id, registry, events, metrics,
-                        persistence.earlier_session)  # fmt: skip
+                        earlier_session)  # fmt: skip
     observer = Observer(registry, origins, roots, settings.host_address,
                         member=settings.fleet)  # fmt: skip
     acl_check = AclCheck(registry, events, metrics.coordination_open.set, engine_id,
                          settings.fleet, _digest(settings), _sasl(settings))  # fmt: skip
-    parts = Parts(
+    return Parts(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
-        inventory, lease, observer, Applier(registry, events, metrics), persistence, Retries(),
-        events, metrics, prober, stopping, acl_check,
+        inventory, lease, observer, Applier(registry, events, metrics), Retries(), events,
+        metrics, prober, stopping, acl_check,
     )  # fmt: skip
-    if settings.fleet:
-        parts.fleet = FleetKeeper(
-            registry,
-            lambda junk, unwritable: Indexer(
-                registry, settings.root, settings.services_root, origins, junk, unwritable,
-                settings.jute_maxbuffer,
-            ),
-            events, metrics.fleet, roots,
-        )  # fmt: skip
-    return parts
+
+
+def choose_role(
+    settings: Settings,
+    registry: Registry,
+    origins: OriginSource,
+    events: Events,
+    metrics: Metrics,
+    roots: Roots,
+    persistence: Persistence,
+    proxying: Proxying | None,
+) -> Role:
+    """The part the daemon plays in every pass: an app's proxy (``proxying``: already
+    listening), a fleet member, or watching its own paths; ``persistence``: its state
+    file."""
+    if proxying is not None:
+        return proxying  # the app writes its own registrations: not the fleet's work
+    if not settings.fleet:
+        return Watching(persistence)
+    fleet = FleetKeeper(
+        registry,
+        lambda junk, unwritable: Indexer(
+            registry, settings.root, settings.services_root, origins, junk, unwritable,
+            settings.jute_maxbuffer,
+        ),
+        events, metrics.fleet, roots,
+    )  # fmt: skip
+    return InFleet(persistence, fleet)
 
 
 def _engine(settings: Settings, environ: Mapping[str, str]) -> DockerEngine | None:

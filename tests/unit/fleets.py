@@ -60,7 +60,7 @@ def later(hosts: list[Harness], seconds: float = 2.0, resync: bool = False) -> N
 
 def indexer_dies(hosts: list[Harness], tree: MemoryRegistry) -> list[Harness]:
     """The indexer's session ends; the others settle (electing the next); the others."""
-    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    [indexer] = [h for h in hosts if h.fleet and h.fleet.indexer]
     tree.expire(indexer.registry.session)
     rest = [h for h in hosts if h is not indexer]
     settle(rest)
@@ -69,7 +69,7 @@ def indexer_dies(hosts: list[Harness], tree: MemoryRegistry) -> list[Harness]:
 
 def work_of(tree: MemoryRegistry, host: Harness) -> dict[str, tuple[str, int]]:
     """The paths the indexer published as this host's work."""
-    member = host.parts.fleet.member_id if host.parts.fleet else ""
+    member = host.fleet.member_id if host.fleet else ""
     node = tree.nodes.get(part_path(WORK, member, 0))
     if node is None:
         return {}

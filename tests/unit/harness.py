@@ -10,14 +10,17 @@ from sidecar import urls
 from sidecar.config import Settings, load_settings
 from sidecar.fleet.indexer import FLEET_ROOT
 from sidecar.loop.dirty import Dirty, Work
+from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.observe import Observer
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import Retries
-from sidecar.loop.wiring import build_parts
+from sidecar.loop.roles import InFleet, Observing, Proxying, Role
+from sidecar.loop.wiring import build_parts, choose_role
 from sidecar.model import Container, Endpoint, PublishedPort
 from sidecar.ops.metrics import Metrics
+from sidecar.plan import Decision
 from sidecar.report.events import Events
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.nat import NatSnapshot
@@ -54,6 +57,7 @@ class Harness:
     origins: FixedOrigins = field(default_factory=lambda: FixedOrigins(None))
     clock: Clock = field(default_factory=Clock)
     observing: bool = False
+    proxying: Proxying | None = None  # proxy mode: the role, with its mapping and server
     options: dict[str, Any] = field(default_factory=dict)  # settings beyond the defaults
     engine_id: str = "TWIN@host"
     host: str = "192.0.2.10"  # this host's address, advertised
@@ -66,20 +70,36 @@ class Harness:
         engine = None if self.settings.docker_url == "none" else self.engine
         parts = build_parts(
             self.settings, self.engine_id, self.registry, self.origins, engine,
-            StaticMapping(), roots, Persistence(None, events), events, Metrics(), None,
+            StaticMapping(), roots, 0, events, Metrics(), None,
             lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"}, nat=self.nat,
         )  # fmt: skip
         parts.retries = Retries(self.clock)
-        if parts.fleet is not None:
-            parts.fleet._clock = self.clock
         parts.observer = Observer(self.registry, self.origins, roots, self.settings.host_address,
                                   self.clock, member=self.settings.fleet)  # fmt: skip
-        parts.observing = self.observing
         self.parts = parts
-        self.reconciler = Reconciler(parts, AdvertiseHost(self.host, "--advertise-host"))
+        self.role: Role = (
+            Observing() if self.observing else
+            choose_role(self.settings, self.registry, self.origins, events, parts.metrics,
+                        roots, Persistence(None, events), self.proxying)
+        )  # fmt: skip
+        if isinstance(self.role, InFleet):
+            self.role.fleet._clock = self.clock
+        address = AdvertiseHost(self.host, "--advertise-host")
+        self.reconciler = Reconciler(parts, self.role, address)
         # Watches and their events as in the daemon: the registry's callback marks work.
         self.dirty = Dirty(roots.all, roots.source_of, FLEET_ROOT if self.settings.fleet else None)
         self.registry.on_change = self.dirty.path_changed
+
+    @property
+    def fleet(self) -> FleetKeeper | None:
+        """This sidecar's part in the fleet (None: it is in none)."""
+        return self.role.fleet if isinstance(self.role, InFleet) else None
+
+    @property
+    def decided(self) -> list[Decision]:
+        """What an observing sidecar (plan) decided so far."""
+        assert isinstance(self.role, Observing)
+        return self.role.decided
 
     def settle(self, passes: int = 20) -> None:
         """Run passes over the work the watches marked, until there is none."""

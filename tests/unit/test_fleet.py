@@ -48,7 +48,7 @@ def test_only_the_indexer_watches_the_registry() -> None:
     hosts, tree = fleet(3)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
     settle(hosts)
-    indexers = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    indexers = [h for h in hosts if h.fleet and h.fleet.indexer]
     assert len(indexers) == 1
     for host in hosts:
         if host in indexers:
@@ -75,7 +75,7 @@ def test_when_the_indexer_dies_another_member_takes_over() -> None:
     registration of host 1's provider to host 1, which rewrites it."""
     hosts, tree = fleet(3)
     rest = indexer_dies(hosts, tree)
-    assert sum(1 for h in rest if h.parts.fleet and h.parts.fleet.indexer) == 1
+    assert sum(1 for h in rest if h.fleet and h.fleet.indexer) == 1
     provider_on(hosts, 1, 0x2003)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
     later(rest)  # the servers' answer of this same instant did not know the new session
@@ -132,7 +132,7 @@ def test_the_indexer_s_sweep_finds_what_a_lost_watch_hid() -> None:
     hosts, tree = fleet(2)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
     settle(hosts)
-    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    [indexer] = [h for h in hosts if h.fleet and h.fleet.indexer]
     indexer.registry._child_watches.clear()  # as a lost notification would
     provider_on(hosts, 1, 0x2003)  # host 1's provider
     tree.add(f"{PROVIDERS}/{url_name('172.17.0.5', application='later')}", owner=0x2003)
@@ -151,7 +151,7 @@ def test_a_member_s_status_figures_cost_the_same_with_more_hosts() -> None:
     costs = []
     for size in (2, 6):
         hosts, tree = fleet(size)
-        member = hosts[1].parts.fleet.member_path if hosts[1].parts.fleet else ""
+        member = hosts[1].fleet.member_path if hosts[1].fleet else ""
         doc = json.loads(tree.nodes[member].data)
         before = sum(c.requests for c in tree.tree.clients)
         tree.set_data(member, json.dumps(doc | {"managed": 7}).encode())
@@ -166,14 +166,14 @@ def test_an_indexer_on_a_new_session_indexes_every_path_again() -> None:
     hosts, tree = fleet(3)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=PROVIDER)
     settle(hosts)
-    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
-    assert indexer.parts.fleet
-    assert indexer.parts.fleet.indexer
-    units = indexer.parts.fleet.indexer.units
+    [indexer] = [h for h in hosts if h.fleet and h.fleet.indexer]
+    assert indexer.fleet
+    assert indexer.fleet.indexer
+    units = indexer.fleet.indexer.units
     indexer.run(Work(full=True))
     settle(hosts)
     assert units > 0
-    assert indexer.parts.fleet.indexer.units == units
+    assert indexer.fleet.indexer.units == units
     assert [PROVIDERS in work_of(tree, h) for h in hosts] == [True, False, False]
 
 
@@ -182,7 +182,7 @@ def test_a_sidecar_restarted_within_its_session_keeps_its_place_in_the_election(
     its earlier ballot lives on with the session, and the new process takes it as its own,
     so the fleet keeps an indexer and a new registration of host 1 is still rewritten."""
     hosts, tree = fleet(3)
-    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    [indexer] = [h for h in hosts if h.fleet and h.fleet.indexer]
     i = hosts.index(indexer)
     container = indexer.engine.running_containers()[0]
     restarted = Harness(
@@ -193,7 +193,7 @@ def test_a_sidecar_restarted_within_its_session_keeps_its_place_in_the_election(
     restarted.start()
     now = [restarted if h is indexer else h for h in hosts]
     settle(now)
-    assert sum(1 for h in now if h.parts.fleet and h.parts.fleet.indexer) == 1
+    assert sum(1 for h in now if h.fleet and h.fleet.indexer) == 1
     provider_on(hosts, 1, 0x2003)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
     later(now)  # the servers' answer of this same instant did not know the new session
@@ -238,7 +238,7 @@ def test_junk_in_every_coordination_path_neither_jams_the_election_nor_counts() 
     with capture_logs() as logs:
         hosts, tree = fleet(3, tree=tree)
         rest = indexer_dies(hosts, tree)
-    assert sum(1 for h in rest if h.parts.fleet and h.parts.fleet.indexer) == 1
+    assert sum(1 for h in rest if h.fleet and h.fleet.indexer) == 1
     provider_on(hosts, 1, 0x2003)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
     settle(rest)
@@ -270,12 +270,12 @@ def test_a_work_node_no_one_may_write_holds_back_no_other_member() -> None:
         tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2003)
         settle(hosts)
         assert tree.children(PROVIDERS) == [rewritten("192.0.2.2")]
-        [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
-        assert indexer.parts.fleet is not None
-        first = indexer.parts.fleet.next_deadline() - indexer.clock.now
+        [indexer] = [h for h in hosts if h.fleet and h.fleet.indexer]
+        assert indexer.fleet is not None
+        first = indexer.fleet.next_deadline() - indexer.clock.now
         assert 0 < first < float("inf")
         later(hosts, seconds=first)  # due: fails again, waits twice as long
-        assert indexer.parts.fleet.next_deadline() - indexer.clock.now == 2 * first
+        assert indexer.fleet.next_deadline() - indexer.clock.now == 2 * first
     unwritable = [e for e in logs if e["event"] == "fleet_work_unwritable"]
     assert [e["node"] for e in unwritable] == [f"{WORK}/E9@h+host"]
     assert indexer.parts.metrics.fleet.unwritable._value.get() == 1
@@ -292,7 +292,7 @@ def test_a_member_whose_work_outgrows_a_node_gets_it_in_parts() -> None:
         name = url_name("172.17.0.5", interface=interface)
         tree.add(f"/dubbo/{interface}/providers/{name}", owner=0x2003)
     settle(hosts)
-    member = hosts[1].parts.fleet.member_id if hosts[1].parts.fleet else ""
+    member = hosts[1].fleet.member_id if hosts[1].fleet else ""
     parts = [p for p in tree.nodes if p.startswith(f"{WORK}/{member}/")]
     assert len(parts) >= 1
     assert all(len(tree.nodes[p].data) <= 2048 for p in [f"{WORK}/{member}", *parts])

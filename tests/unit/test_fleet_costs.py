@@ -22,7 +22,7 @@ SESSION = 0x2003  # a provider on the first member that is not the indexer
 def member_provider(hosts: list[Harness]) -> tuple[Harness, str]:
     """The first host that is not the indexer, with its provider's session known to the
     servers; and that host's address."""
-    member = next(h for h in hosts if h.parts.fleet and not h.parts.fleet.indexer)
+    member = next(h for h in hosts if h.fleet and not h.fleet.indexer)
     return member, provider_on(hosts, hosts.index(member), SESSION)
 
 
@@ -82,7 +82,7 @@ def test_the_indexer_looks_no_session_up_for_an_address_only_one_member_has() ->
     """A registration of one member's host address (host networking) needs no session
     looked up to be routed; one of the containers' shared address does."""
     hosts, tree = fleet(3)
-    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    [indexer] = [h for h in hosts if h.fleet and h.fleet.indexer]
     own_address = url_name("192.0.2.2", port=32768, application="host-net")
     tree.add(f"{PROVIDERS}/{own_address}", owner=0x7001)
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x7002)
@@ -97,7 +97,7 @@ def test_members_whose_work_did_not_change_get_no_write() -> None:
     hosts, tree = fleet(3)
     member, _ = member_provider(hosts)
     others = [h for h in hosts if h is not member]
-    paths = [f"{WORK}/{h.parts.fleet.member_id}" for h in others if h.parts.fleet]
+    paths = [f"{WORK}/{h.fleet.member_id}" for h in others if h.fleet]
     before = [tree.nodes[p].version if p in tree.nodes else None for p in paths]
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=SESSION)
     settle(hosts)
@@ -145,7 +145,7 @@ def test_the_indexers_host_plans_its_own_work_before_indexing_the_fleets_writes(
     rewrite changes its path. The indexer's next pass rewrites its own host's registration
     first, and lists the path the member changed only in the pass after."""
     hosts, tree = fleet(3)
-    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    [indexer] = [h for h in hosts if h.fleet and h.fleet.indexer]
     member, _ = member_provider(hosts)
     own_address = provider_on(hosts, hosts.index(indexer), 0x2004)
     other = "/dubbo/com.example.Other/providers"

@@ -30,7 +30,7 @@ def test_a_forged_work_node_never_proves_a_session_local() -> None:
     said[ELSEWHERE] = Origin("198.51.100.7", "zk")
     tree.add(f"{PROVIDERS}/{ORIGINAL}", owner=ELSEWHERE)
     settle(hosts)
-    member = hosts[0].parts.fleet.member_id if hosts[0].parts.fleet else ""
+    member = hosts[0].fleet.member_id if hosts[0].fleet else ""
     forged = {"paths": {PROVIDERS: ["forged", 99]},
               "origins": {f"{ELSEWHERE:x}": ["192.0.2.1", "zk"]}}  # fmt: skip
     tree.set_data(f"{WORK}/{member}", json.dumps(forged).encode())

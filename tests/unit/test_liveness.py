@@ -15,6 +15,7 @@ from sidecar.loop.loop import Loop, Runtime
 from sidecar.loop.parts import Parts
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
+from sidecar.loop.roles import Watching
 from sidecar.loop.wiring import build_parts
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import Metrics
@@ -64,13 +65,14 @@ def running() -> Iterator[tuple[Loop, WedgingRegistry]]:
     def parts_for(engine_id: str, stop: threading.Event) -> Parts:
         return build_parts(
             settings, engine_id, registry, FixedOrigins(None), engine, StaticMapping(), roots,
-            Persistence(None, events), events, Metrics(), None, stop.is_set,
+            0, events, Metrics(), None, stop.is_set,
             host_addresses=lambda: {"192.0.2.10", "127.0.0.1"},
         )  # fmt: skip
 
     stopping = threading.Event()
-    runtime = Runtime(registry, engine, dirty, events, [], None, 60.0, False, 0, stopping,
-                      parts_for, BOUNDS)  # fmt: skip
+    persistence = Persistence(None, events)
+    runtime = Runtime(registry, engine, dirty, events, [], None, 60.0, False, persistence,
+                      stopping, parts_for, Watching(persistence), BOUNDS)  # fmt: skip
     loop = Loop(runtime, AdvertiseHost("192.0.2.10", "--advertise-host"))
     thread = threading.Thread(target=loop.run, name="loop-under-test", daemon=True)
     thread.start()

@@ -153,9 +153,7 @@ def test_plan_reports_exactly_the_decisions_run_then_makes() -> None:
             twin.start()
         if observing:
             decided.append(
-                sorted(
-                    (str(d.action), d.node.path) for d in twin.reconciler.decided if d.action.writes
-                )
+                sorted((str(d.action), d.node.path) for d in twin.decided if d.action.writes)
             )
         else:
             decided.append(

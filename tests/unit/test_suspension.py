@@ -38,7 +38,7 @@ def test_a_registration_the_indexer_heard_of_while_suspended_reaches_its_host() 
     """With --fleet: the indexer's watch fires while its connection is down; once it is
     back the path is indexed and routed, and the provider's host rewrites it."""
     hosts, tree = fleet(3)
-    [indexer] = [h for h in hosts if h.parts.fleet and h.parts.fleet.indexer]
+    [indexer] = [h for h in hosts if h.fleet and h.fleet.indexer]
     provider_on(hosts, 1, 0x2003)
     indexer.registry.connected = False
     indexer.dirty.connection_changed(Connection.SUSPENDED)
