@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar.fleet.member import FleetKeeper
 from sidecar.loop.acl_check import AclCheck
 from sidecar.loop.apply import Applier
-from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.inventory import Inventory
 from sidecar.loop.lease import LeaseKeeper
 from sidecar.loop.memory import Memory

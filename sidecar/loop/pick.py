@@ -4,8 +4,8 @@ of the rewrites the records say this engine took over."""
 
 from __future__ import annotations
 
+from sidecar.fleet.member import FleetKeeper
 from sidecar.loop.dirty import Work
-from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.parts import Parts
 from sidecar.loop.retries import Whole
 from sidecar.plan import Remembered

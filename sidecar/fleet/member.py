@@ -1,24 +1,42 @@
 """This sidecar's part in the fleet (--fleet): its member node (what routes work to it), its
 place in the election of the indexer (and the indexer itself when elected), and the work the
 indexer publishes for it. A member watches two nodes: its work and the ballot before its own.
-Owned by the loop thread."""
+Driven by the loop thread, which hands it what changed (``FleetWork``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from sidecar.coordination.election import Election
 from sidecar.coordination.membership import Membership
 from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
 from sidecar.fleet.nodes import Problems, ballot_member, ballot_problem
 from sidecar.fleet.work import Part, Paths, parse_part, part_path
-from sidecar.loop.dirty import Work
-from sidecar.loop.paths import Roots
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
 from sidecar.seams import Registry
+
+
+class FleetWork(Protocol):
+    """What a pass has to do, as the fleet reads and marks it (the loop's ``Work``)."""
+
+    full: bool  # everything again
+    local: bool  # this host's paths (the periodic resync)
+    roots: set[str]  # registry roots whose children changed
+    indexed: set[str]  # registry paths changed, for the indexer
+    fleet: set[str]  # fleet nodes changed (work, ballots, members)
+    more: bool  # set: another pass at once
+
+
+class RegistryRoots(Protocol):
+    """The registry roots this sidecar serves (the loop's ``Roots``)."""
+
+    def root_of(self, path: str) -> str | None: ...
+
+    def holds_instances(self, path: str) -> bool: ...
 
 
 class FleetError(Exception):
@@ -34,7 +52,7 @@ class FleetKeeper:
         new_indexer: Callable[[Problems, Problems], Indexer],
         events: Events,
         metrics: FleetMetrics,
-        roots: Roots,
+        roots: RegistryRoots,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``new_indexer(junk, unwritable)``: the indexer, once elected, reporting where
@@ -66,7 +84,7 @@ class FleetKeeper:
 
     def keep(
         self, member_id: str, session: int, hosts: set[str], containers: set[str],
-        about: dict[str, object], work: Work,
+        about: dict[str, object], work: FleetWork,
     ) -> set[str]:  # fmt: skip
         """Be a member, take part in the election, index if elected; returns the paths the
         indexer says concern this member and changed since last read (all on a full pass)."""
@@ -162,7 +180,7 @@ class FleetKeeper:
     def _not_written(self, node: str, problem: str) -> None:
         self._events.warning("fleet_work_unwritable", node=node, problem=problem)
 
-    def _index_unless_own_work(self, work: Work) -> None:
+    def _index_unless_own_work(self, work: FleetWork) -> None:
         """Index what changed, unless this member's own work changed too and nothing but
         registry paths did: then this host's paths are planned first, and the changes wait
         for the next pass, which comes at once. In a storm those changes are mostly the
@@ -179,7 +197,7 @@ class FleetKeeper:
         self._deferred = set()
         self._index(work)
 
-    def _index(self, work: Work) -> None:
+    def _index(self, work: FleetWork) -> None:
         indexer = self.indexer
         assert indexer is not None
         started = time.monotonic()
