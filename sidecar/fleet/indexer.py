@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Protocol
 
 from sidecar.coordination.publishing import Publisher
 from sidecar.fleet.nodes import Problems, read_member
@@ -19,7 +20,7 @@ from sidecar.fleet.routes import Facts, Member, Members, Routes, where_from
 from sidecar.fleet.work import part_path, split
 from sidecar.model import Listing
 from sidecar.plan.kinds import named_host
-from sidecar.seams import OriginSource, Reads, Registry
+from sidecar.seams import Coordination, OriginSource, Reads
 from sidecar.sweep import sweep_slice
 
 FLEET_ROOT = "/dubbo-nat-sidecar/fleet"
@@ -31,12 +32,16 @@ ELECTION = f"{FLEET_ROOT}/election"
 _LOOKUPS_PER_PASS = 5000
 
 
+class FleetRegistry(Reads, Coordination, Protocol):
+    """What the fleet needs of the registry: reads, and its coordination nodes."""
+
+
 class Indexer:
     """The registry as the fleet needs it: every path's names, the sessions that matter."""
 
     def __init__(
         self,
-        registry: Registry,
+        registry: FleetRegistry,
         roots: tuple[str, ...],
         services_roots: tuple[str, ...],
         origins: OriginSource,

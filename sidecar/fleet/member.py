@@ -11,13 +11,12 @@ from typing import Protocol
 
 from sidecar.coordination.election import Election
 from sidecar.coordination.membership import Membership
-from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
+from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, FleetRegistry, Indexer, member_data
 from sidecar.fleet.nodes import Problems, ballot_member, ballot_problem
 from sidecar.fleet.work import Part, Paths, parse_part, part_path
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
-from sidecar.seams import Registry
 
 
 class FleetWork(Protocol):
@@ -48,7 +47,7 @@ class FleetKeeper:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: FleetRegistry,
         new_indexer: Callable[[Problems, Problems], Indexer],
         events: Events,
         metrics: FleetMetrics,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from sidecar.coordination.lease import Lease, leases
 from sidecar.loop.dirty import Work
@@ -18,7 +19,12 @@ from sidecar.model import Container
 from sidecar.ops.metrics import Metrics
 from sidecar.report.events import Events
 from sidecar.scope import LEASE_ROOT, Scope, choose, lease_data, peers_from
-from sidecar.seams import Registry
+from sidecar.seams import Coordination, RegistrySession
+
+
+class LeaseRegistry(RegistrySession, Coordination, Protocol):
+    """What the lease keeper needs of the registry: the session, and the leases' nodes."""
+
 
 # How long a per-app sidecar holds its lease before it takes its container's rewrites over
 # from the per-host sidecar: time for that one to see the lease and let go.
@@ -33,7 +39,7 @@ class LeaseKeeper:
         kind: str,
         named: str | None,
         engine_id: str,
-        registry: Registry,
+        registry: LeaseRegistry,
         events: Events,
         metrics: Metrics,
         earlier_session: int,
