@@ -1,5 +1,4 @@
-"""An election: ephemeral sequential ballots under one node; the first ballot that counts
-leads, every other waits behind the nearest one ahead of it that counts."""
+"""An election: sequential ephemeral ballots; the first that counts leads, the others queue."""
 
 from __future__ import annotations
 

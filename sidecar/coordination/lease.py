@@ -1,5 +1,4 @@
-"""A lease: an ephemeral node only its holder's session owns, taken over only from a session
-its caller says may be taken from."""
+"""A lease: an ephemeral node only its holder's session owns, taken over only when allowed."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Publishing: persistent nodes written whole, each only when its data changed, in groups;
-a group whose write failed is tried again later, twice as late each time it fails again."""
+"""Publishing: persistent nodes written whole when their data changes, failed ones retried."""
 
 from __future__ import annotations
 
