@@ -5,6 +5,7 @@ container engine, as typed protocols. ZooKeeper (sidecar/registry/) and Docker
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.model import (
@@ -18,9 +19,8 @@ from sidecar.model import (
 )
 
 
-class Registry(Protocol):
-    """A ZooKeeper session and the reads and writes the loop needs. Reads set watches whose
-    callbacks only report the path; writes are ``multi`` transactions."""
+class RegistrySession(Protocol):
+    """A ZooKeeper session: its identity and connection."""
 
     @property
     def session_id(self) -> int: ...
@@ -40,9 +40,26 @@ class Registry(Protocol):
 
     def close(self, timeout: float = 1.0) -> None: ...
 
-    def list_children(self, path: str) -> list[str]: ...
 
-    def providers_paths(self, root: str) -> list[str]: ...
+@dataclass(frozen=True)
+class Reading:
+    """How ``Reads.read_paths`` reads (see there)."""
+
+    progress: Callable[[str, int, int], None] | None = None
+    uncached: Collection[str] = ()
+    watch: bool = True
+    wanted: Callable[[str, str], bool] | None = None
+
+
+class Nodes(Protocol):
+    """The nodes under each parent, read: what each registry implements, and what
+    ``Reads.read_paths`` and ``Coordination.nodes_under`` ask."""
+
+    def read_nodes(self, parents: list[str], how: Reading) -> dict[str, list[RegistryNode]]: ...
+
+
+class Reads(Nodes, Protocol):
+    """What the registry holds, read. Reads set watches whose callbacks only report the path."""
 
     def read_paths(
         self,
@@ -51,7 +68,21 @@ class Registry(Protocol):
         uncached: Collection[str] = (),
         watch: bool = True,
         wanted: Callable[[str, str], bool] | None = None,
-    ) -> dict[str, list[RegistryNode]]: ...
+    ) -> dict[str, list[RegistryNode]]:
+        """Every node under each path, read pipelined; watches set on each parent (unless
+        ``watch`` is False: paths only this sidecar's own engine changes). ``wanted(parent,
+        name)`` False: that child is left out, unread.
+
+        A parent that does not exist yet maps to an empty list and gets an existence watch.
+        Paths and nodes this session may not read are left out and listed in ``denied``.
+        ``progress(phase, done, total)`` is told how a long read goes, every few seconds.
+        Children of ``uncached`` paths are always read: their data may change in place.
+        """
+        return self.read_nodes(list(parents), Reading(progress, uncached, watch, wanted))
+
+    def list_children(self, path: str) -> list[str]: ...
+
+    def providers_paths(self, root: str) -> list[str]: ...
 
     def changed_since_read(self, parents: Iterable[str]) -> set[str]: ...
 
@@ -67,9 +98,22 @@ class Registry(Protocol):
 
     def acls(self, paths: Iterable[str]) -> dict[str, list[AclEntry] | None]: ...
 
-    def put(self, nodes: Mapping[str, bytes]) -> dict[str, str]: ...
+    def take_denied(self) -> set[str]: ...
 
-    def join(self, prefix: str, data: bytes) -> str: ...
+
+class Transactions(Protocol):
+    """The registry written: ``multi`` transactions, all of each or none."""
+
+    def start(self, transactions: list[Transaction]) -> Callable[[], list[WriteResult]]: ...
+
+
+class Coordination(Nodes, Protocol):
+    """The nodes sidecars coordinate through (sidecar/coordination/): ephemeral nodes held in
+    this session, sequential ballots, persistent nodes written whole."""
+
+    def nodes_under(self, parent: str, watch: bool = True) -> list[RegistryNode]:
+        """The nodes under ``parent`` (watched unless ``watch`` is False)."""
+        return self.read_nodes([parent], Reading(watch=watch))[parent]
 
     def owner_of(self, path: str) -> int | None: ...
 
@@ -79,9 +123,13 @@ class Registry(Protocol):
 
     def release(self, path: str) -> None: ...
 
-    def start(self, transactions: list[Transaction]) -> Callable[[], list[WriteResult]]: ...
+    def join(self, prefix: str, data: bytes) -> str: ...
 
-    def take_denied(self) -> set[str]: ...
+    def put(self, nodes: Mapping[str, bytes]) -> dict[str, str]: ...
+
+
+class Registry(RegistrySession, Reads, Transactions, Coordination, Protocol):
+    """The whole registry, as the wiring builds it; each component takes the narrowest part."""
 
 
 class OriginSource(Protocol):

@@ -7,7 +7,7 @@ is ZooKeeper's or Docker's own is tested against the real ones."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sidecar.model import (
@@ -25,7 +25,7 @@ from sidecar.model import (
     Transaction,
     WriteResult,
 )
-from sidecar.seams import Engine, OriginSource, Registry
+from sidecar.seams import Engine, OriginSource, Reading, Registry
 from sidecar.sources.docker import DockerUnavailable
 
 
@@ -133,31 +133,24 @@ class MemoryRegistry(Registry):
     def providers_paths(self, root: str) -> list[str]:
         return [f"{root}/{name}/providers" for name in self.list_children(root)]
 
-    def read_paths(
-        self,
-        parents: Iterable[str],
-        progress: Callable[[str, int, int], None] | None = None,
-        uncached: Collection[str] = (),
-        watch: bool = True,
-        wanted: Callable[[str, str], bool] | None = None,
-    ) -> dict[str, list[RegistryNode]]:
+    def read_nodes(self, parents: list[str], how: Reading) -> dict[str, list[RegistryNode]]:
         found: dict[str, list[RegistryNode]] = {}
         for parent in parents:
             self._read()
             self.reads[f"list {parent}"] += 1
-            if watch:
+            if how.watch:
                 self._child_watches.add(parent)
             node = self.nodes.get(parent)
             self._read_cversions[parent] = node.cversion if node else -1
             self._written.discard(parent)
             found[parent] = []
             for name in self.children(parent) if node else []:
-                if wanted is not None and not wanted(parent, name):
+                if how.wanted is not None and not how.wanted(parent, name):
                     continue
                 self.requests += 1
                 self.reads[f"get {parent}/{name}"] += 1
                 child = self.nodes[f"{parent}/{name}"]
-                if parent in uncached:
+                if parent in how.uncached:
                     self._data_watches.add(f"{parent}/{name}")
                 found[parent].append(
                     RegistryNode(parent, name, child.data, child.owner, child.version)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Protocol
 
+from sidecar.coordination.publishing import Publisher
 from sidecar.fleet.nodes import Problems, read_member
 from sidecar.fleet.routes import Facts, Member, Members, Routes, where_from
 from sidecar.fleet.work import part_path, split
 from sidecar.model import Listing
 from sidecar.plan.kinds import named_host
-from sidecar.seams import OriginSource, Registry
+from sidecar.seams import Coordination, OriginSource, Reads
 from sidecar.sweep import sweep_slice
 
 FLEET_ROOT = "/dubbo-nat-sidecar/fleet"
@@ -28,9 +30,10 @@ ELECTION = f"{FLEET_ROOT}/election"
 # Sessions looked up per pass at most: a new indexer routes by address at once, by session
 # soon after, without one pass holding everything back.
 _LOOKUPS_PER_PASS = 5000
-# A member's work that could not be written is tried again after this, twice as late each
-# time it fails again, up to the last.
-_FIRST_RETRY, _LAST_RETRY = 0.5, 30.0
+
+
+class FleetRegistry(Reads, Coordination, Protocol):
+    """What the fleet needs of the registry: reads, and its coordination nodes."""
 
 
 class Indexer:
@@ -38,7 +41,7 @@ class Indexer:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: FleetRegistry,
         roots: tuple[str, ...],
         services_roots: tuple[str, ...],
         origins: OriginSource,
@@ -49,7 +52,8 @@ class Indexer:
         """``junk``: where member nodes that are none are reported; ``unwritable``: where
         work nodes that cannot be written are; ``max_request``: the servers'
         jute.maxbuffer (a work node takes at most half of it)."""
-        self._registry = registry
+        self._registry: Reads = registry  # writes go through the publisher
+        self._publisher = Publisher(registry)
         self._junk = junk
         self._unwritable = unwritable
         self._roots = roots
@@ -67,9 +71,7 @@ class Indexer:
         self._pending: set[tuple[str, str]] = set()  # nodes whose session is not looked up yet
         self._dirty: set[str] = set()  # members whose work changed since published
         self._unrouted: set[str] = set()  # paths whose nodes changed since they were routed
-        self._published: dict[str, bytes] = {}  # work node -> data, as last written
         self._parts: dict[str, int] = {}  # member -> how many work nodes hold its work
-        self._retries: dict[str, tuple[float, float]] = {}  # member -> due at, last delay
         self._part_budget = max_request // 2
         self._swept_up_to = 0
         self.members_path = MEMBERS
@@ -243,33 +245,18 @@ class Indexer:
         node that cannot be written (no permission, anything) holds back no other: it is
         reported, and tried again later each time it fails again."""
         self._route()
-        due = {m for m in self._dirty if self._retries.get(m, (0.0, 0.0))[0] <= now}
-        writes: dict[str, bytes] = {}
-        for member in sorted(due):
-            for path, data in self._parts_of(member).items():
-                if self._published.get(path) != data:
-                    writes[path] = data
-        failed = self._registry.put(writes)
-        self._published.update((p, d) for p, d in writes.items() if p not in failed)
-        failing = {_member_of(path): problem for path, problem in failed.items()}
-        for member in due:
-            if member in failing:
-                _, delay = self._retries.get(member, (0.0, _FIRST_RETRY / 2))
-                delay = min(delay * 2, _LAST_RETRY)
-                self._retries[member] = (now + delay, delay)
-            else:
-                self._retries.pop(member, None)
-                self._dirty.discard(member)
+        due = sorted(m for m in self._dirty if self._publisher.due(m, now))
+        written, failing = self._publisher.publish({m: self._parts_of(m) for m in due}, now)
+        self._dirty.difference_update(m for m in due if m not in failing)
         still = {p: why for p, why in self._unwritable.nodes.items() if _member_of(p) not in due}
         self._unwritable.found(
             "unwritable", still | {f"{WORK}/{m}": why for m, why in failing.items()}
         )
-        return len(writes) - len(failed)
+        return written
 
     def next_retry(self) -> float:
         """When the earliest work write that failed is due again (infinity: none)."""
-        pending = [at for m, (at, _) in self._retries.items() if m in self._dirty]
-        return min(pending, default=float("inf"))
+        return self._publisher.next_retry(self._dirty)
 
     def _parts_of(self, member: str) -> dict[str, bytes]:
         """A member's work nodes: each path with its digest and child version (a member that

@@ -14,7 +14,7 @@ from sidecar.model import AclEntry
 from sidecar.records import RECORDS_ROOT, records_parent
 from sidecar.report.events import Events
 from sidecar.scope import LEASE_ROOT
-from sidecar.seams import Registry
+from sidecar.seams import Reads
 
 TOP = LEASE_ROOT.rpartition("/")[0]  # /dubbo-nat-sidecar
 
@@ -24,7 +24,7 @@ class AclCheck:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: Reads,
         events: Events,
         count: Callable[[int], None],
         engine: str,

@@ -10,7 +10,7 @@ from sidecar.model import Outcome, WriteResult
 from sidecar.ops.metrics import Metrics
 from sidecar.plan import Action, Decision
 from sidecar.report.events import Events
-from sidecar.seams import Registry
+from sidecar.seams import Transactions
 
 Results = dict[Decision, WriteResult]
 
@@ -18,7 +18,7 @@ Results = dict[Decision, WriteResult]
 class Applier:
     """Writes decisions and reports how they went."""
 
-    def __init__(self, registry: Registry, events: Events, metrics: Metrics) -> None:
+    def __init__(self, registry: Transactions, events: Events, metrics: Metrics) -> None:
         self._registry = registry
         self._events = events
         self._metrics = metrics

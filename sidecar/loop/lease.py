@@ -10,14 +10,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Protocol
 
+from sidecar.coordination.lease import Lease, leases
 from sidecar.loop.dirty import Work
 from sidecar.loop.retries import Retries, Whole
 from sidecar.model import Container
 from sidecar.ops.metrics import Metrics
 from sidecar.report.events import Events
 from sidecar.scope import LEASE_ROOT, Scope, choose, lease_data, peers_from
-from sidecar.seams import Registry
+from sidecar.seams import Coordination, RegistrySession
+
+
+class LeaseRegistry(RegistrySession, Coordination, Protocol):
+    """What the lease keeper needs of the registry: the session, and the leases' nodes."""
+
 
 # How long a per-app sidecar holds its lease before it takes its container's rewrites over
 # from the per-host sidecar: time for that one to see the lease and let go.
@@ -32,7 +39,7 @@ class LeaseKeeper:
         kind: str,
         named: str | None,
         engine_id: str,
-        registry: Registry,
+        registry: LeaseRegistry,
         events: Events,
         metrics: Metrics,
         earlier_session: int,
@@ -53,6 +60,7 @@ class LeaseKeeper:
         self.waiting = ""  # what a per-app sidecar waits for
         self.holding = False
         self.path = ""
+        self._lease: Lease | None = None
         self._settle_at: float | None = None
         self._peers_gone = False
 
@@ -83,12 +91,13 @@ class LeaseKeeper:
 
     def _adopt(self, choice: Scope, work: Work) -> None:
         """Serve ``choice`` from now on, under its own lease (giving up the previous one)."""
-        previous = self.path if self.holding else ""
+        previous = self._lease if self.holding else None
         self.scope = replace(choice, peers=self.scope.peers, settled=not choice.app)
         self.path = f"{self.lease_parent}/{self.scope.lease_name}"
+        self._lease = Lease(self._registry, self.path)
         self._events.info("scope_chosen", scope=choice.describe(), lease=self.path)
-        if previous and self._registry.connected:
-            self._registry.release(previous)
+        if previous is not None and self._registry.connected:
+            previous.release()
         self.holding = False
         self.decided = True
         work.lease = work.full = True
@@ -99,9 +108,7 @@ class LeaseKeeper:
 
     def read_peers(self) -> None:
         """Read which other sidecars of this engine are alive (their leases)."""
-        nodes = self._registry.read_paths([self.lease_parent])[self.lease_parent]
-        leases = {node.name: (node.owner, node.data) for node in nodes}
-        peers = peers_from(leases, self.scope.lease_name)
+        peers = peers_from(leases(self._registry, self.lease_parent), self.scope.lease_name)
         self._peers_gone |= bool(set(self.scope.peers) - set(peers))
         self.scope = replace(self.scope, peers=peers)
 
@@ -129,13 +136,12 @@ class LeaseKeeper:
         if self.holding and not work.lease:
             return True
         self.read_peers()
-        owner = self._registry.owner_of(self.path)
-        if owner != session:
-            gone = owner is not None and (owner == self._earlier_session or session_gone(owner))
-            if owner is None or gone:
-                data = lease_data(self.scope, **about)
-                self._registry.acquire(self.path, data, owner if gone else None)
-                owner = self._registry.owner_of(self.path)
+        lease = self._lease
+        assert lease is not None  # a scope is decided before its lease is held
+        owner = lease.hold(
+            session, lease_data(self.scope, **about),
+            lambda holder: holder == self._earlier_session or session_gone(holder),
+        )  # fmt: skip
         holding = owner == session
         if holding and not self.holding:
             self._events.connection("lease", "held", lease=self.path, session=f"0x{session:x}")
@@ -144,7 +150,7 @@ class LeaseKeeper:
             if self.scope.app and not self.scope.settled:
                 self._settle_at = self._clock() + SETTLE
         elif not holding:
-            holder = (self._registry.read_data(self.path) or b"").decode(errors="replace")
+            holder = lease.holder_data().decode(errors="replace")
             self._events.connection(
                 "lease", "standing_by", problem=f"held by another sidecar: {holder[:200]}",
                 lease=self.path, session=f"0x{owner or 0:x}",

@@ -14,7 +14,7 @@ from sidecar.model import Origins, endpoint_host
 from sidecar.ownership import LocalAddresses, Ownership, only_here, read_marker
 from sidecar.plan import PathView, claims_in
 from sidecar.plan.kinds import named_host
-from sidecar.seams import OriginSource, Registry
+from sidecar.seams import OriginSource, Reads
 
 # Asking every server for its connections is not free: at most this often...
 _ORIGINS_MIN_INTERVAL = 0.05
@@ -39,7 +39,7 @@ class Observer:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: Reads,
         origins: OriginSource,
         roots: Roots,
         configured_host_addresses: Iterable[str],

@@ -9,9 +9,9 @@ import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from sidecar.fleet.member import FleetKeeper
 from sidecar.loop.apply import Results
 from sidecar.loop.dirty import Work
-from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.parts import Parts
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.pick import local_paths, paths_to_read, refresh_before_reading

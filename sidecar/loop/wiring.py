@@ -12,10 +12,10 @@ import structlog
 from sidecar import natrules
 from sidecar.config import ConfigError, Settings, tls_files
 from sidecar.fleet.indexer import FLEET_ROOT, Indexer
+from sidecar.fleet.member import FleetKeeper
 from sidecar.loop.acl_check import AclCheck
 from sidecar.loop.apply import Applier
 from sidecar.loop.dirty import Dirty, Work
-from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.inventory import Inventory
 from sidecar.loop.lease import LeaseKeeper
 from sidecar.loop.liveness import Bounds

@@ -40,9 +40,10 @@ from sidecar.registry.outcomes import (
     outcome,
     request_size,
 )
+from sidecar.seams import Reading, Registry
 
 
-class ZooKeeperRegistry(Session):
+class ZooKeeperRegistry(Session, Registry):
     """A ZooKeeper session plus the reads and writes the sidecar needs."""
 
     def owner_of(self, path: str) -> int | None:
@@ -91,25 +92,10 @@ class ZooKeeperRegistry(Session):
         """The ``providers`` path of every interface under a registry root (watching the root)."""
         return [f"{root}/{name}/providers" for name in self.list_children(root)]
 
-    def read_paths(
-        self,
-        parents: Iterable[str],
-        progress: Callable[[str, int, int], None] | None = None,
-        uncached: Collection[str] = (),
-        watch: bool = True,
-        wanted: Callable[[str, str], bool] | None = None,
-    ) -> dict[str, list[RegistryNode]]:
-        """Every node under each path, read pipelined; watches set on each parent (unless
-        ``watch`` is False: paths only this sidecar's own engine changes). ``wanted(parent,
-        name)`` False: that child is left out, unread.
-
-        A parent that does not exist yet maps to an empty list and gets an existence watch.
-        Paths and nodes this session may not read are left out and listed in ``denied``.
-        ``progress(phase, done, total)`` is told how a long read goes, every few seconds.
-        Children of ``uncached`` paths are always read: their data may change in place.
-        """
-        parents = list(parents)
-        report = Progress(progress)
+    def read_nodes(self, parents: list[str], how: Reading) -> dict[str, list[RegistryNode]]:
+        """``Reads.read_paths``: listed, then the children's data read, pipelined."""
+        report = Progress(how.progress)
+        uncached, watch, wanted = how.uncached, how.watch, how.wanted
         nodes: dict[str, list[RegistryNode]] = {parent: [] for parent in parents}
         listings, versions = self._list(parents, uncached, nodes, report, watch)
         children = [(parent, name) for parent in parents for name in listings[parent]]

@@ -9,8 +9,8 @@ from typing import Any
 from sidecar import urls
 from sidecar.config import Settings, load_settings
 from sidecar.fleet.indexer import FLEET_ROOT
+from sidecar.fleet.member import FleetKeeper
 from sidecar.loop.dirty import Dirty, Work
-from sidecar.loop.fleet import FleetKeeper
 from sidecar.loop.observe import Observer
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence

@@ -5,7 +5,7 @@ late, and both recover once the call returns. The watchdog watches progress, not
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,6 +20,7 @@ from sidecar.loop.wiring import build_parts
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import Metrics
 from sidecar.report.events import Events
+from sidecar.seams import Reading
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.static import StaticMapping
 from testbed.polling import wait_until
@@ -38,16 +39,9 @@ class WedgingRegistry(MemoryRegistry):
         self.flowing = threading.Event()
         self.flowing.set()
 
-    def read_paths(
-        self,
-        parents: Iterable[str],
-        progress: Callable[[str, int, int], None] | None = None,
-        uncached: Collection[str] = (),
-        watch: bool = True,
-        wanted: Callable[[str, str], bool] | None = None,
-    ) -> dict[str, list[RegistryNode]]:
+    def read_nodes(self, parents: list[str], how: Reading) -> dict[str, list[RegistryNode]]:
         self.flowing.wait()
-        return super().read_paths(parents, progress, uncached, watch, wanted)
+        return super().read_nodes(parents, how)
 
 
 @pytest.fixture

@@ -1,30 +1,45 @@
 """This sidecar's part in the fleet (--fleet): its member node (what routes work to it), its
 place in the election of the indexer (and the indexer itself when elected), and the work the
 indexer publishes for it. A member watches two nodes: its work and the ballot before its own.
-Owned by the loop thread."""
+Driven by the loop thread, which hands it what changed (``FleetWork``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, Indexer, member_data
+from sidecar.coordination.election import Election
+from sidecar.coordination.membership import Membership
+from sidecar.fleet.indexer import ELECTION, MEMBERS, WORK, FleetRegistry, Indexer, member_data
 from sidecar.fleet.nodes import Problems, ballot_member, ballot_problem
 from sidecar.fleet.work import Part, Paths, parse_part, part_path
-from sidecar.loop.dirty import Work
-from sidecar.loop.paths import Roots
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import FleetMetrics
 from sidecar.report.events import Events
-from sidecar.seams import Registry
+
+
+class FleetWork(Protocol):
+    """What a pass has to do, as the fleet reads and marks it (the loop's ``Work``)."""
+
+    full: bool  # everything again
+    local: bool  # this host's paths (the periodic resync)
+    roots: set[str]  # registry roots whose children changed
+    indexed: set[str]  # registry paths changed, for the indexer
+    fleet: set[str]  # fleet nodes changed (work, ballots, members)
+    more: bool  # set: another pass at once
+
+
+class RegistryRoots(Protocol):
+    """The registry roots this sidecar serves (the loop's ``Roots``)."""
+
+    def root_of(self, path: str) -> str | None: ...
+
+    def holds_instances(self, path: str) -> bool: ...
 
 
 class FleetError(Exception):
     """This sidecar cannot take its part in the fleet now (the message says why)."""
-
-
-# Reads of the ballots in one election at most, while the ballot ahead goes as it is read.
-_ELECTION_READS = 5
 
 
 class FleetKeeper:
@@ -32,11 +47,11 @@ class FleetKeeper:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: FleetRegistry,
         new_indexer: Callable[[Problems, Problems], Indexer],
         events: Events,
         metrics: FleetMetrics,
-        roots: Roots,
+        roots: RegistryRoots,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``new_indexer(junk, unwritable)``: the indexer, once elected, reporting where
@@ -50,13 +65,13 @@ class FleetKeeper:
         self._new_indexer = new_indexer
         self._events = events
         self.indexer: Indexer | None = None
-        self._ballot = ""  # this member's election node
+        self._election = Election(registry, ELECTION, b"")  # this member's ballot
+        self._membership = Membership(registry, "")
         self._before = ""  # the ballot this one waits behind
         self._before_member = ""  # the member node of that ballot's member
         self.junk = Problems(self._ignored, metrics.ignored.set)
         self.unwritable = Problems(self._not_written, metrics.unwritable.set)
         self.problem = ""  # why this sidecar is not a working member now ("": it is)
-        self._written: tuple[int, bytes] | None = None  # member data, as of which session
         self._work: Paths = {}  # path -> digest, child version; as read
         self._parts: dict[int, tuple[int, Part]] = {}  # parts 1..: as read, at which version
         self._deferred: set[str] = set()  # registry paths changed, indexed next pass
@@ -68,24 +83,30 @@ class FleetKeeper:
 
     def keep(
         self, member_id: str, session: int, hosts: set[str], containers: set[str],
-        about: dict[str, object], work: Work,
+        about: dict[str, object], work: FleetWork,
     ) -> set[str]:  # fmt: skip
         """Be a member, take part in the election, index if elected; returns the paths the
         indexer says concern this member and changed since last read (all on a full pass)."""
         if member_id != self.member_id:  # the first pass, or another scope (another lease)
             self.member_id = member_id
             self.member_path, self.work_path = f"{MEMBERS}/{member_id}", f"{WORK}/{member_id}"
-            self._written, self._work, self._parts = None, {}, {}
-            if self._ballot:  # the ballot names the member: another member, another ballot
-                self._registry.release(self._ballot)
-                self._ballot, self.indexer = "", None
+            self._membership = Membership(self._registry, self.member_path)
+            self._work, self._parts = {}, {}
+            if self._election.ballot:  # the ballot names the member: another member, another ballot
+                self._election.cancel()
+                self.indexer = None
+            self._election = Election(self._registry, ELECTION, member_id.encode())
             work.full = True
-        self._be_member(session, member_data(session, hosts, containers, **about))
+        problem = self._membership.keep(session, member_data(session, hosts, containers, **about))
+        if problem:
+            raise FleetError(f"{self.member_path}: {problem}")
         # A ballot lives as long as the session: joining again while it lives would queue a
         # second ballot behind the others, and the first would hold the election for nobody.
         check = work.full or work.local or ELECTION in work.fleet
-        if not self._ballot or (check and self._registry.owner_of(self._ballot) != session):
-            self._join(session)
+        if not self._election.ballot or (check and not self._election.holds(session)):
+            # A sidecar restarted within its session timeout resumes the session, and with it
+            # the ballot its previous process held, which it keeps.
+            self._election.join(session, lambda ballot: ballot_problem(ballot) is None)
             work.fleet.add(ELECTION)
         if ELECTION in work.fleet or work.fleet & {self._before, self._before_member} or work.full:
             self._elect(session)
@@ -121,55 +142,19 @@ class FleetKeeper:
             for host, count in (indexer.unserved() if indexer else {}).items():
                 m.unserved.labels(host).set(count)
 
-    def _be_member(self, session: int, data: bytes) -> None:
-        """The member node says who this member is; a new session (or new data) writes it."""
-        if self._written == (session, data):
-            return
-        if self._written is None or self._written[0] != session:
-            owner = self._registry.owner_of(self.member_path)
-            taken = owner if owner != session else None
-            if not self._registry.acquire(self.member_path, data, taken):
-                raise FleetError(f"{self.member_path}: cannot be held in this session")
-        if self._registry.read_data(self.member_path) != data:
-            failed = self._registry.put({self.member_path: data})
-            if failed:
-                raise FleetError(f"{self.member_path}: {failed[self.member_path]}")
-        self._written = (session, data)
-
-    def _join(self, session: int) -> None:
-        """Hold one ballot: a sidecar restarted within its session timeout resumes the
-        session, and with it the ballot its previous process held, which it keeps (a ballot
-        nobody knows as its own would hold the election for nobody while the session
-        lives)."""
-        ballots = self._registry.read_paths([ELECTION], watch=False)[ELECTION]
-        held = sorted(n.path for n in ballots if n.owner == session and not ballot_problem(n))
-        for extra in held[1:]:
-            self._registry.release(extra)
-        if held:
-            self._ballot = held[0]
-        else:
-            self._ballot = self._registry.join(f"{ELECTION}/n_", self.member_id.encode())
-
     def _elect(self, session: int) -> None:
         """Index if no ballot ahead of this member's counts, else wait behind the nearest one
         that does. A ballot counts when it has the form the sidecar gives it and the member
         it names holds its member node in the ballot's session: anything else anyone wrote
         there is ignored and reported once, and cannot stop the election."""
-        mine = self._ballot.rpartition("/")[2]
-        for _ in range(_ELECTION_READS):
-            ballots = self._registry.read_paths([ELECTION], watch=False)[ELECTION]
-            ahead = sorted((b for b in ballots if b.name < mine), key=lambda b: b.name)
-            before, ignored = self._nearest_ballot(ahead)
-            self.junk.found("ballot", ignored)
-            if before is None:
-                break
-            self._before = before.path
-            if self._registry.owner_of(self._before) == before.owner:
+        standing = self._election.stand(
+            self._counts, lambda ignored: self.junk.found("ballot", ignored)
+        )
+        if standing.before is not None:
+            self._before = standing.before.path
+            if standing.settled:
                 self.indexer = None
-                return
-            # Gone already (its watch is set now): look again.
-        else:
-            return  # ballots come and go faster than they are read: wait behind the last
+            return  # not settled: ballots come and go faster than read, wait behind the last
         self._before = self._before_member = ""
         if self.indexer is None:
             self._events.info("fleet_indexer_elected", member=self.member_id,
@@ -177,20 +162,16 @@ class FleetKeeper:
             self.indexer = self._new_indexer(self.junk, self.unwritable)
             self.indexer.rebuild()
 
-    def _nearest_ballot(
-        self, ahead: list[RegistryNode]
-    ) -> tuple[RegistryNode | None, dict[str, str]]:
-        """The nearest ballot ahead that counts, and why those nearer than it do not."""
-        ignored: dict[str, str] = {}
-        for ballot in reversed(ahead):
-            problem = ballot_problem(ballot)
-            if problem is None:
-                self._before_member = f"{MEMBERS}/{ballot_member(ballot)}"
-                if self._registry.owner_of(self._before_member) == ballot.owner:
-                    return ballot, ignored
-                problem = "its member holds no member node in its session"
-            ignored[ballot.path] = problem
-        return None, ignored
+    def _counts(self, ballot: RegistryNode) -> str | None:
+        """Why a ballot ahead does not count (None: it does); the member node of one of the
+        sidecar's form is watched."""
+        problem = ballot_problem(ballot)
+        if problem is None:
+            self._before_member = f"{MEMBERS}/{ballot_member(ballot)}"
+            if self._registry.owner_of(self._before_member) == ballot.owner:
+                return None
+            problem = "its member holds no member node in its session"
+        return problem
 
     def _ignored(self, node: str, problem: str) -> None:
         self._events.warning("fleet_node_ignored", node=node, problem=problem)
@@ -198,7 +179,7 @@ class FleetKeeper:
     def _not_written(self, node: str, problem: str) -> None:
         self._events.warning("fleet_work_unwritable", node=node, problem=problem)
 
-    def _index_unless_own_work(self, work: Work) -> None:
+    def _index_unless_own_work(self, work: FleetWork) -> None:
         """Index what changed, unless this member's own work changed too and nothing but
         registry paths did: then this host's paths are planned first, and the changes wait
         for the next pass, which comes at once. In a storm those changes are mostly the
@@ -215,7 +196,7 @@ class FleetKeeper:
         self._deferred = set()
         self._index(work)
 
-    def _index(self, work: Work) -> None:
+    def _index(self, work: FleetWork) -> None:
         indexer = self.indexer
         assert indexer is not None
         started = time.monotonic()
