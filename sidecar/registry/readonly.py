@@ -8,9 +8,13 @@ from sidecar.model import Outcome, Transaction, WriteResult
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 
 
+class ReadOnlyRefusal(Exception):
+    """A write asked of the read-only registry (``plan`` and ``status`` write nothing)."""
+
+
 class ReadOnlyRegistry(ZooKeeperRegistry):
     """A registry that reads like any other and refuses every write: ``plan`` and ``status``
-    run a pass of the loop against it."""
+    run a pass of the loop against it. ``put`` writes through ``start``, refused too."""
 
     def start(
         self, transactions: list[Transaction], batched: bool = True
@@ -23,3 +27,6 @@ class ReadOnlyRegistry(ZooKeeperRegistry):
 
     def release(self, path: str) -> None:
         return
+
+    def join(self, prefix: str, data: bytes) -> str:
+        raise ReadOnlyRefusal(f"not joining {prefix}: plan and status write nothing")

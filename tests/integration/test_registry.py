@@ -12,8 +12,9 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 from kazoo.retry import KazooRetry
 
-from sidecar.model import Connection, Create, Delete, Transaction
+from sidecar.model import Connection, Create, Delete, Outcome, Transaction
 from sidecar.registry.internals import fast_path_allowed
+from sidecar.registry.readonly import ReadOnlyRefusal, ReadOnlyRegistry
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from testbed.ensemble import ZooKeeperEnsemble
 from testbed.polling import wait_until
@@ -275,3 +276,27 @@ def test_with_kazoo_changed_the_registry_reads_writes_and_watches_through_kazoos
         wait_until(lambda: paths[7] in changed, 10, message="the change was not reported")
         assert sorted(registry.get_children(paths[0])) == ["rewritten"]
         assert changed == [paths[0], paths[7]]  # its own multi moved paths[0] too
+
+
+def test_the_read_only_registry_of_plan_and_status_changes_nothing(
+    zookeeper: ZooKeeperServer, root: str, registry: KazooClient
+) -> None:
+    """Every write the registry seams offer, asked of the registry ``plan`` and ``status``
+    use, leaves the tree exactly as it was: transactions come back as dry runs, nodes put
+    are reported not written, a lease is not taken, a ballot not cast."""
+    registry.create(f"{root}/kept", b"before", makepath=True)
+    sidecar = ReadOnlyRegistry(zookeeper.connect_string, 10, lambda _: None, lambda _: None)
+    sidecar.connect(15)
+    try:
+        results = sidecar.start([Transaction((Create(f"{root}/new", b"x"),))])()
+        assert [r.outcome for r in results] == [Outcome.DRY_RUN]
+        problems = sidecar.put({f"{root}/kept": b"after", f"{root}/missing/node": b"x"})
+        assert set(problems) == {f"{root}/kept", f"{root}/missing/node"}
+        assert sidecar.acquire(f"{root}/lease", b"me") is False
+        with pytest.raises(ReadOnlyRefusal):
+            sidecar.join(f"{root}/ballots/b-", b"me")
+        sidecar.release(f"{root}/kept")
+    finally:
+        sidecar.close()
+    assert registry.get_children(root) == ["kept"]
+    assert registry.get(f"{root}/kept")[0] == b"before"
