@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sidecar import records
+from sidecar.loop.components import Components
 from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.liveness import Bounds, Liveness
-from sidecar.loop.parts import Parts
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import FIRST, MAX, Whole
@@ -45,8 +45,8 @@ class Runtime:
     close_session_on_exit: bool
     persistence: Persistence  # the state file: the session to resume, forgotten at the end
     stopping: threading.Event  # set once asked to stop (the registry stops waiting too)
-    # Builds the pass's parts once the engine's identity is known (see wiring.py).
-    parts_for: Callable[[str, threading.Event], Parts]
+    # Builds the pass's components once the engine's identity is known (see wiring.py).
+    components_for: Callable[[str, threading.Event], Components]
     role: Role  # watching, a fleet member or a proxy: chosen once (see roles.py)
     bounds: Bounds  # how long work may wait (see liveness.py)
 
@@ -87,8 +87,8 @@ class Loop:
             engine_id = self._wait_for_engine_id()
             if self.stopping:
                 return
-            parts = rt.parts_for(engine_id, self._stopping)
-            self.reconciler = Reconciler(parts, rt.role, self._address)
+            components = rt.components_for(engine_id, self._stopping)
+            self.reconciler = Reconciler(components, rt.role, self._address)
             self.reconciler.progressed = self.liveness.progressed
             for source in rt.sources:
                 source.start()
@@ -100,7 +100,7 @@ class Loop:
             self._shut_down()
 
     def _loop(self, reconciler: Reconciler) -> None:
-        parts = reconciler.parts
+        components = reconciler.components
         rt = self._rt
         next_resync = time.monotonic() + rt.resync_seconds
         while not self.stopping:
@@ -108,12 +108,13 @@ class Loop:
             if now >= next_resync:
                 rt.dirty.periodic()
                 next_resync = now + rt.resync_seconds
-            deadline = min(next_resync, parts.retries.next_due(), parts.lease.next_deadline(),
+            deadline = min(next_resync, components.retries.next_due(),
+                           components.lease.next_deadline(),
                            reconciler.role.next_deadline())  # fmt: skip
             work = rt.dirty.take(timeout=max(0.0, deadline - time.monotonic()))
             if self.stopping:
                 return
-            rt.dirty.watch_leases(parts.lease.watched_paths())
+            rt.dirty.watch_leases(components.lease.watched_paths())
             self.liveness.began()
             try:
                 reconciler.absorb(work)
@@ -123,7 +124,7 @@ class Loop:
             except Exception:
                 # A bug, not an outage: say where, and try everything again after a while.
                 rt.events.exception("pass_crashed")
-                parts.retries.schedule(Whole.EVERYTHING)
+                components.retries.schedule(Whole.EVERYTHING)
             self.liveness.ended(reconciler.backlog_since())
             self.readiness = reconciler.not_ready = self._not_ready(reconciler)
             if work.more:
@@ -131,8 +132,8 @@ class Loop:
 
     def _not_ready(self, reconciler: Reconciler) -> tuple[str, ...]:
         """Why the sidecar is not ready (empty when it is)."""
-        parts = reconciler.parts
-        inventory, lease = parts.inventory, parts.lease
+        components = reconciler.components
+        inventory, lease = components.inventory, components.lease
         reasons = []
         if inventory.engine is not None and not (inventory.subscribed and inventory.fresh):
             reasons.append("Docker Engine not reachable")
@@ -190,17 +191,17 @@ class Loop:
         """Release everything; each step on its own, so one failure skips no other."""
         rt = self._rt
         steps: list[Callable[[], None]] = [s.stop for s in rt.sources]
-        parts = self.reconciler.parts if self.reconciler else None
+        components = self.reconciler.components if self.reconciler else None
         if rt.engine is not None:
             steps.append(rt.engine.close)
         if rt.ops is not None:
             steps.append(rt.ops.stop)
         steps.append(rt.role.stop)
         if rt.close_session_on_exit:
-            if parts is not None:
-                steps.append(lambda: _drop_records(parts))
+            if components is not None:
+                steps.append(lambda: _drop_records(components))
             steps.append(rt.registry.close)
-            if parts is not None:
+            if components is not None:
                 steps.append(rt.persistence.forget_session)
         for step in steps:
             try:
@@ -215,14 +216,14 @@ class Loop:
         self.reconciler.run_pass(work)
 
 
-def _drop_records(parts: Parts) -> None:
+def _drop_records(components: Components) -> None:
     """Decommissioning (--close-session-on-exit): the rewrites go with the session, so their
     records go first, or the next sidecar of this engine would restore them. Sent, not
     waited for (the loop is stopping): the server handles them before the session's close,
     which follows them on the same connection. One transaction each, so that a record
     already gone fails alone."""
-    engine = parts.engine_id
-    for nodes in parts.memory.managed.values():
+    engine = components.engine_id
+    for nodes in components.memory.managed.values():
         for remembered in nodes.values():
             delete = records.delete(engine, remembered.node.path)
-            parts.registry.start([Transaction((delete,))])
+            components.registry.start([Transaction((delete,))])

@@ -4,14 +4,14 @@ took over. (In a fleet, the indexer routes the rest here: see roles.py.)"""
 
 from __future__ import annotations
 
+from sidecar.loop.components import Components
 from sidecar.loop.dirty import Work
-from sidecar.loop.parts import Parts
 from sidecar.plan import Remembered
 from sidecar.records import decode as decode_record
 from sidecar.records import records_parent
 
 
-def refresh_before_reading(p: Parts, work: Work) -> None:
+def refresh_before_reading(p: Components, work: Work) -> None:
     """What a pass that reads the registry refreshes first: this host's addresses on a full
     pass; this engine's records on a full pass, once a peer is gone, or when they may be
     stale (the paths of rewrites they name and this sidecar did not know join the work)."""
@@ -21,7 +21,7 @@ def refresh_before_reading(p: Parts, work: Work) -> None:
         work.paths |= read_records(p)
 
 
-def paths_to_read(p: Parts, work: Work) -> tuple[set[str], dict[str, set[str]]]:
+def paths_to_read(p: Components, work: Work) -> tuple[set[str], dict[str, set[str]]]:
     """The paths this pass reads, and each re-listed root's current paths (taken as known
     only once the pass has succeeded)."""
     roots = set(p.roots.all) if work.full else work.roots
@@ -36,7 +36,7 @@ def paths_to_read(p: Parts, work: Work) -> tuple[set[str], dict[str, set[str]]]:
     return paths, listed
 
 
-def local_paths(p: Parts, work: Work, sweep: set[str]) -> set[str]:
+def local_paths(p: Components, work: Work, sweep: set[str]) -> set[str]:
     """The paths that concern this host: those holding its rewrites (they may have to be
     re-created) and those its containers' addresses appear in. A periodic resync plans only
     those that may plan differently now: changed since last read, left unsettled by their
@@ -53,7 +53,7 @@ def local_paths(p: Parts, work: Work, sweep: set[str]) -> set[str]:
     return restless | p.registry.changed_since_read((paths | sweep) - restless)
 
 
-def scope_paths(p: Parts, root: str) -> list[str]:
+def scope_paths(p: Components, root: str) -> list[str]:
     """The paths to plan under a root: ``providers`` paths, or applications' paths."""
     registry = p.registry
     if root in p.roots.services_roots:
@@ -61,12 +61,12 @@ def scope_paths(p: Parts, root: str) -> list[str]:
     return registry.providers_paths(root)
 
 
-def all_paths(p: Parts) -> list[str]:
+def all_paths(p: Components) -> list[str]:
     """Every path to plan under every root (plan and status read them all)."""
     return [path for root in p.roots.all for path in scope_paths(p, root)]
 
 
-def read_records(p: Parts) -> set[str]:
+def read_records(p: Components) -> set[str]:
     """Read this engine's records (see sidecar/records.py); returns the paths holding
     rewrites this sidecar did not know of (to read and restore now)."""
     parent = records_parent(p.engine_id)

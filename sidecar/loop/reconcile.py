@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from sidecar.fleet.indexer import ELECTION, WORK
 from sidecar.loop.apply import Results
+from sidecar.loop.components import Components
 from sidecar.loop.dirty import Work
 from sidecar.loop.observe import Observation
-from sidecar.loop.parts import Parts
 from sidecar.loop.pick import all_paths
 from sidecar.loop.retries import Whole
 from sidecar.loop.roles import Role
@@ -33,11 +33,11 @@ SCOPED_CHUNK = 20  # an event's paths: small chunks start writing sooner
 
 
 class Reconciler:
-    """Runs passes, in the role the wiring chose; remembers between them only what its parts
+    """Runs passes, in the role the wiring chose; remembers between them only what its components
     and its role hold."""
 
-    def __init__(self, parts: Parts, role: Role, address: AdvertiseHost | None) -> None:
-        self.parts = parts
+    def __init__(self, components: Components, role: Role, address: AdvertiseHost | None) -> None:
+        self.components = components
         self.role = role
         self.address = address
         self.reconciled_once = False
@@ -57,7 +57,7 @@ class Reconciler:
     def absorb(self, work: Work) -> None:
         """Log and act on the sources' reports: connection changes, Docker's event stream,
         a new advertised address; and add the retries that are due."""
-        p = self.parts
+        p = self.components
         work.more = False  # this is the pass that was asked for; this one may ask for another
         for state, at in work.connection:
             connected = state in (Connection.CONNECTED, Connection.RESUMED)
@@ -97,10 +97,10 @@ class Reconciler:
         registration (each in one transaction) and is logged once, here."""
         before, self.address = self.address, found
         if before is None:
-            self.parts.events.info("address_found", address=found.address, source=found.source)
+            self.components.events.info("address_found", address=found.address, source=found.source)
             work.full = True
         elif before.address != found.address:
-            self.parts.events.info(
+            self.components.events.info(
                 "address_changed", before=before.address, address=found.address,
                 source=found.source,
             )  # fmt: skip
@@ -110,7 +110,7 @@ class Reconciler:
 
     def run_pass(self, work: Work) -> None:
         """One reconcile pass over the dirty work (absorb it first)."""
-        p = self.parts
+        p = self.components
         p.observer.began()
         if self.address is None:
             return  # everything is read once an address is found
@@ -151,7 +151,7 @@ class Reconciler:
         self._finish_pass(work, summary, count, time.monotonic() - started)
 
     def _refresh_containers(self, work: Work) -> bool:
-        p = self.parts
+        p = self.components
         try:
             refreshed = p.inventory.refresh(
                 work.all_containers, work.containers, work.static, work.nat
@@ -172,7 +172,7 @@ class Reconciler:
 
     def _reconcile_work(self, work: Work) -> tuple[Counter[str] | None, int]:
         """The lease, then the paths this work concerns; None while standing by."""
-        p = self.parts
+        p = self.components
         assert self.address is not None
         session = p.registry.session_id
         if not self.role.hold(p, session, work, self._about()):
@@ -194,7 +194,7 @@ class Reconciler:
 
     def all_paths(self) -> list[str]:
         """Every path to plan under every root (plan and status read them all)."""
-        return all_paths(self.parts)
+        return all_paths(self.components)
 
     def _about(self) -> dict[str, str]:
         """What this sidecar's lease says about it."""
@@ -204,7 +204,7 @@ class Reconciler:
                 "advertise_source": self.address.source}  # fmt: skip
 
     def _finish_pass(self, work: Work, summary: Counter[str], count: int, seconds: float) -> None:
-        p = self.parts
+        p = self.components
         p.events.debug("pass_done", full=work.full, local=work.local, paths=count,
                        seconds=round(seconds, 4))  # fmt: skip
         p.metrics.reconciled(seconds, work.full)
@@ -223,7 +223,7 @@ class Reconciler:
         honoured between chunks); return how many decisions of each kind were made. One
         chunk's writes are in flight while the next chunk is read and planned. ``bulk``
         (a resync): large chunks, and progress lines."""
-        p = self.parts
+        p = self.components
         summary: Counter[str] = Counter()
         progress = Progress(p.events.progress if bulk else None)
         size = CHUNK if bulk else SCOPED_CHUNK
@@ -250,7 +250,7 @@ class Reconciler:
         """Observe ``paths`` and decide every node in them (as ``me``, by default this
         sidecar). A path whose planning fails is reported with its traceback and tried again
         later: it never holds back the others."""
-        p = self.parts
+        p = self.components
         seen = self._observe(paths, session)
         me = me or self.identity(session)
         decisions: list[Decision] = []
@@ -268,7 +268,7 @@ class Reconciler:
         """Read ``paths`` and who connects from where; a node owned by a session no peer is
         known to hold has the peers read again: before taking over a node, know whether its
         owner is alive (the scope, and so the identity planning, carries them)."""
-        p = self.parts
+        p = self.components
         known = {session or 0, *p.lease.scope.peers}
         seen = p.observer.observe(
             paths, p.memory, p.inventory.index, p.inventory.interface_addresses,
@@ -281,7 +281,7 @@ class Reconciler:
     def identity(self, session: int | None) -> Identity:
         """Who plans now: the session, the engine, the address and its source, the scope."""
         assert self.address is not None
-        p = self.parts
+        p = self.components
         return Identity(session, p.engine_id, self.address.address, p.mode, p.lease.scope,
                         self.address.source)  # fmt: skip
 
@@ -294,7 +294,7 @@ class Reconciler:
         summary: Counter[str],
     ) -> None:
         """Wait for a chunk's writes, then remember and count what its decisions did."""
-        p = self.parts
+        p = self.components
         results = pending()
         self._index_paths(decisions)
         failed = {d.node.parent for d, r in results.items() if r.retry}
@@ -317,7 +317,7 @@ class Reconciler:
         """Remember which addresses and containers each path mentions: those that are or may
         become this host's (a local container's, or in one of its Docker networks). Other
         addresses can never be this host's containers; leaving them out keeps memory flat."""
-        p = self.parts
+        p = self.components
         containers = p.inventory.index
         local = containers.addresses()
         keys_by_path: dict[str, set[str]] = {}
@@ -340,7 +340,7 @@ class Reconciler:
         scopes.carry(work)
         if scopes:  # a pass over nothing that failed (a retry not yet due) adds no delay
             self._carry(scopes)
-            self.parts.retries.schedule(Whole.CARRIED)
+            self.components.retries.schedule(Whole.CARRIED)
 
     def _carry(self, work: Work) -> None:
         self._carried.carry(work)
@@ -350,7 +350,7 @@ class Reconciler:
     def backlog_since(self) -> float | None:
         """Since when the oldest work put off (carried, or failed and to be retried) has
         waited."""
-        since = [t for t in (self.carried_since, self.parts.retries.failing_since()) if t]
+        since = [t for t in (self.carried_since, self.components.retries.failing_since()) if t]
         return min(since, default=None)
 
 

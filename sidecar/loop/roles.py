@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from sidecar.fleet.member import FleetKeeper
 from sidecar.loop.apply import Results
+from sidecar.loop.components import Components
 from sidecar.loop.dirty import Work
-from sidecar.loop.parts import Parts
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.pick import local_paths, paths_to_read, refresh_before_reading
 from sidecar.loop.retries import Whole
@@ -34,18 +34,18 @@ class Role(ABC):
     """What differs between the ways a sidecar takes part in a pass: each role answers the
     abstract questions; the others have the answer of a role that runs nothing besides."""
 
-    def scope_decided(self, p: Parts, address: str) -> None:
+    def scope_decided(self, p: Components, address: str) -> None:
         """The scope of this pass is decided (``address``: the one advertised)."""
         return None
 
     @abstractmethod
-    def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
+    def hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
         """Hold the lease, or stand by (False: the pass ends here). ``about``: what the
         lease says of this sidecar."""
 
     @abstractmethod
     def pick(
-        self, p: Parts, work: Work, session: int, address: str, not_ready: tuple[str, ...]
+        self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
     ) -> Picked | None:
         """The registry paths this pass reads (None: none at all, not even the records).
         ``not_ready``: why this sidecar is not ready, as the loop last published it."""
@@ -56,12 +56,12 @@ class Role(ABC):
 
     @abstractmethod
     def settled(
-        self, p: Parts, decisions: list[Decision], results: Results, session: int | None
+        self, p: Components, decisions: list[Decision], results: Results, session: int | None
     ) -> None:
         """A chunk's writes are done: keep what its decisions did."""
 
     @abstractmethod
-    def full_pass_done(self, p: Parts) -> None:
+    def full_pass_done(self, p: Components) -> None:
         """A full pass succeeded."""
 
     def next_deadline(self) -> float:
@@ -91,11 +91,11 @@ class Watching(Role):
         """``persistence``: the state file (the session to resume)."""
         self.persistence = persistence
 
-    def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
+    def hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
         return self._hold(p, session, work, about)
 
     def pick(
-        self, p: Parts, work: Work, session: int, address: str, not_ready: tuple[str, ...]
+        self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
     ) -> Picked | None:
         refresh_before_reading(p, work)
         return Picked(*paths_to_read(p, work))
@@ -104,16 +104,16 @@ class Watching(Role):
         return session
 
     def settled(
-        self, p: Parts, decisions: list[Decision], results: Results, session: int | None
+        self, p: Components, decisions: list[Decision], results: Results, session: int | None
     ) -> None:
         p.memory.remember(decisions, results, session or 0, p.roots.is_mirror)
         p.memory.written(decisions, results)
 
-    def full_pass_done(self, p: Parts) -> None:
+    def full_pass_done(self, p: Components) -> None:
         if not p.memory.records_stale:
             self.persistence.recorded()  # a restart restores from the records read now
 
-    def _hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
+    def _hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
         """Hold this sidecar's lease in its session (False: standing by); a per-app sidecar
         that has held it long enough takes its container's rewrites over from the per-host
         one."""
@@ -140,20 +140,20 @@ class Proxying(Watching):
         self.mapper = mapper
         self.server = server
 
-    def scope_decided(self, p: Parts, address: str) -> None:
+    def scope_decided(self, p: Components, address: str) -> None:
         scope = p.lease.scope
         app = [c for c in p.inventory.index.by_id.values() if scope.excludes(c.id) is None]
         self.mapper.update(app, address)
 
-    def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
+    def hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
         return self._hold(p, session, work, about | {"proxy": "true"})
 
     def pick(
-        self, p: Parts, work: Work, session: int, address: str, not_ready: tuple[str, ...]
+        self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
     ) -> Picked | None:
         return None  # the app writes its own registrations, renamed by the proxy
 
-    def full_pass_done(self, p: Parts) -> None:
+    def full_pass_done(self, p: Components) -> None:
         return None
 
     def not_ready_now(self) -> list[str]:
@@ -174,7 +174,7 @@ class InFleet(Watching):
         self._counts: tuple[int, int] | None = None  # managed, refused: as the fleet was told
 
     def pick(
-        self, p: Parts, work: Work, session: int, address: str, not_ready: tuple[str, ...]
+        self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
     ) -> Picked | None:
         refresh_before_reading(p, work)
         if work.full or work.local or self._counts is None:
@@ -187,7 +187,7 @@ class InFleet(Watching):
         }  # fmt: skip
         return Picked(self._paths(p, session, work, about))
 
-    def _paths(self, p: Parts, session: int, work: Work, about: dict[str, object]) -> set[str]:
+    def _paths(self, p: Components, session: int, work: Work, about: dict[str, object]) -> set[str]:
         """The paths the indexer says concern this host (and changed), plus this host's own;
         registry changes are the indexer's (this sidecar's, if elected). ``about``: what the
         member node says besides the addresses that route work here."""
@@ -207,7 +207,7 @@ class InFleet(Watching):
         return paths
 
     def _keep(
-        self, p: Parts, member: str, session: int, hosts: set[str], containers: set[str],
+        self, p: Components, member: str, session: int, hosts: set[str], containers: set[str],
         about: dict[str, object], work: Work,
     ) -> set[str]:  # fmt: skip
         """This member's part in the fleet, kept apart: whatever fails there (a node it may
@@ -247,12 +247,12 @@ class Observing(Role):
     def __init__(self) -> None:
         self.decided: list[Decision] = []
 
-    def hold(self, p: Parts, session: int, work: Work, about: dict[str, str]) -> bool:
+    def hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
         p.lease.observe()
         return True
 
     def pick(
-        self, p: Parts, work: Work, session: int, address: str, not_ready: tuple[str, ...]
+        self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
     ) -> Picked | None:
         refresh_before_reading(p, work)
         return Picked(*paths_to_read(p, work))
@@ -261,9 +261,9 @@ class Observing(Role):
         return None
 
     def settled(
-        self, p: Parts, decisions: list[Decision], results: Results, session: int | None
+        self, p: Components, decisions: list[Decision], results: Results, session: int | None
     ) -> None:
         self.decided += decisions
 
-    def full_pass_done(self, p: Parts) -> None:
+    def full_pass_done(self, p: Components) -> None:
         return None

@@ -24,7 +24,7 @@ from sidecar.seams import Registry
 def managed_now(reconciler: Reconciler, observed: list[Decision]) -> list[Managed]:
     """Every node this engine's sidecars wrote, with the live sidecar owning it; ``observed``:
     the decisions of the observing pass just made."""
-    p = reconciler.parts
+    p = reconciler.components
     lease_nodes = p.registry.read_paths([p.lease.lease_parent])[p.lease.lease_parent]
     leases = peers_from({n.name: (n.owner, n.data) for n in lease_nodes}, own_lease="")
     sources = reconciler.all_paths()

@@ -15,6 +15,7 @@ from sidecar.fleet.indexer import FLEET_ROOT, Indexer
 from sidecar.fleet.member import FleetKeeper
 from sidecar.loop.acl_check import AclCheck
 from sidecar.loop.apply import Applier
+from sidecar.loop.components import Components
 from sidecar.loop.dirty import Dirty, Work
 from sidecar.loop.inventory import Inventory
 from sidecar.loop.lease import LeaseKeeper
@@ -22,7 +23,6 @@ from sidecar.loop.liveness import Bounds
 from sidecar.loop.loop import Loop, Runtime
 from sidecar.loop.memory import Memory
 from sidecar.loop.observe import Observer
-from sidecar.loop.parts import Parts
 from sidecar.loop.paths import PathIndex, Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
@@ -85,19 +85,19 @@ def assemble(
     ops = _ops(settings, metrics, lambda: loop)
     origins = SessionOrigins(settings.zookeeper, settings.zookeeper_admin_port, tls=tls)
 
-    def parts_for(engine_id: str, stop: threading.Event) -> Parts:
-        parts = build_parts(
+    def components_for(engine_id: str, stop: threading.Event) -> Components:
+        components = build_components(
             settings, engine_id, registry, origins, engine, static, roots,
             persistence.earlier_session, events, metrics, prober, stop.is_set,
             nat=nat.latest if nat else None,
         )  # fmt: skip
-        parts.memory.restore(persistence.remembered(engine_id))
-        return parts
+        components.memory.restore(persistence.remembered(engine_id))
+        return components
 
     role = choose_role(settings, registry, origins, events, metrics, roots, persistence, proxying)
     runtime = Runtime(
         registry, engine, dirty, events, sources, ops, settings.resync_seconds,
-        settings.close_session_on_exit, persistence, stopping, parts_for, role,
+        settings.close_session_on_exit, persistence, stopping, components_for, role,
         Bounds.of(settings.resync_seconds, settings.session_timeout),
     )  # fmt: skip
     loop = Loop(runtime, address)
@@ -237,21 +237,21 @@ class _OnePass:
                 raise Unreachable(f"NAT table not readable: {snapshot.problem}")
             nat = lambda: snapshot  # noqa: E731 - read once, as the listing is
         # No earlier session (0): an observer holds no lease.
-        parts = build_parts(
+        components = build_components(
             settings, engine_id, self._registry, origins, engine, self._static, Roots(settings),
             0, self._events, Metrics(), None, lambda: False, nat=nat,
         )  # fmt: skip
-        parts.inventory.subscribed = True  # no event stream: the listing is all there is
+        components.inventory.subscribed = True  # no event stream: the listing is all there is
         observing = Observing()
-        reconciler = Reconciler(parts, observing, self._address)
+        reconciler = Reconciler(components, observing, self._address)
         try:
             reconciler.run_pass(Work(full=True, lease=True, all_containers=True))
         except DockerUnavailable as exc:
             self.__exit__()
             raise Unreachable(str(exc)) from None
-        if parts.lease.waiting:
+        if components.lease.waiting:
             self.__exit__()
-            raise Unreachable(f"per-app sidecar: {parts.lease.waiting}")
+            raise Unreachable(f"per-app sidecar: {components.lease.waiting}")
         return reconciler, observing
 
     def __exit__(self, *_: object) -> None:
@@ -260,7 +260,7 @@ class _OnePass:
             self._engine.close()
 
 
-def build_parts(
+def build_components(
     settings: Settings,
     engine_id: str,
     registry: Registry,
@@ -275,8 +275,8 @@ def build_parts(
     stopping: Callable[[], bool],
     host_addresses: Callable[[], set[str]] = interface_addresses,
     nat: Callable[[], NatSnapshot] | None = None,
-) -> Parts:
-    """The parts of a pass, from the settings and the seams (real or in-memory twins);
+) -> Components:
+    """The components of a pass, from the settings and the seams (real or in-memory twins);
     ``earlier_session``: the session the state file names (its lease is this sidecar's);
     ``nat``: the NAT table's latest snapshot, when that source is on."""
     ignore = tuple(natrules.parse_ignore(entry) for entry in settings.nat_ignore)
@@ -288,7 +288,7 @@ def build_parts(
                         member=settings.fleet)  # fmt: skip
     acl_check = AclCheck(registry, events, metrics.coordination_open.set, engine_id,
                          settings.fleet, _digest(settings), _sasl(settings))  # fmt: skip
-    return Parts(
+    return Components(
         engine_id, Mode(settings.mode), registry, roots, PathIndex(roots.all), Memory(),
         inventory, lease, observer, Applier(registry, events, metrics), Retries(), events,
         metrics, prober, stopping, acl_check,

@@ -17,7 +17,7 @@ from sidecar.loop.persistence import Persistence
 from sidecar.loop.reconcile import Reconciler
 from sidecar.loop.retries import Retries
 from sidecar.loop.roles import InFleet, Observing, Proxying, Role
-from sidecar.loop.wiring import build_parts, choose_role
+from sidecar.loop.wiring import build_components, choose_role
 from sidecar.model import Container, Endpoint, PublishedPort
 from sidecar.ops.metrics import Metrics
 from sidecar.plan import Decision
@@ -68,24 +68,26 @@ class Harness:
         events = Events()
         roots = Roots(self.settings)
         engine = None if self.settings.docker_url == "none" else self.engine
-        parts = build_parts(
+        components = build_components(
             self.settings, self.engine_id, self.registry, self.origins, engine,
             StaticMapping(), roots, 0, events, Metrics(), None,
             lambda: False, host_addresses=lambda: {self.host, "127.0.0.1"}, nat=self.nat,
         )  # fmt: skip
-        parts.retries = Retries(self.clock)
-        parts.observer = Observer(self.registry, self.origins, roots, self.settings.host_address,
-                                  self.clock, member=self.settings.fleet)  # fmt: skip
-        self.parts = parts
+        components.retries = Retries(self.clock)
+        components.observer = Observer(
+            self.registry, self.origins, roots, self.settings.host_address, self.clock,
+            member=self.settings.fleet,
+        )  # fmt: skip
+        self.components = components
         self.role: Role = (
             Observing() if self.observing else
-            choose_role(self.settings, self.registry, self.origins, events, parts.metrics,
+            choose_role(self.settings, self.registry, self.origins, events, components.metrics,
                         roots, Persistence(None, events), self.proxying)
         )  # fmt: skip
         if isinstance(self.role, InFleet):
             self.role.fleet._clock = self.clock
         address = AdvertiseHost(self.host, "--advertise-host")
-        self.reconciler = Reconciler(parts, self.role, address)
+        self.reconciler = Reconciler(components, self.role, address)
         # Watches and their events as in the daemon: the registry's callback marks work.
         self.dirty = Dirty(roots.all, roots.source_of, FLEET_ROOT if self.settings.fleet else None)
         self.registry.on_change = self.dirty.path_changed
@@ -110,7 +112,7 @@ class Harness:
 
     def one_pass(self) -> bool:
         """One pass of the loop over the work marked so far; False if there was none."""
-        self.dirty.watch_leases(self.parts.lease.watched_paths())
+        self.dirty.watch_leases(self.components.lease.watched_paths())
         work = self.dirty.take(timeout=0)
         if not work:
             return False

@@ -29,7 +29,7 @@ def test_open_parents_are_reported_once_with_the_fix_and_counted() -> None:
     assert TOP in said["nodes"]
     assert said["writable_by"] == ["world:anyone:cdrwa"]
     assert said["fix"].startswith("give the sidecars --zookeeper-auth")
-    assert twin.parts.metrics.coordination_open._value.get() == len(said["nodes"])
+    assert twin.components.metrics.coordination_open._value.get() == len(said["nodes"])
 
 
 def test_parents_only_the_sidecars_credentials_may_change_are_not_reported() -> None:
@@ -38,7 +38,7 @@ def test_parents_only_the_sidecars_credentials_may_change_are_not_reported() -> 
     twin = Harness(options={"zookeeper_auth": "sidecar:secret"})
     closed = [AclEntry("digest", OWN, 31), AclEntry("world", "anyone", 1)]
     twin.start()
-    for path in twin.parts.acl_check._paths:
+    for path in twin.components.acl_check._paths:
         twin.registry.tree.acls[path] = closed
     with capture_logs() as logs:
         twin.run(Work(local=True))

@@ -278,7 +278,7 @@ def test_a_work_node_no_one_may_write_holds_back_no_other_member() -> None:
         assert indexer.fleet.next_deadline() - indexer.clock.now == 2 * first
     unwritable = [e for e in logs if e["event"] == "fleet_work_unwritable"]
     assert [e["node"] for e in unwritable] == [f"{WORK}/E9@h+host"]
-    assert indexer.parts.metrics.fleet.unwritable._value.get() == 1
+    assert indexer.components.metrics.fleet.unwritable._value.get() == 1
 
 
 def test_a_member_whose_work_outgrows_a_node_gets_it_in_parts() -> None:

@@ -105,7 +105,7 @@ def test_a_link_local_address_proves_this_host_only_to_a_server_here(seen: str) 
     """This host has a link-local address, which other links reuse: a session a server on
     another host sees coming from it is not proven this host's."""
     twin = Harness()
-    twin.parts.inventory._host_addresses = lambda: {"192.0.2.10", "127.0.0.1", seen}
+    twin.components.inventory._host_addresses = lambda: {"192.0.2.10", "127.0.0.1", seen}
     twin.origins.origins = {0x2002: Origin(seen, "zk")}
     twin.registry.add(f"{PROVIDERS}/{ORIGINAL}")
     twin.start()

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from sidecar.loop.components import Components
 from sidecar.loop.dirty import Dirty
 from sidecar.loop.liveness import Bounds, Liveness
 from sidecar.loop.loop import Loop, Runtime
-from sidecar.loop.parts import Parts
 from sidecar.loop.paths import Roots
 from sidecar.loop.persistence import Persistence
 from sidecar.loop.roles import Watching
-from sidecar.loop.wiring import build_parts
+from sidecar.loop.wiring import build_components
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import Metrics
 from sidecar.report.events import Events
@@ -56,8 +56,8 @@ def running() -> Iterator[tuple[Loop, WedgingRegistry]]:
     registry.on_connection = dirty.connection_changed
     engine = MemoryEngine({SHOP.id: SHOP})
 
-    def parts_for(engine_id: str, stop: threading.Event) -> Parts:
-        return build_parts(
+    def components_for(engine_id: str, stop: threading.Event) -> Components:
+        return build_components(
             settings, engine_id, registry, FixedOrigins(None), engine, StaticMapping(), roots,
             0, events, Metrics(), None, stop.is_set,
             host_addresses=lambda: {"192.0.2.10", "127.0.0.1"},
@@ -66,7 +66,7 @@ def running() -> Iterator[tuple[Loop, WedgingRegistry]]:
     stopping = threading.Event()
     persistence = Persistence(None, events)
     runtime = Runtime(registry, engine, dirty, events, [], None, 60.0, False, persistence,
-                      stopping, parts_for, Watching(persistence), BOUNDS)  # fmt: skip
+                      stopping, components_for, Watching(persistence), BOUNDS)  # fmt: skip
     loop = Loop(runtime, AdvertiseHost("192.0.2.10", "--advertise-host"))
     thread = threading.Thread(target=loop.run, name="loop-under-test", daemon=True)
     thread.start()

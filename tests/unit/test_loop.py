@@ -46,7 +46,7 @@ def test_a_failed_read_is_retried_later_each_time_then_cleared(twin: Harness) ->
     with capture_logs() as logs:
         twin.start()
     assert [e["event"] for e in logs if e["event"] == "zookeeper_pass_failed"]
-    retries = twin.parts.retries
+    retries = twin.components.retries
     assert retries.delay(Whole.CARRIED) == FIRST
     twin.due()  # not due yet: nothing happens
     assert retries.delay(Whole.CARRIED) == FIRST
@@ -63,17 +63,17 @@ def test_a_failed_read_is_retried_later_each_time_then_cleared(twin: Harness) ->
 def test_a_held_lease_means_stand_by_until_its_session_is_gone(twin: Harness) -> None:
     """Another live sidecar holds the lease: nothing is written; once its session ends the
     lease is taken and the registration rewritten."""
-    lease = f"{twin.parts.lease.lease_parent}/host"
+    lease = f"{twin.components.lease.lease_parent}/host"
     twin.registry.add(lease, b'{"scope":"per-host"}', owner=0x7777)
     with capture_logs() as logs:
         twin.start()
     [standing] = [e for e in logs if e["event"] == "lease_standing_by"]
     assert standing["lease"] == lease
     assert twin.providers() == [ORIGINAL]
-    assert not twin.parts.lease.holding
+    assert not twin.components.lease.holding
     twin.registry.expire(0x7777)
     twin.run(Work(lease=True))
-    assert twin.parts.lease.holding
+    assert twin.components.lease.holding
     assert twin.registry.nodes[lease].owner == twin.registry.session
     assert twin.providers() == [rewritten()]
 
@@ -84,7 +84,7 @@ def test_a_lease_whose_session_the_servers_call_gone_is_taken_at_once() -> None:
     twin = Harness(origins=FixedOrigins({}))
     twin.registry.add(f"{PROVIDERS}/{ORIGINAL}", owner=0x2002)
     twin.origins.origins = {0x2002: _origin("192.0.2.10")}
-    lease = f"{twin.parts.lease.lease_parent}/host"
+    lease = f"{twin.components.lease.lease_parent}/host"
     twin.registry.add(lease, b"{}", owner=0x7777)
     twin.start()
     assert twin.registry.nodes[lease].owner == twin.registry.session
@@ -133,8 +133,8 @@ def test_during_a_docker_outage_nothing_changes_then_it_catches_up(twin: Harness
     del twin.engine.containers[SHOP.id]
     twin.run(Work(all_containers=True))
     assert twin.providers() == [rewritten()]
-    assert not twin.parts.inventory.fresh
-    assert twin.parts.retries.delay(Whole.CONTAINERS) == FIRST
+    assert not twin.components.inventory.fresh
+    assert twin.components.retries.delay(Whole.CONTAINERS) == FIRST
     twin.engine.down = False
     twin.clock.now += FIRST
     twin.due()
@@ -186,7 +186,7 @@ def test_a_path_whose_planning_fails_holds_back_no_other(
     assert twin.providers() == [rewritten()]
     [failed] = [e for e in logs if e["event"] == "plan_failed"]
     assert failed["node"] == other
-    assert twin.parts.retries.delay(other) == FIRST
+    assert twin.components.retries.delay(other) == FIRST
 
 
 def _origin(address: str) -> Origin:
@@ -238,7 +238,7 @@ def test_a_migrated_instance_is_recorded_until_its_provider_registers_again() ->
     twin.registry.add(f"{app}/192.0.2.10:32768", renamed, owner=twin.registry.session)
     marker = Marker(name, parsed.endpoint, SHOP.id, "TWIN@host", 0x2002, original_data=original)
     node = RegistryNode(app, "192.0.2.10:32768", renamed, 0, 0)
-    twin.parts.memory.restore([Remembered(node, marker)])
+    twin.components.memory.restore([Remembered(node, marker)])
     twin.start()
     assert twin.registry.children(app) == [name]
     assert twin.registry.nodes[f"{app}/{name}"].owner == twin.registry.session

@@ -123,10 +123,10 @@ def test_a_failed_read_keeps_the_rewrites_and_readiness_says_why() -> None:
     assert [e["event"] for e in logs if e["event"].startswith("nat_table")] == [
         "nat_table_unreadable"
     ]
-    assert "Permission denied" in twin.parts.inventory.nat_not_ready()
+    assert "Permission denied" in twin.components.inventory.nat_not_ready()
     table.now(CNI)
     twin.run(Work(nat=True))
-    assert twin.parts.inventory.nat_not_ready() == ""
+    assert twin.components.inventory.nat_not_ready() == ""
 
 
 def test_before_the_first_read_nothing_is_changed() -> None:
@@ -143,12 +143,12 @@ def test_before_the_first_read_nothing_is_changed() -> None:
         twin.settle()
     assert twin.providers() == [_rewritten()]
     assert not [e for e in logs if e["event"] in ("remove", "restore")]
-    assert twin.parts.inventory.nat_not_ready() == "NAT table not read yet"
+    assert twin.components.inventory.nat_not_ready() == "NAT table not read yet"
     table.now(CNI)
     twin.run(Work(nat=True))
     twin.settle()
     assert twin.providers() == [_rewritten()]
-    assert twin.parts.inventory.nat_not_ready() == ""
+    assert twin.components.inventory.nat_not_ready() == ""
 
 
 def test_docker_wins_over_the_nat_table_for_its_containers() -> None:
@@ -162,7 +162,7 @@ def test_docker_wins_over_the_nat_table_for_its_containers() -> None:
     twin.registry.add(f"{PROVIDERS}/{ORIGINAL}")
     twin.start()
     assert twin.providers() == [ORIGINAL]
-    assert [c.id for c in twin.parts.inventory.nat_in_force] == []
+    assert [c.id for c in twin.components.inventory.nat_in_force] == []
 
 
 def test_docker_rules_are_left_to_the_docker_source() -> None:
@@ -171,7 +171,7 @@ def test_docker_rules_are_left_to_the_docker_source() -> None:
     table = Table(DOCKER_RULE, replace(CNI, container_ip="10.88.0.6"))
     twin = Harness(engine=MemoryEngine({}), nat=table, options={"nat_table": True})
     twin.start()
-    assert [c.addresses for c in twin.parts.inventory.nat_in_force] == [("10.88.0.6",)]
+    assert [c.addresses for c in twin.components.inventory.nat_in_force] == [("10.88.0.6",)]
 
 
 def test_the_static_mapping_wins_over_the_nat_table(tmp_path: Path) -> None:
@@ -181,10 +181,10 @@ def test_the_static_mapping_wins_over_the_nat_table(tmp_path: Path) -> None:
     twin = _twin(Table(CNI), static_file=str(mapping))
     twin.start()
     twin.run(Work(static=True))  # the file is acted on once read the same twice
-    mapped = twin.parts.inventory.index.resolve(Endpoint(POD_IP, 20880), "192.0.2.10")
+    mapped = twin.components.inventory.index.resolve(Endpoint(POD_IP, 20880), "192.0.2.10")
     assert isinstance(mapped, Mapped)
     assert (mapped.container.id, mapped.advertised.port) == ("static", 40000)
-    assert twin.parts.inventory.nat_in_force == ()
+    assert twin.components.inventory.nat_in_force == ()
 
 
 def test_nat_ignore_leaves_an_address_alone() -> None:

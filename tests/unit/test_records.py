@@ -102,9 +102,9 @@ def test_rewrites_an_earlier_version_kept_on_disk_get_their_record() -> None:
     for name in first.registry.children(RECORDS):
         first.registry.remove(f"{RECORDS}/{name}")
     node = first.registry.nodes[f"{PROVIDERS}/{rewritten()}"]
-    marker = first.parts.memory.managed[PROVIDERS][rewritten()].marker
+    marker = first.components.memory.managed[PROVIDERS][rewritten()].marker
     second = Harness(registry=first.registry.another(first.registry.session))
-    second.parts.memory.restore(
+    second.components.memory.restore(
         [Remembered(RegistryNode(PROVIDERS, rewritten(), node.data, 0, 0), marker)]
     )
     second.start()

@@ -75,7 +75,7 @@ def test_an_observer_decides_as_the_holder_would_but_holds_nothing_and_writes_no
         ("rewrite", f"{PROVIDERS}/{ORIGINAL}")
     ]
     assert registry.leases_asked == 0
-    assert not twin.parts.lease.holding
+    assert not twin.components.lease.holding
     assert twin.providers() == [ORIGINAL]
 
 
@@ -87,7 +87,7 @@ def test_a_proxy_holds_its_lease_and_maps_its_app_but_reads_no_registry_path() -
     twin = Harness(options={**PER_APP, "proxy_listen": "127.0.0.1:2181"}, proxying=proxying)
     twin.registry.add(f"{PROVIDERS}/{ORIGINAL}")
     twin.start()
-    lease = twin.parts.lease
+    lease = twin.components.lease
     assert lease.holding
     assert json.loads(twin.registry.nodes[lease.path].data)["proxy"] == "true"
     assert mapper.advertised(Endpoint("172.17.0.5", 20880)) == Endpoint("192.0.2.10", 32768)
@@ -104,7 +104,7 @@ def test_a_watching_sidecar_remembers_what_it_wrote() -> None:
     twin.registry.add(f"{PROVIDERS}/{ORIGINAL}")
     twin.start()
     assert isinstance(twin.role, Watching)
-    assert list(twin.parts.memory.managed) == [PROVIDERS]
+    assert list(twin.components.memory.managed) == [PROVIDERS]
     assert twin.registry.tree.transactions
 
 

@@ -65,9 +65,9 @@ def test_a_write_lost_with_the_connection_is_tried_again_as_soon_as_it_is_back()
 
     twin.registry._apply = losing  # type: ignore[method-assign]
     for _ in range(5):
-        twin.start() if not twin.parts.lease.holding else twin.run(Work(paths={PROVIDERS}))
+        twin.start() if not twin.components.lease.holding else twin.run(Work(paths={PROVIDERS}))
     assert twin.providers() == [ORIGINAL]
-    assert twin.parts.retries.next_due() > twin.clock.now  # backing off
+    assert twin.components.retries.next_due() > twin.clock.now  # backing off
     twin.dirty.connection_changed(Connection.RESUMED)
     twin.settle()
     assert twin.providers() == [rewritten()]

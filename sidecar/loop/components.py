@@ -22,7 +22,7 @@ from sidecar.sources.probe import Prober
 
 
 @dataclass
-class Parts:
+class Components:
     """What a pass drives, built once the engine's identity is known (see wiring.py); what
     differs between watching, a fleet member, a proxy and an observer is the role's
     (roles.py)."""
