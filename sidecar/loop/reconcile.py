@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from sidecar.fleet.indexer import ELECTION, WORK
+from sidecar.logs import Progress
 from sidecar.loop.apply import Results
 from sidecar.loop.components import Components
 from sidecar.loop.dirty import Work
@@ -22,7 +23,6 @@ from sidecar.loop.retries import Whole
 from sidecar.loop.roles import Role
 from sidecar.model import Connection
 from sidecar.plan import Decision, Identity, plan_path
-from sidecar.progress import Progress
 from sidecar.registry.outcomes import Interrupted
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.docker import DockerUnavailable

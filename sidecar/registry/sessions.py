@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeGuard
 
+from sidecar.bounded_requests import ask, http_request
 from sidecar.model import Origin, Origins
-from sidecar.netio import ask, http_request
 from sidecar.syntax import servers, shorten
 from sidecar.tls import ClientTls
 

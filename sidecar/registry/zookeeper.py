@@ -18,6 +18,7 @@ from kazoo.exceptions import (
     NoNodeError,
 )
 
+from sidecar.logs import Progress
 from sidecar.model import (
     AclEntry,
     Check,
@@ -30,7 +31,6 @@ from sidecar.model import (
     Transaction,
     WriteResult,
 )
-from sidecar.progress import Progress
 from sidecar.registry.client import Session
 from sidecar.registry.outcomes import (
     Failed,

@@ -12,8 +12,8 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from sidecar.bounded_requests import Response, http_request
 from sidecar.config import ConfigError, Settings, check_address_source
-from sidecar.netio import Response, http_request
 from sidecar.sources.host import addresses_of
 from sidecar.syntax import normal_host, servers
 

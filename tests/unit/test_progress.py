@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.progress import Progress
+from sidecar.logs import Progress
 
 
 class Clock:
