@@ -77,26 +77,14 @@ def nodes(parent: str) -> st.SearchStrategy[RegistryNode]:
 
 
 @st.composite
-def situations(draw: st.DrawFn) -> tuple[PathView, ContainerIndex, Identity, Ownership]:
-    """A path of random nodes, a host with two containers carrying random labels, a random
-    identity and a random state of knowledge about sessions."""
-    instances = draw(st.booleans())
-    parent = INSTANCES if instances else PROVIDERS
-    mirror_parent = draw(st.sampled_from([None, f"{parent}-mirror"]))
-    scope = PathView(
-        parent,
-        draw(st.lists(nodes(parent), max_size=6, unique_by=lambda n: n.name)),
-        draw(st.lists(st.builds(Remembered, nodes(parent), markers), max_size=3)),
-        mirror_parent,
-        draw(st.lists(nodes(mirror_parent), max_size=3)) if mirror_parent else [],
-        instances,
-    )
+def hosts(draw: st.DrawFn) -> ContainerIndex:
+    """A host with two containers carrying random labels, one maybe paused or unreachable."""
     bindings = (
         PublishedPort(20880, "0.0.0.0", 32768),
         PublishedPort(20880, "::", 32769),
         PublishedPort(50051, "10.0.0.7", 40051),
     )
-    containers = ContainerIndex(
+    return ContainerIndex(
         [
             Container(
                 "c1" * 32,
@@ -114,6 +102,24 @@ def situations(draw: st.DrawFn) -> tuple[PathView, ContainerIndex, Identity, Own
         unreachable=draw(st.sampled_from([{}, {Endpoint("172.17.0.5", 20880): "probes failed"}])),
         host_addresses=["192.0.2.10"],
     )
+
+
+@st.composite
+def situations(draw: st.DrawFn) -> tuple[PathView, ContainerIndex, Identity, Ownership]:
+    """A path of random nodes, a host (see hosts), a random identity and a random state of
+    knowledge about sessions."""
+    instances = draw(st.booleans())
+    parent = INSTANCES if instances else PROVIDERS
+    mirror_parent = draw(st.sampled_from([None, f"{parent}-mirror"]))
+    scope = PathView(
+        parent,
+        draw(st.lists(nodes(parent), max_size=6, unique_by=lambda n: n.name)),
+        draw(st.lists(st.builds(Remembered, nodes(parent), markers), max_size=3)),
+        mirror_parent,
+        draw(st.lists(nodes(mirror_parent), max_size=3)) if mirror_parent else [],
+        instances,
+    )
+    containers = draw(hosts())
     peers = {0x3003: Lease(draw(st.sampled_from(["host", "app-" + "c1" * 32])), 0x3003)}
     app = draw(st.sampled_from(["", "c1" * 32, "c2" * 32]))
     me = Identity(
