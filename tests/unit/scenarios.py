@@ -16,7 +16,7 @@ from sidecar.model import (
     SetData,
 )
 from sidecar.ownership import LocalAddresses, Ownership, read_marker
-from sidecar.plan import Decision, Identity, PathView, Remembered
+from sidecar.plan import Decision, Identity, Mode, PathView, Remembered
 from sidecar.plan import plan_path as plan_scope
 from testbed.dubbo_url import java_url_encode
 
@@ -147,3 +147,13 @@ def instance_json(
 
 def as_bytes(doc: dict[str, object]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+MIRROR_ME = replace(ME, mode=Mode.MIRROR)
+MIRROR = "/dubbo-external/com.example.DemoService/providers"
+
+
+def plan_mirror(
+    nodes: list[RegistryNode], mirror: list[RegistryNode], index: ContainerIndex
+) -> list[Decision]:
+    return plan_scope(PathView(PROVIDERS, nodes, (), MIRROR, mirror), index, MIRROR_ME, TRUSTING)
