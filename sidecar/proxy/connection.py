@@ -32,7 +32,7 @@ from sidecar.proxy.jute import CloseConnection, FrameReader
 from sidecar.proxy.mapper import Mapper
 from sidecar.proxy.names import NotReady, Renamed
 from sidecar.proxy.repoint import Registration, move
-from sidecar.proxy.rewrite import Refused, Rewriter
+from sidecar.proxy.requests import Refused, Rewriter
 
 HOLD_SECONDS = 5.0
 _READY_POLL = 0.02

@@ -25,7 +25,7 @@ from sidecar.proxy.counters import Counters, NoCounters
 from sidecar.proxy.mapper import Mapper
 from sidecar.proxy.names import Names
 from sidecar.proxy.repoint import Registrations
-from sidecar.proxy.rewrite import Rewriter
+from sidecar.proxy.requests import Rewriter
 from sidecar.tls import ClientTls, TlsProblem
 
 CONNECT_TIMEOUT = 3.0

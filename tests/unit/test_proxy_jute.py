@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sidecar.proxy import jute
 from sidecar.proxy.jute import CloseConnection, FrameReader
 from sidecar.proxy.names import Names
-from sidecar.proxy.rewrite import Rewriter
+from sidecar.proxy.requests import Rewriter
 from tests.unit.proxy_frames import MINE, PROVIDERS, create_body, mapper, request
 
 bodies = st.lists(st.binary(max_size=64), max_size=8)

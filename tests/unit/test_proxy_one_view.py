@@ -11,7 +11,7 @@ import structlog
 from sidecar.proxy import jute
 from sidecar.proxy.jute import Cursor
 from sidecar.proxy.names import Names
-from sidecar.proxy.rewrite import Rewriter
+from sidecar.proxy.requests import Rewriter
 from tests.unit.proxy_frames import (
     ADVERTISED,
     APP_ADDRESS,

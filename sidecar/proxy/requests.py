@@ -1,4 +1,4 @@
-"""In-flight rewriting of one connection's requests: the app's names out (no I/O).
+"""One connection's requests, rewritten in flight: the app's names out, published (no I/O).
 
 Requests that name a node (create, create2, createContainer, createTTL, delete, exists,
 getData, setData, getACL, setACL, check, getChildren, getChildren2, checkWatches,

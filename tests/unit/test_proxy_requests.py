@@ -19,7 +19,7 @@ from sidecar.proxy import jute
 from sidecar.proxy.jute import CloseConnection, Cursor
 from sidecar.proxy.mapper import InventoryMapper
 from sidecar.proxy.names import Names, NotReady, Renamed
-from sidecar.proxy.rewrite import Refused, Rewriter
+from sidecar.proxy.requests import Refused, Rewriter
 from tests.unit.proxy_frames import (
     ADVERTISED,
     APP_ADDRESS,
