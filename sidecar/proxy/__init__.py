@@ -2,7 +2,7 @@
 
 ``ProxyServer(listen, mapper, log, servers=…)`` (``relay``) relays each client connection to
 one ZooKeeper server (``connection``) and renames the app's own endpoints in flight: requests
-out (``rewrite``), replies and events back (``replies``), by the names the app uses
+out (``requests``), replies and events back (``replies``), by the names the app uses
 (``names``, over the ``jute`` codec), given a ``Mapper`` (``InventoryMapper`` over the app's
 containers); its live registrations follow a change of mapping (``repoint``); with
 ``capture_ports`` it redirects the app's connections to itself (``capture``).
