@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from sidecar import urls
+from sidecar import ownership, urls
 from sidecar.loop.dirty import Work
 from sidecar.model import Endpoint
 from sidecar.ownership import Marker
@@ -31,7 +31,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> tuple[Counter[str], Counter[bytes
     names: Counter[str] = Counter()
     markers: Counter[bytes] = Counter()
     monkeypatch.setattr(urls, "parse", _counting(urls.parse, names))
-    monkeypatch.setattr(parsing, "read_marker", _counting(parsing.read_marker, markers))
+    monkeypatch.setattr(parsing, "read_marker", _counting(ownership.read_marker, markers))
     return names, markers
 
 
