@@ -11,7 +11,7 @@ from enum import Enum, StrEnum
 STATIC_ID = "static"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Endpoint:
     """A host and TCP port; IPv6 hosts are kept without brackets, in compressed form."""
 

@@ -34,7 +34,7 @@ class MalformedName(ValueError):
     """The node name is not an encoded ``protocol://host:port...`` URL."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProviderUrl:
     """A parsed provider node name that remembers where host:port sits in the raw name."""
 

@@ -82,7 +82,7 @@ class PathView:
     parsed: Parses = field(default_factory=Parses, compare=False, repr=False)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Decision:
     """What happens to one registry node, why, and the transaction that does it.
 

@@ -5,7 +5,6 @@ value is what every later step gets. A path's parses live as long as its view: o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 from sidecar import instances, urls
 from sidecar.model import Endpoint
@@ -20,13 +19,13 @@ KNOWN_PROTOCOLS = frozenset(
 _SERVICE_KEY = ("interface", "group", "version")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Parsed:
     endpoint: Endpoint
     url: urls.ProviderUrl | None = None
     instance: instances.Instance | None = None
 
-    @cached_property
+    @property
     def service(self) -> tuple[str, ...] | None:
         """What a newer registration of the same service shares (None: nothing, instances).
         Computed only when asked: it decodes the whole name."""
