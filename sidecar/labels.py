@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sidecar.memo import sized_cache
 from sidecar.syntax import normal_host, parse_port, quote, shorten
 
 PREFIX = "dubbo-nat-sidecar."
@@ -42,8 +41,6 @@ class InvalidLabels(ValueError):
     """A label with this sidecar's prefix that it cannot follow; the message says which."""
 
 
-# Cached: every pass asks for each container's labels, which rarely change.
-@sized_cache(budget=1 << 20, cost=lambda pairs: sum(len(k) + len(v) for k, v in pairs))
 def parse(labels: tuple[tuple[str, str], ...]) -> ContainerLabels:
     """The sidecar's labels among a container's labels; raise InvalidLabels for a bad one.
 

@@ -16,7 +16,8 @@ class Mapped:
     """The endpoint is a published port of a local container.
 
     ``by_label`` names the labels that chose the advertised endpoint; ``mode`` is the
-    container's mode label, if any.
+    container's mode label, if any; ``persistent_application`` its label claiming persistent
+    registrations, if any.
     """
 
     container: Container
@@ -24,6 +25,7 @@ class Mapped:
     advertised: Endpoint
     by_label: tuple[str, ...] = ()
     mode: str | None = None
+    persistent_application: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,11 @@ class ContainerIndex:
         self._by_address: dict[str, list[Container]] = defaultdict(list)
         self._bindings: dict[tuple[str, int], list[PublishedPort]] = defaultdict(list)
         self._publishers: dict[int, set[str]] = defaultdict(set)  # host port -> container ids
+        # Each container's labels parsed once for the index's life (or why they are invalid).
+        self._labels: dict[str, labels.ContainerLabels | str] = {}
         for container in containers:
             self.by_id[container.id] = container
+            self._labels[container.id] = _labels_of(container)
             for published in container.published:
                 self._bindings[(container.id, published.container_port)].append(published)
                 self._publishers[published.host_port].add(container.id)
@@ -85,13 +90,17 @@ class ContainerIndex:
             found |= {
                 endpoint_host(b.host_ip) for b in container.published if not b.any_host_address
             }
-            try:
-                wanted = labels.parse(container.labels)
-            except labels.InvalidLabels:
+            wanted = self.labels_of(container)
+            if isinstance(wanted, str):
                 continue
             if wanted.advertise_host:
                 found.add(endpoint_host(wanted.advertise_host))
         return found
+
+    def labels_of(self, container: Container) -> labels.ContainerLabels | str:
+        """What ``container``'s labels ask for, or why they are invalid."""
+        found = self._labels.get(container.id)
+        return found if found is not None else _labels_of(container)
 
     def binding(self, container: Container, port: int, advertise_host: str) -> PublishedPort | None:
         """The binding of ``port`` of ``container`` (see choose_binding)."""
@@ -100,9 +109,8 @@ class ContainerIndex:
     def external_port(self, container: Container, port: int, advertise_host: str) -> int | None:
         """The port consumers dial for ``port`` of ``container``: its label, else its binding's
         host port (None when the port is not published)."""
-        try:
-            wanted = labels.parse(container.labels)
-        except labels.InvalidLabels:
+        wanted = self.labels_of(container)
+        if isinstance(wanted, str):
             return None
         binding = self.binding(container, port, wanted.advertise_host or advertise_host)
         if binding is None:
@@ -135,10 +143,9 @@ class ContainerIndex:
             names = ", ".join(sorted(c.name for c in owners))
             return Unmapped(f"address {endpoint.host} belongs to several containers ({names})")
         container = owners[0]
-        try:
-            wanted = labels.parse(container.labels)
-        except labels.InvalidLabels as exc:
-            return Unmapped(f"{exc}: left alone", container, opted_out=True)
+        wanted = self.labels_of(container)
+        if isinstance(wanted, str):
+            return Unmapped(f"{wanted}: left alone", container, opted_out=True)
         if not wanted.enabled:
             return Unmapped(f"opted out by label {labels.ENABLE}=false", container, opted_out=True)
         advertise_host = wanted.advertise_host or advertise_host
@@ -169,7 +176,8 @@ class ContainerIndex:
         if port is not None:
             by_label.append(f"{labels.PORT}{endpoint.port}")
         advertised = Endpoint.of(host, port or binding.host_port)
-        return Mapped(container, binding, advertised, tuple(by_label), wanted.mode)
+        return Mapped(container, binding, advertised, tuple(by_label), wanted.mode,
+                      wanted.persistent_application)  # fmt: skip
 
     def _published_already(self, endpoint: Endpoint) -> Unmapped:
         """A registration with an address of this host: a container's published port (written
@@ -211,3 +219,10 @@ def _reachable_elsewhere(address: str) -> bool:
     except ValueError:
         return False
     return not (ip.is_loopback or ip.is_link_local)
+
+
+def _labels_of(container: Container) -> labels.ContainerLabels | str:
+    try:
+        return labels.parse(container.labels)
+    except labels.InvalidLabels as exc:
+        return str(exc)

@@ -7,13 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
-from sidecar.memo import sized_cache
-
 # The pseudo-container of the static mapping (ports mapped without Docker).
 STATIC_ID = "static"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Endpoint:
     """A host and TCP port; IPv6 hosts are kept without brackets, in compressed form."""
 
@@ -32,7 +30,6 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
 
 
-@sized_cache(budget=1 << 20, cost=len)
 def endpoint_host(host: str) -> str:
     """An address as endpoints hold it: an IP literal compressed, a name in lower case."""
     try:

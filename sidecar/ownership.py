@@ -16,7 +16,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sidecar.memo import sized_cache
 from sidecar.model import Endpoint, Origin, Origins, RegistryNode
 from sidecar.syntax import parse_port, shorten
 
@@ -38,7 +37,9 @@ class Marker:
 
     def to_state(self) -> dict[str, str]:
         """Everything, for the state file (instance markers live nowhere else)."""
-        return _state_form(self)
+        doc = json.loads(self.encode())
+        doc["original_data"] = base64.b64encode(self.original_data).decode()
+        return {k: str(v) for k, v in doc.items()}
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -52,14 +53,6 @@ class Marker:
             },
             separators=(",", ":"),
         ).encode()
-
-
-# Cached: the state file is written again and again with mostly the same markers.
-@sized_cache(budget=8 << 20, cost=lambda m: 2 * (len(m.original) + len(m.original_data)))
-def _state_form(marker: Marker) -> dict[str, str]:
-    doc = json.loads(marker.encode())
-    doc["original_data"] = base64.b64encode(marker.original_data).decode()
-    return {k: str(v) for k, v in doc.items()}
 
 
 def marker_from_state(doc: object) -> Marker | None:
@@ -80,13 +73,6 @@ def read_marker(data: bytes) -> Marker | None:
     that only starts like a marker)."""
     if not data.startswith(_PREFIX):
         return None
-    return _decode_marker(data)
-
-
-# Cached: a pass looks at each of its nodes' markers several times. A marker holds a copy of
-# the original name, about as long as its data.
-@sized_cache(budget=16 << 20, cost=lambda data: 2 * len(data))
-def _decode_marker(data: bytes) -> Marker | None:
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from itertools import chain
 from urllib.parse import unquote_plus
 
-from sidecar.memo import sized_cache
 from sidecar.model import Endpoint
 from sidecar.syntax import is_host_name, parse_port, quote
 
@@ -35,7 +34,7 @@ class MalformedName(ValueError):
     """The node name is not an encoded ``protocol://host:port...`` URL."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProviderUrl:
     """A parsed provider node name that remembers where host:port sits in the raw name."""
 
@@ -68,9 +67,6 @@ class ProviderUrl:
         return self.raw[:start] + encoded + self.raw[end:]
 
 
-# Cached: one pass parses each name for its claims and again for its plan, and a resync
-# sees the same names again. A parsed name holds the name itself: its length is its cost.
-@sized_cache(budget=16 << 20, cost=len)
 def parse(raw: str) -> ProviderUrl:
     """Parse a provider node name; raise MalformedName instead of guessing."""
     fast = _COMMON_FORM.match(raw)

@@ -59,9 +59,10 @@ class Applier:
                 tally[0] += 1
             tally[1] += d.refused
         for path, tally in tallies.items():
-            self._add(self._counted.get(path, (0, 0)), -1)
-            self._counted[path] = (tally[0], tally[1])
-            self._add(self._counted[path], 1)
+            self._add(self._counted.pop(path, (0, 0)), -1)
+            if any(tally):  # most paths count nothing: nothing kept for them
+                self._counted[path] = (tally[0], tally[1])
+                self._add(self._counted[path], 1)
         managed, refused = self.totals()
         self._metrics.managed.set(managed)
         self._metrics.refused.set(refused)

@@ -11,9 +11,9 @@ from sidecar.loop.memory import Memory
 from sidecar.loop.paths import Roots
 from sidecar.mapping import ContainerIndex
 from sidecar.model import Origins, endpoint_host
-from sidecar.ownership import LocalAddresses, Ownership, only_here, read_marker
+from sidecar.ownership import LocalAddresses, Ownership, only_here
 from sidecar.plan import PathView, claims_in
-from sidecar.plan.kinds import named_host
+from sidecar.plan.parsing import Parses
 from sidecar.seams import OriginSource, Reads
 
 # Asking every server for its connections is not free: at most this often...
@@ -132,10 +132,14 @@ class Observer:
         every = [*parents, *mirrors.values()]
         # Instance data changes in place (Curator updates it): never taken from a cache.
         instance_paths = {path for path in every if self._roots.holds_instances(path)}
+        # What a name is parsed to here to choose the nodes to read is what it is planned by
+        # (a mirror's names, by its original path's view).
+        parses = {parent: Parses() for parent in parents}
+        parses |= {parent: parses[original] for original, parent in mirrors.items()}
 
         def wanted(parent: str, name: str) -> bool:
             assert concerning is not None
-            host = named_host(name, parent in instance_paths)
+            host = parses[parent].host(name, parent in instance_paths)
             return (
                 host is None
                 or host in concerning
@@ -155,6 +159,7 @@ class Observer:
                 mirror_parent=mirrors.get(parent),
                 mirror=read.get(mirrors.get(parent, ""), []),
                 instances=self._roots.holds_instances(parent),
+                parsed=parses[parent],
             )
             for parent in parents
         ]
@@ -221,7 +226,7 @@ def _strangers(views: Iterable[PathView], known_sessions: set[int], engine: str)
     for view in views:
         for node in (*view.nodes, *view.mirror):
             if node.owner not in known:
-                marker = read_marker(node.data)
+                marker = view.parsed.marker(node.data)
                 if marker is not None and marker.engine == engine:
                     return True
     return False

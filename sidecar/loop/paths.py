@@ -97,7 +97,8 @@ class PathIndex:
     def index(self, path: str, keys: set[str]) -> None:
         """``path`` mentions exactly these keys now."""
         self.forget(path)
-        self._keys_by_path[path] = keys
+        if keys:  # most paths mention none: an empty set each would cost 4 MB per 20,000
+            self._keys_by_path[path] = keys
         for key in keys:
             self._paths_by_key[key].add(path)
 

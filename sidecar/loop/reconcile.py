@@ -27,8 +27,10 @@ from sidecar.registry.outcomes import Interrupted
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.docker import DockerUnavailable
 
-# Paths read and planned at a time: bounds memory on large registries.
-CHUNK = 2000
+# Paths read and planned at a time: bounds memory on large registries (two chunks are held
+# at once, one planned while the other's writes are in flight: the peak of a cold start on
+# 100,000 nodes in 20,000 paths is 86 MB with 1,000, 95 MB with 2,000; python -m bench).
+CHUNK = 1000
 SCOPED_CHUNK = 20  # an event's paths: small chunks start writing sooner
 
 

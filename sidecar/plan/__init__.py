@@ -6,7 +6,8 @@ under the mirror root and the original stays. A path is either an interface's ``
 path (URL node names) or an application's instance path (Curator JSON).
 
     decisions.py  the inputs and outputs: Identity, PathView, Decision, Action
-    kinds.py      URL nodes versus instance nodes: parsing, targets, markers
+    parsing.py    one path's nodes parsed once per read: names, instances, markers
+    kinds.py      URL nodes versus instance nodes: targets, markers
     context.py    what one pass over one path knows, and the questions decisions ask
     originals.py  providers' own registrations: rewrite, mirror or leave
     rewrites.py   the sidecar's own nodes: keep, update, remove, restore
@@ -34,8 +35,9 @@ from sidecar.plan.decisions import (
     interface_of,
 )
 from sidecar.plan.inplace import plan_instances
-from sidecar.plan.kinds import KNOWN_PROTOCOLS, claims_in
+from sidecar.plan.kinds import claims_in
 from sidecar.plan.originals import plan_original
+from sidecar.plan.parsing import KNOWN_PROTOCOLS
 from sidecar.plan.recording import with_records
 from sidecar.plan.rewrites import plan_mirrored, plan_rewritten, plan_vanished
 

@@ -14,7 +14,8 @@ from sidecar.model import Container, Endpoint, RegistryNode
 from sidecar.ownership import Marker, Ownership
 from sidecar.plan import persistent
 from sidecar.plan.decisions import Action, Decision, Identity, Mode, PathView
-from sidecar.plan.kinds import Parsed, kind_of
+from sidecar.plan.kinds import kind_of
+from sidecar.plan.parsing import Parsed
 from sidecar.scope import Lease
 
 

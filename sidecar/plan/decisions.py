@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from sidecar.mapping import Mapped
 from sidecar.model import Container, Create, Endpoint, Op, RegistryNode, Transaction
 from sidecar.ownership import Marker
+from sidecar.plan.parsing import Parses
 from sidecar.scope import Scope
 
 
@@ -68,7 +69,8 @@ class PathView:
     ``remembered`` are this sidecar's rewritten nodes of the path as last written, so that
     ones that vanished (its own session expired) can be re-created, and instance nodes (whose
     data is the application's) can be told apart. In mirror mode ``mirror`` holds the nodes
-    of the matching path under the mirror root.
+    of the matching path under the mirror root. ``parsed`` holds what its nodes parse to,
+    each parsed once for every step that plans them.
     """
 
     parent: str
@@ -77,9 +79,10 @@ class PathView:
     mirror_parent: str | None = None
     mirror: Sequence[RegistryNode] = ()
     instances: bool = False
+    parsed: Parses = field(default_factory=Parses, compare=False, repr=False)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Decision:
     """What happens to one registry node, why, and the transaction that does it.
 

@@ -33,8 +33,8 @@ from sidecar.ownership import Marker
 from sidecar.plan import owned
 from sidecar.plan.context import PlanContext
 from sidecar.plan.decisions import Action, Decision, Mode, decide, published_reason
-from sidecar.plan.kinds import Parsed
 from sidecar.plan.originals import plan_original
+from sidecar.plan.parsing import Parsed
 from sidecar.plan.rewrites import plan_mirrored
 
 

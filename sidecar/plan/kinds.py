@@ -4,53 +4,27 @@ everything) and application-level instance nodes (Curator JSON in the data)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from sidecar import instances, urls
+from sidecar import instances
 from sidecar.mapping import ContainerIndex, Mapped
 from sidecar.model import Endpoint, RegistryNode
-from sidecar.ownership import Marker, read_marker
+from sidecar.ownership import Marker
 from sidecar.plan.decisions import PathView, Remembered
-
-# Protocols whose provider URLs carry a TCP endpoint that consumers dial.
-KNOWN_PROTOCOLS = frozenset(
-    {"dubbo", "tri", "triple", "rest", "grpc", "hessian", "http", "https", "rmi", "webservice",
-     "thrift"}
-)  # fmt: skip
-# Parameters that, with the protocol, tell one exported service from another on one endpoint.
-_SERVICE_KEY = ("interface", "group", "version")
-
-
-@dataclass(frozen=True)
-class Parsed:
-    endpoint: Endpoint
-    url: urls.ProviderUrl | None = None
-    instance: instances.Instance | None = None
-
-    @property
-    def service(self) -> tuple[str, ...] | None:
-        """What a newer registration of the same service shares (None: nothing, instances).
-        Computed only when asked: it decodes the whole name."""
-        if self.url is None:
-            return None
-        parameters = dict(self.url.parameters)
-        return (self.url.protocol, self.url.path, *(parameters.get(k, "") for k in _SERVICE_KEY))
+from sidecar.plan.parsing import Parsed, Parses
 
 
 class UrlKind:
-    """Provider URL nodes: the name carries everything, the data is the sidecar's marker."""
+    """Provider URL nodes: the name carries everything, the data is the sidecar's marker.
+    What it parses comes from, and stays in, the path's parses (``parses``)."""
+
+    def __init__(self, parses: Parses) -> None:
+        self._parses = parses
 
     def parse(self, name: str, data: bytes) -> Parsed | str:
-        try:
-            url = urls.parse(name)
-        except urls.MalformedName as exc:
-            return f"malformed node name: {exc}"
-        if url.protocol not in KNOWN_PROTOCOLS:
-            return f"unknown protocol {url.protocol!r}"
-        return Parsed(url.endpoint, url=url)
+        return self._parses.url(name)
 
     def marker_of(self, node: RegistryNode) -> Marker | None:
-        return read_marker(node.data)
+        return self._parses.marker(node.data)
 
     def target(
         self, parsed: Parsed, found: Mapped, containers: ContainerIndex, advertise_host: str
@@ -67,17 +41,15 @@ class UrlKind:
 
 
 class InstanceKind:
-    """Instance nodes: name and data both carry the address; markers are remembered only."""
+    """Instance nodes: name and data both carry the address; markers are remembered only.
+    What it parses comes from, and stays in, the path's parses (``parses``)."""
 
-    def __init__(self, remembered: Iterable[Remembered]) -> None:
+    def __init__(self, remembered: Iterable[Remembered], parses: Parses) -> None:
         self._remembered = {r.node.name: r for r in remembered}
+        self._parses = parses
 
     def parse(self, name: str, data: bytes) -> Parsed | str:
-        try:
-            instance = instances.parse(name, data)
-        except instances.MalformedInstance as exc:
-            return f"not an instance this sidecar understands: {exc}"
-        return Parsed(instance.endpoint, instance=instance)
+        return self._parses.instance(name, data)
 
     def marker_of(self, node: RegistryNode) -> Marker | None:
         remembered = self._remembered.get(node.name)
@@ -118,20 +90,9 @@ class InstanceKind:
         return existing == wanted
 
 
-def named_host(name: str, instance: bool) -> str | None:
-    """The address a node's name registers, read from the name alone (None: the name does not
-    say; an instance's name usually does, as its id)."""
-    if instance:
-        endpoint = instances.endpoint_of(name)
-        return endpoint.host if endpoint is not None else None
-    try:
-        return urls.parse(name).endpoint.host
-    except urls.MalformedName:
-        return None
-
-
 def kind_of(view: PathView) -> UrlKind | InstanceKind:
-    return InstanceKind(view.remembered) if view.instances else UrlKind()
+    """The kind of a path's nodes, parsing into the view's parses."""
+    return InstanceKind(view.remembered, view.parsed) if view.instances else UrlKind(view.parsed)
 
 
 Kind = UrlKind | InstanceKind

@@ -10,7 +10,7 @@ from sidecar.model import Check, Create, Delete, RegistryNode
 from sidecar.ownership import Marker
 from sidecar.plan.context import PlanContext
 from sidecar.plan.decisions import Action, Decision, Mode, decide, published_reason
-from sidecar.plan.kinds import Parsed
+from sidecar.plan.parsing import Parsed
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from sidecar.model import Check, Create, Delete, Op, RegistryNode
 from sidecar.ownership import Marker
 from sidecar.plan.context import PlanContext
 from sidecar.plan.decisions import Action, Decision, Remembered, decide
-from sidecar.plan.kinds import Parsed
+from sidecar.plan.parsing import Parsed
 
 _UNTIL = "in this sidecar's session until its provider registers again"
 

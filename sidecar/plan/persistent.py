@@ -24,7 +24,8 @@ from sidecar import labels
 from sidecar.mapping import Mapped
 from sidecar.model import Endpoint, RegistryNode
 from sidecar.ownership import Marker
-from sidecar.plan.kinds import Kind, Parsed
+from sidecar.plan.kinds import Kind
+from sidecar.plan.parsing import Parsed
 
 # What one provider registers once: its endpoint, its service and its application.
 Claim = tuple[Endpoint, tuple[str, ...] | None, str]
@@ -32,10 +33,7 @@ Claim = tuple[Endpoint, tuple[str, ...] | None, str]
 
 def claimed_application(found: Mapped) -> str | None:
     """The application whose persistent registrations the container's label claims."""
-    try:
-        return labels.parse(found.container.labels).persistent_application
-    except labels.InvalidLabels:
-        return None
+    return found.persistent_application
 
 
 def application_of(parsed: Parsed) -> str:

@@ -7,14 +7,14 @@ from dataclasses import replace
 
 from sidecar.mapping import Mapped, Unmapped
 from sidecar.model import Create, Delete, RegistryNode
-from sidecar.ownership import Marker, read_marker
+from sidecar.ownership import Marker
 from sidecar.plan.context import PlanContext
 from sidecar.plan.decisions import Action, Decision, Remembered, decide
 
 
 def plan_rewritten(ctx: PlanContext, node: RegistryNode) -> Decision:
     """Replace mode: a node this sidecar (or another host's) wrote, found in the path."""
-    marker = ctx.kind.marker_of(node)
+    marker = ctx.markers[node.name]
     assert marker is not None
     if marker.engine != ctx.me.engine:
         return Decision(
@@ -145,7 +145,9 @@ def _provider_unproven(
 
 def plan_mirrored(ctx: PlanContext, node: RegistryNode) -> Decision:
     """Mirror mode: a node under the mirror path."""
-    marker = read_marker(node.data) if not ctx.view.instances else ctx.mirror_marker(node)
+    marker = (
+        ctx.view.parsed.marker(node.data) if not ctx.view.instances else ctx.mirror_marker(node)
+    )
     if marker is None or marker.engine != ctx.me.engine:
         return Decision(Action.LEAVE, node, "not mirrored by this host's sidecar", local=False)
     elsewhere = ctx.elsewhere(node, marker)
