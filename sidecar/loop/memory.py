@@ -141,16 +141,6 @@ class Memory:
         """Per endpoint, the sessions that register it anywhere (with how many paths)."""
         return self._claims
 
-    def sessions_claiming(self, parents: Iterable[str], hosts: set[str]) -> set[int]:
-        """The sessions registering, in ``parents``, an endpoint on one of ``hosts``."""
-        return {
-            session
-            for parent in parents
-            for endpoint, sessions in self._claims_by_path.get(parent, {}).items()
-            if endpoint.host in hosts
-            for session in sessions
-        }
-
 
 def _remember_one(
     d: Decision,

@@ -4,13 +4,14 @@ asks the servers where sessions connect from, as far as the planner needs it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from sidecar.loop.memory import Memory
 from sidecar.loop.paths import Roots
 from sidecar.mapping import ContainerIndex
-from sidecar.model import Origins, endpoint_host
+from sidecar.model import Endpoint, Origins, endpoint_host
 from sidecar.ownership import LocalAddresses, Ownership, only_here
 from sidecar.plan import PathView, claims_in
 from sidecar.plan.parsing import Parses
@@ -30,8 +31,15 @@ class Observation:
     this sidecar's nor a known peer's (read the leases before taking it over)."""
 
     views: list[PathView]
-    ownership: Ownership
+    # Per path read, the sessions registering each endpoint of a local container there.
+    claims: dict[str, dict[Endpoint, set[int]]]
+    origins: Origins | None
+    local: LocalAddresses
     strangers: bool
+
+    def ownership(self, claims: Mapping[Endpoint, Counter[int]]) -> Ownership:
+        """Who may be proven local, given every path's claims (``Memory.claims``)."""
+        return Ownership(self.origins, self.local, claims)
 
 
 class Observer:
@@ -98,10 +106,12 @@ class Observer:
         # Only endpoints of local containers can need a claim count; the paths that mention
         # an address are read again when a container takes it.
         local = containers.addresses()
-        for view in views:
-            claims = {e: s for e, s in claims_in(view).items() if e.host in local}
-            memory.set_claims(view.parent, claims)
-        needed = memory.sessions_claiming(parents, local) | _vanished_providers(views)
+        claims = {
+            view.parent: {e: s for e, s in claims_in(view).items() if e.host in local}
+            for view in views
+        }
+        needed = {s for found in claims.values() for sessions in found.values() for s in sessions}
+        needed |= _vanished_providers(views)
         if needed and self._origins is None:
             self._fetch_origins(max_age=_ORIGINS_MAX_AGE)  # the servers would not say
         elif needed - set(self._origins.sessions if self._origins else ()) - {0}:
@@ -113,8 +123,9 @@ class Observer:
             # second old. A session the answer knows as connected connects from where it did
             # then (sessions do not move between hosts): proving a new node needs no more.
             self._fetch_origins(max_age=_ORIGINS_MAX_AGE)
-        ownership = self._ownership(memory, containers, interface_addresses, host_addresses)
-        return Observation(views, ownership, _strangers(views, known_sessions, engine))
+        addresses = self._local(containers, interface_addresses, host_addresses)
+        strangers = _strangers(views, known_sessions, engine)
+        return Observation(views, claims, self._origins, addresses, strangers)
 
     def read(
         self,
@@ -172,13 +183,9 @@ class Observer:
         origins = self._origins
         return {s for s in sessions if origins is not None and origins.gone(s)}
 
-    def _ownership(
-        self,
-        memory: Memory,
-        containers: ContainerIndex,
-        interface_addresses: set[str],
-        host_addresses: set[str],
-    ) -> Ownership:
+    def _local(
+        self, containers: ContainerIndex, interface_addresses: set[str], host_addresses: set[str]
+    ) -> LocalAddresses:
         anywhere = {
             address
             for address in interface_addresses
@@ -186,12 +193,11 @@ class Observer:
         }
         # A Docker gateway is this host's address too, even when the sidecar runs in a
         # container and cannot see the host's interfaces.
-        local = LocalAddresses(
+        return LocalAddresses(
             anywhere=frozenset(anywhere | host_addresses | self._configured),
             near=frozenset(interface_addresses | containers.gateways),
             containers=frozenset(containers.addresses()),
         )
-        return Ownership(self._origins, local, memory.claims)
 
     def began(self) -> None:
         """A pass begins: the nodes it reads were there (their sessions connected) before

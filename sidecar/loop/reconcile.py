@@ -254,13 +254,14 @@ class Reconciler:
         later: it never holds back the others."""
         p = self.components
         seen = self._observe(paths, session)
+        for parent, claims in seen.claims.items():
+            p.memory.set_claims(parent, claims)
+        ownership = seen.ownership(p.memory.claims)
         me = me or self.identity(session)
         decisions: list[Decision] = []
         for view in seen.views:
             try:
-                decisions += plan_path(
-                    view, p.inventory.index, me, seen.ownership, p.memory.recorded
-                )
+                decisions += plan_path(view, p.inventory.index, me, ownership, p.memory.recorded)
             except Exception:
                 p.events.exception("plan_failed", node=view.parent)
                 self._plan_failed.add(view.parent)
