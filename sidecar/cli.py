@@ -27,6 +27,7 @@ from sidecar.config import (
     flag,
     load_settings,
 )
+from sidecar.hosts import servers
 from sidecar.logs import configure
 from sidecar.loop.wiring import Unreachable, assemble, fleet_once, plan_once, status_once
 from sidecar.proxy import CaptureError, capture
@@ -37,7 +38,6 @@ from sidecar.sources import address as advertise
 from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerConfigError
 from sidecar.state import StateFileBusy
-from sidecar.syntax import servers
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 PROG = "dubbo-sidecar"

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.hosts import parse_port
 from sidecar.model import Endpoint
-from sidecar.syntax import parse_port, quote
+from sidecar.quoting import quote
 
 ENDPOINTS = "dubbo.endpoints"
 METADATA_SERVICE = "dubbo.metadata-service.url-params"

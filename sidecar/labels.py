@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sidecar.syntax import normal_host, parse_port, quote, shorten
+from sidecar.hosts import normal_host, parse_port
+from sidecar.quoting import quote, shorten
 
 PREFIX = "dubbo-nat-sidecar."
 ENABLE = PREFIX + "enable"

@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sidecar.hosts import endpoint_pattern, parse_port
 from sidecar.model import Container, PublishedPort
-from sidecar.syntax import endpoint_pattern, parse_port
 
 # The pseudo-containers' ids start so: they never meet an engine's container ids.
 NAT_PREFIX = "nat-"
@@ -223,7 +223,7 @@ class Ignore:
 
 
 def parse_ignore(entry: str) -> Ignore:
-    """One ``--nat-ignore`` entry (see ``syntax.endpoint_pattern``); raise ValueError."""
+    """One ``--nat-ignore`` entry (see ``hosts.endpoint_pattern``); raise ValueError."""
     return Ignore(*endpoint_pattern(entry))
 
 

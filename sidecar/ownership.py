@@ -16,8 +16,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sidecar.hosts import parse_port
 from sidecar.model import Endpoint, Origin, Origins, RegistryNode
-from sidecar.syntax import parse_port, shorten
+from sidecar.quoting import shorten
 
 TAG = "dubbo-nat-sidecar"
 _PREFIX = b'{"' + TAG.encode() + b'":'

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.files import open_private, read_regular
-from sidecar.syntax import quote
+from sidecar.quoting import quote
 
 # A state file larger than this is not one the sidecar wrote: refused, not read.
 _LIMIT = 64 << 20

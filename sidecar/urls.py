@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from itertools import chain
 from urllib.parse import unquote_plus
 
+from sidecar.hosts import is_host_name, parse_port
 from sidecar.model import Endpoint
-from sidecar.syntax import is_host_name, parse_port, quote
+from sidecar.quoting import quote
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _PROTOCOL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")

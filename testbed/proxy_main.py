@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import structlog
 
 from sidecar import logs
+from sidecar.hosts import servers
 from sidecar.model import Container
 from sidecar.proxy import CaptureError, InventoryMapper, ProxyServer
 from sidecar.sources.docker import DockerEngine
 from sidecar.sources.static import StaticMapping, parse_ports
-from sidecar.syntax import servers
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

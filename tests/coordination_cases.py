@@ -13,7 +13,7 @@ from sidecar.coordination.lease import Lease, leases
 from sidecar.coordination.membership import Membership
 from sidecar.coordination.publishing import Publisher
 from sidecar.model import RegistryNode
-from sidecar.seams import Registry
+from sidecar.protocols import Registry
 from testbed.polling import wait_until
 
 # Real watches fire on kazoo's thread: polled for at most this long.

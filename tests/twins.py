@@ -1,8 +1,8 @@
-"""In-memory twins of the loop's seams (sidecar/seams.py): a registry with sessions, ephemeral
-owners, versions, one-shot watches and atomic transactions; a container engine that can go
-away; servers that tell where sessions connect from. Each subclasses the protocol it stands in
-for, so that mypy holds it to that protocol. For fast tests of the loop itself; behaviour that
-is ZooKeeper's or Docker's own is tested against the real ones."""
+"""In-memory twins of the loop's protocols (sidecar/protocols.py): a registry with sessions,
+ephemeral owners, versions, one-shot watches and atomic transactions; a container engine that
+can go away; servers that tell where sessions connect from. Each subclasses the protocol it
+stands in for, so that mypy holds it to that protocol. For fast tests of the loop itself;
+behaviour that is ZooKeeper's or Docker's own is tested against the real ones."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from sidecar.model import (
     Transaction,
     WriteResult,
 )
-from sidecar.seams import Engine, OriginSource, Reading, Registry
+from sidecar.protocols import Engine, OriginSource, Reading, Registry
 from sidecar.sources.docker import DockerUnavailable
 
 

@@ -18,7 +18,8 @@ from sidecar.config.fields import (
     RegistryFields,
 )
 from sidecar.config.security import SaslFields, TlsFields
-from sidecar.syntax import endpoint_pattern, parse_port, quote, servers, valid_host
+from sidecar.hosts import endpoint_pattern, parse_port, servers, valid_host
+from sidecar.quoting import quote
 
 ENV_PREFIX = "DUBBO_SIDECAR_"
 _PATH_SEGMENT = re.compile(r"[^/\x00]+")

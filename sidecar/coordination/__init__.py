@@ -1,3 +1,3 @@
 """How sidecars coordinate through ZooKeeper, one small recipe per primitive over the
-``Coordination`` seam (sidecar/seams.py), each usable without the loop: a lease, an
+``Coordination`` protocol (sidecar/protocols.py), each usable without the loop: a lease, an
 election, membership, publishing."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sidecar.model import RegistryNode
-from sidecar.seams import Coordination
+from sidecar.protocols import Coordination
 
 # Reads of the ballots in one standing at most, while the ballot ahead goes as it is read.
 _READS = 5

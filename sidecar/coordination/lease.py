@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar.seams import Coordination
+from sidecar.protocols import Coordination
 
 
 class Lease:

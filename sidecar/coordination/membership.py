@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.seams import Coordination
+from sidecar.protocols import Coordination
 
 
 class Membership:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from sidecar.seams import Coordination
+from sidecar.protocols import Coordination
 
 # A group that could not be written is tried again after this, twice as late each time it
 # fails again, up to the last.

@@ -19,9 +19,9 @@ from sidecar.fleet.nodes import Problems, read_member
 from sidecar.fleet.routes import Facts, Member, Members, Routes, where_from
 from sidecar.fleet.work import part_path, split
 from sidecar.model import Listing
+from sidecar.periodic_sweep import sweep_slice
 from sidecar.plan.parsing import named_host
-from sidecar.seams import Coordination, OriginSource, Reads
-from sidecar.sweep import sweep_slice
+from sidecar.protocols import Coordination, OriginSource, Reads
 
 FLEET_ROOT = "/dubbo-nat-sidecar/fleet"
 MEMBERS = f"{FLEET_ROOT}/members"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from sidecar.fleet.routes import Member
 from sidecar.model import RegistryNode
-from sidecar.syntax import shorten
+from sidecar.quoting import shorten
 
 _BALLOT = re.compile(r"n_\d{10}")
 # What a member id may be: the engine's id and the lease's name (sidecar/scope.py).

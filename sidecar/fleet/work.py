@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sidecar.syntax import shorten
+from sidecar.quoting import shorten
 
 Paths = dict[str, tuple[str, int]]  # path -> digest, child version
 # Parts at most: 2**16 parts of half a megabyte are 32 GB of work.

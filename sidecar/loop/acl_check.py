@@ -11,10 +11,10 @@ from collections.abc import Callable
 from sidecar.acls import fix_command, identities, others_may_change
 from sidecar.fleet.indexer import ELECTION, FLEET_ROOT, MEMBERS, WORK
 from sidecar.model import AclEntry
+from sidecar.protocols import Reads
 from sidecar.records import RECORDS_ROOT, records_parent
 from sidecar.report.events import Events
 from sidecar.scope import LEASE_ROOT
-from sidecar.seams import Reads
 
 TOP = LEASE_ROOT.rpartition("/")[0]  # /dubbo-nat-sidecar
 

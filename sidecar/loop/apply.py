@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from sidecar.model import Outcome, WriteResult
 from sidecar.ops.metrics import Metrics
 from sidecar.plan import Action, Decision
+from sidecar.protocols import Transactions
 from sidecar.report.events import Events
-from sidecar.seams import Transactions
 
 Results = dict[Decision, WriteResult]
 

@@ -16,8 +16,8 @@ from sidecar.loop.paths import PathIndex, Roots
 from sidecar.loop.retries import Retries
 from sidecar.ops.metrics import Metrics
 from sidecar.plan import Mode
+from sidecar.protocols import Registry
 from sidecar.report.events import Events
-from sidecar.seams import Registry
 from sidecar.sources.probe import Prober
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from sidecar import natrules
 from sidecar.mapping import ContainerIndex
 from sidecar.model import STATIC_ID, Container, endpoint_host
+from sidecar.protocols import Engine
 from sidecar.report.events import Events
-from sidecar.seams import Engine
 from sidecar.sources import static as static_source
 from sidecar.sources.docker import DockerUnavailable
 from sidecar.sources.nat import NatSnapshot

@@ -17,9 +17,9 @@ from sidecar.loop.dirty import Work
 from sidecar.loop.retries import Retries, Whole
 from sidecar.model import Container
 from sidecar.ops.metrics import Metrics
+from sidecar.protocols import Coordination, RegistrySession
 from sidecar.report.events import Events
 from sidecar.scope import LEASE_ROOT, Scope, choose, lease_data, peers_from
-from sidecar.seams import Coordination, RegistrySession
 
 
 class LeaseRegistry(RegistrySession, Coordination, Protocol):

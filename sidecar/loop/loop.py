@@ -23,9 +23,9 @@ from sidecar.loop.retries import FIRST, MAX, Whole
 from sidecar.loop.roles import Role
 from sidecar.model import Transaction
 from sidecar.ops.server import OpsServer
+from sidecar.protocols import Engine, Registry, Source
 from sidecar.registry.outcomes import Interrupted
 from sidecar.report.events import Events
-from sidecar.seams import Engine, Registry, Source
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.docker import DockerUnavailable
 from sidecar.sources.static import identity as static_identity

@@ -15,7 +15,7 @@ from sidecar.model import Endpoint, Origins, endpoint_host
 from sidecar.ownership import LocalAddresses, Ownership, only_here
 from sidecar.plan import PathView, claims_in
 from sidecar.plan.parsing import Parses
-from sidecar.seams import OriginSource, Reads
+from sidecar.protocols import OriginSource, Reads
 
 # Asking every server for its connections is not free: at most this often...
 _ORIGINS_MIN_INTERVAL = 0.05

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from sidecar import labels
 from sidecar.config import Settings
 from sidecar.model import Container
+from sidecar.periodic_sweep import sweep_slice
 from sidecar.scope import Scope
-from sidecar.sweep import sweep_slice
 
 
 class Roots:

@@ -16,9 +16,9 @@ from sidecar.loop.reconcile import Reconciler
 from sidecar.model import RegistryNode
 from sidecar.ownership import read_marker
 from sidecar.plan import Decision
+from sidecar.protocols import Registry
 from sidecar.report.tables import FleetMember, Managed
 from sidecar.scope import HOST_LEASE, Lease, Scope, peers_from
-from sidecar.seams import Registry
 
 
 def managed_now(reconciler: Reconciler, observed: list[Decision]) -> list[Managed]:

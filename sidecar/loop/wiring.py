@@ -13,6 +13,7 @@ from sidecar import natrules
 from sidecar.config import ConfigError, Settings, tls_files
 from sidecar.fleet.indexer import FLEET_ROOT, Indexer
 from sidecar.fleet.member import FleetKeeper
+from sidecar.hosts import servers
 from sidecar.loop.acl_check import AclCheck
 from sidecar.loop.apply import Applier
 from sidecar.loop.components import Components
@@ -32,20 +33,19 @@ from sidecar.loop.status import fleet_now, managed_now
 from sidecar.ops.metrics import Metrics
 from sidecar.ops.server import OpsServer
 from sidecar.plan import Decision, Mode
+from sidecar.protocols import Engine, OriginSource, Registry, Source
 from sidecar.proxy import InventoryMapper, ProxyServer, capture
 from sidecar.registry.readonly import ReadOnlyRegistry
 from sidecar.registry.sessions import SessionOrigins
 from sidecar.registry.zookeeper import ZooKeeperRegistry
 from sidecar.report.events import Events
 from sidecar.report.tables import FleetMember, Managed
-from sidecar.seams import Engine, OriginSource, Registry, Source
 from sidecar.sources import static as static_source
 from sidecar.sources.address import AddressWatch, AdvertiseHost, changes_over_time
 from sidecar.sources.docker import DockerEngine, DockerUnavailable, DockerWatch
 from sidecar.sources.host import interface_addresses
 from sidecar.sources.nat import NatSnapshot, NatWatch
 from sidecar.sources.probe import Prober
-from sidecar.syntax import servers
 from sidecar.tls import ClientTls
 
 
@@ -276,7 +276,7 @@ def build_components(
     host_addresses: Callable[[], set[str]] = interface_addresses,
     nat: Callable[[], NatSnapshot] | None = None,
 ) -> Components:
-    """The components of a pass, from the settings and the seams (real or in-memory twins);
+    """The components of a pass, from the settings and the protocols (real or in-memory twins);
     ``earlier_session``: the session the state file names (its lease is this sidecar's);
     ``nat``: the NAT table's latest snapshot, when that source is on."""
     ignore = tuple(natrules.parse_ignore(entry) for entry in settings.nat_ignore)

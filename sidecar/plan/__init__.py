@@ -9,12 +9,13 @@ path (URL node names) or an application's instance path (Curator JSON).
     parsing.py    one path's nodes parsed once per read: names, instances, markers
     kinds.py      URL nodes versus instance nodes: targets, markers
     context.py    what one pass over one path knows, and the questions decisions ask
-    originals.py  providers' own registrations: rewrite, mirror or leave
-    rewrites.py   the sidecar's own nodes: keep, update, remove, restore
+    rewrite.py    where a rewrite is decided: each provider's own registration rewritten,
+                  mirrored or left
+    existing_rewrites.py  the rewrites already made: kept, updated, removed, restored
     recording.py  the record of each rewrite, written in the same transaction
     persistent.py persistent registrations: whose a label says they are
     inplace.py    instance paths: each instance rewritten in place, its node its provider's
-    owned.py      instance nodes of the sidecar's own (renamed by an earlier version, migrated)
+    legacy_instances.py  instance nodes an earlier version made its own (renamed, migrated)
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from sidecar.plan.decisions import (
     Remembered,
     interface_of,
 )
+from sidecar.plan.existing_rewrites import plan_mirrored, plan_rewritten, plan_vanished
 from sidecar.plan.inplace import plan_instances
 from sidecar.plan.kinds import claims_in
-from sidecar.plan.originals import plan_original
 from sidecar.plan.parsing import KNOWN_PROTOCOLS
 from sidecar.plan.recording import with_records
-from sidecar.plan.rewrites import plan_mirrored, plan_rewritten, plan_vanished
+from sidecar.plan.rewrite import plan_original
 
 __all__ = [
     "KNOWN_PROTOCOLS",

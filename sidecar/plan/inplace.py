@@ -18,8 +18,8 @@ advertised address moves, and left to its provider when its container stops, exc
 persistent one, which no session would remove: it goes with its container.
 
 The sidecar's own instance nodes (renamed by an earlier version, or migrated into its
-session) are decided in owned.py; a container labelled for mirror mode is mirrored as any
-registration is (originals.py).
+session) are decided in legacy_instances.py; a container labelled for mirror mode is mirrored as any
+registration is (rewrite.py).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from sidecar import instances
 from sidecar.mapping import Mapped, Unmapped
 from sidecar.model import Delete, Endpoint, RegistryNode, SetData
 from sidecar.ownership import Marker
-from sidecar.plan import owned
+from sidecar.plan import legacy_instances
 from sidecar.plan.context import PlanContext
 from sidecar.plan.decisions import Action, Decision, Mode, decide, published_reason
-from sidecar.plan.originals import plan_original
+from sidecar.plan.existing_rewrites import plan_mirrored
 from sidecar.plan.parsing import Parsed
-from sidecar.plan.rewrites import plan_mirrored
+from sidecar.plan.rewrite import plan_original
 
 
 def plan_instances(ctx: PlanContext) -> list[Decision]:
@@ -50,12 +50,16 @@ def plan_instances(ctx: PlanContext) -> list[Decision]:
         elif marker.original != node.name:
             renamed.append((node, marker))
         else:
-            decisions.append(owned.plan_migrated(ctx, node, marker))
+            decisions.append(legacy_instances.plan_migrated(ctx, node, marker))
     by_name = {d.node.name: d for d in decisions}
-    decisions += [owned.plan_renamed(ctx, n, m, by_name.get(m.original)) for n, m in renamed]
+    decisions += [
+        legacy_instances.plan_renamed(ctx, n, m, by_name.get(m.original)) for n, m in renamed
+    ]
     present = {n.name for n in ctx.view.nodes}
     decisions += [
-        owned.plan_gone(ctx, r) for r in ctx.view.remembered if r.node.name not in present
+        legacy_instances.plan_gone(ctx, r)
+        for r in ctx.view.remembered
+        if r.node.name not in present
     ]
     return decisions + [plan_mirrored(ctx, node) for node in ctx.view.mirror]
 
@@ -155,7 +159,7 @@ def _sidecars(
     container = found.container.id if found.container is not None else ""
     data = instances.dumps(provided) if provided is not None else b""
     marker = Marker(node.name, original, container, ctx.me.engine, original_data=data)
-    return owned.plan_migrated(ctx, node, marker)
+    return legacy_instances.plan_migrated(ctx, node, marker)
 
 
 def _container_gone(

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import TypeGuard
 
 from sidecar.bounded_requests import ask, http_request
+from sidecar.hosts import servers
 from sidecar.model import Origin, Origins
-from sidecar.syntax import servers, shorten
+from sidecar.quoting import shorten
 from sidecar.tls import ClientTls
 
 _CONS_LINE = re.compile(r"^\s*/(?P<address>.+):\d+\[\d+\]\((?P<stats>.*)\)\s*$")

@@ -31,6 +31,7 @@ from sidecar.model import (
     Transaction,
     WriteResult,
 )
+from sidecar.protocols import Reading, Registry
 from sidecar.registry.client import Session
 from sidecar.registry.outcomes import (
     Failed,
@@ -40,7 +41,6 @@ from sidecar.registry.outcomes import (
     outcome,
     request_size,
 )
-from sidecar.seams import Reading, Registry
 
 
 class ZooKeeperRegistry(Session, Registry):

@@ -19,7 +19,7 @@ import structlog
 from sidecar import urls
 from sidecar.model import Endpoint, Outcome, WriteResult
 from sidecar.plan import Action, Decision
-from sidecar.syntax import shorten
+from sidecar.quoting import shorten
 
 
 class Events:

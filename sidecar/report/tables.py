@@ -9,8 +9,8 @@ from sidecar import urls
 from sidecar.model import Endpoint, RegistryNode
 from sidecar.ownership import Marker
 from sidecar.plan import Action, Decision, interface_of
+from sidecar.quoting import shorten
 from sidecar.report.events import current_endpoint
-from sidecar.syntax import shorten
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from sidecar.bounded_requests import Response, http_request
 from sidecar.config import ConfigError, Settings, check_address_source
+from sidecar.hosts import normal_host, servers
 from sidecar.sources.host import addresses_of
-from sidecar.syntax import normal_host, servers
 
 # AWS IMDSv2: a GET without a session token is refused (401); the token comes from a PUT.
 _TOKEN_PATH = "/latest/api/token"

@@ -16,8 +16,8 @@ import docker.utils
 import requests
 
 from sidecar import labels
+from sidecar.hosts import parse_port
 from sidecar.model import Container, PublishedPort
-from sidecar.syntax import parse_port
 
 # Docker actions after which a container's addresses, bindings or health may differ. Podman
 # (4.3) filters on its own names for two of them, "died" (it sends "die") and "remove".

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from sidecar import labels
 from sidecar.files import read_regular
+from sidecar.hosts import is_ip, parse_port
 from sidecar.model import STATIC_ID, Container, PublishedPort
-from sidecar.syntax import is_ip, parse_port, quote
+from sidecar.quoting import quote
 
 _CHECK_EVERY = 1.0
 # A file written in place (an editor that truncates, then writes) can be read half written:

@@ -15,7 +15,7 @@ from kazoo.client import KazooClient
 from sidecar import urls
 from sidecar.model import Endpoint
 from sidecar.ownership import read_marker
-from sidecar.syntax import shorten
+from sidecar.quoting import shorten
 from testbed.engine import DockerEngine
 from testbed.networks import container_ip, published_port
 from testbed.polling import wait_until

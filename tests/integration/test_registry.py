@@ -281,7 +281,7 @@ def test_with_kazoo_changed_the_registry_reads_writes_and_watches_through_kazoos
 def test_the_read_only_registry_of_plan_and_status_changes_nothing(
     zookeeper: ZooKeeperServer, root: str, registry: KazooClient
 ) -> None:
-    """Every write the registry seams offer, asked of the registry ``plan`` and ``status``
+    """Every write the registry protocols offer, asked of the registry ``plan`` and ``status``
     use, leaves the tree exactly as it was: transactions come back as dry runs, nodes put
     are reported not written, a lease is not taken, a ballot not cast."""
     registry.create(f"{root}/kept", b"before", makepath=True)

@@ -1,5 +1,6 @@
 """The map matches the land: the layer list in docs/architecture.md is the import-linter
-contract's, and every module of the package is placed in a layer."""
+contract's, every module of the package is placed in a layer, and the layout tree names
+every module."""
 
 from __future__ import annotations
 
@@ -38,3 +39,20 @@ def test_every_module_of_the_package_is_in_a_layer() -> None:
     modules = {p.stem for p in package.glob("*.py") if not p.stem.startswith("__")}
     modules |= {p.name for p in package.iterdir() if (p / "__init__.py").exists()}
     assert modules <= placed, sorted(modules - placed)
+
+
+def _laid_out() -> set[str]:
+    """The top-level modules and packages the layout tree of docs/architecture.md names."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("    sidecar/\n", 1)[1].split("\n    testbed/", 1)[0]
+    return set(re.findall(r"^      ([a-z_]+)(?:\.py|/)", tree, flags=re.MULTILINE))
+
+
+def test_the_layout_tree_names_every_module_of_the_package() -> None:
+    """Every top-level module and package is in the layout tree, and the tree names no
+    module that is gone."""
+    package = ROOT / "sidecar"
+    modules = {p.stem for p in package.glob("*.py") if not p.stem.startswith("__")}
+    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").exists()}
+    assert _laid_out() == modules

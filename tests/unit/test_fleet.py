@@ -17,7 +17,7 @@ from sidecar.fleet.routes import Facts, Member, Members, Routes
 from sidecar.loop.dirty import Work
 from sidecar.loop.status import fleet_now
 from sidecar.model import Endpoint, Origin
-from sidecar.sweep import SWEEP_RESYNCS
+from sidecar.periodic_sweep import SWEEP_RESYNCS
 from tests.twins import MemoryEngine, MemoryRegistry
 from tests.unit.fleets import (
     PROVIDER,

@@ -19,8 +19,8 @@ from sidecar.loop.roles import Watching
 from sidecar.loop.wiring import build_components
 from sidecar.model import RegistryNode
 from sidecar.ops.metrics import Metrics
+from sidecar.protocols import Reading
 from sidecar.report.events import Events
-from sidecar.seams import Reading
 from sidecar.sources.address import AdvertiseHost
 from sidecar.sources.static import StaticMapping
 from testbed.polling import wait_until

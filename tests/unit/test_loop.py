@@ -12,9 +12,9 @@ from sidecar.loop.dirty import Work
 from sidecar.loop.retries import FIRST, Whole
 from sidecar.model import Endpoint, Origin, RegistryNode
 from sidecar.ownership import Marker
+from sidecar.periodic_sweep import SWEEP_RESYNCS
 from sidecar.plan import Remembered, plan_path
 from sidecar.sources.address import AdvertiseHost
-from sidecar.sweep import SWEEP_RESYNCS
 from tests.twins import FixedOrigins
 from tests.unit.harness import ORIGINAL, PROVIDERS, SHOP, Harness, rewritten
 from tests.unit.scenarios import as_bytes, instance_json, url_name

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.sweep import SWEEP_RESYNCS as _SWEEP_RESYNCS
-from sidecar.sweep import sweep_slice
+from sidecar.periodic_sweep import SWEEP_RESYNCS as _SWEEP_RESYNCS
+from sidecar.periodic_sweep import sweep_slice
 
 
 @given(st.integers(min_value=0, max_value=5000), st.integers(min_value=0, max_value=10**6))

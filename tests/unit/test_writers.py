@@ -7,16 +7,16 @@ import ast
 import re
 from pathlib import Path
 
-from sidecar.seams import Coordination, Transactions
+from sidecar.protocols import Coordination, Transactions
 
 ROOT = Path(__file__).resolve().parents[2]
-# The seams' writes, and kazoo's, and what the proxy sends the servers.
+# The protocols' writes, and kazoo's, and what the proxy sends the servers.
 SEAM_WRITES = {"start", "put", "join", "acquire", "release"}
 KAZOO_WRITES = {
     "create", "create_async", "set", "set_async", "delete", "delete_async", "transaction",
     "ensure_path", "ensure_path_async",
 }  # fmt: skip
-# Who each write is called on: a registry or coordination seam, a kazoo client, the proxy's
+# Who each write is called on: a registry or coordination protocol, a kazoo client, the proxy's
 # connection to the servers (what else has these method names is never named so).
 WRITTEN_THROUGH = (
     (SEAM_WRITES, re.compile(r"registry|coordination", re.IGNORECASE)),
@@ -61,13 +61,13 @@ def _writers_listed() -> set[str]:
 
 
 def test_every_module_that_writes_is_listed_with_its_reason_and_only_those() -> None:
-    """A module that writes to ZooKeeper (a seam's write, kazoo's, the proxy's upstream) is
+    """A module that writes to ZooKeeper (a protocol's write, kazoo's, the proxy's upstream) is
     in the Writers table, and every module the table lists writes."""
     assert _writers_found() == _writers_listed()
 
 
-def test_the_writes_looked_for_are_the_seams_writes() -> None:
-    """The seam methods looked for are the write protocols' writes (a new one is looked for
+def test_the_writes_looked_for_are_the_protocols_writes() -> None:
+    """The protocol methods looked for are the write protocols' writes (a new one is looked for
     too, or this fails)."""
     reads = {"owner_of", "read_data", "nodes_under", "read_nodes"}
     declared = {
@@ -80,7 +80,7 @@ def test_the_writes_looked_for_are_the_seams_writes() -> None:
 
 
 def test_a_write_anywhere_else_is_found() -> None:
-    """A write through the registry, a coordination seam, a kazoo client or the proxy's
+    """A write through the registry, a coordination protocol, a kazoo client or the proxy's
     upstream is found wherever it is; threads started and locks released are not writes."""
     found = writes_in(
         "p.registry.start([t])\nself._coordination.put({})\nself._client.create_async(x)\n"

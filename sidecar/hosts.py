@@ -1,7 +1,8 @@
-"""Strict syntax of the values the sidecar reads: ports, host names, connect strings.
+"""How ports, host names, addresses, connect strings and endpoint patterns are read: strictly,
+and the same way everywhere.
 
 Pure and at the bottom of the layers: configuration, labels, the static mapping and the
-parsers of registry data all read ports and hosts the same way.
+parsers of registry data all read ports and hosts through here.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from sidecar.quoting import quote
+
 # RFC 1123 host names: labels of letters, digits and hyphens, neither starting nor ending
 # with a hyphen; at most 253 characters in all.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _ASCII_DIGITS = re.compile(r"[0-9]{1,5}")
-# How much of a bad value a message quotes: enough to recognise it, never a megabyte.
-QUOTE_LIMIT = 200
 
 
 def parse_port(text: object) -> int:
@@ -81,18 +82,6 @@ def servers(connect_string: str) -> list[tuple[str, int]]:
             port = int(port_text) if _ASCII_DIGITS.fullmatch(port_text) else -1
         found.append((host, port))
     return found
-
-
-def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
-    """``repr`` of a value for a message, cut to about ``limit`` characters."""
-    return shorten(repr(value), limit)
-
-
-def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
-    """``text`` as it is if short, else its first ``limit`` characters and its length."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text)} characters)"
 
 
 def endpoint_pattern(

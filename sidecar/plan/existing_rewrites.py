@@ -1,5 +1,5 @@
-"""Decisions about the sidecar's own nodes: rewrites found in a path, rewrites remembered but
-gone from it, and mirrors."""
+"""The rewrites already made (the sidecar's own nodes): found in a path, remembered but gone
+from it, and mirrors; each kept, updated, restored or removed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Decisions about original registrations: what providers wrote, with their own addresses."""
+"""Where a rewrite is decided: each original registration (what a provider wrote, with its
+own address) rewritten, mirrored or left."""
 
 from __future__ import annotations
 
