@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped,unused-ignore]
 
+from bench.table import summary_line
 from bench.workload import (
     FIRST_PORT,
     HOST_PORT_OFFSET,
@@ -250,7 +251,7 @@ def main() -> int:
         ratio = f"{value / baseline:7.2f}" if baseline else f"{'-':>7}"
         shown = f"{baseline:10.3f}" if baseline is not None else f"{'-':>10}"
         print(f"{figure:42} {value:10.3f} {shown} {ratio}  ({unit})")
-    print(f"summary {summary(figures)}")
+    print(summary_line(summary(figures)))
     return 0
 
 

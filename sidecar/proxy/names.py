@@ -19,7 +19,6 @@ and nothing the app reads contradicts what it wrote.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -89,7 +88,7 @@ class Names:
         if isinstance(target, NotMapped):
             return Kept(path, endpoint, target.reason)
         parent = path.rpartition("/")[0]
-        name = _published(url, target) if url is not None else instances.node_name(target)
+        name = url.with_endpoint(target) if url is not None else instances.node_name(target)
         return Renamed(path, f"{parent}/{name}", endpoint, target, url is None)
 
     def data(self, renamed: Renamed, data: bytes | None) -> tuple[bytes | None, str]:
@@ -194,12 +193,6 @@ class Names:
         if own is None:
             return None
         return url.with_endpoint(own) if url is not None else instances.node_name(own)
-
-
-@functools.lru_cache(maxsize=4096)
-def _published(url: urls.ProviderUrl, target: Endpoint) -> str:
-    # Cached: the app names its own few nodes again and again, and the swap is the costly part.
-    return url.with_endpoint(target)
 
 
 def _address_data(renamed: Renamed, data: bytes) -> bytes:
