@@ -4,7 +4,8 @@ what a whole sidecar process holds.
 By default: plans 100,000 nodes with 1 KB names (half of them other hosts' rewrites, whose
 data is a marker holding the 1 KB original) in paths of 100, as a full resync reads them,
 dropping each path's nodes after planning it, as the registry does for other hosts'
-registrations. What the process still holds afterwards is what the caches keep. No
+registrations. What the process still holds afterwards is what planning kept (nothing, by
+design: parsed names go with their read). No
 ZooKeeper or Docker needed. With ``--sidecar``: a real ZooKeeper holding those nodes (and
 an empty root, for the baseline), the same mix in paths of 5, and the sidecar process
 reading them (static mapping, no Docker); its peak and current RSS after the first full
