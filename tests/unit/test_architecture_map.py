@@ -1,6 +1,6 @@
 """The map matches the land: the layer list in docs/architecture.md is the import-linter
-contract's, every module of the package is placed in a layer, and the layout tree names
-every module."""
+contract's, every module of the package is placed in a layer, the layout tree names every
+module, and every module below the loop is pure unless it says why not."""
 
 from __future__ import annotations
 
@@ -30,6 +30,34 @@ def _contract_layers() -> list[set[str]]:
 def test_the_documented_layers_are_the_contracts() -> None:
     """docs/architecture.md lists the layers import-linter enforces, in the same order."""
     assert _documented_layers() == _contract_layers()
+
+
+# Modules at the planner's layer and below that may do I/O or log; every other one there is
+# pure, and must be in the purity contract (so a new one is covered unless placed here).
+MAY_DO_IO = {
+    "config": "reads the environment and the configuration file",
+    "logs": "sets up structlog and writes the log",
+    "bounded_requests": "asks other hosts over sockets",
+    "tls": "reads certificate files, makes TLS contexts",
+    "files": "opens the files the sidecar is given",
+}
+
+
+def _pure_contract() -> set[str]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    pure = next(c for c in contracts if c["name"].startswith("The planner and its rules are pure"))
+    return {name.removeprefix("sidecar.") for name in pure["source_modules"]}
+
+
+def test_every_module_below_the_loop_is_pure_unless_said_otherwise() -> None:
+    """Every module or package at the planner's layer and below is in the purity contract,
+    except those that say why they may do I/O."""
+    layers = _contract_layers()
+    planner = next(i for i, layer in enumerate(layers) if "plan" in layer)
+    lower = set().union(*layers[planner:])
+    top_level_pure = {name for name in _pure_contract() if "." not in name}
+    assert top_level_pure == lower - MAY_DO_IO.keys()
 
 
 def test_every_module_of_the_package_is_in_a_layer() -> None:
