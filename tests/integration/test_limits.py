@@ -115,10 +115,13 @@ def test_put_writes_every_node_it_can(
 
 
 def _provider_name(i: int, methods: int) -> str:
+    """Provider ``i``'s URL: a service of its own (its version), since one session that
+    registers one service again on one endpoint is re-exporting it, and its earlier
+    registration's rewrite goes."""
     names = ",".join(f"method{m:04d}WithAVeryLongName" for m in range(methods))
     return java_url_encode(
         f"dubbo://{CONTAINER}:20880/{INTERFACE}?application=app-{i}&interface={INTERFACE}"
-        f"&methods={names}&side=provider"
+        f"&methods={names}&side=provider&version={i}.0.0"
     )
 
 

@@ -28,6 +28,7 @@ _OTHER_FLAGS |= {
     "--upgrade-package",
     "--tls",
     "--nat",
+    "--one-sidecar",
 }
 _OTHER_FLAGS |= {"--label", "--now", "--time"}  # podman's and systemctl's (deployment.md)
 _OTHER_FLAGS |= {"--cap-add", "--cap-drop", "--read-only"}  # docker run
