@@ -32,7 +32,8 @@ class Picked:
 
 class Role(ABC):
     """What differs between the ways a sidecar takes part in a pass: each role answers the
-    abstract questions; the others have the answer of a role that runs nothing besides."""
+    abstract questions; the others have a default (the paths of its host or app are read,
+    nothing runs besides the loop)."""
 
     def scope_decided(self, p: Components, address: str) -> None:
         """The scope of this pass is decided (``address``: the one advertised)."""
@@ -43,12 +44,14 @@ class Role(ABC):
         """Hold the lease, or stand by (False: the pass ends here). ``about``: what the
         lease says of this sidecar."""
 
-    @abstractmethod
     def pick(
         self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
     ) -> Picked | None:
-        """The registry paths this pass reads (None: none at all, not even the records).
-        ``not_ready``: why this sidecar is not ready, as the loop last published it."""
+        """The registry paths this pass reads (None: none at all, not even the records): by
+        default those of its host or app. ``not_ready``: why this sidecar is not ready, as the
+        loop last published it."""
+        refresh_before_reading(p, work)
+        return Picked(*paths_to_read(p, work))
 
     @abstractmethod
     def plans_as(self, session: int) -> int | None:
@@ -91,15 +94,6 @@ class Watching(Role):
         """``persistence``: the state file (the session to resume)."""
         self.persistence = persistence
 
-    def hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
-        return self._hold(p, session, work, about)
-
-    def pick(
-        self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
-    ) -> Picked | None:
-        refresh_before_reading(p, work)
-        return Picked(*paths_to_read(p, work))
-
     def plans_as(self, session: int) -> int | None:
         return session
 
@@ -113,7 +107,7 @@ class Watching(Role):
         if not p.memory.records_stale:
             self.persistence.recorded()  # a restart restores from the records read now
 
-    def _hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
+    def hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
         """Hold this sidecar's lease in its session (False: standing by); a per-app sidecar
         that has held it long enough takes its container's rewrites over from the per-host
         one."""
@@ -146,7 +140,7 @@ class Proxying(Watching):
         self.mapper.update(app, address)
 
     def hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
-        return self._hold(p, session, work, about | {"proxy": "true"})
+        return super().hold(p, session, work, about | {"proxy": "true"})
 
     def pick(
         self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
@@ -250,12 +244,6 @@ class Observing(Role):
     def hold(self, p: Components, session: int, work: Work, about: dict[str, str]) -> bool:
         p.lease.observe()
         return True
-
-    def pick(
-        self, p: Components, work: Work, session: int, address: str, not_ready: tuple[str, ...]
-    ) -> Picked | None:
-        refresh_before_reading(p, work)
-        return Picked(*paths_to_read(p, work))
 
     def plans_as(self, session: int) -> int | None:
         return None

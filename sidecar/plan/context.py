@@ -10,10 +10,10 @@ from functools import cached_property
 
 from sidecar import labels
 from sidecar.mapping import ContainerIndex, Mapped, Unmapped
-from sidecar.model import Container, Endpoint, RegistryNode
+from sidecar.model import Container, Create, Delete, Endpoint, RegistryNode
 from sidecar.ownership import Marker, Ownership
 from sidecar.plan import persistent
-from sidecar.plan.decisions import Action, Decision, Identity, Mode, PathView
+from sidecar.plan.decisions import Action, Decision, Identity, Mode, PathView, decide
 from sidecar.plan.kinds import kind_of
 from sidecar.plan.parsing import Parsed
 from sidecar.scope import Lease
@@ -120,6 +120,17 @@ class PlanContext:
         """Whether this sidecar's ``node`` needs no taking over: it is in this session (an
         observer counts every session as its own), or persistent (in none)."""
         return self.me.session in (None, node.owner) or node.owner == 0
+
+    def kept(self, base: Decision, reason: str) -> Decision:
+        """The sidecar's own node kept as it is: left alone in this session, else taken over
+        from an earlier run (created again in this session)."""
+        node = base.node
+        if self.holds(node):
+            return decide(base, Action.KEEP, reason)
+        return decide(
+            base, Action.UPDATE, f"taking over from an earlier run: {reason}",
+            Delete(node.path, node.version), Create(node.path, node.data),
+        )  # fmt: skip
 
     def managed(self, node: RegistryNode) -> str:
         if node.owner == 0:

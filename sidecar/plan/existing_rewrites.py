@@ -82,12 +82,7 @@ def _opted_out(ctx: PlanContext, base: Decision, found: Unmapped) -> Decision:
         f"{found.reason}; the rewrite stays until its container stops (the original "
         "cannot be handed back to the provider's session)"
     )
-    if ctx.holds(node):
-        return decide(base, Action.KEEP, reason)
-    return decide(
-        base, Action.UPDATE, f"taking over from an earlier run: {reason}",
-        Delete(node.path, node.version), Create(node.path, node.data),
-    )  # fmt: skip
+    return ctx.kept(base, reason)
 
 
 def plan_vanished(ctx: PlanContext, remembered: Remembered) -> Decision:

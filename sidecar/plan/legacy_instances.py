@@ -118,12 +118,7 @@ def _unmapped(ctx: PlanContext, base: Decision, found: Unmapped) -> Decision:
     # an instance suspended: a suspended node that vanishes is not told from one its
     # provider deleted.)
     reason = f"{found.reason}; the rewrite stays until its container stops"
-    if ctx.holds(node):
-        return decide(base, Action.KEEP, reason)
-    return decide(
-        base, Action.UPDATE, f"taking over from an earlier run: {reason}",
-        Delete(node.path, node.version), Create(node.path, node.data),
-    )  # fmt: skip
+    return ctx.kept(base, reason)
 
 
 def _rewritten(ctx: PlanContext, marker: Marker, found: Mapped) -> bytes | None:
